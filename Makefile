@@ -1,0 +1,61 @@
+# shadowbench Makefile. `make` alone lists the targets.
+
+GO        ?= go
+PKGS      ?= ./...
+BENCHTIME ?= 1s
+FUZZTIME  ?= 10s
+STATICCHECK_VERSION ?= v0.8.2
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets.
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Build every package and the shadowbench binary into bin/.
+	$(GO) build $(PKGS)
+	$(GO) build -o bin/shadowbench ./cmd/shadowbench
+
+.PHONY: deps
+deps: ## Install the Debian test tools (qemu-utils, libnbd-bin, fio, fuse3, nbdkit) when root; otherwise list what is missing.
+	@scripts/test-deps.sh
+
+.PHONY: test
+test: deps ## go vet, then every test under the race detector.
+	$(GO) vet $(PKGS)
+	$(GO) test -race -timeout 20m $(PKGS)
+
+.PHONY: test-short
+test-short: ## Tests without the race detector and without the real-client suites.
+	$(GO) test -short $(PKGS)
+
+.PHONY: bench
+bench: ## Run the go test benchmarks (BENCHTIME=1s, PKGS=./...).
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) $(PKGS)
+
+.PHONY: bench-commit
+bench-commit: ## Commit latency only: cow Snapshot and the provider's CommitSnapshots.
+	$(GO) test -run '^$$' -bench Commit -benchtime $(BENCHTIME) $(PKGS)
+
+.PHONY: fuzz
+fuzz: ## A short run (FUZZTIME=10s) of every fuzz target.
+	@scripts/fuzz.sh $(FUZZTIME)
+
+.PHONY: lint
+lint: ## gofmt check, go vet and staticcheck.
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
+
+.PHONY: serve
+serve: ## Serve two 1 GiB in-memory LUNs over NBD on 127.0.0.1:10809.
+	$(GO) run ./cmd/shadowbench serve
+
+.PHONY: bench-nbd
+bench-nbd: ## fio against shadowbench, nbdkit memory, qemu-nbd and go-nbd in one run.
+	@scripts/bench-nbd.sh
+
+.PHONY: clean
+clean: ## Remove build output.
+	rm -rf bin
