@@ -1,0 +1,266 @@
+package cow
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+const (
+	kib = int64(1) << 10
+	mib = int64(1) << 20
+	gib = int64(1) << 30
+	tib = int64(1) << 40
+)
+
+func newVol(t testing.TB, grain int, size int64) *Volume {
+	t.Helper()
+	s, err := NewMemStore(grain, 0)
+	require.NoError(t, err)
+	v, err := NewVolume(s, size)
+	require.NoError(t, err)
+	return v
+}
+
+func fill(n int, b byte) []byte { return bytes.Repeat([]byte{b}, n) }
+
+func readAll(t testing.TB, r interface {
+	ReadAt([]byte, int64) (int, error)
+	Size() int64
+}) []byte {
+	t.Helper()
+	buf := make([]byte, r.Size())
+	_, err := r.ReadAt(buf, 0)
+	require.NoError(t, err)
+	return buf
+}
+
+func TestReadWriteUnaligned(t *testing.T) {
+	v := newVol(t, 512, 10*kib+100) // a partial last grain
+	model := make([]byte, v.Size())
+	for i, w := range []struct {
+		off int64
+		n   int
+	}{{0, 1}, {511, 2}, {1000, 3000}, {10*1024 + 99, 1}, {5, 10*1024 - 5}} {
+		p := fill(w.n, byte(i+1))
+		_, err := v.WriteAt(p, w.off)
+		require.NoError(t, err)
+		copy(model[w.off:], p)
+		require.Equal(t, model, readAll(t, v), "after write %d", i)
+	}
+}
+
+// TestSparseTiB checks C6 at scale: an empty 1 TiB volume costs under 1 MiB,
+// reads zeros and reports one hole.
+func TestSparseTiB(t *testing.T) {
+	v := newVol(t, DefaultGrain, tib)
+	st := v.Store().Stats()
+	require.Less(t, st.DataBytes+st.MetaBytes, mib)
+	buf := fill(64*1024, 0xff)
+	_, err := v.ReadAt(buf, tib/2+7)
+	require.NoError(t, err)
+	require.Equal(t, make([]byte, len(buf)), buf)
+	ext, err := v.Extents(0, tib)
+	require.NoError(t, err)
+	require.Equal(t, []Extent{{Off: 0, Len: tib, Kind: Hole}}, ext)
+}
+
+// TestTrimAndZeroes checks C6 after writes: trimmed grains become holes and
+// cost nothing; NO_HOLE zeroes are allocated but free.
+func TestTrimAndZeroes(t *testing.T) {
+	v := newVol(t, 4096, 1*mib)
+	_, err := v.WriteAt(fill(int(mib), 7), 0)
+	require.NoError(t, err)
+	require.Equal(t, mib, v.Store().Stats().DataBytes)
+
+	require.NoError(t, v.Trim(100, 64*kib)) // partial head, whole grains, partial tail
+	require.NoError(t, v.WriteZeroes(512*kib, 64*kib, true /* noHole */))
+	want := fill(int(mib), 7)
+	clear(want[100 : 100+64*kib])
+	clear(want[512*kib : 576*kib])
+	require.Equal(t, want, readAll(t, v))
+
+	ext, err := v.Extents(0, mib)
+	require.NoError(t, err)
+	require.Equal(t, []Extent{
+		{0, 4 * kib, Data},
+		{4 * kib, 60 * kib, Hole},
+		{64 * kib, 448 * kib, Data},
+		{512 * kib, 64 * kib, Zero},
+		{576 * kib, 448 * kib, Data},
+	}, ext)
+	// 15 grains punched, 16 zeroed: 31 blocks back.
+	require.Equal(t, mib-31*4*kib, v.Store().Stats().DataBytes)
+}
+
+func TestSnapshotIsolation(t *testing.T) {
+	v := newVol(t, 4096, 256*kib)
+	_, err := v.WriteAt(fill(int(256*kib), 1), 0)
+	require.NoError(t, err)
+	img, err := v.Snapshot()
+	require.NoError(t, err)
+	_, err = v.WriteAt(fill(5000, 2), 3000)
+	require.NoError(t, err)
+	require.NoError(t, v.Trim(64*kib, 64*kib))
+	require.Equal(t, fill(int(256*kib), 1), readAll(t, img), "C2: the image never changes")
+
+	clone, err := img.Clone()
+	require.NoError(t, err)
+	_, err = clone.WriteAt(fill(10, 3), 0)
+	require.NoError(t, err)
+	require.Equal(t, fill(int(256*kib), 1), readAll(t, img))
+	got := readAll(t, clone)
+	require.Equal(t, fill(10, 3), got[:10])
+
+	changed, err := Diff(img, mustSnap(t, v), 0, 256*kib)
+	require.NoError(t, err)
+	require.Equal(t, []Range{{0, 8 * kib}, {64 * kib, 64 * kib}}, changed, "C7")
+}
+
+func mustSnap(t testing.TB, v *Volume) *Image {
+	t.Helper()
+	img, err := v.Snapshot()
+	require.NoError(t, err)
+	return img
+}
+
+func TestRevert(t *testing.T) {
+	v := newVol(t, 4096, 64*kib)
+	_, err := v.WriteAt(fill(int(64*kib), 1), 0)
+	require.NoError(t, err)
+	img := mustSnap(t, v)
+	_, err = v.WriteAt(fill(100, 9), 50)
+	require.NoError(t, err)
+	require.NoError(t, v.Revert(img))
+	require.Equal(t, fill(int(64*kib), 1), readAll(t, v))
+	_, err = v.WriteAt(fill(100, 8), 50) // the image stays intact after writes to the reverted volume
+	require.NoError(t, err)
+	require.Equal(t, fill(int(64*kib), 1), readAll(t, img))
+}
+
+// TestReclaim checks C5: after every image and clone is released, the
+// store's accounting is back to the live data's size.
+func TestReclaim(t *testing.T) {
+	v := newVol(t, 4096, 64*mib)
+	live := func() int64 {
+		ext, err := v.Extents(0, v.Size())
+		require.NoError(t, err)
+		var n int64
+		for _, e := range ext {
+			if e.Kind == Data {
+				n += e.Len
+			}
+		}
+		return n
+	}
+	var imgs []*Image
+	var clones []*Volume
+	for i := range 10 {
+		_, err := v.WriteAt(fill(int(4*mib), byte(i)), int64(i)*3*mib)
+		require.NoError(t, err)
+		img := mustSnap(t, v)
+		imgs = append(imgs, img)
+		c, err := img.Clone()
+		require.NoError(t, err)
+		_, err = c.WriteAt(fill(int(mib), 0xee), int64(i)*mib)
+		require.NoError(t, err)
+		clones = append(clones, c)
+		cimg := mustSnap(t, c) // a clone of a clone
+		cc, err := cimg.Clone()
+		require.NoError(t, err)
+		_, err = cc.WriteAt(fill(1000, 0xcc), 12345)
+		require.NoError(t, err)
+		imgs = append(imgs, cimg)
+		clones = append(clones, cc)
+	}
+	require.NoError(t, v.Trim(0, 8*mib))
+	require.Greater(t, v.Store().Stats().DataBytes, 2*live())
+	for _, img := range imgs {
+		require.NoError(t, img.Release())
+	}
+	for _, c := range clones {
+		require.NoError(t, c.Release())
+	}
+	st := v.Store().Stats()
+	require.Equal(t, live(), st.DataBytes, "data blocks")
+	require.InDelta(t, float64(live()), float64(st.DataBytes+st.MetaBytes), 0.01*float64(live()), "data and metadata within 1%")
+	require.NoError(t, v.Release())
+	st = v.Store().Stats()
+	require.Zero(t, st.DataBytes)
+	require.Zero(t, st.MetaBytes)
+	require.Zero(t, st.ReservedBytes)
+}
+
+func TestBadInput(t *testing.T) {
+	v := newVol(t, 4096, 64*kib)
+	_, err := v.WriteAt(fill(int(64*kib), 5), 0)
+	require.NoError(t, err)
+	want := readAll(t, v)
+	img := mustSnap(t, v)
+	maxInt := int64(^uint64(0) >> 1)
+	for _, c := range []struct {
+		name string
+		err  error
+		op   func() error
+	}{
+		{"negative offset", ErrOutOfRange, func() error { _, err := v.WriteAt([]byte{1}, -1); return err }},
+		{"write past end", ErrOutOfRange, func() error { _, err := v.WriteAt(fill(2, 1), 64*kib-1); return err }},
+		{"read past end", ErrOutOfRange, func() error { _, err := v.ReadAt(make([]byte, 2), 64*kib-1); return err }},
+		{"overflowing trim", ErrOutOfRange, func() error { return v.Trim(10, maxInt) }},
+		{"overflowing zeroes", ErrOutOfRange, func() error { return v.WriteZeroes(maxInt, maxInt, false) }},
+		{"negative length", ErrOutOfRange, func() error { return v.Trim(0, -1) }},
+		{"extents past end", ErrOutOfRange, func() error { _, err := v.Extents(1, 64*kib); return err }},
+		{"write to image", ErrReadOnly, func() error { _, err := img.WriteAt([]byte{1}, 0); return err }},
+	} {
+		require.ErrorIs(t, c.op(), c.err, c.name)
+	}
+	require.Equal(t, want, readAll(t, v), "nothing written")
+
+	_, err = NewVolume(v.Store(), 0)
+	require.ErrorIs(t, err, ErrSize)
+	_, err = NewMemStore(1000, 0)
+	require.ErrorIs(t, err, ErrGrainSize)
+	_, err = NewMemStore(128<<10, 0)
+	require.ErrorIs(t, err, ErrGrainSize)
+
+	require.NoError(t, img.Release())
+	require.ErrorIs(t, img.Release(), ErrReleased)
+	_, err = img.ReadAt(make([]byte, 1), 0)
+	require.ErrorIs(t, err, ErrReleased)
+	_, err = img.Clone()
+	require.ErrorIs(t, err, ErrReleased)
+	require.ErrorIs(t, v.Revert(img), ErrReleased)
+	require.NoError(t, v.Release())
+	_, err = v.WriteAt([]byte{1}, 0)
+	require.ErrorIs(t, err, ErrReleased)
+	_, err = v.Snapshot()
+	require.ErrorIs(t, err, ErrReleased)
+	require.ErrorIs(t, v.Release(), ErrReleased)
+
+	other := newVol(t, 4096, 64*kib)
+	oimg := mustSnap(t, other)
+	v2 := newVol(t, 4096, 64*kib)
+	require.ErrorIs(t, v2.Revert(oimg), ErrMismatch, "an image of another store")
+}
+
+// TestCapacity checks that a full store fails a write whole.
+func TestCapacity(t *testing.T) {
+	s, err := NewMemStore(4096, 64*kib)
+	require.NoError(t, err)
+	v, err := NewVolume(s, mib)
+	require.NoError(t, err)
+	_, err = v.WriteAt(fill(int(60*kib), 1), 0)
+	require.NoError(t, err)
+	_, err = v.WriteAt(fill(int(8*kib), 2), 100*kib)
+	require.ErrorIs(t, err, ErrNoSpace)
+	buf := make([]byte, 8*kib)
+	_, err = v.ReadAt(buf, 100*kib)
+	require.NoError(t, err)
+	require.Equal(t, make([]byte, 8*kib), buf, "nothing of the failed write landed")
+	_, err = v.WriteAt(fill(int(60*kib), 3), 0) // overwrites in place need no room
+	require.NoError(t, err)
+	require.NoError(t, v.Trim(0, 32*kib))
+	_, err = v.WriteAt(fill(int(8*kib), 2), 100*kib)
+	require.NoError(t, err)
+}

@@ -1,0 +1,412 @@
+package cow
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// The block map is a radix tree: interior nodes hold fanout child pointers,
+// leaves hold fanout page pointers, a page holds one grain of data. A nil
+// pointer is a hole (C6): it costs nothing and reads as zeros, and a nil
+// interior pointer is a hole as wide as its subtree.
+const (
+	fanoutShift = 8
+	fanout      = 1 << fanoutShift
+	fanoutMask  = fanout - 1
+
+	// nodeBytes is what the store is told one node costs: the pointer
+	// array and the header.
+	nodeBytes = fanout*8 + 64
+)
+
+// page is one grain of data. gen is the generation that allocated it: a
+// writer of generation gen may write into it in place, any other writer
+// copies it first. refs counts the leaf slots, across every tree, that point
+// at it.
+type page struct {
+	gen  uint64
+	refs atomic.Int32
+	blk  Block
+}
+
+// zeroPage marks a grain that is allocated but reads as zeros (WRITE_ZEROES
+// with NO_HOLE). It is shared by every tree, owns no block and is never
+// counted.
+var zeroPage = &page{}
+
+// zeros is a source of zero bytes for partial-grain zeroing.
+var zeros = make([]byte, MaxGrain)
+
+// node is an interior node (kids) or a leaf (pages). gen and refs are as for
+// page. mu serializes the replacement of the node's slots: path copying,
+// installing a page, punching a hole. Readers never take it; in-place writes
+// into a page of the writer's own generation never take it.
+type node struct {
+	gen   uint64
+	refs  atomic.Int32
+	mu    sync.Mutex
+	kids  []atomic.Pointer[node]
+	pages []atomic.Pointer[page]
+}
+
+// geometry is what volumes and images of one family share.
+type geometry struct {
+	store  Store
+	size   int64
+	grain  int64
+	shift  uint   // log2(grain)
+	grains uint64 // grains in the volume, the last one possibly partial
+	levels int    // tree height; level 0 is the leaf level
+	// limited is true when the store has a capacity, so writes count the
+	// blocks they need before changing anything.
+	limited bool
+}
+
+func newGeometry(store Store, size int64) (geometry, error) {
+	grain := store.GrainSize()
+	if err := checkGrain(grain); err != nil {
+		return geometry{}, err
+	}
+	if size <= 0 || size > 1<<60 {
+		return geometry{}, ErrSize
+	}
+	g := geometry{store: store, size: size, grain: int64(grain)}
+	for 1<<g.shift < grain {
+		g.shift++
+	}
+	g.grains = uint64((size + g.grain - 1) >> g.shift)
+	g.levels = 1
+	for span := uint64(fanout); span < g.grains; span <<= fanoutShift {
+		g.levels++
+	}
+	g.limited = store.Stats().CapacityBytes != 0
+	return g, nil
+}
+
+func checkGrain(grain int) error {
+	if grain < MinGrain || grain > MaxGrain || grain&(grain-1) != 0 {
+		return ErrGrainSize
+	}
+	return nil
+}
+
+// sameFamily reports whether two geometries can share nodes.
+func (g *geometry) sameFamily(o *geometry) bool {
+	return g.store == o.store && g.size == o.size && g.grain == o.grain
+}
+
+// checkRange validates [off, off+n) against the volume, overflow included.
+func (g *geometry) checkRange(off, n int64) error {
+	if off < 0 || n < 0 || off > g.size || n > g.size-off {
+		return ErrOutOfRange
+	}
+	return nil
+}
+
+func slotIndex(idx uint64, level int) int {
+	return int(idx>>(uint(level)*fanoutShift)) & fanoutMask
+}
+
+func (g *geometry) newNode(gen uint64, leaf bool) *node {
+	n := &node{gen: gen}
+	if leaf {
+		n.pages = make([]atomic.Pointer[page], fanout)
+	} else {
+		n.kids = make([]atomic.Pointer[node], fanout)
+	}
+	n.refs.Store(1)
+	g.store.AddMeta(nodeBytes)
+	return n
+}
+
+// copyOf returns a node of generation gen pointing where old points. Each
+// child gains the reference the copy holds.
+func (g *geometry) copyOf(old *node, gen uint64) *node {
+	n := g.newNode(gen, old.pages != nil)
+	for i := range old.kids {
+		if k := old.kids[i].Load(); k != nil {
+			k.refs.Add(1)
+			n.kids[i].Store(k)
+		}
+	}
+	for i := range old.pages {
+		if p := old.pages[i].Load(); p != nil {
+			if p != zeroPage {
+				p.refs.Add(1)
+			}
+			n.pages[i].Store(p)
+		}
+	}
+	return n
+}
+
+func (g *geometry) newPage(gen uint64) *page {
+	p := &page{gen: gen, blk: g.store.Alloc()}
+	p.refs.Store(1)
+	return p
+}
+
+// releaseNode drops one reference to n, reclaiming it and, recursively,
+// whatever only it referenced (C5).
+func (g *geometry) releaseNode(n *node) {
+	if n.refs.Add(-1) != 0 {
+		return
+	}
+	for i := range n.kids {
+		if k := n.kids[i].Load(); k != nil {
+			g.releaseNode(k)
+		}
+	}
+	for i := range n.pages {
+		if p := n.pages[i].Load(); p != nil {
+			g.releasePage(p)
+		}
+	}
+	g.store.AddMeta(-nodeBytes)
+}
+
+func (g *geometry) releasePage(p *page) {
+	if p != zeroPage && p.refs.Add(-1) == 0 {
+		g.store.Free(p.blk)
+	}
+}
+
+// own makes the node in slot exclusive to generation gen and returns it: a
+// new node where the slot is a hole, a copy where the node is shared (path
+// copying). mu is the lock of the slot's owner.
+func (g *geometry) own(slot *atomic.Pointer[node], mu *sync.Mutex, gen uint64, level int) *node {
+	mu.Lock()
+	old := slot.Load()
+	if old != nil && old.gen == gen {
+		mu.Unlock()
+		return old
+	}
+	var n *node
+	if old == nil {
+		n = g.newNode(gen, level == 0)
+	} else {
+		n = g.copyOf(old, gen)
+	}
+	slot.Store(n)
+	mu.Unlock()
+	if old != nil {
+		g.releaseNode(old)
+	}
+	return n
+}
+
+// ownLeaf returns the leaf covering grain idx in epoch e's tree, made
+// exclusive to e's generation along the whole path. With create false it
+// returns nil where the path ends in a hole.
+func (g *geometry) ownLeaf(e *epoch, idx uint64, create bool) *node {
+	slot, mu := &e.root, &e.mu
+	for level := g.levels - 1; ; level-- {
+		n := slot.Load()
+		if n == nil && !create {
+			return nil
+		}
+		if n == nil || n.gen != e.gen {
+			n = g.own(slot, mu, e.gen, level)
+		}
+		if level == 0 {
+			return n
+		}
+		slot, mu = &n.kids[slotIndex(idx, level)], &n.mu
+	}
+}
+
+// leafOf returns the leaf covering grain idx in the tree at root, or nil.
+func (g *geometry) leafOf(root *node, idx uint64) *node {
+	n := root
+	for level := g.levels - 1; level > 0 && n != nil; level-- {
+		n = n.kids[slotIndex(idx, level)].Load()
+	}
+	return n
+}
+
+func (g *geometry) pageOf(root *node, idx uint64) *page {
+	if leaf := g.leafOf(root, idx); leaf != nil {
+		return leaf.pages[idx&fanoutMask].Load()
+	}
+	return nil
+}
+
+// writeGrain copies src into grain idx at offset o within the grain; src nil
+// with n bytes writes zeros. It reports whether it allocated a block.
+func (g *geometry) writeGrain(e *epoch, idx uint64, o int, src []byte) bool {
+	leaf := g.ownLeaf(e, idx, true)
+	slot := &leaf.pages[idx&fanoutMask]
+	if p := slot.Load(); p != nil && p != zeroPage && p.gen == e.gen {
+		copy(p.blk.Data[o:], src)
+		return false
+	}
+	leaf.mu.Lock()
+	old := slot.Load()
+	if old != nil && old != zeroPage && old.gen == e.gen {
+		leaf.mu.Unlock()
+		copy(old.blk.Data[o:], src)
+		return false
+	}
+	p := g.newPage(e.gen)
+	if len(src) < int(g.grain) && old != nil && old != zeroPage {
+		copy(p.blk.Data, old.blk.Data) // a partial write keeps the grain's other bytes
+	}
+	copy(p.blk.Data[o:], src)
+	slot.Store(p)
+	leaf.mu.Unlock()
+	if old != nil {
+		g.releasePage(old)
+	}
+	return true
+}
+
+// needsBlock reports whether writing part of grain idx in e's tree would
+// allocate.
+func (g *geometry) needsBlock(e *epoch, idx uint64) bool {
+	p := g.pageOf(e.root.Load(), idx)
+	return p == nil || p == zeroPage || p.gen != e.gen
+}
+
+// setZeroPage marks grain idx allocated-and-zero.
+func (g *geometry) setZeroPage(e *epoch, idx uint64) {
+	if g.pageOf(e.root.Load(), idx) == zeroPage {
+		return
+	}
+	leaf := g.ownLeaf(e, idx, true)
+	leaf.mu.Lock()
+	old := leaf.pages[idx&fanoutMask].Swap(zeroPage)
+	leaf.mu.Unlock()
+	if old != nil {
+		g.releasePage(old)
+	}
+}
+
+// punch turns grains [lo, hi) into holes in the subtree in slot, which
+// covers the grains from base at the given level. A subtree the range
+// covers whole is dropped in one step, so trimming a large range costs in
+// proportion to what was allocated there, not to its length.
+func (g *geometry) punch(e *epoch, slot *atomic.Pointer[node], mu *sync.Mutex, level int, base, lo, hi uint64) {
+	n := slot.Load()
+	if n == nil {
+		return
+	}
+	span := uint64(1) << (uint(level+1) * fanoutShift)
+	if lo <= base && base+span <= hi {
+		mu.Lock()
+		old := slot.Swap(nil)
+		mu.Unlock()
+		if old != nil {
+			g.releaseNode(old)
+		}
+		return
+	}
+	if n.gen != e.gen {
+		n = g.own(slot, mu, e.gen, level)
+	}
+	child := span >> fanoutShift
+	first, last := max(lo, base), min(hi, base+span)
+	for i := int((first - base) / child); i <= int((last-1-base)/child); i++ {
+		cbase := base + uint64(i)*child
+		if level == 0 {
+			n.mu.Lock()
+			old := n.pages[i].Swap(nil)
+			n.mu.Unlock()
+			if old != nil {
+				g.releasePage(old)
+			}
+			continue
+		}
+		g.punch(e, &n.kids[i], &n.mu, level-1, cbase, lo, hi)
+	}
+}
+
+// read copies the volume's bytes from off into p, using the tree at root.
+// The range has been checked.
+func (g *geometry) read(root *node, p []byte, off int64) {
+	for len(p) > 0 {
+		idx := uint64(off >> g.shift)
+		o := int(off & (g.grain - 1))
+		leaf := g.leafOf(root, idx)
+		// Serve every grain of this leaf that the read covers.
+		for {
+			n := min(len(p), int(g.grain)-o)
+			var pg *page
+			if leaf != nil {
+				pg = leaf.pages[idx&fanoutMask].Load()
+			}
+			if pg == nil || pg == zeroPage {
+				clear(p[:n])
+			} else {
+				copy(p[:n], pg.blk.Data[o:])
+			}
+			p, off, o = p[n:], off+int64(n), 0
+			idx++
+			if len(p) == 0 || idx&fanoutMask == 0 {
+				break
+			}
+		}
+	}
+}
+
+// walk calls visit for every run of grains in [lo, hi) in the tree at root
+// that share a kind, without visiting holes grain by grain.
+func (g *geometry) walk(n *node, level int, base, lo, hi uint64, visit func(idx, count uint64, kind ExtentKind)) {
+	span := uint64(1) << (uint(level+1) * fanoutShift)
+	first, last := max(lo, base), min(hi, base+span)
+	if n == nil {
+		visit(first, last-first, Hole)
+		return
+	}
+	child := span >> fanoutShift
+	for i := int((first - base) / child); i <= int((last-1-base)/child); i++ {
+		cbase := base + uint64(i)*child
+		if level == 0 {
+			kind := Data
+			switch p := n.pages[i].Load(); p {
+			case nil:
+				kind = Hole
+			case zeroPage:
+				kind = Zero
+			}
+			visit(cbase, 1, kind)
+			continue
+		}
+		g.walk(n.kids[i].Load(), level-1, cbase, lo, hi, visit)
+	}
+}
+
+// diff calls visit for every grain in [lo, hi) whose page differs between
+// the trees at a and b. Subtrees the two share are skipped without being
+// read (C7).
+func (g *geometry) diff(a, b *node, level int, base, lo, hi uint64, visit func(idx uint64)) {
+	if a == b {
+		return
+	}
+	span := uint64(1) << (uint(level+1) * fanoutShift)
+	child := span >> fanoutShift
+	first, last := max(lo, base), min(hi, base+span)
+	for i := int((first - base) / child); i <= int((last-1-base)/child); i++ {
+		cbase := base + uint64(i)*child
+		if level == 0 {
+			var pa, pb *page
+			if a != nil {
+				pa = a.pages[i].Load()
+			}
+			if b != nil {
+				pb = b.pages[i].Load()
+			}
+			if pa != pb {
+				visit(cbase)
+			}
+			continue
+		}
+		var ka, kb *node
+		if a != nil {
+			ka = a.kids[i].Load()
+		}
+		if b != nil {
+			kb = b.kids[i].Load()
+		}
+		g.diff(ka, kb, level-1, cbase, lo, hi, visit)
+	}
+}

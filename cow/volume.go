@@ -1,0 +1,493 @@
+package cow
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/shadowbench/shadowbench/cow/inflight"
+)
+
+// Grain sizes. DefaultGrain is the one NewMemStore callers should reach for;
+// doc.go gives the measurements behind it.
+const (
+	MinGrain     = 512
+	MaxGrain     = 64 << 10
+	DefaultGrain = 4 << 10
+)
+
+// genSeq hands out generations. Every epoch of every volume in the process
+// gets its own, so "the node's generation is mine" means exactly "this
+// epoch of this tree created the node and no other tree can reach it".
+var genSeq atomic.Uint64
+
+// epoch is one generation of a volume's live tree: the span between two
+// commits. I/O enters the current epoch, does its work in that epoch's tree
+// and exits; a commit installs the next epoch and waits for the previous one
+// to drain.
+type epoch struct {
+	gen uint64
+	// mu serializes replacing the root (see node.mu).
+	mu   sync.Mutex
+	root atomic.Pointer[node]
+	// inflight counts the I/O that entered this epoch.
+	inflight inflight.Counter
+	// ready is set, and readyCh closed, once the previous epoch has drained
+	// and root holds its final tree. I/O admitted before that waits for it:
+	// the previous epoch's writes are still landing in nodes this epoch
+	// would otherwise copy too early and lose.
+	ready   atomic.Bool
+	readyCh chan struct{}
+	// dead marks the epoch a released volume ends on; set before publication.
+	dead bool
+}
+
+func newEpoch(root *node, ready bool) *epoch {
+	e := &epoch{gen: genSeq.Add(1), readyCh: make(chan struct{})}
+	e.root.Store(root)
+	if ready {
+		e.ready.Store(true)
+		close(e.readyCh)
+	}
+	return e
+}
+
+// Volume is a live, writable volume: the original of a LUN, or a clone.
+// Every method is safe for concurrent use. ReadAt, WriteAt and the other I/O
+// methods never wait on a commit (C3); Snapshot, Revert and Release are
+// serialized with each other by mu.
+type Volume struct {
+	geometry
+	// mu serializes commits (Snapshot, Revert, Release). I/O never takes it.
+	mu  sync.Mutex
+	cur atomic.Pointer[epoch]
+}
+
+// NewVolume returns an empty volume of size bytes whose data lives in store.
+func NewVolume(store Store, size int64) (*Volume, error) {
+	g, err := newGeometry(store, size)
+	if err != nil {
+		return nil, err
+	}
+	v := &Volume{geometry: g}
+	v.cur.Store(newEpoch(nil, true /* ready */))
+	return v, nil
+}
+
+func newVolumeAt(g geometry, root *node) *Volume {
+	v := &Volume{geometry: g}
+	v.cur.Store(newEpoch(root, true /* ready */))
+	return v
+}
+
+// Size returns the volume's size in bytes.
+func (v *Volume) Size() int64 { return v.size }
+
+// GrainSize returns the copy-on-write unit in bytes.
+func (v *Volume) GrainSize() int { return int(v.grain) }
+
+// Store returns the store the volume's data lives in.
+func (v *Volume) Store() Store { return v.store }
+
+// enter admits one operation into the current epoch. The re-check after
+// counting is what makes a commit's drain exact: an operation either counted
+// itself before the swap (and the commit waits for it) or sees the swap and
+// retries in the new epoch.
+func (v *Volume) enter() (*epoch, inflight.Token, error) {
+	for {
+		e := v.cur.Load()
+		t := e.inflight.Enter()
+		if v.cur.Load() != e {
+			e.inflight.Exit(t)
+			continue
+		}
+		if e.dead {
+			e.inflight.Exit(t)
+			return nil, 0, ErrReleased
+		}
+		if !e.ready.Load() {
+			<-e.readyCh
+		}
+		return e, t, nil
+	}
+}
+
+// ReadAt reads len(p) bytes at off. It implements io.ReaderAt, except that a
+// range past the end is an error (ErrOutOfRange) with nothing read.
+func (v *Volume) ReadAt(p []byte, off int64) (int, error) {
+	if err := v.checkRange(off, int64(len(p))); err != nil {
+		return 0, err
+	}
+	e, t, err := v.enter()
+	if err != nil {
+		return 0, err
+	}
+	v.read(e.root.Load(), p, off)
+	e.inflight.Exit(t)
+	return len(p), nil
+}
+
+// WriteAt writes p at off. It implements io.WriterAt. A range outside the
+// volume, or a store without room for the blocks the write needs, fails the
+// whole write with nothing changed.
+func (v *Volume) WriteAt(p []byte, off int64) (int, error) {
+	if err := v.checkRange(off, int64(len(p))); err != nil {
+		return 0, err
+	}
+	e, t, err := v.enter()
+	if err != nil {
+		return 0, err
+	}
+	defer e.inflight.Exit(t)
+	if err := v.mutate(e, off, int64(len(p)), p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// WriteAtFUA writes p at off and returns once it is durable in the store.
+func (v *Volume) WriteAtFUA(p []byte, off int64) (int, error) {
+	n, err := v.WriteAt(p, off)
+	if err != nil {
+		return n, err
+	}
+	return n, v.store.Sync()
+}
+
+// Flush makes every completed write durable.
+func (v *Volume) Flush() error {
+	if v.cur.Load().dead {
+		return ErrReleased
+	}
+	return v.store.Sync()
+}
+
+// Trim discards [off, off+n): whole grains become holes and cost nothing;
+// the parts of partial grains at either end are zeroed. The range reads as
+// zeros afterwards.
+func (v *Volume) Trim(off, n int64) error { return v.zero(off, n, false) }
+
+// WriteZeroes makes [off, off+n) read as zeros. With noHole false whole
+// grains become holes, as with Trim; with noHole true they stay allocated
+// (reported as Zero, not Hole, by Extents) without costing a block.
+func (v *Volume) WriteZeroes(off, n int64, noHole bool) error { return v.zero(off, n, noHole) }
+
+func (v *Volume) zero(off, n int64, noHole bool) error {
+	if err := v.checkRange(off, n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return nil
+	}
+	e, t, err := v.enter()
+	if err != nil {
+		return err
+	}
+	defer e.inflight.Exit(t)
+	// Whole grains inside the range: holes or zero pages. Partial grains at
+	// the ends: zero bytes written through mutate.
+	lo := uint64((off + v.grain - 1) >> v.shift)
+	end := off + n
+	hi := uint64(end >> v.shift)
+	if end == v.size {
+		hi = v.grains // the last grain may be partial and still be whole here
+	}
+	if lo >= hi {
+		return v.zeroPartial(e, off, n)
+	}
+	if head := int64(lo)<<v.shift - off; head > 0 {
+		if err := v.zeroPartial(e, off, head); err != nil {
+			return err
+		}
+	}
+	if tail := int64(hi) << v.shift; tail < end {
+		if err := v.zeroPartial(e, tail, end-tail); err != nil {
+			return err
+		}
+	}
+	if noHole {
+		for idx := lo; idx < hi; idx++ {
+			v.setZeroPage(e, idx)
+		}
+		return nil
+	}
+	v.punch(e, &e.root, &e.mu, v.levels-1, 0, lo, hi)
+	return nil
+}
+
+// zeroPartial zeroes a range inside grains that are not wholly covered,
+// skipping grains that already read as zeros.
+func (v *Volume) zeroPartial(e *epoch, off, n int64) error {
+	for n > 0 {
+		idx := uint64(off >> v.shift)
+		o := off & (v.grain - 1)
+		c := min(n, v.grain-o)
+		if p := v.pageOf(e.root.Load(), idx); p != nil && p != zeroPage {
+			if err := v.mutate(e, off, c, zeros[:c]); err != nil {
+				return err
+			}
+		}
+		off, n = off+c, n-c
+	}
+	return nil
+}
+
+// mutate writes src (n bytes) at off in epoch e, reserving the blocks it
+// needs first so that a full store fails the write before any of it lands.
+func (v *Volume) mutate(e *epoch, off, n int64, src []byte) error {
+	first, last := uint64(off>>v.shift), uint64((off+n-1)>>v.shift)
+	need := int64(last - first + 1)
+	if v.limited {
+		need = 0
+		for idx := first; idx <= last; idx++ {
+			if v.needsBlock(e, idx) {
+				need++
+			}
+		}
+	}
+	if err := v.store.Reserve(need); err != nil {
+		return err
+	}
+	var allocated int64
+	for len(src) > 0 {
+		idx := uint64(off >> v.shift)
+		o := int(off & (v.grain - 1))
+		c := min(len(src), int(v.grain)-o)
+		if v.writeGrain(e, idx, o, src[:c]) {
+			allocated++
+		}
+		src, off = src[c:], off+int64(c)
+	}
+	// A limited store's count can fall short when racing writers change
+	// the map between the count and the write; the store then runs over by
+	// those few blocks rather than fail a write half done. Unreserve with a
+	// negative count takes the overrun into the reservation.
+	v.store.Unreserve(need - allocated)
+	return nil
+}
+
+// Extents reports [off, off+n) as runs of Data, Zero and Hole, merged and
+// covering the range exactly.
+func (v *Volume) Extents(off, n int64) ([]Extent, error) {
+	if err := v.checkRange(off, n); err != nil {
+		return nil, err
+	}
+	e, t, err := v.enter()
+	if err != nil {
+		return nil, err
+	}
+	defer e.inflight.Exit(t)
+	return v.extents(e.root.Load(), off, n), nil
+}
+
+// ChangedSince reports the ranges within [off, off+n) where the volume's
+// live data may differ from base, an image of the same family (C7). It is
+// exact for grains no write is racing with.
+func (v *Volume) ChangedSince(base *Image, off, n int64) ([]Range, error) {
+	if !v.sameFamily(&base.geometry) {
+		return nil, ErrMismatch
+	}
+	if err := v.checkRange(off, n); err != nil {
+		return nil, err
+	}
+	e, t, err := v.enter()
+	if err != nil {
+		return nil, err
+	}
+	defer e.inflight.Exit(t)
+	bt, err := base.enter()
+	if err != nil {
+		return nil, err
+	}
+	defer base.inflight.Exit(bt)
+	return v.changed(base.root, e.root.Load(), off, n), nil
+}
+
+// Snapshot commits the volume's current content as a read-only image, in
+// time independent of the volume's size, data and history (C1). Its cost is
+// one pointer swap, a wait for the writes admitted before the swap (C3; none
+// under flush & hold) and two small allocations. Every write acknowledged
+// before Snapshot was called is in the image; no write that starts after it
+// returns is (C4); the image never changes (C2).
+func (v *Volume) Snapshot() (*Image, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	old := v.cur.Load()
+	if old.dead {
+		return nil, ErrReleased
+	}
+	next := newEpoch(nil, false /* ready */)
+	v.cur.Store(next) // the commit point
+	old.inflight.Wait(nil)
+	root := old.root.Load()
+	if root != nil {
+		root.refs.Add(1) // the image's reference; next inherits old's
+	}
+	next.root.Store(root)
+	next.ready.Store(true)
+	close(next.readyCh)
+	return &Image{geometry: v.geometry, root: root}, nil
+}
+
+// Revert makes the volume's content that of img, an image of the same
+// family, in O(1). Writes admitted before Revert are drained and then
+// discarded with the tree they landed in.
+func (v *Volume) Revert(img *Image) error {
+	if !v.sameFamily(&img.geometry) {
+		return ErrMismatch
+	}
+	t, err := img.enter()
+	if err != nil {
+		return err
+	}
+	defer img.inflight.Exit(t)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	old := v.cur.Load()
+	if old.dead {
+		return ErrReleased
+	}
+	if img.root != nil {
+		img.root.refs.Add(1)
+	}
+	// The image's nodes are immutable, so the new epoch needs nothing of
+	// the old one and is ready at once.
+	v.cur.Store(newEpoch(img.root, true /* ready */))
+	old.inflight.Wait(nil)
+	if r := old.root.Load(); r != nil {
+		v.releaseNode(r)
+	}
+	return nil
+}
+
+// Release deletes the volume: I/O admitted before it drains, later I/O
+// fails with ErrReleased, and every block no image or clone shares returns
+// to the store (C5).
+func (v *Volume) Release() error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	old := v.cur.Load()
+	if old.dead {
+		return ErrReleased
+	}
+	end := newEpoch(nil, true /* ready */)
+	end.dead = true
+	v.cur.Store(end)
+	old.inflight.Wait(nil)
+	if r := old.root.Load(); r != nil {
+		v.releaseNode(r)
+	}
+	return nil
+}
+
+// Image is a read-only point-in-time image of a volume. It shares every
+// unchanged block with the volume and with its other images and clones.
+type Image struct {
+	geometry
+	root *node // immutable: no writer's generation matches its nodes'
+
+	mu       sync.Mutex // serializes Release
+	released atomic.Bool
+	inflight inflight.Counter
+}
+
+func (im *Image) enter() (inflight.Token, error) {
+	t := im.inflight.Enter()
+	if im.released.Load() {
+		im.inflight.Exit(t)
+		return 0, ErrReleased
+	}
+	return t, nil
+}
+
+// Size returns the image's size in bytes.
+func (im *Image) Size() int64 { return im.size }
+
+// ReadAt reads len(p) bytes at off, as Volume.ReadAt.
+func (im *Image) ReadAt(p []byte, off int64) (int, error) {
+	if err := im.checkRange(off, int64(len(p))); err != nil {
+		return 0, err
+	}
+	t, err := im.enter()
+	if err != nil {
+		return 0, err
+	}
+	im.read(im.root, p, off)
+	im.inflight.Exit(t)
+	return len(p), nil
+}
+
+// WriteAt always fails with ErrReleased or ErrReadOnly: images never change
+// (C2). Clone the image to write.
+func (im *Image) WriteAt(p []byte, off int64) (int, error) {
+	if im.released.Load() {
+		return 0, ErrReleased
+	}
+	return 0, ErrReadOnly
+}
+
+// Extents reports [off, off+n) as Volume.Extents does.
+func (im *Image) Extents(off, n int64) ([]Extent, error) {
+	if err := im.checkRange(off, n); err != nil {
+		return nil, err
+	}
+	t, err := im.enter()
+	if err != nil {
+		return nil, err
+	}
+	defer im.inflight.Exit(t)
+	return im.extents(im.root, off, n), nil
+}
+
+// Clone returns a writable volume whose content starts as the image's. It
+// shares every block with the image until written (clones of clones too:
+// snapshot the clone and clone that image).
+func (im *Image) Clone() (*Volume, error) {
+	t, err := im.enter()
+	if err != nil {
+		return nil, err
+	}
+	defer im.inflight.Exit(t)
+	if im.root != nil {
+		im.root.refs.Add(1)
+	}
+	return newVolumeAt(im.geometry, im.root), nil
+}
+
+// Release deletes the image; every block nothing else references returns to
+// the store (C5). Reads already running finish first.
+func (im *Image) Release() error {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	if im.released.Load() {
+		return ErrReleased
+	}
+	im.released.Store(true)
+	im.inflight.Wait(nil)
+	if im.root != nil {
+		im.releaseNode(im.root)
+	}
+	return nil
+}
+
+// Diff reports the ranges within [off, off+n) where images a and b, of one
+// family, differ, without reading data (C7). A grain both wrote with equal
+// bytes still counts as changed.
+func Diff(a, b *Image, off, n int64) ([]Range, error) {
+	if !a.sameFamily(&b.geometry) {
+		return nil, ErrMismatch
+	}
+	if err := a.checkRange(off, n); err != nil {
+		return nil, err
+	}
+	ta, err := a.enter()
+	if err != nil {
+		return nil, err
+	}
+	defer a.inflight.Exit(ta)
+	tb, err := b.enter()
+	if err != nil {
+		return nil, err
+	}
+	defer b.inflight.Exit(tb)
+	return a.changed(a.root, b.root, off, n), nil
+}
