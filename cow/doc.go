@@ -56,12 +56,19 @@
 // # Grain size
 //
 // The grain (512 B to 64 KiB, a power of two) is the unit of copy-on-write
-// and of allocation. DefaultGrain is 4 KiB: it matches the block size file
-// systems and NBD clients write in, so a steady 4 KiB write is one in-place
-// copy and a first write after a snapshot copies no more than it writes.
-// Smaller grains cost more tree per byte; larger ones make the first partial
-// write after a snapshot copy the rest of the grain. The benchmark
-// BenchmarkGrain measures both sides.
+// and of allocation. DefaultGrain is 4 KiB, chosen from BenchmarkGrain (4 KiB
+// writes over 64 MiB, 2 cores):
+//
+//	grain    steady write   first write after a snapshot
+//	512 B    569 ns         3852 ns  (a 4 KiB write touches 8 grains)
+//	4 KiB    675 ns         1449 ns
+//	16 KiB   228 ns         18 µs    (copies the other 12 KiB)
+//	64 KiB   225 ns         69 µs    (copies the other 60 KiB)
+//
+// Larger grains make steady writes cheaper but the first write after a
+// snapshot, the write VSS cares about, dearer by the size of the grain;
+// 4 KiB matches what file systems and NBD clients write, so the first write
+// copies no more than it writes.
 //
 // # Caveats
 //

@@ -1,6 +1,7 @@
 package cow
 
 import (
+	"sync"
 	"sync/atomic"
 )
 
@@ -11,12 +12,12 @@ import (
 // out slices of the mapping as block data, keeping a free list of block
 // numbers.
 //
-// A store must not hand a freed block out again while an operation that
-// entered before the free may still touch it: cow frees a block when the last
-// reference to it goes, and a racing in-place write to the same grain can
-// still be copying into it. MemStore never reuses memory (the garbage
-// collector does, once nothing points at it); a recycling store must defer
-// reuse by one volume epoch.
+// Free says whether a block may be handed out again at once. It may when it
+// was freed by releasing a volume, image or clone, whose I/O has drained, so
+// nothing can still touch it. It may not when it was freed while its tree was
+// live (a trim or zeroing dropping a grain): a write racing that trim may
+// still be copying into it, and reusing it would let those bytes land in
+// some other grain.
 type Store interface {
 	// GrainSize is the size of every block, a power of two from MinGrain to
 	// MaxGrain.
@@ -27,11 +28,13 @@ type Store interface {
 	Reserve(n int64) error
 	// Unreserve gives back n reserved blocks that were not allocated.
 	Unreserve(n int64)
-	// Alloc returns a zeroed block, drawing on an earlier Reserve.
+	// Alloc returns a block with unspecified content, drawing on an
+	// earlier Reserve; the caller fills all of it.
 	Alloc() Block
-	// Free returns a block that nothing references any more. Its reserve
+	// Free returns a block that nothing references any more; reuse says
+	// whether it may be handed out again at once (see above). Its reserve
 	// is given back.
-	Free(b Block)
+	Free(b Block, reuse bool)
 	// AddMeta accounts for delta bytes of block-map metadata.
 	AddMeta(delta int64)
 	// Sync makes every completed write durable (a flush, or the end of a
@@ -63,10 +66,14 @@ type StoreStats struct {
 	CapacityBytes int64
 }
 
-// MemStore is a Store on the Go heap.
+// MemStore is a Store on the Go heap. Reusable freed blocks go to a
+// sync.Pool, so a first write after a snapshot usually takes a block that a
+// deleted image gave back instead of fresh memory to fault in and zero, and
+// the pool still gives memory back to the garbage collector when idle.
 type MemStore struct {
 	grain    int
 	capacity int64 // in blocks, 0 for none; set once
+	pool     sync.Pool
 
 	blocks   atomic.Int64 // allocated and not freed
 	reserved atomic.Int64 // allocated plus reserved, what capacity limits
@@ -114,13 +121,19 @@ func (s *MemStore) Unreserve(n int64) { s.reserved.Add(-n) }
 // Alloc implements Store.
 func (s *MemStore) Alloc() Block {
 	s.blocks.Add(1)
+	if b, ok := s.pool.Get().(*Block); ok {
+		return *b
+	}
 	return Block{Data: make([]byte, s.grain)}
 }
 
 // Free implements Store.
-func (s *MemStore) Free(Block) {
+func (s *MemStore) Free(b Block, reuse bool) {
 	s.blocks.Add(-1)
 	s.reserved.Add(-1)
+	if reuse {
+		s.pool.Put(&b)
+	}
 }
 
 // AddMeta implements Store.

@@ -146,28 +146,36 @@ func (g *geometry) newPage(gen uint64) *page {
 	return p
 }
 
+// Whether a release may let the store reuse what it frees at once: drained
+// when the tree's I/O has drained (Release, Revert), live when the tree is in
+// use (see Store).
+const (
+	drained = true
+	live    = false
+)
+
 // releaseNode drops one reference to n, reclaiming it and, recursively,
 // whatever only it referenced (C5).
-func (g *geometry) releaseNode(n *node) {
+func (g *geometry) releaseNode(n *node, reuse bool) {
 	if n.refs.Add(-1) != 0 {
 		return
 	}
 	for i := range n.kids {
 		if k := n.kids[i].Load(); k != nil {
-			g.releaseNode(k)
+			g.releaseNode(k, reuse)
 		}
 	}
 	for i := range n.pages {
 		if p := n.pages[i].Load(); p != nil {
-			g.releasePage(p)
+			g.releasePage(p, reuse)
 		}
 	}
 	g.store.AddMeta(-nodeBytes)
 }
 
-func (g *geometry) releasePage(p *page) {
+func (g *geometry) releasePage(p *page, reuse bool) {
 	if p != zeroPage && p.refs.Add(-1) == 0 {
-		g.store.Free(p.blk)
+		g.store.Free(p.blk, reuse)
 	}
 }
 
@@ -190,7 +198,7 @@ func (g *geometry) own(slot *atomic.Pointer[node], mu *sync.Mutex, gen uint64, l
 	slot.Store(n)
 	mu.Unlock()
 	if old != nil {
-		g.releaseNode(old)
+		g.releaseNode(old, live)
 	}
 	return n
 }
@@ -248,14 +256,18 @@ func (g *geometry) writeGrain(e *epoch, idx uint64, o int, src []byte) bool {
 		return false
 	}
 	p := g.newPage(e.gen)
-	if len(src) < int(g.grain) && old != nil && old != zeroPage {
-		copy(p.blk.Data, old.blk.Data) // a partial write keeps the grain's other bytes
+	if len(src) < int(g.grain) { // a partial write keeps the grain's other bytes
+		if old != nil && old != zeroPage {
+			copy(p.blk.Data, old.blk.Data)
+		} else {
+			clear(p.blk.Data)
+		}
 	}
 	copy(p.blk.Data[o:], src)
 	slot.Store(p)
 	leaf.mu.Unlock()
 	if old != nil {
-		g.releasePage(old)
+		g.releasePage(old, live)
 	}
 	return true
 }
@@ -277,7 +289,7 @@ func (g *geometry) setZeroPage(e *epoch, idx uint64) {
 	old := leaf.pages[idx&fanoutMask].Swap(zeroPage)
 	leaf.mu.Unlock()
 	if old != nil {
-		g.releasePage(old)
+		g.releasePage(old, live)
 	}
 }
 
@@ -296,7 +308,7 @@ func (g *geometry) punch(e *epoch, slot *atomic.Pointer[node], mu *sync.Mutex, l
 		old := slot.Swap(nil)
 		mu.Unlock()
 		if old != nil {
-			g.releaseNode(old)
+			g.releaseNode(old, live)
 		}
 		return
 	}
@@ -312,7 +324,7 @@ func (g *geometry) punch(e *epoch, slot *atomic.Pointer[node], mu *sync.Mutex, l
 			old := n.pages[i].Swap(nil)
 			n.mu.Unlock()
 			if old != nil {
-				g.releasePage(old)
+				g.releasePage(old, live)
 			}
 			continue
 		}

@@ -31,22 +31,24 @@ type epoch struct {
 	root atomic.Pointer[node]
 	// inflight counts the I/O that entered this epoch.
 	inflight inflight.Counter
-	// ready is set, and readyCh closed, once the previous epoch has drained
+	// ready is set, and readyWG done, once the previous epoch has drained
 	// and root holds its final tree. I/O admitted before that waits for it:
 	// the previous epoch's writes are still landing in nodes this epoch
-	// would otherwise copy too early and lose.
+	// would otherwise copy too early and lose. A WaitGroup rather than a
+	// channel keeps the commit at one allocation.
 	ready   atomic.Bool
-	readyCh chan struct{}
+	readyWG sync.WaitGroup
 	// dead marks the epoch a released volume ends on; set before publication.
 	dead bool
 }
 
 func newEpoch(root *node, ready bool) *epoch {
-	e := &epoch{gen: genSeq.Add(1), readyCh: make(chan struct{})}
+	e := &epoch{gen: genSeq.Add(1)}
 	e.root.Store(root)
 	if ready {
 		e.ready.Store(true)
-		close(e.readyCh)
+	} else {
+		e.readyWG.Add(1)
 	}
 	return e
 }
@@ -105,7 +107,7 @@ func (v *Volume) enter() (*epoch, inflight.Token, error) {
 			return nil, 0, ErrReleased
 		}
 		if !e.ready.Load() {
-			<-e.readyCh
+			e.readyWG.Wait()
 		}
 		return e, t, nil
 	}
@@ -298,7 +300,7 @@ func (v *Volume) ChangedSince(base *Image, off, n int64) ([]Range, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer base.inflight.Exit(bt)
+	defer base.exit(bt)
 	return v.changed(base.root, e.root.Load(), off, n), nil
 }
 
@@ -324,8 +326,8 @@ func (v *Volume) Snapshot() (*Image, error) {
 	}
 	next.root.Store(root)
 	next.ready.Store(true)
-	close(next.readyCh)
-	return &Image{geometry: v.geometry, root: root}, nil
+	next.readyWG.Done()
+	return &Image{geometry: v.geometry, root: root, readers: old}, nil
 }
 
 // Revert makes the volume's content that of img, an image of the same
@@ -339,7 +341,7 @@ func (v *Volume) Revert(img *Image) error {
 	if err != nil {
 		return err
 	}
-	defer img.inflight.Exit(t)
+	defer img.exit(t)
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	old := v.cur.Load()
@@ -354,7 +356,7 @@ func (v *Volume) Revert(img *Image) error {
 	v.cur.Store(newEpoch(img.root, true /* ready */))
 	old.inflight.Wait(nil)
 	if r := old.root.Load(); r != nil {
-		v.releaseNode(r)
+		v.releaseNode(r, drained)
 	}
 	return nil
 }
@@ -374,7 +376,7 @@ func (v *Volume) Release() error {
 	v.cur.Store(end)
 	old.inflight.Wait(nil)
 	if r := old.root.Load(); r != nil {
-		v.releaseNode(r)
+		v.releaseNode(r, drained)
 	}
 	return nil
 }
@@ -384,20 +386,26 @@ func (v *Volume) Release() error {
 type Image struct {
 	geometry
 	root *node // immutable: no writer's generation matches its nodes'
+	// readers counts the reads in flight. It is the drained epoch the
+	// image was committed from, whose counter nobody else uses any more
+	// (an operation that still finds that epoch current counts itself in
+	// and out again at once), so a commit allocates no counter of its own.
+	readers *epoch
 
 	mu       sync.Mutex // serializes Release
 	released atomic.Bool
-	inflight inflight.Counter
 }
 
 func (im *Image) enter() (inflight.Token, error) {
-	t := im.inflight.Enter()
+	t := im.readers.inflight.Enter()
 	if im.released.Load() {
-		im.inflight.Exit(t)
+		im.readers.inflight.Exit(t)
 		return 0, ErrReleased
 	}
 	return t, nil
 }
+
+func (im *Image) exit(t inflight.Token) { im.readers.inflight.Exit(t) }
 
 // Size returns the image's size in bytes.
 func (im *Image) Size() int64 { return im.size }
@@ -412,7 +420,7 @@ func (im *Image) ReadAt(p []byte, off int64) (int, error) {
 		return 0, err
 	}
 	im.read(im.root, p, off)
-	im.inflight.Exit(t)
+	im.exit(t)
 	return len(p), nil
 }
 
@@ -434,7 +442,7 @@ func (im *Image) Extents(off, n int64) ([]Extent, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer im.inflight.Exit(t)
+	defer im.exit(t)
 	return im.extents(im.root, off, n), nil
 }
 
@@ -446,7 +454,7 @@ func (im *Image) Clone() (*Volume, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer im.inflight.Exit(t)
+	defer im.exit(t)
 	if im.root != nil {
 		im.root.refs.Add(1)
 	}
@@ -462,9 +470,9 @@ func (im *Image) Release() error {
 		return ErrReleased
 	}
 	im.released.Store(true)
-	im.inflight.Wait(nil)
+	im.readers.inflight.Wait(nil)
 	if im.root != nil {
-		im.releaseNode(im.root)
+		im.releaseNode(im.root, drained)
 	}
 	return nil
 }
@@ -483,11 +491,11 @@ func Diff(a, b *Image, off, n int64) ([]Range, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer a.inflight.Exit(ta)
+	defer a.exit(ta)
 	tb, err := b.enter()
 	if err != nil {
 		return nil, err
 	}
-	defer b.inflight.Exit(tb)
+	defer b.exit(tb)
 	return a.changed(a.root, b.root, off, n), nil
 }

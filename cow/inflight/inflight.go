@@ -19,7 +19,7 @@ import (
 // shards is the number of counters. A power of two above the core count of
 // the machines this runs on keeps two goroutines off one cache line most of
 // the time; the cost is a longer sum in Zero.
-const shards = 16
+const shards = 8
 
 type shard struct {
 	n atomic.Int64
