@@ -1,0 +1,53 @@
+package nbd
+
+import (
+	"context"
+
+	"github.com/shadowbench/shadowbench/cow"
+)
+
+// Backend is what the server needs of an export; *lun.LUN satisfies it.
+// Every method is called concurrently from the connection's workers.
+type Backend interface {
+	// Size is the export's size in bytes, read once when a client selects it.
+	Size() int64
+	// BlockSize is the preferred I/O size (512 or 4096); any byte-aligned
+	// I/O must be accepted.
+	BlockSize() int
+	// ReadOnly exports refuse WRITE, TRIM and WRITE_ZEROES with EPERM.
+	ReadOnly() bool
+	// Description is shown by NBD_OPT_LIST and NBD_INFO_DESCRIPTION.
+	Description() string
+	ReadAt(ctx context.Context, p []byte, off int64) error
+	WriteAt(ctx context.Context, p []byte, off int64, fua bool) error
+	Flush(ctx context.Context) error
+	Trim(ctx context.Context, off, length int64) error
+	WriteZeroes(ctx context.Context, off, length int64, noHole bool) error
+	// Extents covers [off, off+length) exactly with merged extents.
+	Extents(ctx context.Context, off, length int64) ([]cow.Extent, error)
+}
+
+// ChangeTracker is a Backend that can list the ranges changed since its base
+// image. Backends that implement it offer the MetaChanged context. A backend
+// without a base image reports an error for which NoBase returns true (see
+// lun.ErrNoBase), and the context then reports every block as changed: with
+// nothing to compare against, a backup must copy everything.
+type ChangeTracker interface {
+	Changed(ctx context.Context, off, length int64) ([]cow.Range, error)
+}
+
+// ExportInfo names an export in NBD_OPT_LIST.
+type ExportInfo struct {
+	Name        string
+	Description string
+}
+
+// Catalog is where the server finds exports, at the moment a client asks:
+// an export created after the server started is reachable, and a deleted
+// one leaves the list.
+type Catalog interface {
+	// Lookup returns the named export, or an error when there is none.
+	Lookup(name string) (Backend, error)
+	// List returns the exports to advertise, in a stable order.
+	List() []ExportInfo
+}

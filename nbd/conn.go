@@ -1,0 +1,523 @@
+package nbd
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+)
+
+var be = binary.BigEndian
+
+// Errors that end a connection. They are logged, never sent.
+var (
+	errBadMagic      = errors.New("nbd: bad magic")
+	errClientFlags   = errors.New("nbd: unknown client flags")
+	errNotFixed      = errors.New("nbd: option other than EXPORT_NAME from a non-fixed-newstyle client")
+	errOptionTooBig  = errors.New("nbd: option too large to skip")
+	errPayloadTooBig = errors.New("nbd: write payload too large to skip")
+	errExportName    = errors.New("nbd: NBD_OPT_EXPORT_NAME for an unknown export")
+	errTLSPipelined  = errors.New("nbd: data sent before the TLS handshake")
+)
+
+// discardLimit bounds what the server reads and throws away to stay in step
+// with a client: an option over MaxOptionLen or a WRITE over MaxPayload. A
+// longer one closes the connection rather than tie the server up.
+const discardLimit = 128 << 20
+
+// ioBufSize is the size of a connection's read and write buffers.
+const ioBufSize = 64 << 10
+
+// metaKind is a metadata context; its value is its context ID.
+type metaKind uint32
+
+const (
+	metaAlloc   metaKind = 1
+	metaChanged metaKind = 2
+)
+
+func (m metaKind) name() string {
+	if m == metaAlloc {
+		return MetaBaseAllocation
+	}
+	return MetaChanged
+}
+
+// conn is one client connection. Its serving goroutine runs the handshake
+// and then the transmission reader; transmission adds MaxInFlight workers
+// and one writer, all stopped before serve returns.
+type conn struct {
+	s    *Server
+	raw  net.Conn // the accepted connection: deadlines and Close
+	rw   net.Conn // raw, or the TLS connection over it
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	log  *slog.Logger
+	ctx  context.Context
+	stop context.CancelFunc
+
+	// draining is set by Server.Shutdown before it interrupts the reader
+	// with a past read deadline; the reader then ends gracefully.
+	draining atomic.Bool
+	// aborted is set when the connection is closed under the reader.
+	aborted atomic.Bool
+
+	// Negotiated in the handshake; read-only in transmission.
+	noZeroes   bool
+	structured bool
+	tls        bool
+	metaExport string
+	meta       []metaKind
+	name       string
+	b          Backend
+	ct         ChangeTracker
+	size       uint64
+	readOnly   bool
+	maxPayload uint32
+
+	// Transmission.
+	free    chan *request
+	work    chan *request
+	replies chan *request
+	dirty   atomic.Bool
+	rhdr    [requestHeaderLen]byte // reader only
+	wtmp    [32]byte               // writer only
+	opt     []byte                 // handshake option data, reused
+}
+
+func newConn(s *Server, ctx context.Context, nc net.Conn) *conn {
+	c := &conn{s: s, raw: nc, rw: nc, maxPayload: uint32(s.opts.MaxPayload)}
+	c.ctx, c.stop = context.WithCancel(ctx)
+	c.log = s.log.With("remote", nc.RemoteAddr().String())
+	return c
+}
+
+// drain asks the connection to stop reading and finish what is in flight.
+func (c *conn) drain() {
+	c.draining.Store(true)
+	_ = c.raw.SetReadDeadline(time.Now())
+}
+
+// abort closes the connection under its goroutines.
+func (c *conn) abort() {
+	c.aborted.Store(true)
+	_ = c.raw.Close()
+	c.stop()
+}
+
+func (c *conn) serve() {
+	defer c.stop()
+	defer c.raw.Close()
+	stop := context.AfterFunc(c.ctx, func() { _ = c.raw.Close() })
+	defer stop()
+
+	c.br = bufio.NewReaderSize(c.rw, ioBufSize)
+	c.bw = bufio.NewWriterSize(c.rw, ioBufSize)
+	ok, err := c.handshake()
+	if err != nil {
+		if !c.draining.Load() && !c.aborted.Load() {
+			c.log.Debug("nbd: handshake ended", "err", err)
+		}
+		return
+	}
+	if !ok {
+		return
+	}
+	// Clear the handshake deadline, then look at draining: Shutdown sets it
+	// before its deadline, so one of the two is seen.
+	_ = c.raw.SetDeadline(time.Time{})
+	if c.draining.Load() {
+		return
+	}
+	c.transmit()
+}
+
+// handshake runs the fixed newstyle negotiation. It returns true when the
+// client entered transmission with c.b set, false after NBD_OPT_ABORT.
+func (c *conn) handshake() (bool, error) {
+	_ = c.raw.SetDeadline(time.Now().Add(c.s.opts.HandshakeTimeout))
+	var hello [18]byte
+	be.PutUint64(hello[0:], magicInit)
+	be.PutUint64(hello[8:], magicOption)
+	be.PutUint16(hello[16:], hsFlagFixedNewstyle|hsFlagNoZeroes)
+	if _, err := c.bw.Write(hello[:]); err != nil {
+		return false, err
+	}
+	if err := c.bw.Flush(); err != nil {
+		return false, err
+	}
+	var hdr [optionHeaderLen]byte
+	if _, err := io.ReadFull(c.br, hdr[:4]); err != nil {
+		return false, err
+	}
+	cflags := be.Uint32(hdr[:4])
+	if cflags&^(clFlagFixedNewstyle|clFlagNoZeroes) != 0 {
+		return false, errClientFlags
+	}
+	c.noZeroes = cflags&clFlagNoZeroes != 0
+	fixed := cflags&clFlagFixedNewstyle != 0
+
+	for {
+		if _, err := io.ReadFull(c.br, hdr[:]); err != nil {
+			return false, err
+		}
+		if be.Uint64(hdr[0:]) != magicOption {
+			return false, errBadMagic
+		}
+		opt, length := be.Uint32(hdr[8:]), be.Uint32(hdr[12:])
+		if !fixed && opt != optExportName {
+			return false, errNotFixed
+		}
+		if length > MaxOptionLen {
+			if opt == optExportName || length > discardLimit {
+				return false, errOptionTooBig
+			}
+			if _, err := c.br.Discard(int(length)); err != nil {
+				return false, err
+			}
+			if err := c.optError(opt, repErrTooBig, "option data too large"); err != nil {
+				return false, err
+			}
+			if err := c.bw.Flush(); err != nil {
+				return false, err
+			}
+			continue
+		}
+		if cap(c.opt) < int(length) {
+			c.opt = make([]byte, length)
+		}
+		data := c.opt[:length]
+		if _, err := io.ReadFull(c.br, data); err != nil {
+			return false, err
+		}
+		done, err := c.option(opt, data)
+		if err != nil || done {
+			return c.b != nil, err
+		}
+		if err := c.bw.Flush(); err != nil {
+			return false, err
+		}
+	}
+}
+
+// option answers one option. done is true when negotiation is over.
+func (c *conn) option(opt uint32, data []byte) (done bool, err error) {
+	switch opt {
+	case optExportName:
+		return true, c.exportName(data)
+	case optAbort:
+		if err := c.optReply(opt, repAck, 0); err != nil {
+			return true, err
+		}
+		return true, c.bw.Flush()
+	case optList:
+		return false, c.list(data)
+	case optStartTLS:
+		return false, c.startTLS(data)
+	case optInfo, optGo:
+		return c.infoGo(opt, data)
+	case optStructured:
+		if len(data) != 0 {
+			return false, c.optError(opt, repErrInvalid, "option takes no data")
+		}
+		c.structured = true
+		return false, c.optReply(opt, repAck, 0)
+	case optListMetaCtx, optSetMetaCtx:
+		return false, c.metaContext(opt, data)
+	}
+	return false, c.optError(opt, repErrUnsup, "option not supported")
+}
+
+func (c *conn) optReply(opt, typ, length uint32) error {
+	var h [optionReplyHeaderLen]byte
+	be.PutUint64(h[0:], magicOptionReply)
+	be.PutUint32(h[8:], opt)
+	be.PutUint32(h[12:], typ)
+	be.PutUint32(h[16:], length)
+	_, err := c.bw.Write(h[:])
+	return err
+}
+
+func (c *conn) optError(opt, typ uint32, msg string) error {
+	if err := c.optReply(opt, typ, uint32(len(msg))); err != nil {
+		return err
+	}
+	_, err := c.bw.WriteString(msg)
+	return err
+}
+
+func (c *conn) lookup(name string) (Backend, error) {
+	if name == "" && c.s.opts.DefaultExport != "" {
+		name = c.s.opts.DefaultExport
+	}
+	return c.s.cat.Lookup(name)
+}
+
+func (c *conn) exportFlags(b Backend) TransmissionFlags {
+	f := FlagHasFlags | FlagSendFlush | FlagSendCache | FlagCanMultiConn
+	if b.ReadOnly() {
+		f |= FlagReadOnly
+	} else {
+		f |= FlagSendFUA | FlagSendTrim | FlagSendWriteZeroes | FlagSendFastZero
+	}
+	if c.structured {
+		f |= FlagSendDF
+	}
+	return f
+}
+
+func (c *conn) exportName(data []byte) error {
+	if len(data) > MaxStringLen {
+		return errExportName
+	}
+	name := string(data)
+	b, err := c.lookup(name)
+	if err != nil {
+		return errExportName
+	}
+	var reply [10 + exportNameZeroesLen]byte
+	be.PutUint64(reply[0:], uint64(b.Size()))
+	be.PutUint16(reply[8:], uint16(c.exportFlags(b)))
+	n := len(reply)
+	if c.noZeroes {
+		n = 10
+	}
+	if _, err := c.bw.Write(reply[:n]); err != nil {
+		return err
+	}
+	c.selectExport(name, b)
+	return c.bw.Flush()
+}
+
+func (c *conn) selectExport(name string, b Backend) {
+	c.name, c.b = name, b
+	c.size = uint64(max(b.Size(), 0))
+	c.readOnly = b.ReadOnly()
+	c.ct, _ = b.(ChangeTracker)
+	if c.metaExport != name {
+		c.meta = nil
+	}
+	if c.ct == nil {
+		// A context selected for another export of the same name that
+		// tracked changes is no longer available.
+		kept := c.meta[:0]
+		for _, m := range c.meta {
+			if m != metaChanged {
+				kept = append(kept, m)
+			}
+		}
+		c.meta = kept
+	}
+}
+
+func (c *conn) list(data []byte) error {
+	if len(data) != 0 {
+		return c.optError(optList, repErrInvalid, "NBD_OPT_LIST takes no data")
+	}
+	for _, e := range c.s.cat.List() {
+		if len(e.Name) > MaxStringLen {
+			continue
+		}
+		desc := e.Description
+		if len(desc) > MaxStringLen {
+			desc = desc[:MaxStringLen]
+		}
+		if err := c.optReply(optList, repServer, uint32(4+len(e.Name)+len(desc))); err != nil {
+			return err
+		}
+		var n [4]byte
+		be.PutUint32(n[:], uint32(len(e.Name)))
+		c.bw.Write(n[:])
+		c.bw.WriteString(e.Name)
+		if _, err := c.bw.WriteString(desc); err != nil {
+			return err
+		}
+	}
+	return c.optReply(optList, repAck, 0)
+}
+
+func (c *conn) startTLS(data []byte) error {
+	switch {
+	case len(data) != 0:
+		return c.optError(optStartTLS, repErrInvalid, "NBD_OPT_STARTTLS takes no data")
+	case c.s.opts.TLSConfig == nil:
+		return c.optError(optStartTLS, repErrPolicy, "TLS is not configured on this server")
+	case c.tls:
+		return c.optError(optStartTLS, repErrInvalid, "TLS is already negotiated")
+	}
+	if err := c.optReply(optStartTLS, repAck, 0); err != nil {
+		return err
+	}
+	if err := c.bw.Flush(); err != nil {
+		return err
+	}
+	if c.br.Buffered() != 0 {
+		return errTLSPipelined
+	}
+	tc := tls.Server(c.raw, c.s.opts.TLSConfig)
+	if err := tc.HandshakeContext(c.ctx); err != nil {
+		return err
+	}
+	c.tls, c.rw = true, tc
+	c.br.Reset(tc)
+	c.bw.Reset(tc)
+	return nil
+}
+
+// parseName reads a 32-bit length and a string from the front of data.
+func parseName(data []byte) (name string, rest []byte, rep uint32) {
+	if len(data) < 4 {
+		return "", nil, repErrInvalid
+	}
+	n := be.Uint32(data)
+	if n > MaxStringLen {
+		return "", nil, repErrTooBig
+	}
+	if uint64(n) > uint64(len(data)-4) {
+		return "", nil, repErrInvalid
+	}
+	return string(data[4 : 4+n]), data[4+n:], 0
+}
+
+func (c *conn) infoGo(opt uint32, data []byte) (bool, error) {
+	name, rest, rep := parseName(data)
+	if rep != 0 {
+		return false, c.optError(opt, rep, "malformed export name")
+	}
+	if len(rest) < 2 || len(rest) != 2+2*int(be.Uint16(rest)) {
+		return false, c.optError(opt, repErrInvalid, "malformed information requests")
+	}
+	reqs := rest[2:]
+	b, err := c.lookup(name)
+	if err != nil {
+		return false, c.optError(opt, repErrUnknown, "unknown export")
+	}
+	var buf [14]byte
+	be.PutUint16(buf[0:], infoExport)
+	be.PutUint64(buf[2:], uint64(b.Size()))
+	be.PutUint16(buf[10:], uint16(c.exportFlags(b)))
+	if err := c.optReply(opt, repInfo, 12); err != nil {
+		return false, err
+	}
+	c.bw.Write(buf[:12])
+	var sent [4]bool
+	for i := 0; i+1 < len(reqs); i += 2 {
+		t := be.Uint16(reqs[i:])
+		if t >= uint16(len(sent)) || sent[t] {
+			continue
+		}
+		sent[t] = true
+		var payload string
+		switch t {
+		case infoName:
+			payload = name
+		case infoDescription:
+			payload = b.Description()
+			if len(payload) > MaxStringLen {
+				payload = payload[:MaxStringLen]
+			}
+		case infoBlockSize:
+			be.PutUint16(buf[0:], infoBlockSize)
+			be.PutUint32(buf[2:], 1)
+			be.PutUint32(buf[6:], uint32(max(b.BlockSize(), 1)))
+			be.PutUint32(buf[10:], c.maxPayload)
+			if err := c.optReply(opt, repInfo, 14); err != nil {
+				return false, err
+			}
+			c.bw.Write(buf[:14])
+			continue
+		default:
+			continue
+		}
+		if err := c.optReply(opt, repInfo, uint32(2+len(payload))); err != nil {
+			return false, err
+		}
+		be.PutUint16(buf[0:], t)
+		c.bw.Write(buf[:2])
+		c.bw.WriteString(payload)
+	}
+	if err := c.optReply(opt, repAck, 0); err != nil {
+		return false, err
+	}
+	if opt == optInfo {
+		return false, nil
+	}
+	c.selectExport(name, b)
+	return true, c.bw.Flush()
+}
+
+// metaContext answers NBD_OPT_LIST_META_CONTEXT and NBD_OPT_SET_META_CONTEXT.
+// Queries are exact context names or a bare namespace ("base:",
+// "shadowbench:"); a LIST without queries lists every context.
+func (c *conn) metaContext(opt uint32, data []byte) error {
+	set := opt == optSetMetaCtx
+	if set && !c.structured {
+		return c.optError(opt, repErrInvalid, "structured replies must be negotiated first")
+	}
+	name, rest, rep := parseName(data)
+	if rep != 0 {
+		return c.optError(opt, rep, "malformed export name")
+	}
+	if len(rest) < 4 {
+		return c.optError(opt, repErrInvalid, "malformed query count")
+	}
+	nq := be.Uint32(rest)
+	rest = rest[4:]
+	// Parse every query before answering, so a malformed one answers an
+	// error alone.
+	var want [3]bool
+	for i := uint32(0); i < nq; i++ {
+		q, r, rep := parseName(rest)
+		if rep != 0 {
+			return c.optError(opt, rep, "malformed query")
+		}
+		rest = r
+		switch q {
+		case MetaBaseAllocation, "base:":
+			want[metaAlloc] = true
+		case MetaChanged, "shadowbench:":
+			want[metaChanged] = true
+		}
+	}
+	if len(rest) != 0 {
+		return c.optError(opt, repErrInvalid, "trailing data after queries")
+	}
+	if nq == 0 && !set {
+		want[metaAlloc], want[metaChanged] = true, true
+	}
+	b, err := c.lookup(name)
+	if err != nil {
+		return c.optError(opt, repErrUnknown, "unknown export")
+	}
+	if _, ok := b.(ChangeTracker); !ok {
+		want[metaChanged] = false
+	}
+	if set {
+		c.meta = c.meta[:0]
+		c.metaExport = name
+	}
+	for _, m := range [...]metaKind{metaAlloc, metaChanged} {
+		if !want[m] {
+			continue
+		}
+		id := uint32(0) // reserved in LIST replies
+		if set {
+			id = uint32(m)
+			c.meta = append(c.meta, m)
+		}
+		if err := c.optReply(opt, repMetaContext, uint32(4+len(m.name()))); err != nil {
+			return err
+		}
+		var b [4]byte
+		be.PutUint32(b[:], id)
+		c.bw.Write(b[:])
+		c.bw.WriteString(m.name())
+	}
+	return c.optReply(opt, repAck, 0)
+}

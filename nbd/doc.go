@@ -1,0 +1,78 @@
+// Package nbd speaks the Network Block Device protocol
+// (github.com/NetworkBlockDevice/nbd doc/proto.md): a server that exports
+// the LUNs of an array, and a client for tests and load generation.
+//
+// # Server
+//
+// A Server finds exports in a Catalog each time a client names one, so a LUN
+// created after the server started is reachable and a deleted one leaves
+// NBD_OPT_LIST (its open connections then get EIO from the LUN, not a
+// crash). An export is any Backend.
+//
+// The handshake is fixed newstyle with NO_ZEROES. Options: EXPORT_NAME, INFO
+// and GO (with the requested NBD_INFO_NAME, _DESCRIPTION and _BLOCK_SIZE),
+// LIST (one NBD_REP_SERVER per export), ABORT, STRUCTURED_REPLY,
+// LIST_META_CONTEXT and SET_META_CONTEXT, STARTTLS (served with crypto/tls
+// when Options.TLSConfig is set, refused with NBD_REP_ERR_POLICY
+// otherwise). Two metadata contexts exist: base:allocation, from the
+// backend's extents, and shadowbench:changed (MetaChanged), offered by
+// backends that implement ChangeTracker, whose descriptors carry
+// StateChanged on the ranges that differ from the backend's base image (for
+// a snapshot LUN, the previous snapshot of its source). Queries are exact
+// names or a bare namespace ("base:", "shadowbench:").
+//
+// Each connection in transmission runs one reader, MaxInFlight workers and
+// one writer. The reader validates a request before anything is allocated
+// for it, reads a WRITE payload into a pooled buffer and hands the request
+// to the workers; the writer sends replies in the order they finish, so
+// replies go out of order. A fixed set of request slots is the in-flight
+// bound: when all are taken the reader stops reading, and the client's
+// sends back up into TCP.
+//
+// With structured replies, a READ answers with data chunks for the data and
+// hole chunks for zero runs of at least 4 KiB (one data chunk with
+// NBD_CMD_FLAG_DF), and errors carry a message. BLOCK_STATUS looks at most
+// 256 MiB and returns at most 16384 descriptors per context; the protocol
+// lets a server answer less, and clients continue where the reply ends.
+//
+// # Invariants
+//
+//   - N1 Memory per connection is bounded: an option is at most MaxOptionLen
+//     bytes, a name or query at most MaxStringLen, a READ or WRITE at most
+//     MaxPayload, and at most MaxInFlight requests hold buffers at once.
+//     Lengths are checked before anything is allocated.
+//   - N2 The stream stays in step: a WRITE refused for any reason has its
+//     payload read and discarded (up to 128 MiB; beyond, the connection is
+//     closed), and every other request is answered exactly once.
+//   - N3 No write lands outside its export: a range past the end answers
+//     EINVAL (ENOSPC for WRITE and WRITE_ZEROES) and a write to a read-only
+//     export answers EPERM, before the backend is called.
+//   - N4 A protocol violation (bad magic, a truncated header, unknown client
+//     flags) closes that one connection; the server serves the others.
+//   - N5 A panic in a request handler answers EIO and is logged; it never
+//     reaches the client or the server.
+//   - N6 Every goroutine has an owner: Serve returns after the connections it
+//     accepted are closed; Shutdown stops reading new requests, lets those
+//     in flight finish and their replies go out, flushes each written export
+//     and closes; Close does the same at once.
+//   - N7 Transmission flags are truthful: READ_ONLY on read-only exports and
+//     no write-side flags there, SEND_DF only with structured replies,
+//     HAS_FLAGS always.
+//
+// Backend errors become protocol error values: a syscall.Errno (fault
+// injection) keeps its value where the protocol defines it, the storage
+// sentinels map by meaning (out of range EINVAL, no space ENOSPC, read-only
+// EPERM), and anything else is EIO.
+//
+// # Client
+//
+// Dial negotiates with NBD_OPT_GO (structured replies and metadata contexts
+// when asked) and returns a Client whose methods many goroutines may call at
+// once. Requests are multiplexed by handle over a fixed set of call slots;
+// one reader goroutine reads replies straight into the callers' buffers; a
+// caller whose context ends abandons its slot, and the reader drops the
+// reply and frees the slot when it arrives. The fast path takes a slot,
+// writes the request under one mutex (the last waiting sender flushes, so
+// concurrent requests share a write) and waits on the slot's channel;
+// nothing is allocated per request except block status results.
+package nbd

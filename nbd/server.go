@@ -1,0 +1,263 @@
+package nbd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Options configure a Server. The zero value serves with the defaults.
+type Options struct {
+	// MaxInFlight bounds the requests one connection has in flight (read
+	// but not yet answered), and so its workers and payload memory.
+	// Default DefaultMaxInFlight.
+	MaxInFlight int
+	// MaxPayload bounds a READ or WRITE length; larger requests answer
+	// EINVAL. It is advertised as the maximum block size. Default
+	// DefaultMaxPayload; at most 64 MiB.
+	MaxPayload int
+	// HandshakeTimeout bounds option haggling. Default 30 s.
+	HandshakeTimeout time.Duration
+	// ShutdownTimeout bounds the drain of Run's graceful shutdown.
+	// Default 10 s.
+	ShutdownTimeout time.Duration
+	// DefaultExport is the export a client selecting the empty name gets;
+	// empty means the empty name is unknown.
+	DefaultExport string
+	// TLSConfig, when set, lets clients upgrade with NBD_OPT_STARTTLS
+	// (SELECTIVETLS mode: TLS is offered, never required). When nil,
+	// STARTTLS is refused with NBD_REP_ERR_POLICY.
+	TLSConfig *tls.Config
+	// Logger receives connection errors and handler panics. Default
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+const maxPayloadLimit = 1 << maxBufShift
+
+func (o Options) withDefaults() Options {
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = DefaultMaxInFlight
+	}
+	if o.MaxPayload <= 0 {
+		o.MaxPayload = DefaultMaxPayload
+	}
+	o.MaxPayload = min(o.MaxPayload, maxPayloadLimit)
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = 30 * time.Second
+	}
+	if o.ShutdownTimeout <= 0 {
+		o.ShutdownTimeout = 10 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// Server serves the exports of a Catalog over NBD. Create it with NewServer;
+// serve listeners with Serve or Run; stop it with Shutdown or Close.
+type Server struct {
+	cat  Catalog
+	opts Options
+	log  *slog.Logger
+
+	// shutting is set once by Shutdown or Close, before mu is taken, so a
+	// connection registering itself afterwards sees it (see track).
+	shutting atomic.Bool
+
+	// mu guards the listeners and connections being served.
+	mu struct {
+		sync.Mutex
+		listeners map[net.Listener]struct{}
+		conns     map[*conn]struct{}
+	}
+	// conns counts connection goroutines; Shutdown waits for it.
+	conns sync.WaitGroup
+}
+
+// NewServer returns a server of the exports in cat.
+func NewServer(cat Catalog, opts Options) *Server {
+	s := &Server{cat: cat, opts: opts.withDefaults()}
+	s.log = s.opts.Logger
+	s.mu.listeners = make(map[net.Listener]struct{})
+	s.mu.conns = make(map[*conn]struct{})
+	return s
+}
+
+// Serve accepts connections on l and serves each on its own goroutines. It
+// returns ErrServerClosed after Shutdown or Close, the listener's error if
+// accepting fails, or ctx.Err() when ctx is done, in which case it closes l
+// and every connection it accepted at once. ctx is also the parent of every
+// backend call of those connections. Serve returns only after the
+// connections it accepted are closed and their goroutines have exited.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	if !s.addListener(l) {
+		return ErrServerClosed
+	}
+	defer s.removeListener(l)
+	stop := context.AfterFunc(ctx, func() { _ = l.Close() })
+	defer stop()
+
+	var mine sync.WaitGroup
+	defer mine.Wait()
+	var delay time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if s.shutting.Load() {
+				return ErrServerClosed
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		c := newConn(s, ctx, nc)
+		if !s.track(c) {
+			_ = nc.Close()
+			continue
+		}
+		mine.Add(1)
+		go func() {
+			defer mine.Done()
+			defer s.conns.Done()
+			defer s.untrack(c)
+			c.serve()
+		}()
+	}
+}
+
+// Run serves on every listener until ctx is done or one of them fails, then
+// shuts down gracefully, waiting at most Options.ShutdownTimeout for requests
+// in flight. It returns nil after a clean shutdown on ctx.
+func (s *Server) Run(ctx context.Context, ls ...net.Listener) error {
+	errc := make(chan error, len(ls))
+	base := context.WithoutCancel(ctx)
+	for _, l := range ls {
+		go func() { errc <- s.Serve(base, l) }()
+	}
+	var first error
+	select {
+	case <-ctx.Done():
+	case first = <-errc:
+		ls = ls[1:]
+	}
+	sctx, cancel := context.WithTimeout(base, s.opts.ShutdownTimeout)
+	defer cancel()
+	if err := s.Shutdown(sctx); err != nil && first == nil {
+		first = err
+	}
+	for range ls {
+		if err := <-errc; first == nil && !errors.Is(err, ErrServerClosed) {
+			first = err
+		}
+	}
+	if errors.Is(first, ErrServerClosed) {
+		first = nil
+	}
+	return first
+}
+
+// Shutdown stops the server gracefully: it closes the listeners, stops
+// reading new requests, lets the requests in flight finish and their replies
+// go out, flushes each writable export and closes the connections. If ctx
+// ends first, the remaining connections are closed at once and ctx.Err() is
+// returned; either way Shutdown returns after every connection goroutine has
+// exited.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutting.Store(true)
+	s.mu.Lock()
+	for l := range s.mu.listeners {
+		_ = l.Close()
+	}
+	for c := range s.mu.conns {
+		c.drain()
+	}
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		s.conns.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.closeConns()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close stops the server at once: listeners and connections are closed and
+// requests in flight are abandoned. It returns after every connection
+// goroutine has exited.
+func (s *Server) Close() error {
+	s.shutting.Store(true)
+	s.mu.Lock()
+	for l := range s.mu.listeners {
+		_ = l.Close()
+	}
+	s.mu.Unlock()
+	s.closeConns()
+	s.conns.Wait()
+	return nil
+}
+
+func (s *Server) closeConns() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.mu.conns {
+		c.abort()
+	}
+}
+
+func (s *Server) addListener(l net.Listener) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutting.Load() {
+		return false
+	}
+	s.mu.listeners[l] = struct{}{}
+	return true
+}
+
+func (s *Server) removeListener(l net.Listener) {
+	s.mu.Lock()
+	delete(s.mu.listeners, l)
+	s.mu.Unlock()
+}
+
+// track registers c, or refuses it once shutdown has begun. The flag is set
+// before Shutdown takes mu, so a connection is either drained by Shutdown or
+// refused here.
+func (s *Server) track(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutting.Load() {
+		return false
+	}
+	s.mu.conns[c] = struct{}{}
+	s.conns.Add(1)
+	return true
+}
+
+func (s *Server) untrack(c *conn) {
+	s.mu.Lock()
+	delete(s.mu.conns, c)
+	s.mu.Unlock()
+}

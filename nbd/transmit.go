@@ -1,0 +1,431 @@
+package nbd
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"runtime/debug"
+	"sync"
+
+	"github.com/shadowbench/shadowbench/cow"
+)
+
+const (
+	// minHoleChunk is the shortest zero run a structured read sends as a
+	// hole chunk; shorter runs travel as data, so a fragmented read does not
+	// become a storm of 20-byte chunks.
+	minHoleChunk = 4096
+	// maxStatusSpan bounds the range one BLOCK_STATUS looks at, and
+	// maxDescriptors the descriptors one context returns; the protocol lets
+	// the server answer less than asked, and the client continues from where
+	// the reply ends.
+	maxStatusSpan  = 256 << 20
+	maxDescriptors = 1 << 14
+	// maxKeptChunks bounds the chunk and descriptor capacity a request slot
+	// keeps between requests.
+	maxKeptChunks = 1024
+)
+
+// request is one transmission request, from the reader through a worker to
+// the writer. A connection owns MaxInFlight of them; the free list is the
+// in-flight bound.
+type request struct {
+	flags  CmdFlags
+	cmd    Command
+	handle uint64
+	off    uint64
+	length uint32
+
+	bp   *[]byte // pooled payload buffer
+	data []byte  // read data or write payload
+
+	errno Errno
+	msg   string // static explanation for structured error replies
+
+	chunks  []chunk     // structured read: content chunks in offset order
+	status  [2]ctxReply // block status: one per selected context
+	nstatus int
+}
+
+// chunk is a content chunk of a structured read, relative to the request.
+type chunk struct {
+	off, n int64
+	hole   bool
+}
+
+type ctxReply struct {
+	id   uint32
+	desc []descriptor
+}
+
+type descriptor struct{ length, flags uint32 }
+
+func (c *conn) transmit() {
+	n := c.s.opts.MaxInFlight
+	c.free = make(chan *request, n)
+	c.work = make(chan *request, n)
+	c.replies = make(chan *request, n)
+	slots := make([]request, n)
+	for i := range slots {
+		c.free <- &slots[i]
+	}
+	var workers sync.WaitGroup
+	for range n {
+		workers.Go(c.worker)
+	}
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		c.writeLoop()
+	}()
+
+	err := c.readLoop()
+	switch {
+	case err == nil:
+	case errors.Is(err, errBadMagic), errors.Is(err, errPayloadTooBig):
+		c.log.Warn("nbd: closing connection on a protocol violation", "export", c.name, "err", err)
+		c.abort()
+	case !c.aborted.Load():
+		c.log.Debug("nbd: connection ended", "export", c.name, "err", err)
+	}
+	close(c.work)
+	workers.Wait()
+	close(c.replies)
+	<-writerDone
+	if c.dirty.Load() && !c.aborted.Load() {
+		if err := c.b.Flush(c.ctx); err != nil {
+			c.log.Warn("nbd: flush at disconnect failed", "export", c.name, "err", err)
+		}
+	}
+}
+
+// readLoop reads requests until the client disconnects, the connection
+// fails, or Shutdown drains it. Requests that fail validation are answered
+// from here; the rest go to the workers.
+func (c *conn) readLoop() error {
+	h := c.rhdr[:]
+	for {
+		if _, err := io.ReadFull(c.br, h); err != nil {
+			if c.draining.Load() && isTimeout(err) || err == io.EOF {
+				return nil
+			}
+			return err
+		}
+		if be.Uint32(h[0:]) != magicRequest {
+			return errBadMagic
+		}
+		cmd := Command(be.Uint16(h[6:]))
+		if cmd == CmdDisc {
+			return nil
+		}
+		var r *request
+		select {
+		case r = <-c.free:
+		case <-c.ctx.Done():
+			return c.ctx.Err()
+		}
+		r.flags = CmdFlags(be.Uint16(h[4:]))
+		r.cmd = cmd
+		r.handle = be.Uint64(h[8:])
+		r.off = be.Uint64(h[16:])
+		r.length = be.Uint32(h[24:])
+		if e, msg := c.validate(r); e != 0 {
+			if cmd == CmdWrite {
+				if r.length > discardLimit {
+					c.release(r)
+					return errPayloadTooBig
+				}
+				if _, err := c.br.Discard(int(r.length)); err != nil {
+					c.release(r)
+					return err
+				}
+			}
+			r.errno, r.msg = e, msg
+			c.replies <- r
+			continue
+		}
+		if cmd == CmdWrite {
+			r.bp, r.data = getBuf(int(r.length))
+			if _, err := io.ReadFull(c.br, r.data); err != nil {
+				c.release(r)
+				return err
+			}
+		}
+		c.work <- r
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
+// validate checks a request against the protocol and the export before any
+// work or allocation: command, flags, read-only, payload bound, range.
+func (c *conn) validate(r *request) (Errno, string) {
+	allowed := CmdFlagFUA
+	switch r.cmd {
+	case CmdRead:
+		if c.structured {
+			allowed |= CmdFlagDF
+		}
+	case CmdWrite, CmdFlush, CmdTrim, CmdCache:
+	case CmdWriteZeroes:
+		allowed |= CmdFlagNoHole | CmdFlagFastZero
+	case CmdBlockStatus:
+		allowed |= CmdFlagReqOne
+	default:
+		return EINVAL, "unknown command"
+	}
+	if r.flags&^allowed != 0 {
+		return EINVAL, "command flag not valid for this command"
+	}
+	switch r.cmd {
+	case CmdWrite, CmdTrim, CmdWriteZeroes:
+		if c.readOnly {
+			return EPERM, "export is read-only"
+		}
+	}
+	switch r.cmd {
+	case CmdRead, CmdWrite:
+		if r.length > c.maxPayload {
+			return EINVAL, "request length exceeds the maximum payload"
+		}
+	case CmdFlush:
+		if r.off != 0 || r.length != 0 {
+			return EINVAL, "flush offset and length must be zero"
+		}
+		return 0, ""
+	case CmdBlockStatus:
+		if len(c.meta) == 0 {
+			return EINVAL, "no metadata context negotiated"
+		}
+		if r.length == 0 {
+			return EINVAL, "block status length must not be zero"
+		}
+	}
+	if r.off > c.size || uint64(r.length) > c.size-r.off {
+		if r.cmd == CmdWrite || r.cmd == CmdWriteZeroes {
+			return ENOSPC, "write beyond the end of the export"
+		}
+		return EINVAL, "offset and length beyond the end of the export"
+	}
+	return 0, ""
+}
+
+func (c *conn) worker() {
+	for r := range c.work {
+		c.handle(r)
+		c.replies <- r
+	}
+}
+
+// handle runs one validated request against the backend. A panic answers
+// EIO and is logged; it never reaches the client or the server.
+func (c *conn) handle(r *request) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.log.Error("nbd: request handler panicked", "export", c.name, "cmd", r.cmd,
+				"offset", r.off, "length", r.length, "panic", p, "stack", string(debug.Stack()))
+			r.errno, r.msg = EIO, "internal server error"
+		}
+	}()
+	ctx, b := c.ctx, c.b
+	off, n := int64(r.off), int64(r.length)
+	fua := r.flags&CmdFlagFUA != 0
+	var err error
+	switch r.cmd {
+	case CmdRead:
+		err = c.read(r)
+	case CmdWrite:
+		c.markDirty()
+		err = b.WriteAt(ctx, r.data, off, fua)
+	case CmdFlush:
+		err = b.Flush(ctx)
+	case CmdTrim:
+		c.markDirty()
+		if err = b.Trim(ctx, off, n); err == nil && fua {
+			err = b.Flush(ctx)
+		}
+	case CmdWriteZeroes:
+		// Zeroing is a map update here, never slower than writing zeros,
+		// so CmdFlagFastZero is always honoured.
+		c.markDirty()
+		if err = b.WriteZeroes(ctx, off, n, r.flags&CmdFlagNoHole != 0); err == nil && fua {
+			err = b.Flush(ctx)
+		}
+	case CmdCache:
+		// Everything is in memory already.
+	case CmdBlockStatus:
+		err = c.blockStatus(r)
+	}
+	if err != nil {
+		r.errno, r.msg = errnoOf(err), ""
+	}
+}
+
+func (c *conn) markDirty() {
+	if !c.dirty.Load() {
+		c.dirty.Store(true)
+	}
+}
+
+// read fills r for a READ. With structured replies, zero runs of at least
+// minHoleChunk become hole chunks and only the data is read and sent.
+func (c *conn) read(r *request) error {
+	ctx, off, n := c.ctx, int64(r.off), int64(r.length)
+	if !c.structured {
+		r.bp, r.data = getBuf(int(n))
+		return c.b.ReadAt(ctx, r.data, off)
+	}
+	if n == 0 {
+		return nil
+	}
+	r.chunks = holeChunks(ctx, r.chunks[:0], c.b, off, n)
+	if r.flags&CmdFlagDF != 0 && len(r.chunks) > 1 {
+		r.chunks = append(r.chunks[:0], chunk{0, n, false})
+	}
+	if len(r.chunks) == 1 && r.chunks[0].hole {
+		return nil
+	}
+	r.bp, r.data = getBuf(int(n))
+	if len(r.chunks) == 1 {
+		return c.b.ReadAt(ctx, r.data, off)
+	}
+	for _, ch := range r.chunks {
+		if ch.hole {
+			continue
+		}
+		if err := c.b.ReadAt(ctx, r.data[ch.off:ch.off+ch.n], off+ch.off); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// holeChunks splits [off, off+n) into data and hole chunks by the backend's
+// extents. Extents that fail or do not tile the range exactly make the
+// whole read one data chunk.
+func holeChunks(ctx context.Context, chs []chunk, b Backend, off, n int64) []chunk {
+	whole := func() []chunk { return append(chs[:0], chunk{0, n, false}) }
+	ext, err := b.Extents(ctx, off, n)
+	if err != nil {
+		return whole()
+	}
+	at := off
+	for _, e := range ext {
+		if e.Off != at || e.Len <= 0 || e.Len > off+n-at {
+			return whole()
+		}
+		hole := e.Kind != cow.Data && (e.Len >= minHoleChunk || e.Len == n)
+		if k := len(chs); k > 0 && chs[k-1].hole == hole {
+			chs[k-1].n += e.Len
+		} else {
+			chs = append(chs, chunk{e.Off - off, e.Len, hole})
+		}
+		at += e.Len
+	}
+	if at != off+n {
+		return whole()
+	}
+	return chs
+}
+
+// blockStatus fills r's descriptors for every selected context.
+func (c *conn) blockStatus(r *request) error {
+	ctx, off := c.ctx, int64(r.off)
+	span := min(int64(r.length), maxStatusSpan)
+	end := off + span
+	r.nstatus = 0
+	for _, m := range c.meta {
+		st := &r.status[r.nstatus]
+		st.id, st.desc = uint32(m), st.desc[:0]
+		switch m {
+		case metaAlloc:
+			ext, err := c.b.Extents(ctx, off, span)
+			if err != nil {
+				return err
+			}
+			at := off
+			for _, e := range ext {
+				lo, hi := max(e.Off, at), min(e.Off+e.Len, end)
+				if lo != at || hi <= lo {
+					break
+				}
+				st.desc = appendDesc(st.desc, hi-lo, allocFlags(e.Kind))
+				at = hi
+			}
+		case metaChanged:
+			rs, err := c.ct.Changed(ctx, off, span)
+			if err != nil && !isNoBase(err) {
+				return err
+			}
+			if err != nil {
+				rs = append(rs[:0], cow.Range{Off: off, Len: span})
+			}
+			at := off
+			for _, x := range rs {
+				lo, hi := max(x.Off, at), min(x.Off+x.Len, end)
+				if hi <= lo {
+					continue
+				}
+				if lo > at {
+					st.desc = appendDesc(st.desc, lo-at, 0)
+				}
+				st.desc = appendDesc(st.desc, hi-lo, StateChanged)
+				at = hi
+			}
+			if at < end {
+				st.desc = appendDesc(st.desc, end-at, 0)
+			}
+		}
+		if len(st.desc) == 0 {
+			// The protocol requires one descriptor; status 0 claims nothing.
+			st.desc = appendDesc(st.desc, span, 0)
+		}
+		if r.flags&CmdFlagReqOne != 0 {
+			st.desc = st.desc[:1]
+		} else if len(st.desc) > maxDescriptors {
+			st.desc = st.desc[:maxDescriptors]
+		}
+		r.nstatus++
+	}
+	return nil
+}
+
+func appendDesc(d []descriptor, n int64, flags uint32) []descriptor {
+	if k := len(d); k > 0 && d[k-1].flags == flags {
+		d[k-1].length += uint32(n)
+		return d
+	}
+	return append(d, descriptor{uint32(n), flags})
+}
+
+func allocFlags(k cow.ExtentKind) uint32 {
+	switch k {
+	case cow.Hole:
+		return StateHole | StateZero
+	case cow.Zero:
+		return StateZero
+	}
+	return 0
+}
+
+// release returns r's buffer to the pool and r to the free list.
+func (c *conn) release(r *request) {
+	putBuf(r.bp)
+	r.bp, r.data = nil, nil
+	r.errno, r.msg = 0, ""
+	if cap(r.chunks) > maxKeptChunks {
+		r.chunks = nil
+	}
+	for i := range r.status {
+		if cap(r.status[i].desc) > maxKeptChunks {
+			r.status[i].desc = nil
+		}
+	}
+	r.nstatus = 0
+	c.free <- r
+}

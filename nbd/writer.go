@@ -1,0 +1,132 @@
+package nbd
+
+// writeLoop is the connection's only writer. It sends each finished request's
+// reply, then frees the request slot. It flushes the socket buffer when no
+// other reply is waiting, so replies that finish together share a write. On
+// a write error it closes the connection (which ends the reader) and keeps
+// freeing slots until the channel is closed.
+func (c *conn) writeLoop() {
+	failed := false
+	for r := range c.replies {
+		if !failed {
+			err := c.writeReply(r)
+			if err == nil && len(c.replies) == 0 {
+				err = c.bw.Flush()
+			}
+			if err != nil {
+				failed = true
+				if !c.aborted.Load() && !c.draining.Load() {
+					c.log.Debug("nbd: write failed", "export", c.name, "err", err)
+				}
+				c.abort()
+			}
+		}
+		c.release(r)
+	}
+	if !failed {
+		_ = c.bw.Flush()
+	}
+}
+
+func (c *conn) writeReply(r *request) error {
+	if c.structured && (r.errno != 0 || r.cmd == CmdRead || r.cmd == CmdBlockStatus) {
+		switch {
+		case r.errno != 0:
+			return c.writeError(r)
+		case r.cmd == CmdRead:
+			return c.writeRead(r)
+		default:
+			return c.writeStatus(r)
+		}
+	}
+	h := c.wtmp[:simpleHeaderLen]
+	be.PutUint32(h[0:], magicSimple)
+	be.PutUint32(h[4:], uint32(r.errno))
+	be.PutUint64(h[8:], r.handle)
+	if _, err := c.bw.Write(h); err != nil {
+		return err
+	}
+	if r.cmd == CmdRead && r.errno == 0 {
+		_, err := c.bw.Write(r.data)
+		return err
+	}
+	return nil
+}
+
+// chunkHeader writes a structured reply chunk header and the first extra
+// bytes of its payload, already placed in c.wtmp[20:20+extra].
+func (c *conn) chunkHeader(r *request, flags, typ uint16, length uint32, extra int) error {
+	h := c.wtmp[:structuredHeaderLen+extra]
+	be.PutUint32(h[0:], magicStructured)
+	be.PutUint16(h[4:], flags)
+	be.PutUint16(h[6:], typ)
+	be.PutUint64(h[8:], r.handle)
+	be.PutUint32(h[16:], length)
+	_, err := c.bw.Write(h)
+	return err
+}
+
+func (c *conn) writeError(r *request) error {
+	p := c.wtmp[structuredHeaderLen:]
+	be.PutUint32(p[0:], uint32(r.errno))
+	be.PutUint16(p[4:], uint16(len(r.msg)))
+	if err := c.chunkHeader(r, replyFlagDone, replyError, uint32(6+len(r.msg)), 6); err != nil {
+		return err
+	}
+	_, err := c.bw.WriteString(r.msg)
+	return err
+}
+
+func (c *conn) writeRead(r *request) error {
+	if len(r.chunks) == 0 {
+		return c.chunkHeader(r, replyFlagDone, replyNone, 0, 0)
+	}
+	for i, ch := range r.chunks {
+		var flags uint16
+		if i == len(r.chunks)-1 {
+			flags = replyFlagDone
+		}
+		p := c.wtmp[structuredHeaderLen:]
+		be.PutUint64(p[0:], r.off+uint64(ch.off))
+		if ch.hole {
+			be.PutUint32(p[8:], uint32(ch.n))
+			if err := c.chunkHeader(r, flags, replyOffsetHole, 12, 12); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := c.chunkHeader(r, flags, replyOffsetData, uint32(8+ch.n), 8); err != nil {
+			return err
+		}
+		if _, err := c.bw.Write(r.data[ch.off : ch.off+ch.n]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *conn) writeStatus(r *request) error {
+	for i := range r.nstatus {
+		st := &r.status[i]
+		var flags uint16
+		if i == r.nstatus-1 {
+			flags = replyFlagDone
+		}
+		be.PutUint32(c.wtmp[structuredHeaderLen:], st.id)
+		if err := c.chunkHeader(r, flags, replyBlockStatus, uint32(4+8*len(st.desc)), 4); err != nil {
+			return err
+		}
+		d := c.wtmp[:8]
+		for _, x := range st.desc {
+			be.PutUint32(d[0:], x.length)
+			be.PutUint32(d[4:], x.flags)
+			if _, err := c.bw.Write(d); err != nil {
+				return err
+			}
+		}
+	}
+	if r.nstatus == 0 {
+		return c.chunkHeader(r, replyFlagDone, replyNone, 0, 0)
+	}
+	return nil
+}
