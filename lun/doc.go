@@ -1,0 +1,37 @@
+// Package lun implements software LUNs and the Array that holds them.
+//
+// A LUN has a SCSI identity (inquiry strings and a unique page-83 NAA
+// designator), a size, a logical block size, a read-only flag, and its
+// data: a cow volume (an original or a clone) or a cow image (a snapshot
+// LUN). Every operation passes, in order:
+//
+//	I/O gate (flush & hold) → fault injection → statistics → cow
+//
+// # The I/O gate
+//
+// Gate is VSS kernel support's flush & hold (vss-spec.md B.2). Hold stops
+// admitting I/O, which queues and is never failed; waits for in-flight I/O
+// to drain; and returns. Release admits the queue. A hold has a deadline
+// (DefaultHoldDeadline, 10 s): at expiry the gate releases itself and the
+// hold reports ErrHoldTimeout, so the coordinator can fail the set with
+// VSS_E_HOLD_WRITES_TIMEOUT. Admission is two atomic adds on sharded
+// counters (cow/inflight) while the gate is open.
+//
+// # Snapshots
+//
+// Array.PrepareSnapshot does everything that can fail or allocate (name,
+// identity, the per-LUN snapshot limit); PendingSnapshot.Commit is then one
+// cow pointer swap. A provider prepares every LUN of a set, commits them all,
+// and aborts the committed ones if any fails, so no set is ever partly
+// committed (vss-spec.md B.9). Snapshot LUNs are read-only and masked until a
+// provider unmasks them (LocateLuns).
+//
+// # Invariants
+//
+//   - L1 Held I/O is delayed, never failed (it fails only if its own context
+//     ends or the LUN is deleted).
+//   - L2 When Hold returns, no I/O is in flight and none is admitted until
+//     the hold is released or expires.
+//   - L3 A hold never outlives its deadline.
+//   - L4 Every LUN, snapshot LUNs included, has its own NAA designator.
+package lun

@@ -1,0 +1,46 @@
+package lun
+
+import (
+	"errors"
+
+	"github.com/shadowbench/shadowbench/vss"
+)
+
+// Errors of the array's namespace.
+var (
+	// ErrNotFound is returned for a LUN name the array does not hold.
+	ErrNotFound = errors.New("lun: no such LUN")
+	// ErrExists is returned when creating a LUN under a name in use.
+	ErrExists = errors.New("lun: a LUN of that name exists")
+	// ErrBadName is returned for an empty name, one over 255 bytes, or
+	// one with characters outside [A-Za-z0-9._:-].
+	ErrBadName = errors.New("lun: LUN names are 1-255 characters of [A-Za-z0-9._:-]")
+	// ErrBadGeometry is returned for a block size other than 512 or 4096, or
+	// a size that is not a positive multiple of the block size.
+	ErrBadGeometry = errors.New("lun: size must be a positive multiple of a 512 or 4096 byte block size")
+	// ErrCapacity is returned when the array's capacity cannot hold a new
+	// LUN's size (the array is thin, so only sizes are checked here;
+	// writes past the store's capacity fail with cow.ErrNoSpace).
+	ErrCapacity = errors.New("lun: array capacity exceeded")
+	// ErrMaxSnapshots is the HRESULT VSS_E_MAXIMUM_NUMBER_OF_SNAPSHOTS_REACHED,
+	// returned when a LUN already has its maximum number of snapshots.
+	ErrMaxSnapshots = vss.VSS_E_MAXIMUM_NUMBER_OF_SNAPSHOTS_REACHED
+)
+
+// Errors of a LUN's state.
+var (
+	// ErrDeleted is returned for I/O, holds and snapshots of a deleted LUN.
+	ErrDeleted = errors.New("lun: LUN deleted")
+	// ErrReadOnly is returned for a write to a read-only LUN.
+	ErrReadOnly = errors.New("lun: LUN is read-only")
+	// ErrNotSnapshot is returned when an operation needs a snapshot LUN.
+	ErrNotSnapshot = errors.New("lun: not a snapshot LUN")
+	// ErrNoBase is returned by Changed when there is no image to compare
+	// with (no earlier snapshot of the source, or it was deleted).
+	ErrNoBase = errors.New("lun: no base image for changed-block tracking")
+	// ErrHoldTimeout is returned by Hold.Release when the hold's deadline
+	// passed first and the gate released itself (vss-spec.md B.2).
+	ErrHoldTimeout = errors.New("lun: hold deadline passed; writes were released")
+	// ErrHoldReleased is returned by a second Hold.Release.
+	ErrHoldReleased = errors.New("lun: hold already released")
+)

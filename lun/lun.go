@@ -1,0 +1,373 @@
+package lun
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/shadowbench/shadowbench/cow"
+	"github.com/shadowbench/shadowbench/cow/inflight"
+)
+
+// Kind says what a LUN's data is.
+type Kind uint8
+
+// The kinds of LUN.
+const (
+	// Original is a LUN created empty, backed by a live cow volume.
+	Original Kind = iota
+	// Snapshot is a point-in-time image of an Original: read-only until
+	// made writable (a VSS break).
+	Snapshot
+	// Clone is a writable clone of a Snapshot.
+	Clone
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Original:
+		return "original"
+	case Snapshot:
+		return "snapshot"
+	case Clone:
+		return "clone"
+	}
+	return "unknown"
+}
+
+// data is what a LUN's I/O goes to: a live volume, or an image while a
+// snapshot LUN is read-only. It is swapped whole (MakeWritable).
+type data struct {
+	vol *cow.Volume
+	img *cow.Image
+}
+
+// LUN is a software LUN. Its I/O methods are safe for concurrent use and
+// pass, in order, the I/O gate, fault injection and statistics on their way
+// to the cow data.
+type LUN struct {
+	name      string
+	kind      Kind
+	id        Identity
+	size      int64
+	blockSize int
+	created   time.Time
+	array     *Array
+	// parent is the source of a snapshot LUN, or the snapshot LUN a clone
+	// was made from; nil for an Original.
+	parent *LUN
+	// prev is, for a snapshot LUN, the snapshot of the same source taken
+	// just before it: the base of its changed-block tracking.
+	prev *LUN
+
+	gate   *Gate
+	stats  Stats
+	faults atomic.Pointer[injectorBox]
+
+	data     atomic.Pointer[data]
+	readOnly atomic.Bool
+	masked   atomic.Bool
+	pending  atomic.Bool // prepared snapshot not yet committed: invisible
+	deleted  atomic.Bool
+
+	// For an Original: its snapshot LUNs alive or prepared, and the newest.
+	snapshots atomic.Int32
+	lastSnap  atomic.Pointer[LUN]
+}
+
+type injectorBox struct{ Injector }
+
+// Name returns the LUN's name in its array (and its NBD export name).
+func (l *LUN) Name() string { return l.name }
+
+// Kind returns what the LUN is.
+func (l *LUN) Kind() Kind { return l.kind }
+
+// Identity returns the LUN's SCSI identity.
+func (l *LUN) Identity() Identity { return l.id }
+
+// Description is the identity on one line (the NBD export description).
+func (l *LUN) Description() string { return l.id.String() }
+
+// Size returns the size in bytes.
+func (l *LUN) Size() int64 { return l.size }
+
+// BlockSize returns the logical block size, 512 or 4096. I/O need not be
+// aligned to it; it is the preferred unit.
+func (l *LUN) BlockSize() int { return l.blockSize }
+
+// Created returns when the LUN was created (committed, for a snapshot).
+func (l *LUN) Created() time.Time { return l.created }
+
+// Parent returns the source of a snapshot LUN or the snapshot a clone was
+// made from, or nil.
+func (l *LUN) Parent() *LUN { return l.parent }
+
+// ReadOnly reports whether writes are refused.
+func (l *LUN) ReadOnly() bool { return l.readOnly.Load() }
+
+// Masked reports whether the LUN is hidden from hosts (not exported).
+// Snapshot LUNs are created masked; a provider's LocateLuns unmasks them.
+func (l *LUN) Masked() bool { return l.masked.Load() }
+
+// SetMasked masks or unmasks the LUN.
+func (l *LUN) SetMasked(m bool) { l.masked.Store(m) }
+
+// Deleted reports whether the LUN has been deleted.
+func (l *LUN) Deleted() bool { return l.deleted.Load() }
+
+// Gate returns the LUN's I/O gate.
+func (l *LUN) Gate() *Gate { return l.gate }
+
+// Hold holds the LUN's I/O gate (see Gate.Hold).
+func (l *LUN) Hold(ctx context.Context, deadline time.Duration) (*Hold, error) {
+	if l.deleted.Load() {
+		return nil, ErrDeleted
+	}
+	if deadline <= 0 {
+		deadline = l.array.cfg.HoldDeadline
+	}
+	return l.gate.Hold(ctx, deadline)
+}
+
+// SetFaults installs an injector for the LUN's operations; nil removes it.
+func (l *LUN) SetFaults(inj Injector) {
+	if inj == nil {
+		l.faults.Store(nil)
+		return
+	}
+	l.faults.Store(&injectorBox{inj})
+}
+
+// Stats returns a copy of the LUN's statistics.
+func (l *LUN) Stats() []OpStats { return l.stats.Snapshot() }
+
+// begin admits an operation: it refuses a deleted LUN, waits at the gate and
+// runs the fault injector. The caller runs the operation and calls end.
+// gateToken is an admitted operation: its gate token and start time.
+type gateToken struct {
+	t     inflight.Token
+	start time.Time
+}
+
+func (l *LUN) begin(ctx context.Context, op Op) (tok gateToken, err error) {
+	if l.deleted.Load() {
+		return tok, ErrDeleted
+	}
+	if l.pending.Load() {
+		return tok, fmt.Errorf("%w: %s is not committed", ErrNotFound, l.name)
+	}
+	tok.t, err = l.gate.enter(ctx)
+	if err != nil {
+		return tok, err
+	}
+	tok.start = time.Now()
+	if f := l.faults.Load(); f != nil {
+		if err := f.Inject(ctx, op); err != nil {
+			l.end(tok, op, 0, err)
+			return tok, err
+		}
+	}
+	return tok, nil
+}
+
+// end records the operation and lets it out of the gate, in that order, so
+// that once Hold returns the held LUN's statistics are final.
+func (l *LUN) end(tok gateToken, op Op, n int, err error) {
+	l.stats.record(op, n, time.Since(tok.start), err)
+	l.gate.exit(tok.t)
+}
+
+// mapErr turns cow's view of a released volume into the LUN's.
+func (l *LUN) mapErr(err error) error {
+	if errors.Is(err, cow.ErrReleased) {
+		return ErrDeleted
+	}
+	return err
+}
+
+// ReadAt reads len(p) bytes at off.
+func (l *LUN) ReadAt(ctx context.Context, p []byte, off int64) error {
+	tok, err := l.begin(ctx, OpRead)
+	if err != nil {
+		return err
+	}
+	d := l.data.Load()
+	if d.vol != nil {
+		_, err = d.vol.ReadAt(p, off)
+	} else {
+		_, err = d.img.ReadAt(p, off)
+	}
+	err = l.mapErr(err)
+	l.end(tok, OpRead, len(p), err)
+	return err
+}
+
+// WriteAt writes p at off; with fua it returns once the data is durable.
+func (l *LUN) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error {
+	if l.readOnly.Load() {
+		return ErrReadOnly
+	}
+	tok, err := l.begin(ctx, OpWrite)
+	if err != nil {
+		return err
+	}
+	err = l.writable(func(v *cow.Volume) error {
+		if fua {
+			_, err := v.WriteAtFUA(p, off)
+			return err
+		}
+		_, err := v.WriteAt(p, off)
+		return err
+	})
+	l.end(tok, OpWrite, len(p), err)
+	return err
+}
+
+func (l *LUN) writable(fn func(v *cow.Volume) error) error {
+	d := l.data.Load()
+	if d.vol == nil {
+		return ErrReadOnly
+	}
+	return l.mapErr(fn(d.vol))
+}
+
+// Flush makes every completed write durable.
+func (l *LUN) Flush(ctx context.Context) error {
+	tok, err := l.begin(ctx, OpFlush)
+	if err != nil {
+		return err
+	}
+	if d := l.data.Load(); d.vol != nil {
+		err = l.mapErr(d.vol.Flush())
+	}
+	l.end(tok, OpFlush, 0, err)
+	return err
+}
+
+// Trim discards [off, off+length); the range reads as zeros afterwards.
+func (l *LUN) Trim(ctx context.Context, off, length int64) error {
+	return l.zero(ctx, OpTrim, off, length, false)
+}
+
+// WriteZeroes makes [off, off+length) read as zeros; with noHole the range
+// stays allocated.
+func (l *LUN) WriteZeroes(ctx context.Context, off, length int64, noHole bool) error {
+	return l.zero(ctx, OpZero, off, length, noHole)
+}
+
+func (l *LUN) zero(ctx context.Context, op Op, off, length int64, noHole bool) error {
+	if l.readOnly.Load() {
+		return ErrReadOnly
+	}
+	tok, err := l.begin(ctx, op)
+	if err != nil {
+		return err
+	}
+	err = l.writable(func(v *cow.Volume) error {
+		if op == OpTrim {
+			return v.Trim(off, length)
+		}
+		return v.WriteZeroes(off, length, noHole)
+	})
+	l.end(tok, op, int(min(length, 1<<62)), err)
+	return err
+}
+
+// Extents reports [off, off+length) as merged runs of data, zeros and holes.
+func (l *LUN) Extents(ctx context.Context, off, length int64) ([]cow.Extent, error) {
+	tok, err := l.begin(ctx, OpExtents)
+	if err != nil {
+		return nil, err
+	}
+	var ext []cow.Extent
+	if d := l.data.Load(); d.vol != nil {
+		ext, err = d.vol.Extents(off, length)
+	} else {
+		ext, err = d.img.Extents(off, length)
+	}
+	err = l.mapErr(err)
+	l.end(tok, OpExtents, 0, err)
+	return ext, err
+}
+
+// Changed reports the ranges within [off, off+length) that changed since the
+// LUN's base image: for a snapshot LUN the source's previous snapshot, for an
+// original its newest snapshot. It reads no data (cow C7). ErrNoBase when
+// there is no such image.
+func (l *LUN) Changed(ctx context.Context, off, length int64) ([]cow.Range, error) {
+	tok, err := l.begin(ctx, OpExtents)
+	if err != nil {
+		return nil, err
+	}
+	ranges, err := l.changed(off, length)
+	l.end(tok, OpExtents, 0, err)
+	return ranges, err
+}
+
+func (l *LUN) changed(off, length int64) ([]cow.Range, error) {
+	var base *LUN
+	switch l.kind {
+	case Snapshot:
+		base = l.prev
+	case Original:
+		base = l.lastSnap.Load()
+	}
+	if base == nil || base.deleted.Load() {
+		return nil, ErrNoBase
+	}
+	bd, d := base.data.Load(), l.data.Load()
+	if bd.img == nil {
+		return nil, ErrNoBase // the base was made writable: no longer a point in time
+	}
+	var ranges []cow.Range
+	var err error
+	if d.img != nil {
+		ranges, err = cow.Diff(bd.img, d.img, off, length)
+	} else {
+		ranges, err = d.vol.ChangedSince(bd.img, off, length)
+	}
+	if errors.Is(err, cow.ErrReleased) {
+		return nil, ErrNoBase
+	}
+	return ranges, err
+}
+
+// MakeWritable turns a read-only snapshot LUN into a writable one in O(1),
+// by cloning its image (a VSS break with MAKE_READ_WRITE). Writes then go to
+// the LUN alone.
+func (l *LUN) MakeWritable() error {
+	if l.deleted.Load() {
+		return ErrDeleted
+	}
+	d := l.data.Load()
+	if d.img == nil {
+		l.readOnly.Store(false)
+		return nil
+	}
+	vol, err := d.img.Clone()
+	if err != nil {
+		return l.mapErr(err)
+	}
+	if !l.data.CompareAndSwap(d, &data{vol: vol}) {
+		_ = vol.Release()
+		return nil // made writable concurrently
+	}
+	l.readOnly.Store(false)
+	return l.mapErr(d.img.Release())
+}
+
+func (l *LUN) release() {
+	d := l.data.Load()
+	if d == nil {
+		return
+	}
+	if d.vol != nil {
+		_ = d.vol.Release()
+	}
+	if d.img != nil {
+		_ = d.img.Release()
+	}
+}
