@@ -187,10 +187,15 @@ func BenchmarkRead4K(b *testing.B) {
 	}
 	run := func(b *testing.B, r interface {
 		ReadAt([]byte, int64) (int, error)
-	}) { p := make([]byte, 4096); b.SetBytes(4096); i := int64(0); for b.Loop() {
-		_, _ = r.ReadAt(p, (i*4096*7919)%set)
-		i++
-	} }
+	}) {
+		p := make([]byte, 4096)
+		b.SetBytes(4096)
+		i := int64(0)
+		for b.Loop() {
+			_, _ = r.ReadAt(p, (i*4096*7919)%set)
+			i++
+		}
+	}
 	b.Run("live", func(b *testing.B) { v, _ := setup(b, 0); run(b, v) })
 	b.Run("image-depth=1", func(b *testing.B) { _, imgs := setup(b, 1); run(b, imgs[0]) })
 	b.Run("image-depth=100", func(b *testing.B) { _, imgs := setup(b, 100); run(b, imgs[0]) })
