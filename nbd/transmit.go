@@ -418,6 +418,7 @@ func (c *conn) release(r *request) {
 	putBuf(r.bp)
 	r.bp, r.data = nil, nil
 	r.errno, r.msg = 0, ""
+	r.chunks = r.chunks[:0]
 	if cap(r.chunks) > maxKeptChunks {
 		r.chunks = nil
 	}
