@@ -7,7 +7,9 @@
 // A Server finds exports in a Catalog each time a client names one, so a LUN
 // created after the server started is reachable and a deleted one leaves
 // NBD_OPT_LIST (its open connections then get EIO from the LUN, not a
-// crash). An export is any Backend.
+// crash). An export is any Backend; *lun.LUN is one as it is, and
+// ArrayCatalog exports the unmasked LUNs of a *lun.Array. Package gonbd
+// adapts a LUN the other way, to go-nbd's backend.Backend.
 //
 // The handshake is fixed newstyle with NO_ZEROES. Options: EXPORT_NAME, INFO
 // and GO (with the requested NBD_INFO_NAME, _DESCRIPTION and _BLOCK_SIZE),
@@ -62,7 +64,7 @@
 // Backend errors become protocol error values: a syscall.Errno (fault
 // injection) keeps its value where the protocol defines it, the storage
 // sentinels map by meaning (out of range EINVAL, no space ENOSPC, read-only
-// EPERM), and anything else is EIO.
+// EPERM, deleted EIO), and anything else is EIO.
 //
 // # Client
 //
