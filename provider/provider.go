@@ -1,14 +1,3 @@
-// Package provider defines the VSS provider interfaces (vsprov.h, in Go
-// idiom: ctx first, errors are vss.HRESULT values) and implements the
-// emulated array provider that drives a lun.Array according to a firmware
-// profile.
-//
-// vss-spec.md section C is the contract; B.7-B.9 are the abort rules. The
-// interfaces mirror Windows: HardwareProvider is
-// IVssHardwareSnapshotProvider, HardwareProviderEx its Ex methods (an
-// optional capability found by type assertion), SnapshotSetCreator is
-// IVssProviderCreateSnapshotSet, and Notifications is
-// IVssProviderNotifications.
 package provider
 
 import (
