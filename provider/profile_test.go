@@ -2,8 +2,8 @@ package provider_test
 
 import (
 	"errors"
-	"os"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
