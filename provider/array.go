@@ -105,8 +105,9 @@ type snapshotSet struct {
 
 	// work serialises the set's LUN work, the preparer's, CommitSnapshots'
 	// and the clean-up's, because lun.PendingSnapshot is not safe for
-	// concurrent use.
-	work sync.Mutex
+	// concurrent use. It guards prepared and each member's pending and info.
+	work     sync.Mutex
+	prepared int // members prepared, each holding SnapshotReserve
 }
 
 // member is one source LUN of a set and its snapshot LUN.
@@ -229,6 +230,24 @@ func (p *ArrayProvider) State(set vss.ID) (vss.SnapshotState, bool) {
 		return vss.VSS_SS_UNKNOWN, false
 	}
 	return s.state, true
+}
+
+// Prepared returns how many LUNs of set the preparer has prepared so far,
+// and how many the set has; ok is false for an unknown set.
+func (p *ArrayProvider) Prepared(set vss.ID) (done, total int, ok bool) {
+	p.mu.Lock()
+	s, ok := p.mu.sets[set]
+	if ok {
+		total = len(s.members)
+	}
+	p.mu.Unlock()
+	if !ok {
+		return 0, 0, false
+	}
+	s.work.Lock()
+	done = s.prepared
+	s.work.Unlock()
+	return done, total, true
 }
 
 // CommitDuration returns how long set's commit took: the pointer swaps of
@@ -768,13 +787,7 @@ func (p *ArrayProvider) prepareMember(s *snapshotSet, mb *member) error {
 	if limit, enforced := p.snapshotLimit(); !enforced && p.atSnapshotLimit(mb.source, limit) {
 		return fmt.Errorf("%s: %w", mb.source.Name(), lun.ErrMaxSnapshots)
 	}
-	prepared := 0
-	for _, other := range s.members {
-		if other.pending != nil {
-			prepared++
-		}
-	}
-	if !p.roomFor(1, prepared) {
+	if !p.roomFor(1, s.prepared) {
 		return fmt.Errorf("%s: %w", mb.source.Name(), ErrNoCapacity)
 	}
 	ps, err := p.array.PrepareSnapshot(mb.source.Name(), mb.name)
@@ -783,6 +796,7 @@ func (p *ArrayProvider) prepareMember(s *snapshotSet, mb *member) error {
 	}
 	mb.pending = ps
 	mb.info = LunInfoOf(ps.LUN())
+	s.prepared++
 	return nil
 }
 
