@@ -429,3 +429,18 @@ func TestIdentityUnique(t *testing.T) {
 		require.LessOrEqual(t, len(id.Revision), 4)
 	}
 }
+
+func TestSnapshotEvery(t *testing.T) {
+	a := newArray(t, Config{})
+	newLUN(t, a, "lun0", mib)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	done := make(chan ScheduleResult)
+	go func() { done <- a.SnapshotEvery(ctx, 10*time.Millisecond, 2, "lun0") }()
+	require.Eventually(t, func() bool { return len(a.List()) == 3 }, time.Second, time.Millisecond, "the source and the two newest")
+	res := <-done
+	require.GreaterOrEqual(t, res.Taken, 3)
+	require.Equal(t, res.Taken, res.Deleted, "nothing left behind")
+	require.Zero(t, res.Errors)
+	require.Len(t, a.List(), 1)
+}
