@@ -252,11 +252,14 @@ func (c *conn) optError(opt, typ uint32, msg string) error {
 	return err
 }
 
-func (c *conn) lookup(name string) (Backend, error) {
+// lookup finds an export by the name a client gave and returns its
+// canonical name: the empty name means Options.DefaultExport.
+func (c *conn) lookup(name string) (string, Backend, error) {
 	if name == "" && c.s.opts.DefaultExport != "" {
 		name = c.s.opts.DefaultExport
 	}
-	return c.s.cat.Lookup(name)
+	b, err := c.s.cat.Lookup(name)
+	return name, b, err
 }
 
 func (c *conn) exportFlags(b Backend) TransmissionFlags {
@@ -276,8 +279,7 @@ func (c *conn) exportName(data []byte) error {
 	if len(data) > MaxStringLen {
 		return errExportName
 	}
-	name := string(data)
-	b, err := c.lookup(name)
+	name, b, err := c.lookup(string(data))
 	if err != nil {
 		return errExportName
 	}
@@ -394,7 +396,7 @@ func (c *conn) infoGo(opt uint32, data []byte) (bool, error) {
 		return false, c.optError(opt, repErrInvalid, "malformed information requests")
 	}
 	reqs := rest[2:]
-	b, err := c.lookup(name)
+	name, b, err := c.lookup(name)
 	if err != nil {
 		return false, c.optError(opt, repErrUnknown, "unknown export")
 	}
@@ -491,7 +493,7 @@ func (c *conn) metaContext(opt uint32, data []byte) error {
 	if nq == 0 && !set {
 		want[metaAlloc], want[metaChanged] = true, true
 	}
-	b, err := c.lookup(name)
+	name, b, err := c.lookup(name)
 	if err != nil {
 		return c.optError(opt, repErrUnknown, "unknown export")
 	}

@@ -64,6 +64,7 @@ func TestDefaultExport(t *testing.T) {
 	ts := serveOn(t, "tcp", newCatalog(map[string]*memBackend{"lun0": newMem(testSize)}), Options{DefaultExport: "lun0"})
 	c := ts.dial(t, nil)
 	require.Equal(t, int64(testSize), c.Size())
+	require.Equal(t, "lun0", c.Info().Name, "NBD_INFO_NAME carries the canonical name")
 }
 
 func TestCommandsRoundTrip(t *testing.T) {

@@ -91,3 +91,27 @@ func TestServedByGoNBD(t *testing.T) {
 	require.NoError(t, c.Disconnect(ctx))
 	require.NoError(t, <-served)
 }
+
+// TestServeWithOurClient checks the peer server end to end: our client
+// reads back what it wrote through go-nbd's server.
+func TestServeWithOurClient(t *testing.T) {
+	a, err := lun.NewArray(lun.Config{})
+	require.NoError(t, err)
+	l, err := a.Create("lun0", lun.Options{Size: 1 << 20})
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, ln, l) }()
+	c, err := nbd.Dial(ctx, "tcp", ln.Addr().String(), &nbd.DialOptions{Export: "lun0", NoStructuredReplies: true})
+	require.NoError(t, err)
+	p := []byte("through go-nbd")
+	require.NoError(t, c.Write(ctx, p, 4096, 0))
+	got := make([]byte, len(p))
+	require.NoError(t, c.Read(ctx, got, 4096))
+	require.Equal(t, p, got)
+	require.NoError(t, c.Close())
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+}

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/dustin/go-humanize"
+	"github.com/shadowbench/shadowbench/lun"
+)
+
+// lunSpec is one --lun value: name=NAME,size=SIZE[,blocksize=512|4096][,readonly=BOOL].
+type lunSpec struct {
+	name string
+	opts lun.Options
+}
+
+// lunSpecs is the repeatable --lun flag.
+type lunSpecs []lunSpec
+
+func (s *lunSpecs) Type() string { return "spec" }
+
+func (s *lunSpecs) String() string {
+	parts := make([]string, len(*s))
+	for i, l := range *s {
+		parts[i] = fmt.Sprintf("name=%s,size=%s", l.name, humanize.IBytes(uint64(l.opts.Size)))
+	}
+	return strings.Join(parts, " ")
+}
+
+func (s *lunSpecs) Set(v string) error {
+	spec, err := parseLUNSpec(v)
+	if err != nil {
+		return err
+	}
+	*s = append(*s, spec)
+	return nil
+}
+
+func parseLUNSpec(v string) (lunSpec, error) {
+	spec := lunSpec{opts: lun.Options{BlockSize: 512}}
+	seen := map[string]bool{}
+	for _, kv := range strings.Split(v, ",") {
+		key, val, ok := strings.Cut(kv, "=")
+		if !ok || val == "" {
+			return spec, fmt.Errorf("%q is not key=value (want name=NAME,size=SIZE[,blocksize=512|4096][,readonly=true])", kv)
+		}
+		if seen[key] {
+			return spec, fmt.Errorf("%s given twice", key)
+		}
+		seen[key] = true
+		switch key {
+		case "name":
+			spec.name = val
+		case "size":
+			n, err := humanize.ParseBytes(val)
+			if err != nil || n == 0 || n > 1<<60 {
+				return spec, fmt.Errorf("size %q: want a positive size such as 1GiB or 512MiB", val)
+			}
+			spec.opts.Size = int64(n)
+		case "blocksize":
+			if val != "512" && val != "4096" {
+				return spec, fmt.Errorf("blocksize %q: want 512 or 4096", val)
+			}
+			spec.opts.BlockSize, _ = strconv.Atoi(val)
+		case "readonly":
+			b, err := strconv.ParseBool(val)
+			if err != nil {
+				return spec, fmt.Errorf("readonly %q: want true or false", val)
+			}
+			spec.opts.ReadOnly = b
+		default:
+			return spec, fmt.Errorf("unknown key %q (want name, size, blocksize, readonly)", key)
+		}
+	}
+	switch {
+	case spec.name == "":
+		return spec, fmt.Errorf("name is missing")
+	case spec.opts.Size == 0:
+		return spec, fmt.Errorf("size is missing")
+	case spec.opts.Size%int64(spec.opts.BlockSize) != 0:
+		return spec, fmt.Errorf("size %d is not a multiple of the block size %d", spec.opts.Size, spec.opts.BlockSize)
+	}
+	return spec, nil
+}
