@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Peer benchmark of the NBD server: fio's nbd engine, in one run, against
+# shadowbench, nbdkit's memory plugin, qemu-nbd serving a raw file on tmpfs,
+# and go-nbd's server over a shadowbench memory LUN; then shadowbench again
+# with a snapshot of the LUN taken every second. Prints IOPS, MiB/s, p99
+# latency and each peer's ratio to shadowbench.
+#
+#   RUNTIME=10 SIZE=1G scripts/bench-nbd.sh
+#
+# Needs fio, nbdkit, qemu-nbd (Debian: fio nbdkit qemu-utils) and jq.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNTIME=${RUNTIME:-10}
+SIZE=${SIZE:-1G}
+OUT=${OUT:-$(mktemp -d)}
+BASE_PORT=${BASE_PORT:-10900}
+
+for tool in fio nbdkit qemu-nbd jq; do
+  command -v "$tool" >/dev/null || { echo "bench-nbd: $tool is missing (apt-get install fio nbdkit qemu-utils jq)" >&2; exit 1; }
+done
+fio --enghelp=nbd >/dev/null 2>&1 || { echo "bench-nbd: this fio has no nbd engine" >&2; exit 1; }
+
+go build -o "$OUT/shadowbench" ./cmd/shadowbench
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -f /dev/shm/shadowbench-bench-nbd.raw
+}
+trap cleanup EXIT
+
+wait_port() {
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "bench-nbd: nothing listens on port $1" >&2
+  return 1
+}
+
+# peer name -> "uri"
+declare -A uri
+start_peer() {
+  local name=$1 port=$2; shift 2
+  "$@" >"$OUT/$name.log" 2>&1 &
+  pids+=($!)
+  wait_port "$port"
+}
+
+P=$BASE_PORT
+start_peer shadowbench $((P+1)) "$OUT/shadowbench" serve --listen 127.0.0.1:$((P+1)) --lun name=lun0,size=$SIZE
+uri[shadowbench]="nbd://127.0.0.1:$((P+1))/lun0"
+start_peer shadowbench-snap $((P+2)) "$OUT/shadowbench" serve --listen 127.0.0.1:$((P+2)) --lun name=lun0,size=$SIZE --snapshot-interval 1s
+uri[shadowbench-snap]="nbd://127.0.0.1:$((P+2))/lun0"
+start_peer nbdkit-memory $((P+3)) nbdkit -f -i 127.0.0.1 -p $((P+3)) memory "$SIZE"
+uri[nbdkit-memory]="nbd://127.0.0.1:$((P+3))/"
+truncate -s "$SIZE" /dev/shm/shadowbench-bench-nbd.raw
+start_peer qemu-nbd $((P+4)) qemu-nbd -f raw -b 127.0.0.1 -p $((P+4)) -t -e 16 --cache=writeback /dev/shm/shadowbench-bench-nbd.raw
+uri[qemu-nbd]="nbd://127.0.0.1:$((P+4))/"
+start_peer go-nbd $((P+5)) "$OUT/shadowbench" serve --engine go-nbd --listen 127.0.0.1:$((P+5)) --lun name=lun0,size=$SIZE
+uri[go-nbd]="nbd://127.0.0.1:$((P+5))/lun0"
+
+peers=(shadowbench nbdkit-memory qemu-nbd go-nbd shadowbench-snap)
+# job name -> fio arguments
+jobs=(
+  "4k-randread-qd16x4|--rw=randread --bs=4k --iodepth=16 --numjobs=4"
+  "4k-randwrite-qd16x4|--rw=randwrite --bs=4k --iodepth=16 --numjobs=4"
+  "4k-randwrite-qd1|--rw=randwrite --bs=4k --iodepth=1 --numjobs=1"
+  "1m-read-qd8x2|--rw=read --bs=1m --iodepth=8 --numjobs=2"
+  "1m-write-qd8x2|--rw=write --bs=1m --iodepth=8 --numjobs=2"
+)
+
+for job in "${jobs[@]}"; do
+  jname=${job%%|*}; jargs=${job#*|}
+  for peer in "${peers[@]}"; do
+    echo "== $jname on $peer (${RUNTIME}s)" >&2
+    # shellcheck disable=SC2086
+    fio --name="$jname" --ioengine=nbd --uri="${uri[$peer]}" --size="$SIZE" $jargs \
+      --time_based --runtime="$RUNTIME" --ramp_time=1 --group_reporting \
+      --output-format=json --output="$OUT/$jname.$peer.json" >/dev/null 2>"$OUT/$jname.$peer.err" \
+      || echo "bench-nbd: fio failed for $jname on $peer: $(tail -n 3 "$OUT/$jname.$peer.err")" >&2
+  done
+done
+
+printf '\n%-22s %-17s %10s %9s %10s %8s\n' job peer IOPS MiB/s p99-us ratio
+for job in "${jobs[@]}"; do
+  jname=${job%%|*}
+  ref=""
+  for peer in "${peers[@]}"; do
+    f="$OUT/$jname.$peer.json"
+    [ -s "$f" ] || { printf '%-22s %-17s %10s\n' "$jname" "$peer" failed; continue; }
+    read -r iops mibs p99 < <(jq -r '.jobs[0] | (if .read.io_bytes > 0 then .read else .write end) |
+      "\(.iops) \(.bw_bytes/1048576) \((.clat_ns.percentile["99.000000"] // 0)/1000)"' "$f")
+    [ -z "$ref" ] && ref=$iops
+    ratio=$(jq -n "$iops / $ref")
+    printf '%-22s %-17s %10.0f %9.1f %10.1f %8.2f\n' "$jname" "$peer" "$iops" "$mibs" "$p99" "$ratio"
+  done
+done
+echo
+echo "Ratios are IOPS relative to shadowbench; shadowbench-snap takes a snapshot of lun0 every second."
+echo "Raw fio output: $OUT"
