@@ -1,0 +1,220 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shadowbench/shadowbench/nbd"
+)
+
+// loadConfig is NBD load: Conns connections spread over the LUNs, each
+// with QD requests in flight (one goroutine per request slot), of
+// BlockSize bytes at random aligned offsets within the first Span bytes of
+// the LUN, ReadPct percent of them reads.
+type loadConfig struct {
+	Conns     int
+	QD        int
+	BlockSize int64
+	ReadPct   int
+	Span      int64
+	// Phases is the number of phases the histograms are kept apart by
+	// (at least 1); the phase is read when a request starts.
+	Phases int
+	// Samples keeps every write's start and latency in the phases it
+	// lists, for analysis against the timelines afterwards.
+	Samples map[int]bool
+}
+
+// sample is one write: its start since the load began, and its latency.
+type sample struct{ start, lat time.Duration }
+
+// maxSamples bounds the samples each worker keeps (16 bytes each).
+const maxSamples = 1 << 20
+
+// load runs NBD requests until stopped.
+type load struct {
+	cfg     loadConfig
+	clients []*nbd.Client
+	base    time.Time
+	phase   atomic.Int32
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	workers []*worker
+}
+
+type worker struct {
+	reads, writes []*Histogram // by phase
+	bytes         [2]int64     // read, written
+	errs          int64
+	firstErr      error
+	samples       []sample
+	dropped       int64
+}
+
+// startLoad dials the connections and starts the workers. exports are the
+// LUNs, taken round robin.
+func startLoad(ctx context.Context, rg *rig, exports []string, cfg loadConfig) (*load, error) {
+	if cfg.Phases < 1 {
+		cfg.Phases = 1
+	}
+	l := &load{cfg: cfg}
+	for i := range cfg.Conns {
+		c, err := rg.dial(ctx, exports[i%len(exports)], cfg.QD)
+		if err != nil {
+			l.closeClients()
+			return nil, fmt.Errorf("bench: NBD connection %d: %w", i, err)
+		}
+		l.clients = append(l.clients, c)
+	}
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	l.cancel = cancel
+	l.base = time.Now()
+	blocks := uint64(max(cfg.Span/cfg.BlockSize, 1))
+	for ci, c := range l.clients {
+		for q := range cfg.QD {
+			w := &worker{}
+			for range cfg.Phases {
+				w.reads = append(w.reads, NewHistogram())
+				w.writes = append(w.writes, NewHistogram())
+			}
+			l.workers = append(l.workers, w)
+			seed := uint64(ci)<<32 | uint64(q)
+			l.wg.Go(func() { l.work(wctx, c, w, seed, blocks) })
+		}
+	}
+	return l, nil
+}
+
+func (l *load) work(ctx context.Context, c *nbd.Client, w *worker, seed, blocks uint64) {
+	r := rand.New(rand.NewPCG(seed, 0x5eed))
+	buf := make([]byte, l.cfg.BlockSize)
+	for i := range buf {
+		buf[i] = byte(r.Uint32())
+	}
+	for ctx.Err() == nil {
+		off := int64(r.Uint64N(blocks)) * l.cfg.BlockSize
+		read := r.IntN(100) < l.cfg.ReadPct
+		ph := int(l.phase.Load())
+		start := time.Now()
+		var err error
+		if read {
+			err = c.Read(ctx, buf, off)
+		} else {
+			err = c.Write(ctx, buf, off, 0)
+		}
+		lat := time.Since(start)
+		if err != nil {
+			if ctx.Err() != nil {
+				return // stopped while in flight: not a sample
+			}
+			w.errs++
+			if w.firstErr == nil {
+				w.firstErr = err
+			}
+			continue
+		}
+		if read {
+			w.reads[ph].Record(lat)
+			w.bytes[0] += l.cfg.BlockSize
+			continue
+		}
+		w.writes[ph].Record(lat)
+		w.bytes[1] += l.cfg.BlockSize
+		if l.cfg.Samples[ph] {
+			if len(w.samples) < maxSamples {
+				w.samples = append(w.samples, sample{start.Sub(l.base), lat})
+			} else {
+				w.dropped++
+			}
+		}
+	}
+}
+
+// setPhase makes requests that start from now on count in phase p.
+func (l *load) setPhase(p int) { l.phase.Store(int32(p)) }
+
+// stop ends the load, waits for the workers and closes the connections.
+func (l *load) stop() {
+	l.cancel()
+	l.wg.Wait()
+	l.closeClients()
+}
+
+func (l *load) closeClients() {
+	for _, c := range l.clients {
+		_ = c.Close()
+	}
+	l.clients = nil
+}
+
+// loadTotals are the merged figures of every worker.
+type loadTotals struct {
+	reads, writes []*Histogram // by phase
+	readBytes     int64
+	writeBytes    int64
+	errs          int64
+	err           error
+	samples       []sample
+	dropped       int64
+}
+
+func (l *load) totals() loadTotals {
+	t := loadTotals{}
+	for range l.cfg.Phases {
+		t.reads = append(t.reads, NewHistogram())
+		t.writes = append(t.writes, NewHistogram())
+	}
+	for _, w := range l.workers {
+		for p := range l.cfg.Phases {
+			t.reads[p].Merge(w.reads[p])
+			t.writes[p].Merge(w.writes[p])
+		}
+		t.readBytes += w.bytes[0]
+		t.writeBytes += w.bytes[1]
+		t.errs += w.errs
+		if t.err == nil {
+			t.err = w.firstErr
+		}
+		t.samples = append(t.samples, w.samples...)
+		t.dropped += w.dropped
+	}
+	return t
+}
+
+// failed returns an error when requests failed: a benchmark of failing
+// I/O measures nothing.
+func (t loadTotals) failed() error {
+	if t.errs == 0 {
+		return nil
+	}
+	return fmt.Errorf("bench: %d NBD requests failed, the first with: %w", t.errs, t.err)
+}
+
+// prefill writes the first span bytes of each LUN directly (not through
+// NBD), so that reads find data and writes after a snapshot copy grains,
+// as on a volume in use.
+func prefill(ctx context.Context, rg *rig, span int64) error {
+	buf := make([]byte, 1<<20)
+	for i := range buf {
+		buf[i] = byte(i*7 + 1)
+	}
+	for _, name := range rg.luns {
+		l, err := rg.array.Get(name)
+		if err != nil {
+			return err
+		}
+		for off := int64(0); off < span; off += int64(len(buf)) {
+			if err := l.WriteAt(ctx, buf[:min(int64(len(buf)), span-off)], off, false); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+var errNoLoad = errors.New("bench: the load completed no request")
