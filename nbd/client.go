@@ -369,11 +369,13 @@ func (c *Client) readLoop() {
 	if c.closing.Load() || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
 		c.err = ErrClosed
 	} else {
-		c.err = fmt.Errorf("%w: %v", ErrClosed, err)
+		c.err = fmt.Errorf("%w: %w", ErrClosed, err)
 	}
 	_ = c.nc.Close()
+	// Fail every call still waiting, including one whose reply was being
+	// read when the connection broke (claimed by this goroutine).
 	for _, cl := range c.slots {
-		if cl.state.CompareAndSwap(statePending, stateDone) {
+		if cl.state.CompareAndSwap(statePending, stateDone) || cl.state.CompareAndSwap(stateClaimed, stateDone) {
 			cl.err = c.err
 			cl.done <- struct{}{}
 		}
