@@ -28,10 +28,11 @@ type Backend interface {
 }
 
 // ChangeTracker is a Backend that can list the ranges changed since its base
-// image. Backends that implement it offer the MetaChanged context. A backend
-// without a base image reports an error for which NoBase returns true (see
-// lun.ErrNoBase), and the context then reports every block as changed: with
-// nothing to compare against, a backup must copy everything.
+// image (for a snapshot LUN, the previous snapshot of its source); it is
+// found by type assertion, and backends that implement it offer the
+// MetaChanged context. When there is no base image (lun.ErrNoBase) the
+// context reports every block as changed: with nothing to compare against,
+// an incremental backup must copy everything.
 type ChangeTracker interface {
 	Changed(ctx context.Context, off, length int64) ([]cow.Range, error)
 }

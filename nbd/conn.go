@@ -113,8 +113,10 @@ func (c *conn) abort() {
 
 func (c *conn) serve() {
 	defer c.stop()
-	defer c.raw.Close()
-	stop := context.AfterFunc(c.ctx, func() { _ = c.raw.Close() })
+	// Closing rw ends a TLS session properly (close_notify) before the
+	// socket closes.
+	defer func() { _ = c.rw.Close() }()
+	stop := context.AfterFunc(c.ctx, c.abort)
 	defer stop()
 
 	c.br = bufio.NewReaderSize(c.rw, ioBufSize)

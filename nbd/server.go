@@ -149,18 +149,19 @@ func (s *Server) Run(ctx context.Context, ls ...net.Listener) error {
 	for _, l := range ls {
 		go func() { errc <- s.Serve(base, l) }()
 	}
+	pending := len(ls)
 	var first error
 	select {
 	case <-ctx.Done():
 	case first = <-errc:
-		ls = ls[1:]
+		pending--
 	}
 	sctx, cancel := context.WithTimeout(base, s.opts.ShutdownTimeout)
 	defer cancel()
 	if err := s.Shutdown(sctx); err != nil && first == nil {
 		first = err
 	}
-	for range ls {
+	for ; pending > 0; pending-- {
 		if err := <-errc; first == nil && !errors.Is(err, ErrServerClosed) {
 			first = err
 		}

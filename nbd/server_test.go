@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"syscall"
 	"testing"
@@ -728,4 +729,37 @@ func TestTransmissionFlagsString(t *testing.T) {
 	require.Equal(t, "HAS_FLAGS|READ_ONLY|CAN_MULTI_CONN", (FlagHasFlags | FlagReadOnly | FlagCanMultiConn).String())
 	require.Equal(t, "WRITE_ZEROES", CmdWriteZeroes.String())
 	require.Equal(t, "CMD(42)", Command(42).String())
+}
+
+func TestRunServesEveryListenerUntilCancelled(t *testing.T) {
+	lt, err := netListen(t, "tcp")
+	require.NoError(t, err)
+	lu, err := netListen(t, "unix")
+	require.NoError(t, err)
+	s := NewServer(newCatalog(map[string]*memBackend{"lun0": newMem(testSize)}), Options{Logger: discardLogger()})
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- s.Run(ctx, lt, lu) }()
+	for _, l := range []struct{ network, addr string }{{"tcp", lt.Addr().String()}, {"unix", lu.Addr().String()}} {
+		var c *Client
+		require.Eventually(t, func() bool {
+			c, err = Dial(tctx(t), l.network, l.addr, &DialOptions{Export: "lun0"})
+			return err == nil
+		}, 5*time.Second, 10*time.Millisecond)
+		require.NoError(t, c.Write(tctx(t), []byte("x"), 0, 0))
+		defer c.Close()
+	}
+	cancel()
+	require.NoError(t, <-ran)
+
+	// A listener that fails stops the others.
+	lt, err = netListen(t, "tcp")
+	require.NoError(t, err)
+	lu, err = netListen(t, "unix")
+	require.NoError(t, err)
+	s = NewServer(newCatalog(nil), Options{Logger: discardLogger()})
+	go func() { ran <- s.Run(context.Background(), lt, lu) }()
+	time.Sleep(20 * time.Millisecond)
+	require.NoError(t, lt.Close())
+	require.ErrorIs(t, <-ran, net.ErrClosed)
 }
