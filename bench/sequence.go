@@ -142,18 +142,64 @@ func breakdown(s setSample) (phases, steps map[string]time.Duration) {
 // windows returns the durations of the hold window and of each writer's
 // freeze window.
 func windows(s setSample) (hold []time.Duration, freeze []time.Duration) {
-	for _, sp := range s.tl.Spans() {
+	for _, sp := range spans(s.tl) {
 		if sp.Kind != coordinator.KindWindow {
 			continue
 		}
 		switch sp.Name {
 		case "hold":
 			hold = append(hold, sp.Duration())
-		case "freeze-window":
+		case freezeWindow:
 			freeze = append(freeze, sp.Duration())
 		}
 	}
 	return hold, freeze
+}
+
+// freezeWindow is the name of a writer's freeze window span.
+const freezeWindow = "freeze-window"
+
+// spans returns a timeline's spans, completed with the freeze window of
+// every writer whose window closed normally. The coordinator records a
+// freeze-window span only when the window fails or expires; a writer that
+// froze and reached PostCommitSnapshots gets one here, from its Freeze
+// event to the end of PostCommitSnapshots, the window of vss-spec.md B.3,
+// marked as derived in its Detail.
+func spans(tl *coordinator.Timeline) []coordinator.Span {
+	all := tl.Spans()
+	var postCommitEnd time.Duration
+	have := map[string]bool{}
+	for _, sp := range all {
+		switch {
+		case sp.Kind == coordinator.KindPhase && sp.Name == "PostCommitSnapshots":
+			postCommitEnd = sp.End
+		case sp.Kind == coordinator.KindWindow && sp.Name == freezeWindow:
+			have[sp.Actor] = true
+		}
+	}
+	if postCommitEnd == 0 {
+		return all
+	}
+	var extra []coordinator.Span
+	for _, sp := range all {
+		if sp.Kind == coordinator.KindWriter && sp.Name == "Freeze" && sp.Result == "true" && !have[sp.Actor] && sp.Start < postCommitEnd {
+			extra = append(extra, coordinator.Span{Kind: coordinator.KindWindow, Name: freezeWindow, Actor: sp.Actor,
+				Start: sp.Start, End: postCommitEnd, Result: "closed",
+				Detail: "derived from the Freeze event and PostCommitSnapshots"})
+			have[sp.Actor] = true
+		}
+	}
+	if len(extra) == 0 {
+		return all
+	}
+	all = append(all, extra...)
+	slices.SortStableFunc(all, func(a, b coordinator.Span) int {
+		if a.Start != b.Start {
+			return int(a.Start - b.Start)
+		}
+		return int(a.End - b.End)
+	})
+	return all
 }
 
 // setStats accumulates the histograms of many sets.
@@ -219,7 +265,7 @@ func (st *setStats) timeline() *Timeline {
 	}
 	return &Timeline{
 		Caption: fmt.Sprintf("snapshot set %v: the median of %d (DoSnapshotSet %s)", s.id, len(st.samples), FormatDuration(s.total())),
-		Start:   s.start, End: s.end, Spans: s.tl.Spans(),
+		Start:   s.start, End: s.end, Spans: spans(s.tl),
 	}
 }
 

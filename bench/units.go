@@ -48,18 +48,19 @@ func sign(neg bool) string {
 }
 
 // FormatBytes prints a size in binary units: "4 KiB" when exact, else
-// with one decimal ("1.5 MiB").
+// with one decimal ("1.5 MiB", "23.6 GiB").
 func FormatBytes(n int64) string {
 	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
-	for i := len(units) - 1; i > 0; i-- {
-		if u := int64(1) << (10 * i); n >= u && n%u == 0 {
-			return strconv.FormatInt(n/u, 10) + " " + units[i]
-		}
+	n = max(n, 0)
+	i := 0
+	for i < len(units)-1 && n >= int64(1)<<(10*(i+1)) {
+		i++
 	}
-	if n < 1024 {
-		return strconv.FormatInt(max(n, 0), 10) + " B"
+	u := int64(1) << (10 * i)
+	if n%u == 0 {
+		return strconv.FormatInt(n/u, 10) + " " + units[i]
 	}
-	return humanize.IBytes(uint64(n))
+	return strconv.FormatFloat(float64(n)/float64(u), 'f', 1, 64) + " " + units[i]
 }
 
 // FormatRate prints a byte rate ("812 MiB/s").
