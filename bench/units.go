@@ -178,18 +178,18 @@ func (r *Rate) Set(v string) error {
 		*r = Rate(n / unit.Seconds())
 		return nil
 	}
-	if d, err := time.ParseDuration(s); err == nil {
-		if d <= 0 {
+	if n, err := strconv.ParseFloat(s, 64); err == nil {
+		if n < 0 || math.IsInf(n, 0) || math.IsNaN(n) {
 			return bad()
 		}
-		*r = Rate(1 / d.Seconds())
+		*r = Rate(n)
 		return nil
 	}
-	n, err := strconv.ParseFloat(s, 64)
-	if err != nil || n < 0 || math.IsInf(n, 0) || math.IsNaN(n) {
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
 		return bad()
 	}
-	*r = Rate(n)
+	*r = Rate(1 / d.Seconds())
 	return nil
 }
 
