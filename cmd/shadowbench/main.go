@@ -61,6 +61,7 @@ func newRoot(stderr io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVar(&level, "log-level", "info", "log level: debug, info, warn or error")
 	root.PersistentFlags().StringVar(&format, "log-format", "text", "log format: text or json")
 	root.AddCommand(newServeCmd(a))
+	root.AddCommand(newBenchCmd())
 	return root
 }
 
