@@ -130,7 +130,8 @@ func paced(ctx context.Context, d time.Duration, rate Rate, fn func() error) err
 	iv := rate.Interval()
 	for ctx.Err() == nil {
 		if now := time.Now(); next.After(now) {
-			if next.Sub(start) >= d {
+			if next.Sub(start) >= d { // no more sets: see the time out
+				wait(ctx, d-now.Sub(start))
 				return nil
 			}
 			wait(ctx, next.Sub(now))
