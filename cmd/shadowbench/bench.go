@@ -56,7 +56,7 @@ cow.Volume.Snapshot alone. Each case runs for --duration.`,
 			fs.BoolVar(&commit.Cow, "cow", commit.Cow, "also time cow's Snapshot alone")
 			fs.DurationVar(&commit.Duration, "duration", commit.Duration, "how long each case runs")
 		},
-		func(ctx context.Context, p bench.Progress) (*bench.Result, error) { return bench.RunCommit(ctx, commit, p) }))
+		runner(bench.RunCommit, &commit)))
 
 	seq := bench.DefaultSequenceConfig()
 	cmd.AddCommand(workload(&out, "sequence", "Whole DoSnapshotSets, per phase",
@@ -75,7 +75,7 @@ writers answer at once unless --writer-delay is set.`,
 			fs.IntVar(&seq.Sets, "sets", seq.Sets, "stop after this many sets (0: run for --duration)")
 			fs.IntVar(&seq.Warmup, "warmup", seq.Warmup, "sets run first and not counted")
 		},
-		func(ctx context.Context, p bench.Progress) (*bench.Result, error) { return bench.RunSequence(ctx, seq, p) }))
+		runner(bench.RunSequence, &seq)))
 
 	hold := bench.DefaultHoldConfig()
 	cmd.AddCommand(workload(&out, "hold", "The flush & hold window under NBD write load",
@@ -88,7 +88,7 @@ flush, hold and drain, commit, release.`,
 			fs.Var(&hold.Rate, "rate", "how often a set starts: 50/s, 1/m, 200ms; 0 for back to back")
 			fs.DurationVar(&hold.Duration, "duration", hold.Duration, "how long to run")
 		},
-		func(ctx context.Context, p bench.Progress) (*bench.Result, error) { return bench.RunHold(ctx, hold, p) }))
+		runner(bench.RunHold, &hold)))
 
 	io := bench.DefaultIOImpactConfig()
 	cmd.AddCommand(workload(&out, "io-impact", "NBD write latency before, during and after snapshots",
@@ -102,7 +102,7 @@ ratio of the p99 during snapshots to the steady p99.`,
 			fs.Var(&io.Rate, "rate", "how often a set starts in the middle half: 1/s, 30/m, 500ms")
 			fs.DurationVar(&io.Duration, "duration", io.Duration, "how long to run, all three parts")
 		},
-		func(ctx context.Context, p bench.Progress) (*bench.Result, error) { return bench.RunIOImpact(ctx, io, p) }))
+		runner(bench.RunIOImpact, &io)))
 
 	fw := bench.DefaultFirstWriteConfig()
 	cmd.AddCommand(workload(&out, "first-write", "The copy-on-write cost of the first write after a snapshot",
@@ -116,7 +116,7 @@ directly, without the network.`,
 			fs.Var(&fw.Span, "span", "bytes written per snapshot")
 			fs.DurationVar(&fw.Duration, "duration", fw.Duration, "how long each grain and size pair runs")
 		},
-		func(ctx context.Context, p bench.Progress) (*bench.Result, error) { return bench.RunFirstWrite(ctx, fw, p) }))
+		runner(bench.RunFirstWrite, &fw)))
 
 	nb := bench.DefaultNBDConfig()
 	cmd.AddCommand(workload(&out, "nbd", "Throughput and latency of the NBD server through the Go client",
@@ -127,7 +127,7 @@ client, over 127.0.0.1 or a unix socket. Client and server share the cores.`,
 			fs.IntVar(&nb.ReadPct, "read-pct", nb.ReadPct, "share of reads, in percent")
 			fs.DurationVar(&nb.Duration, "duration", nb.Duration, "how long to run")
 		},
-		func(ctx context.Context, p bench.Progress) (*bench.Result, error) { return bench.RunNBD(ctx, nb, p) }))
+		runner(bench.RunNBD, &nb)))
 	return cmd
 }
 
@@ -140,6 +140,11 @@ func loadFlags(fs *pflag.FlagSet, luns *int, lunSize, span *bench.Size, conns, q
 	fs.IntVar(qd, "qd", *qd, "requests in flight per connection")
 	fs.Var(bs, "block-size", "bytes per request")
 	fs.StringVar(network, "network", *network, "tcp (127.0.0.1) or unix (a socket in a temporary directory)")
+}
+
+// runner runs a workload with its Config as the flags left it.
+func runner[C any](run func(context.Context, C, bench.Progress) (*bench.Result, error), cfg *C) func(context.Context, bench.Progress) (*bench.Result, error) {
+	return func(ctx context.Context, p bench.Progress) (*bench.Result, error) { return run(ctx, *cfg, p) }
 }
 
 // workload makes one workload's subcommand.
