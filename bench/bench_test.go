@@ -179,6 +179,12 @@ func TestConfigErrors(t *testing.T) {
 			_, err := RunNBD(ctx, c, nil)
 			return err
 		}, "network must be tcp or unix"},
+		{"nbd span per request", func() error {
+			c := tinyNBD()
+			c.Span, c.Conns, c.QD = 64<<10, 4, 8
+			_, err := RunNBD(ctx, c, nil)
+			return err
+		}, "must hold a block for each request in flight"},
 		{"nbd read-pct", func() error {
 			c := tinyNBD()
 			c.ReadPct = 101

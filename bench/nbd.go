@@ -47,14 +47,18 @@ func validateLoad(workload string, luns int, lunSize, span Size, conns, qd int, 
 		return fmt.Errorf("bench: %s: luns must be at least 1, not %d", workload, luns)
 	case lunSize < 4096 || lunSize%4096 != 0:
 		return fmt.Errorf("bench: %s: lun size must be a positive multiple of 4 KiB, not %d", workload, lunSize)
-	case span < bs || span > lunSize:
-		return fmt.Errorf("bench: %s: span must be between the block size and the LUN size", workload)
-	case conns < 1:
-		return fmt.Errorf("bench: %s: conns must be at least 1, not %d", workload, conns)
+	case conns < 1 || conns > 1024:
+		return fmt.Errorf("bench: %s: conns must be from 1 to 1024, not %d", workload, conns)
 	case qd < 1 || qd > 1024:
 		return fmt.Errorf("bench: %s: qd must be from 1 to 1024, not %d", workload, qd)
 	case bs < 512 || bs > 32<<20:
 		return fmt.Errorf("bench: %s: block size must be from 512 B to 32 MiB, not %d", workload, bs)
+	case span > lunSize:
+		return fmt.Errorf("bench: %s: span %s is larger than the LUN (%s)", workload, span, lunSize)
+	case span < bs*Size(conns*qd):
+		// Every request in flight has blocks of its own (see startLoad).
+		return fmt.Errorf("bench: %s: span %s must hold a block for each request in flight (conns x qd x block size = %s)",
+			workload, span, bs*Size(conns*qd))
 	case network != "tcp" && network != "unix":
 		return fmt.Errorf("bench: %s: network must be tcp or unix, not %q", workload, network)
 	case d <= 0:
