@@ -14,8 +14,11 @@ type HardwareProvider interface {
 	// answers false, not an error, for contexts it cannot honour.
 	AreLunsSupported(ctx context.Context, snapCtx vss.SnapshotContext, devices []string, luns []LunInfo) (bool, error)
 	// BeginPrepareSnapshot starts preparing snapshot snap of the LUNs in
-	// set, asynchronously, and returns at once. A new set ID while another
-	// set is being prepared discards the stale set (vss-spec.md B.8).
+	// set, asynchronously, and returns at once; EndPrepareSnapshots waits
+	// for the preparation. A new set ID while another set is neither
+	// created nor aborted, at any point of it, discards the stale set
+	// completely: AbortSnapshots is never called for a set abandoned before
+	// DoSnapshotSet (vss-spec.md B.8).
 	BeginPrepareSnapshot(ctx context.Context, set, snap vss.ID, snapCtx vss.SnapshotContext, devices []string, luns []LunInfo) error
 	// GetTargetLuns returns, 1:1 with the sources, the information of the
 	// snapshot LUNs, without reading them.
