@@ -117,8 +117,8 @@ func RunIOImpact(ctx context.Context, cfg IOImpactConfig, p Progress) (*Result, 
 	res.addLatency("write/during", during)
 	res.addLatency("write/after", after)
 	res.addLatency("write/steady (before and after)", steady)
-	res.addLatency("during/writes that met a hold window", held)
-	res.addLatency("during/writes that met none", free)
+	res.addLatency("during/writes sent in a hold window", held)
+	res.addLatency("during/other writes", free)
 	res.addLatency("window/hold", st.hold)
 	res.addLatency("sequence/DoSnapshotSet", st.total)
 	res.Timeline = st.timeline()
@@ -138,12 +138,15 @@ func RunIOImpact(ctx context.Context, cfg IOImpactConfig, p Progress) (*Result, 
 	if t.dropped > 0 {
 		res.Notes = append(res.Notes, fmt.Sprintf("%d writes of the middle half were not kept for the hold analysis (memory bound)", t.dropped))
 	}
-	res.Notes = append(res.Notes, "a write met a hold window when its time in flight overlapped one")
+	res.Notes = append(res.Notes, "writes sent in a hold window started while one was open: the gate held them until the release")
 	return res, rg.Close()
 }
 
-// classify splits the writes of the middle half into those whose time in
-// flight overlapped a hold window of some set and those that met none.
+// classify splits the writes of the middle half into those sent while a
+// hold window of some set was open, which the gate queued unless they
+// reached it after the release, and the others. Writes are classified by
+// their start alone: "in flight during a window" would favour long writes,
+// since the longer a write, the likelier it overlaps a window.
 func classify(samples []sample, base time.Time, sets []setSample) (held, free *Histogram) {
 	type iv struct{ a, b time.Duration }
 	var wins []iv
@@ -158,10 +161,9 @@ func classify(samples []sample, base time.Time, sets []setSample) (held, free *H
 	slices.SortFunc(wins, func(x, y iv) int { return int(x.a - y.a) })
 	held, free = NewHistogram(), NewHistogram()
 	for _, smp := range samples {
-		end := smp.start + smp.lat
 		// The first window that ends after the write starts.
 		i, _ := slices.BinarySearchFunc(wins, smp.start, func(w iv, t time.Duration) int { return int(w.b - t) })
-		if i < len(wins) && wins[i].a < end {
+		if i < len(wins) && wins[i].a <= smp.start {
 			held.Record(smp.lat)
 		} else {
 			free.Record(smp.lat)
