@@ -31,13 +31,13 @@ type epoch struct {
 	root atomic.Pointer[node]
 	// inflight counts the I/O that entered this epoch.
 	inflight inflight.Counter
-	// ready is set, and readyWG done, once the previous epoch has drained
-	// and root holds its final tree. I/O admitted before that waits for it:
-	// the previous epoch's writes are still landing in nodes this epoch
-	// would otherwise copy too early and lose. A WaitGroup rather than a
-	// channel keeps the commit at one allocation.
-	ready   atomic.Bool
-	readyWG sync.WaitGroup
+	// ready is done once the previous epoch has drained and root holds its
+	// final tree. I/O admitted before that waits for it: the previous
+	// epoch's writes are still landing in nodes this epoch would otherwise
+	// copy too early and lose. Waiting on a done WaitGroup is one atomic
+	// load, and a WaitGroup rather than a channel keeps the epoch one
+	// allocation.
+	ready sync.WaitGroup
 	// dead marks the epoch a released volume ends on; set before publication.
 	dead bool
 }
@@ -45,10 +45,8 @@ type epoch struct {
 func newEpoch(root *node, ready bool) *epoch {
 	e := &epoch{gen: genSeq.Add(1)}
 	e.root.Store(root)
-	if ready {
-		e.ready.Store(true)
-	} else {
-		e.readyWG.Add(1)
+	if !ready {
+		e.ready.Add(1)
 	}
 	return e
 }
@@ -106,9 +104,7 @@ func (v *Volume) enter() (*epoch, inflight.Token, error) {
 			e.inflight.Exit(t)
 			return nil, 0, ErrReleased
 		}
-		if !e.ready.Load() {
-			e.readyWG.Wait()
-		}
+		e.ready.Wait()
 		return e, t, nil
 	}
 }
@@ -305,19 +301,45 @@ func (v *Volume) ChangedSince(base *Image, off, n int64) ([]Range, error) {
 }
 
 // Snapshot commits the volume's current content as a read-only image, in
-// time independent of the volume's size, data and history (C1). Its cost is
-// one pointer swap, a wait for the writes admitted before the swap (C3; none
-// under flush & hold) and two small allocations. Every write acknowledged
-// before Snapshot was called is in the image; no write that starts after it
-// returns is (C4); the image never changes (C2).
-func (v *Volume) Snapshot() (*Image, error) {
+// time independent of the volume's size, data and history (C1). Every write
+// acknowledged before Snapshot was called is in the image; no write that
+// starts after it returns is (C4); the image never changes (C2). It is
+// PrepareSnapshot followed by Commit.
+func (v *Volume) Snapshot() (*Image, error) { return v.PrepareSnapshot().Commit() }
+
+// PreparedSnapshot is a snapshot whose every allocation is done, so that
+// Commit is only the pointer swap: what a provider prepares before flush &
+// hold and commits inside it, for any number of volumes.
+type PreparedSnapshot struct {
+	v    *Volume
+	next *epoch
+	img  *Image
+	done bool
+}
+
+// PrepareSnapshot allocates what a commit of v needs: the next epoch and
+// the image.
+func (v *Volume) PrepareSnapshot() *PreparedSnapshot {
+	return &PreparedSnapshot{v: v, next: newEpoch(nil, false /* ready */), img: &Image{geometry: v.geometry}}
+}
+
+// Commit takes the image. Its cost is one pointer swap, a wait for the
+// writes admitted before the swap (C3; none under flush & hold) and a few
+// atomic stores; it allocates nothing (C1). A PreparedSnapshot commits once;
+// it is not safe for concurrent use.
+func (ps *PreparedSnapshot) Commit() (*Image, error) {
+	if ps.done {
+		return nil, ErrReleased
+	}
+	v := ps.v
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	old := v.cur.Load()
 	if old.dead {
 		return nil, ErrReleased
 	}
-	next := newEpoch(nil, false /* ready */)
+	ps.done = true
+	next := ps.next
 	v.cur.Store(next) // the commit point
 	old.inflight.Wait(nil)
 	root := old.root.Load()
@@ -325,9 +347,9 @@ func (v *Volume) Snapshot() (*Image, error) {
 		root.refs.Add(1) // the image's reference; next inherits old's
 	}
 	next.root.Store(root)
-	next.ready.Store(true)
-	next.readyWG.Done()
-	return &Image{geometry: v.geometry, root: root, readers: old}, nil
+	next.ready.Done()
+	ps.img.root, ps.img.readers = root, old
+	return ps.img, nil
 }
 
 // Revert makes the volume's content that of img, an image of the same

@@ -143,7 +143,7 @@ func (a *Array) Get(name string) (*LUN, error) {
 	a.mu.RLock()
 	l, ok := a.mu.luns[name]
 	a.mu.RUnlock()
-	if !ok || l.pending.Load() {
+	if !ok || l.isPending() {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, name)
 	}
 	return l, nil
@@ -154,7 +154,7 @@ func (a *Array) List() []*LUN {
 	a.mu.RLock()
 	out := make([]*LUN, 0, len(a.mu.luns))
 	for _, l := range a.mu.luns {
-		if !l.pending.Load() {
+		if !l.isPending() {
 			out = append(out, l)
 		}
 	}
@@ -169,11 +169,11 @@ func (a *Array) List() []*LUN {
 func (a *Array) Delete(name string) error {
 	a.mu.Lock()
 	l, ok := a.mu.luns[name]
-	if ok && !l.pending.Load() {
+	if ok && !l.isPending() {
 		delete(a.mu.luns, name)
 	}
 	a.mu.Unlock()
-	if !ok || l.pending.Load() {
+	if !ok || l.isPending() {
 		return fmt.Errorf("%w: %s", ErrNotFound, name)
 	}
 	a.destroy(l)
@@ -193,10 +193,15 @@ func (a *Array) destroy(l *LUN) {
 // PendingSnapshot is a snapshot LUN prepared and not yet committed: its name
 // is reserved, its identity fixed and the source's snapshot count taken, so
 // that Commit is a pointer swap that cannot fail for want of resources.
+//
+// A PendingSnapshot is not safe for concurrent use: one caller prepares,
+// commits or aborts it.
 type PendingSnapshot struct {
 	a      *Array
 	lun    *LUN
 	source *LUN
+	prep   *cow.PreparedSnapshot
+	data   *data // allocated here, published by Commit
 	done   bool
 }
 
@@ -225,12 +230,16 @@ func (a *Array) PrepareSnapshot(source, name string) (*PendingSnapshot, error) {
 	l.parent = src
 	l.readOnly.Store(true)
 	l.masked.Store(true)
-	l.pending.Store(true)
+	d := src.data.Load()
+	if d.vol == nil {
+		src.snapshots.Add(-1)
+		return nil, fmt.Errorf("%w: %s", ErrReadOnly, source)
+	}
 	if err := a.insert(l); err != nil {
 		src.snapshots.Add(-1)
 		return nil, err
 	}
-	return &PendingSnapshot{a: a, lun: l, source: src}, nil
+	return &PendingSnapshot{a: a, lun: l, source: src, prep: d.vol.PrepareSnapshot(), data: &data{}}, nil
 }
 
 // LUN returns the snapshot LUN being prepared: its name and identity are
@@ -240,29 +249,33 @@ func (p *PendingSnapshot) LUN() *LUN { return p.lun }
 // Source returns the LUN being snapshotted.
 func (p *PendingSnapshot) Source() *LUN { return p.source }
 
-// Commit takes the point-in-time image: one cow pointer swap (C1), then the
-// LUN becomes visible (still masked). It fails only if the source was
-// deleted, and then the pending snapshot is aborted.
-func (p *PendingSnapshot) Commit() error {
+// Commit takes the point-in-time image, stamped now. See CommitAt.
+func (p *PendingSnapshot) Commit() error { return p.CommitAt(time.Now()) }
+
+// CommitAt takes the point-in-time image: one cow pointer swap (C1), then
+// the LUN becomes visible (still masked), stamped with created so that a
+// set of LUNs can share one reading of the clock. It allocates nothing. It
+// fails only if the source was deleted or reverted to another volume since
+// the prepare, and then the pending snapshot is aborted.
+func (p *PendingSnapshot) CommitAt(created time.Time) error {
 	if p.done {
 		return ErrDeleted
 	}
-	d := p.source.data.Load()
-	if d.vol == nil || p.source.deleted.Load() {
+	if p.source.deleted.Load() || p.source.data.Load().vol == nil {
 		p.Abort()
 		return ErrDeleted
 	}
-	img, err := d.vol.Snapshot()
+	img, err := p.prep.Commit()
 	if err != nil {
 		p.Abort()
 		return p.source.mapErr(err)
 	}
 	p.done = true
 	l := p.lun
-	l.created = time.Now()
-	l.data.Store(&data{img: img})
+	l.created = created
+	p.data.img = img
+	l.data.Store(p.data)
 	l.prev = p.source.lastSnap.Swap(l)
-	l.pending.Store(false)
 	return nil
 }
 

@@ -69,7 +69,6 @@ type LUN struct {
 	data     atomic.Pointer[data]
 	readOnly atomic.Bool
 	masked   atomic.Bool
-	pending  atomic.Bool // prepared snapshot not yet committed: invisible
 	deleted  atomic.Bool
 
 	// For an Original: its snapshot LUNs alive or prepared, and the newest.
@@ -78,6 +77,10 @@ type LUN struct {
 }
 
 type injectorBox struct{ Injector }
+
+// isPending reports whether the LUN is a prepared snapshot not yet
+// committed, and so invisible: its data is published by the commit.
+func (l *LUN) isPending() bool { return l.data.Load() == nil }
 
 // Name returns the LUN's name in its array (and its NBD export name).
 func (l *LUN) Name() string { return l.name }
@@ -156,7 +159,7 @@ func (l *LUN) begin(ctx context.Context, op Op) (tok gateToken, err error) {
 	if l.deleted.Load() {
 		return tok, ErrDeleted
 	}
-	if l.pending.Load() {
+	if l.isPending() {
 		return tok, fmt.Errorf("%w: %s is not committed", ErrNotFound, l.name)
 	}
 	tok.t, err = l.gate.enter(ctx)

@@ -1180,7 +1180,7 @@ func (p *ArrayProvider) CommitSnapshots(ctx context.Context, set vss.ID) error {
 	start := time.Now()
 	var failed error
 	for i, mb := range s.members {
-		if err := mb.pending.Commit(); err != nil {
+		if err := mb.pending.CommitAt(start); err != nil {
 			for _, done := range s.members[:i] {
 				done.pending.Abort() // deletes the committed snapshot: all or none
 			}

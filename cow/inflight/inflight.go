@@ -16,10 +16,24 @@ import (
 	"time"
 )
 
-// shards is the number of counters. A power of two above the core count of
-// the machines this runs on keeps two goroutines off one cache line most of
-// the time; the cost is a longer sum in Zero.
-const shards = 8
+// maxShards bounds the counters of a Counter; used is how many are in use:
+// the core count at start, rounded up to a power of two, from 2 to
+// maxShards. More shards keep concurrent operations off one another's cache
+// line; fewer make Zero, which a commit pays once per volume, cheaper (each
+// shard another core wrote is a cache miss). One per core balances the two:
+// measured on 2 cores, a 64-LUN commit under hold took 9 µs with 8 shards and
+// 6 µs with 2, with steady writes unchanged.
+const maxShards = 16
+
+var used = shardCount(runtime.GOMAXPROCS(0))
+
+func shardCount(procs int) int {
+	n := 2
+	for n < procs && n < maxShards {
+		n <<= 1
+	}
+	return n
+}
 
 type shard struct {
 	n atomic.Int64
@@ -28,7 +42,7 @@ type shard struct {
 
 // Counter counts operations in flight. The zero value is ready to use.
 type Counter struct {
-	s [shards]shard
+	s [maxShards]shard
 }
 
 // Token names the shard an operation entered through; Exit takes it back.
@@ -36,7 +50,7 @@ type Token uint8
 
 // Enter records one more operation in flight.
 func (c *Counter) Enter() Token {
-	t := Token(rand.Uint32() & (shards - 1))
+	t := Token(rand.Uint32() & uint32(used-1))
 	c.s[t].n.Add(1)
 	return t
 }
@@ -53,7 +67,7 @@ func (c *Counter) Exit(t Token) {
 // false, never true too early, because each operation enters and exits
 // through the same shard.
 func (c *Counter) Zero() bool {
-	for i := range c.s {
+	for i := range used {
 		if c.s[i].n.Load() != 0 {
 			return false
 		}

@@ -66,3 +66,9 @@ func TestWaitGivesUpWhenDone(t *testing.T) {
 	close(done)
 	require.False(t, c.Wait(done))
 }
+
+func TestShardCount(t *testing.T) {
+	for procs, want := range map[int]int{1: 2, 2: 2, 3: 4, 8: 8, 9: 16, 64: 16} {
+		require.Equal(t, want, shardCount(procs), "procs=%d", procs)
+	}
+}
