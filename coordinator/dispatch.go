@@ -110,6 +110,7 @@ type writerStatus struct {
 	// after which it never gets Abort (B.10).
 	prepared, frozen, postSnapshot, aborted bool
 	freezeTimer                             *time.Timer
+	freezeSpan                              *span // the open freeze window
 	metadata                                Metadata
 }
 

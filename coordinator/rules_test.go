@@ -77,6 +77,17 @@ func TestA7SequenceOrder(t *testing.T) {
 	require.LessOrEqual(t, hold.Start, commit.Start)
 	require.GreaterOrEqual(t, hold.End, commit.End)
 
+	windows := 0
+	postCommit, _ := info.Timeline.Find(KindPhase, "PostCommitSnapshots")
+	for _, s := range info.Timeline.Spans() {
+		if s.Kind == KindWindow && s.Name == "freeze-window" {
+			windows++
+			require.Equal(t, "closed", s.Result, "a window that closes normally is recorded too")
+			require.GreaterOrEqual(t, s.End, postCommit.End, "B.3: the window lasts until PostCommitSnapshots returns")
+			require.Less(t, s.Start, commit.Start, "and opens at OnFreeze, before the commit")
+		}
+	}
+	require.Equal(t, 3, windows, "one freeze window per writer")
 	for _, w := range ws {
 		require.Equal(t, []string{"Identify", "PrepareForBackup", "PrepareForSnapshot", "Freeze", "Thaw", "PostSnapshot"}, w.Events())
 		require.Equal(t, vss.VSS_WS_WAITING_FOR_BACKUP_COMPLETE, statusOf(t, bc, w.name).State)

@@ -267,6 +267,8 @@ func (b *BackupComponents) run(ctx context.Context, r *setRun, writers []*writer
 	})
 	// The freeze windows end here; a writer whose window passed was
 	// already failed and aborted by its timer.
+	// The window closes for every writer still frozen; a timer firing
+	// meanwhile finds it no longer frozen and does nothing.
 	b.mu.Lock()
 	var thaw []*writerStatus
 	for _, st := range writers {
@@ -274,6 +276,8 @@ func (b *BackupComponents) run(ctx context.Context, r *setRun, writers []*writer
 			st.freezeTimer.Stop()
 		}
 		if st.frozen {
+			st.frozen = false
+			st.freezeSpan.end("closed", "")
 			thaw = append(thaw, st)
 		}
 	}
@@ -284,9 +288,6 @@ func (b *BackupComponents) run(ctx context.Context, r *setRun, writers []*writer
 
 	// k. Thaw. A false or a timeout raises Abort for that writer (B.10).
 	r.phase("Thaw", func() vss.HRESULT {
-		for _, st := range thaw {
-			st.frozen = false
-		}
 		fatal := b.broadcast(ctx, r, thaw, vss.EventThaw, s.cfg.EventWindow)
 		b.abortSome(ctx, r, fatal)
 		return vss.S_OK
@@ -365,6 +366,7 @@ func (b *BackupComponents) freeze(ctx context.Context, r *setRun, group []*write
 			}
 			b.mu.Lock()
 			st.frozen = true
+			st.freezeSpan = wsp
 			st.freezeTimer = time.AfterFunc(window-time.Since(start), func() { b.freezeExpired(ctx, r, st, wsp) })
 			b.mu.Unlock()
 		})
