@@ -763,3 +763,38 @@ func TestRunServesEveryListenerUntilCancelled(t *testing.T) {
 	require.NoError(t, lt.Close())
 	require.ErrorIs(t, <-ran, net.ErrClosed)
 }
+
+func TestHandshakeTimeoutClosesIdleClients(t *testing.T) {
+	ts := serveOn(t, "tcp", newCatalog(nil), Options{HandshakeTimeout: 100 * time.Millisecond})
+	r := rawDial(t, ts)
+	start := time.Now()
+	r.closed()
+	require.Less(t, time.Since(start), 5*time.Second)
+}
+
+func TestClientDisconnectWaitsForRequestsInFlight(t *testing.T) {
+	m := newMem(testSize)
+	entered, release := make(chan struct{}), make(chan struct{})
+	m.hook = func(_ context.Context, cmd Command, off int64) {
+		if cmd == CmdRead && off == 4096 {
+			close(entered)
+			<-release
+		}
+	}
+	ts := serveOn(t, "tcp", newCatalog(map[string]*memBackend{"lun0": m}), Options{})
+	c := ts.dial(t, &DialOptions{Export: "lun0", NoStructuredReplies: true})
+	read := make(chan error, 1)
+	go func() { read <- c.Read(context.Background(), make([]byte, 512), 4096) }()
+	<-entered
+	disc := make(chan error, 1)
+	go func() { disc <- c.Disconnect(context.Background()) }()
+	select {
+	case err := <-disc:
+		t.Fatalf("Disconnect returned with a request in flight: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	require.NoError(t, <-read)
+	require.NoError(t, <-disc)
+	require.ErrorIs(t, c.Read(context.Background(), make([]byte, 1), 0), ErrClosed)
+}
