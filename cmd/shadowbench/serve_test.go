@@ -65,7 +65,7 @@ func TestServeRejectsBadFlags(t *testing.T) {
 		{[]string{"serve", "--lun", "name=a,size=1GiB", "--lun", "name=a,size=2GiB", "--listen", "127.0.0.1:0"}, "--lun a: lun: a LUN of that name exists"},
 		{[]string{"serve", "--lun", "name=bad/name,size=1GiB", "--listen", "127.0.0.1:0"}, "--lun bad/name: lun: LUN names"},
 		{[]string{"serve", "--listen", ""}, "nothing to serve on"},
-		{[]string{"serve", "--listen", "256.0.0.1:1"}, "--listen:"},
+		{[]string{"serve", "--listen", "127.0.0.1:99999"}, "--listen:"},
 		{[]string{"serve", "extra"}, `unknown command "extra"`},
 		{[]string{"--log-level", "loud", "serve"}, `--log-level "loud"`},
 		{[]string{"--log-format", "xml", "serve"}, `--log-format "xml"`},
