@@ -25,7 +25,11 @@ type HoldConfig struct {
 	BlockSize Size   `json:"block_size"`
 	Network   string `json:"network"`
 	// Rate is how often a set starts; 0 runs them back to back.
-	Rate     Rate          `json:"rate_per_s"`
+	Rate Rate `json:"rate_per_s"`
+	// LoadRate paces the writes open-loop, in writes a second over all
+	// connections; 0 writes as fast as the connections go, which on a
+	// machine that runs the clients too measures a saturated system.
+	LoadRate Rate          `json:"load_rate_per_s"`
 	Duration time.Duration `json:"duration_ns"`
 }
 
@@ -39,7 +43,7 @@ func DefaultHoldConfig() HoldConfig {
 func (c HoldConfig) params() []Param {
 	return []Param{{"luns", fmt.Sprint(c.LUNs)}, {"lun size", c.LUNSize.String()}, {"span", c.Span.String()},
 		{"writers", fmt.Sprint(c.Writers)}, {"connections", fmt.Sprint(c.Conns)}, {"queue depth", fmt.Sprint(c.QD)},
-		{"block size", c.BlockSize.String()}, {"network", c.Network}, {"rate", c.Rate.String()},
+		{"block size", c.BlockSize.String()}, {"network", c.Network}, {"rate", c.Rate.String()}, {"load rate", c.LoadRate.String()},
 		{"duration", c.Duration.String()}}
 }
 
@@ -66,7 +70,7 @@ func RunHold(ctx context.Context, cfg HoldConfig, p Progress) (*Result, error) {
 	}
 	res := &Result{Workload: "hold", Config: cfg, Params: cfg.params(), Machine: Describe(), Started: time.Now()}
 	runtime.GC()
-	ld, err := startLoad(ctx, rg, rg.luns, loadConfig{Conns: cfg.Conns, QD: cfg.QD, BlockSize: int64(cfg.BlockSize), Span: int64(cfg.Span)})
+	ld, err := startLoad(ctx, rg, rg.luns, loadConfig{Conns: cfg.Conns, QD: cfg.QD, BlockSize: int64(cfg.BlockSize), Span: int64(cfg.Span), Rate: float64(cfg.LoadRate)})
 	if err != nil {
 		return nil, err
 	}

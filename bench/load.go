@@ -28,6 +28,13 @@ type loadConfig struct {
 	// Samples keeps every write's start and latency in the phases it
 	// lists, for analysis against the timelines afterwards.
 	Samples map[int]bool
+	// Rate, when positive, paces the load open-loop at that many requests
+	// a second in all: each worker starts its requests on a fixed
+	// schedule, and a request's latency runs from its scheduled start, so
+	// a stall shows in full instead of slowing the load down (coordinated
+	// omission). Zero runs closed-loop, each worker as fast as it can,
+	// which saturates the cores of a machine that runs the clients too.
+	Rate float64
 }
 
 // sample is one write: its start since the load began, and its latency.
@@ -102,11 +109,28 @@ func (l *load) work(ctx context.Context, c *nbd.Client, w *worker, seed, idx, n,
 	for i := range buf {
 		buf[i] = byte(r.Uint32())
 	}
+	var interval time.Duration
+	next := time.Now()
+	if l.cfg.Rate > 0 {
+		interval = time.Duration(float64(time.Second) * float64(n) / l.cfg.Rate)
+		next = next.Add(time.Duration(r.Int64N(int64(interval) + 1))) // spread the workers' phases
+	}
 	for ctx.Err() == nil {
 		off := int64(idx+n*r.Uint64N(max(blocks/n, 1))) * l.cfg.BlockSize
 		read := r.IntN(100) < l.cfg.ReadPct
-		ph := int(l.phase.Load())
 		start := time.Now()
+		if interval > 0 {
+			if d := time.Until(next); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-ctx.Done():
+					return
+				}
+			}
+			start = next
+			next = next.Add(interval)
+		}
+		ph := int(l.phase.Load())
 		var err error
 		if read {
 			err = c.Read(ctx, buf, off)

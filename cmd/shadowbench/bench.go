@@ -86,6 +86,7 @@ flush, hold and drain, commit, release.`,
 			loadFlags(fs, &hold.LUNs, &hold.LUNSize, &hold.Span, &hold.Conns, &hold.QD, &hold.BlockSize, &hold.Network)
 			fs.IntVar(&hold.Writers, "writers", hold.Writers, "VSS writers")
 			fs.Var(&hold.Rate, "rate", "how often a set starts: 50/s, 1/m, 200ms; 0 for back to back")
+			fs.Var(&hold.LoadRate, "load-rate", "pace the writes at this many a second in all (open loop); 0 writes as fast as possible, saturating the cores")
 			fs.DurationVar(&hold.Duration, "duration", hold.Duration, "how long to run")
 		},
 		runner(bench.RunHold, &hold)))
