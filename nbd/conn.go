@@ -131,6 +131,7 @@ func (c *conn) serve() {
 	if !ok {
 		return
 	}
+	c.opt = nil
 	// Clear the handshake deadline, then look at draining: Shutdown sets it
 	// before its deadline, so one of the two is seen.
 	_ = c.raw.SetDeadline(time.Time{})
@@ -429,7 +430,7 @@ func (c *conn) infoGo(opt uint32, data []byte) (bool, error) {
 		case infoBlockSize:
 			be.PutUint16(buf[0:], infoBlockSize)
 			be.PutUint32(buf[2:], 1)
-			be.PutUint32(buf[6:], uint32(max(b.BlockSize(), 1)))
+			be.PutUint32(buf[6:], min(uint32(max(b.BlockSize(), 1)), c.maxPayload))
 			be.PutUint32(buf[10:], c.maxPayload)
 			if err := c.optReply(opt, repInfo, 14); err != nil {
 				return false, err
