@@ -296,12 +296,12 @@ func TestRealFio(t *testing.T) {
 	tgs := serveArray(t, a)
 	out := runTool(t, "fio", "--name=verify", "--ioengine=nbd", "--uri="+tgs[0].uri("lun0"),
 		"--rw=randwrite", "--bsrange=512-64k", "--size=4m", "--iodepth=16",
-		"--verify=crc32c", "--verify_fatal=1", "--do_verify=1")
+		"--verify=crc32c", "--verify_fatal=1", "--do_verify=1", "--verify_state_save=0")
 	require.Contains(t, out, "err= 0", out)
 	require.NotContains(t, out, "verify: bad", out)
 	out = runTool(t, "fio", "--name=verify-unix", "--ioengine=nbd", "--uri="+tgs[1].uri("lun0"),
 		"--rw=write", "--bs=128k", "--offset=4m", "--size=4m", "--iodepth=4",
-		"--verify=crc32c", "--verify_fatal=1", "--do_verify=1")
+		"--verify=crc32c", "--verify_fatal=1", "--do_verify=1", "--verify_state_save=0")
 	require.Contains(t, out, "err= 0", out)
 }
 
