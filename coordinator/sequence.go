@@ -443,25 +443,33 @@ func (b *BackupComponents) holdAndCommit(ctx context.Context, r *setRun) vss.HRE
 	holdCtx, cancel := context.WithTimeout(ctx, s.cfg.HoldWindow)
 	defer cancel()
 
-	// f. Flush and hold, all LUNs at once.
+	// f. Flush and hold, all LUNs at once: flush each, close every gate
+	// (a few atomic operations each, no waiting), then wait for each to
+	// drain. Closing all before draining any makes the drains overlap, with
+	// no goroutine per LUN to schedule on a busy machine.
 	holds := make([]*lun.Hold, len(luns))
-	errs := make([]error, len(luns))
 	hr := r.phase("FlushAndHold", func() vss.HRESULT {
-		var wg sync.WaitGroup
-		for i, l := range luns {
-			wg.Go(func() {
-				if errs[i] = l.Flush(holdCtx); errs[i] == nil {
-					holds[i], errs[i] = l.Hold(holdCtx, s.cfg.HoldWindow)
-				}
-			})
+		fail := func(err error) vss.HRESULT {
+			if holdCtx.Err() != nil {
+				return vss.VSS_E_FLUSH_WRITES_TIMEOUT
+			}
+			return vss.VSS_E_UNEXPECTED
 		}
-		wg.Wait()
-		for _, err := range errs {
+		for _, l := range luns {
+			if err := l.Flush(holdCtx); err != nil {
+				return fail(err)
+			}
+		}
+		for i, l := range luns {
+			h, err := l.BeginHold(s.cfg.HoldWindow)
 			if err != nil {
-				if holdCtx.Err() != nil {
-					return vss.VSS_E_FLUSH_WRITES_TIMEOUT
-				}
-				return vss.VSS_E_UNEXPECTED
+				return fail(err)
+			}
+			holds[i] = h
+		}
+		for _, h := range holds {
+			if err := h.Drain(holdCtx); err != nil {
+				return fail(err)
 			}
 		}
 		return vss.S_OK

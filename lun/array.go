@@ -182,7 +182,7 @@ func (a *Array) Delete(name string) error {
 
 func (a *Array) destroy(l *LUN) {
 	l.deleted.Store(true)
-	l.gate.close()
+	l.gate.shut()
 	if l.kind == Snapshot && l.parent != nil {
 		l.parent.snapshots.Add(-1)
 		l.parent.lastSnap.CompareAndSwap(l, nil)
@@ -292,7 +292,7 @@ func (p *PendingSnapshot) Abort() {
 	if l.deleted.Swap(true) {
 		return
 	}
-	l.gate.close()
+	l.gate.shut()
 	p.source.snapshots.Add(-1)
 	p.source.lastSnap.CompareAndSwap(l, l.prev)
 	p.done = true

@@ -73,8 +73,24 @@ func (g *Gate) exit(t inflight.Token) {
 // hold. The deadline (DefaultHoldDeadline when 0) runs from the call; at
 // expiry the hold releases itself, Expired is closed and Release reports
 // ErrHoldTimeout. If ctx ends before the drain completes the hold is
-// released and ctx's error returned.
+// released and ctx's error returned. It is Close followed by Hold.Drain.
 func (g *Gate) Hold(ctx context.Context, deadline time.Duration) (*Hold, error) {
+	h, err := g.Close(deadline)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.Drain(ctx); err != nil {
+		_ = h.Release()
+		return nil, err
+	}
+	return h, nil
+}
+
+// Close closes the gate at once, without waiting for the I/O in flight:
+// new I/O queues from here on. Holding many gates at once (flush & hold of
+// a whole set) closes them all first and then drains each, so the drains
+// overlap. The deadline runs from the call, as for Hold.
+func (g *Gate) Close(deadline time.Duration) (*Hold, error) {
 	if deadline <= 0 {
 		deadline = DefaultHoldDeadline
 	}
@@ -92,12 +108,12 @@ func (g *Gate) Hold(ctx context.Context, deadline time.Duration) (*Hold, error) 
 
 	h := &Hold{g: g, expired: make(chan struct{}), start: time.Now()}
 	h.timer = time.AfterFunc(deadline, h.expire)
-	if err := g.drain(ctx, h.expired); err != nil {
-		_ = h.Release()
-		return nil, err
-	}
 	return h, nil
 }
+
+// Drain waits until no I/O admitted before the gate closed is in flight, or
+// the hold expires (then Release reports it), or ctx ends.
+func (h *Hold) Drain(ctx context.Context) error { return h.g.drain(ctx, h.expired) }
 
 // drain waits until no I/O is in flight: a short spin for the common case
 // of memory-speed I/O, then sleeps woken by exiting I/O.
@@ -133,9 +149,9 @@ func (g *Gate) release() {
 // Held reports whether any hold is active.
 func (g *Gate) Held() bool { return g.closed.Load() != nil }
 
-// close is called when the LUN is deleted: later holds fail, and the gate
+// shut is called when the LUN is deleted: later holds fail, and the gate
 // is forced open so queued I/O wakes and fails with ErrDeleted.
-func (g *Gate) close() {
+func (g *Gate) shut() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.mu.deleted = true

@@ -135,6 +135,18 @@ func (l *LUN) Hold(ctx context.Context, deadline time.Duration) (*Hold, error) {
 	return l.gate.Hold(ctx, deadline)
 }
 
+// BeginHold closes the LUN's I/O gate without waiting for the I/O in
+// flight (see Gate.Close); Hold.Drain waits for it.
+func (l *LUN) BeginHold(deadline time.Duration) (*Hold, error) {
+	if l.deleted.Load() {
+		return nil, ErrDeleted
+	}
+	if deadline <= 0 {
+		deadline = l.array.cfg.HoldDeadline
+	}
+	return l.gate.Close(deadline)
+}
+
 // SetFaults installs an injector for the LUN's operations; nil removes it.
 func (l *LUN) SetFaults(inj Injector) {
 	if inj == nil {
