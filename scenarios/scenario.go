@@ -1,0 +1,261 @@
+package scenarios
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/shadowbench/shadowbench/coordinator"
+	"github.com/shadowbench/shadowbench/lun"
+	"github.com/shadowbench/shadowbench/provider"
+	"github.com/shadowbench/shadowbench/vss"
+)
+
+// Scenario is one scenario file, decoded and checked: an array, providers,
+// writers, a background load, the requesters' steps and what must come out.
+// Load and Parse build it; Run runs it. It is plain data and is not modified
+// by Run, so one Scenario may be run many times, also concurrently.
+type Scenario struct {
+	// File is the path the scenario was loaded from, as given.
+	File string
+	// Name is the scenario's name: its name key, or the file's base name
+	// without extension.
+	Name string
+	// Description is the description key, one line.
+	Description string
+	// Summary is the comment the file starts with: what the scenario shows
+	// and which section of vss-spec.md it covers.
+	Summary string
+	// KnownFailure, when not empty, says why the scenario is expected to
+	// fail: Run still runs and reports it, and marks the result
+	// known-failure instead of fail (or fixed, when it passes).
+	KnownFailure string
+	// MinTimeScale is the smallest time scale at which the scenario's
+	// margins hold (a 9.9 s commit inside a 10 s window leaves 1 %); Run
+	// raises a smaller scale to it.
+	MinTimeScale float64
+
+	timeout   time.Duration // scenario time; 0 for defaultTimeout
+	service   serviceSpec
+	array     arraySpec
+	providers []providerSpec
+	writers   []writerSpec
+	loads     []loadSpec
+	steps     []*step
+	expect    expectSpec
+}
+
+// defaultTimeout bounds a scenario's steps, in scenario time.
+const defaultTimeout = 10 * time.Minute
+
+// serviceSpec holds the coordinator's windows in scenario time; zero takes
+// the coordinator's default.
+type serviceSpec struct {
+	hold, freeze, prepare, event, providerTimeout time.Duration
+}
+
+type arraySpec struct {
+	maxSnapshots int
+	capacity     int64
+	luns         []lunSpec
+	volumes      []volumeSpec
+}
+
+type lunSpec struct {
+	line     int
+	name     string
+	opts     lun.Options
+	identity *lun.Identity
+}
+
+type volumeSpec struct {
+	line int
+	name string
+	luns []string
+}
+
+type providerSpec struct {
+	line     int
+	name     string
+	typ      vss.ProviderType
+	priority int
+	// luns, when not nil, are the only LUNs the provider's array presents
+	// (LUN masking): AreLunsSupported answers false for any other.
+	luns    []string
+	profile *provider.Profile
+}
+
+type writerSpec struct {
+	line          int
+	name          string
+	level         vss.ApplicationLevel
+	freezeTimeout time.Duration // scenario time; 0 for the service's
+	script        coordinator.Script
+}
+
+type loadSpec struct {
+	line        int
+	lun         string
+	rate        float64 // writes per second, real time
+	random      bool
+	blockSize   int // 0 for the LUN's
+	region      int64
+	connections int
+	seed        uint64
+	verify      bool
+	quiesceWith string // a writer: the load pauses from its Freeze to its Thaw or Abort
+}
+
+// stepKind is what a step does.
+type stepKind uint8
+
+const (
+	stepCall stepKind = iota + 1
+	stepBackup
+	stepParallel
+	stepWait
+	stepCancel
+	stepQueryStatus
+	stepSleep
+	stepWaitFor
+	stepReleaseCommit
+	stepCheck
+	stepWrite
+	stepRead
+)
+
+var stepKindNames = map[stepKind]string{
+	stepCall: "call", stepBackup: "backup", stepParallel: "parallel", stepWait: "wait", stepCancel: "cancel",
+	stepQueryStatus: "query-status", stepSleep: "sleep", stepWaitFor: "wait-for", stepReleaseCommit: "release-commit",
+	stepCheck: "check", stepWrite: "write", stepRead: "read",
+}
+
+func (k stepKind) String() string { return stepKindNames[k] }
+
+// step is one step of the requesters' sequence.
+type step struct {
+	line      int
+	kind      stepKind
+	requester string
+	// expect is the HRESULT the step must end with (S_OK unless given).
+	expect vss.HRESULT
+
+	call     string   // stepCall
+	args     callArgs // stepCall
+	save     string   // stepCall, stepBackup: the name the returned ID or document is kept under
+	async    string   // DoSnapshotSet: the Async's name; wait, cancel, query-status: the Async waited on
+	writers  []writerExpect
+	count    *int         // Query, DeleteSnapshots
+	props    *propsExpect // GetSnapshotProperties
+	result   *vss.HRESULT // query-status: the set's result
+	backup   *backupSpec
+	parallel []*step
+	duration time.Duration // sleep; wait-for's timeout (scenario time)
+	waitFor  *pattern
+	provider string // release-commit
+	check    *checkSpec
+	data     *dataSpec
+}
+
+// callArgs are the arguments of one requester call; which ones a call takes
+// is in the calls table.
+type callArgs struct {
+	document   string
+	context    vss.SnapshotContext
+	selectComp bool
+	bootable   bool
+	partial    bool
+	backupType vss.BackupType
+	writer     string
+	component  string
+	volume     string
+	provider   string
+	set        string
+	snapshot   string
+	objectType vss.ObjectType
+	force      bool
+	succeeded  bool
+	flags      vss.HardwareOptions
+}
+
+// backupSpec is the standard backup in one step.
+type backupSpec struct {
+	volumes    []string
+	context    vss.SnapshotContext
+	hasContext bool
+	backupType vss.BackupType
+	provider   string
+	keepOpen   bool
+	retry      bool
+	crashAfter string
+}
+
+type writerExpect struct {
+	line        int
+	name        string
+	state       *vss.WriterState
+	failure     *vss.HRESULT
+	application *vss.HRESULT
+	message     string
+}
+
+type propsExpect struct {
+	imported   *bool
+	targetLUNs *int
+	attrs      vss.VolSnapAttr
+}
+
+type checkSpec struct {
+	snapshots    *int
+	snapshotLUNs *int
+	uniqueNAA    bool
+}
+
+type dataSpec struct {
+	lun       string // a LUN of the array, or
+	snapshot  string // the snapshot of a volume (or a saved snapshot ID), or
+	export    string // an export saved from ExposeSnapshot
+	sourceLUN string // which LUN of a spanned volume's snapshot
+	offset    int64
+	data      []byte
+	fails     bool
+}
+
+// expectSpec is what the whole run must show.
+type expectSpec struct {
+	trace       *traceExpect
+	subsequence []pattern
+	absent      []pattern
+	eventLog    []logExpect
+	noEventLog  []logExpect
+	timing      []timingSpec
+}
+
+// logExpect selects event-log records: by Windows event ID, or by a text
+// the message contains.
+type logExpect struct {
+	line int
+	id   int
+	text string
+}
+
+func (l logExpect) String() string {
+	if l.id != 0 {
+		return fmt.Sprintf("event %d", l.id)
+	}
+	return fmt.Sprintf("a record %q", l.text)
+}
+
+type traceExpect struct {
+	line  int
+	kinds []string
+	lines []pattern
+}
+
+type timingSpec struct {
+	line     int
+	text     string
+	sel      pattern
+	max, min time.Duration // scenario time unless unscaled
+	hard     bool
+	unscaled bool
+}
