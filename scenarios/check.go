@@ -51,7 +51,9 @@ func (r *runner) checkExpectations(all []Entry) {
 			}
 			if j := slices.IndexFunc(trace, p.matches); j >= 0 {
 				got = fmt.Sprintf("it comes earlier, as %q, before %s", trace[j].Line(), lineAt(trace, pos-1))
-			} else if k := slices.IndexFunc(trace, func(e Entry) bool { return e.Kind == p.kind && e.Name == p.name && (p.actor == "" || p.actor == e.Actor) }); k >= 0 {
+			} else if k := slices.IndexFunc(trace, func(e Entry) bool {
+				return e.Kind == p.kind && e.Name == p.name && (p.actor == "" || p.actor == e.Actor)
+			}); k >= 0 {
 				got = fmt.Sprintf("%q", trace[k].Line())
 			}
 			r.traceMismatch(p.line, "expect.subsequence", p.text, got, trace, max(pos-1, 0))

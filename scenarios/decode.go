@@ -480,8 +480,10 @@ func (d *decoder) arrayNode(a *arraySpec, n *yaml.Node, path string) error {
 	err := d.fields(n, path, handlers{
 		"max-snapshots": func(v *yaml.Node, p string) error { return d.integer(v, p, 1, 1<<20, &a.maxSnapshots) },
 		"capacity":      func(v *yaml.Node, p string) error { return d.size(v, p, &a.capacity) },
-		"luns":          func(v *yaml.Node, p string) error { return d.list(v, p, func(i int, v *yaml.Node, p string) error { return d.lun(a, v, p) }) },
-		"volumes":       func(v *yaml.Node, p string) error { volumesNode = v; return nil },
+		"luns": func(v *yaml.Node, p string) error {
+			return d.list(v, p, func(i int, v *yaml.Node, p string) error { return d.lun(a, v, p) })
+		},
+		"volumes": func(v *yaml.Node, p string) error { volumesNode = v; return nil },
 	}, "luns")
 	if err != nil {
 		return err

@@ -300,7 +300,9 @@ func (w *tracedWriter) resume() {
 	}
 }
 
-func (w *tracedWriter) OnIdentify(ev *coordinator.Event) bool { return w.handle(ev, w.inner.OnIdentify) }
+func (w *tracedWriter) OnIdentify(ev *coordinator.Event) bool {
+	return w.handle(ev, w.inner.OnIdentify)
+}
 func (w *tracedWriter) OnPrepareBackup(ev *coordinator.Event) bool {
 	return w.handle(ev, w.inner.OnPrepareBackup)
 }
