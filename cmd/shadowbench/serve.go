@@ -19,6 +19,7 @@ type serveFlags struct {
 	luns                          lunSpecs
 	maxInFlight                   int
 	shutdownTimeout               time.Duration
+	bench                         benchServeFlags
 }
 
 func newServeCmd(a *app) *cobra.Command {
@@ -36,6 +37,7 @@ func newServeCmd(a *app) *cobra.Command {
 	fl.StringVar(&f.defaultExport, "default-export", "", "export for clients that name none (default: the first LUN)")
 	fl.IntVar(&f.maxInFlight, "max-in-flight", nbd.DefaultMaxInFlight, "requests in flight per connection")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for requests in flight")
+	f.bench.bind(fl)
 	return cmd
 }
 
@@ -77,6 +79,9 @@ func serve(ctx context.Context, log *slog.Logger, f serveFlags) error {
 	}
 	if len(ls) == 0 {
 		return errors.New("nothing to serve on: give --listen or --socket")
+	}
+	if f.bench.engine != "" || f.bench.snapshotInterval > 0 {
+		return serveBench(ctx, log, arr, ls, f.bench)
 	}
 	srv := nbd.NewServer(nbd.ArrayCatalog(arr), nbd.Options{
 		MaxInFlight: f.maxInFlight, DefaultExport: f.defaultExport,

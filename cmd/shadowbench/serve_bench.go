@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/shadowbench/shadowbench/lun"
+	"github.com/shadowbench/shadowbench/nbd"
+	"github.com/shadowbench/shadowbench/nbd/gonbd"
+)
+
+// benchServeFlags are serve's flags for the NBD peer benchmark
+// (make bench-nbd).
+type benchServeFlags struct {
+	engine           string
+	snapshotInterval time.Duration
+}
+
+func (b *benchServeFlags) bind(fl *pflag.FlagSet) {
+	fl.StringVar(&b.engine, "engine", "", `NBD server to run: "" for shadowbench's, "go-nbd" for github.com/pojntfx/go-nbd's over the same LUNs (a benchmark peer)`)
+	fl.DurationVar(&b.snapshotInterval, "snapshot-interval", 0, "snapshot every LUN this often, keeping the newest two (a benchmark load); 0 for never")
+}
+
+// serveBench serves with the chosen engine while the snapshot schedule, if
+// any, runs beside it.
+func serveBench(ctx context.Context, log *slog.Logger, arr *lun.Array, ls []net.Listener, b benchServeFlags) error {
+	var names []string
+	var luns []*lun.LUN
+	for _, l := range arr.List() {
+		names, luns = append(names, l.Name()), append(luns, l)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if b.snapshotInterval > 0 {
+		wg.Go(func() {
+			res := arr.SnapshotEvery(ctx, b.snapshotInterval, 2, names...)
+			log.Info("snapshot schedule stopped", "taken", res.Taken, "errors", res.Errors)
+		})
+	}
+	switch b.engine {
+	case "":
+		return nbd.NewServer(nbd.ArrayCatalog(arr), nbd.Options{Logger: log}).Run(ctx, ls...)
+	case "go-nbd":
+		if len(ls) != 1 {
+			return fmt.Errorf("--engine go-nbd serves one listener; give --listen or --socket, not both")
+		}
+		log.Info("serving with go-nbd", "addr", ls[0].Addr().String())
+		if err := gonbd.Serve(ctx, ls[0], luns...); err != nil && ctx.Err() == nil {
+			return err
+		}
+		return nil
+	}
+	return fmt.Errorf("--engine %q: want go-nbd or nothing", b.engine)
+}
