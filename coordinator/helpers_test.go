@@ -109,7 +109,7 @@ func (f *fakeProvider) GetTargetLuns(ctx context.Context, devices []string, sour
 		for _, ps := range f.sets {
 			for _, p := range ps {
 				if p.Source().Name() == d {
-					info := lunInfoOf(p.LUN())
+					info := provider.LunInfoOf(p.LUN())
 					f.targets[string(info.NAA())] = p.LUN()
 					out = append(out, info)
 				}
@@ -141,7 +141,7 @@ func (f *fakeProvider) FillInLunInfo(ctx context.Context, device string, info *p
 	if err != nil {
 		return false, nil
 	}
-	*info = lunInfoOf(l)
+	*info = provider.LunInfoOf(l)
 	return true, nil
 }
 

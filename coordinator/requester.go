@@ -338,7 +338,7 @@ func (b *BackupComponents) AddToSnapshotSet(ctx context.Context, volume string, 
 		if err != nil {
 			return vss.ID{}, fmt.Errorf("%w: LUN %s of volume %s", vss.VSS_E_OBJECT_NOT_FOUND, n, volume)
 		}
-		infos[i] = lunInfoOf(l)
+		infos[i] = provider.LunInfoOf(l)
 	}
 
 	var candidates []*Registration
