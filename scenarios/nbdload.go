@@ -300,9 +300,15 @@ func (l *loadGen) verifyPointInTime(got []uint64, commitStart, commitEnd time.Ti
 	return fmt.Sprintf("point in time: %d blocks written before the commit are in it, %d blocks rewritten since are not", before, after), true
 }
 
-// summary describes what the load did.
-func (l *loadGen) summary() (writes, failures int, firstErr error, maxLat time.Duration) {
+// loadSummary is what a load did.
+type loadSummary struct {
+	writes, failures int
+	firstErr         error
+	maxLatency       time.Duration
+}
+
+func (l *loadGen) summary() loadSummary {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return int(l.seq), l.failures, l.firstErr, l.maxLat
+	return loadSummary{int(l.seq), l.failures, l.firstErr, l.maxLat}
 }

@@ -772,7 +772,8 @@ func (r *runner) client(ctx context.Context, export string) (*nbd.Client, error)
 // verifyLoad checks, after the load stopped, that no write failed and none
 // was lost.
 func (r *runner) verifyLoad(ctx context.Context, i int, l *loadGen) {
-	writes, failures, firstErr, maxLat := l.summary()
+	sum := l.summary()
+	writes, failures, firstErr, maxLat := sum.writes, sum.failures, sum.firstErr, sum.maxLatency
 	name := fmt.Sprintf("load on %s (line %d)", l.spec.lun, l.spec.line)
 	if !l.spec.verify {
 		r.addCheck(Check{Name: name, OK: true, Detail: fmt.Sprintf("%d writes, not verified", writes)})

@@ -194,7 +194,14 @@ func (r *runner) fillContexts(trace []Entry) {
 		if hi < 0 {
 			continue
 		}
-		pm.m.Context = contextLines(trace, lo, hi, -1)
+		// The line to point at: the step's call that answered what came.
+		mark := -1
+		for j := lo; j <= hi; j++ {
+			if trace[j].Kind == kindRequester && trace[j].Result == pm.m.Got {
+				mark = j
+			}
+		}
+		pm.m.Context = contextLines(trace, lo, hi, mark)
 	}
 }
 
