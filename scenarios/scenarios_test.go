@@ -434,3 +434,38 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+// TestCanonicalTrace: one event broadcast to several writers reads the same
+// whatever order the scheduler chose; Freeze keeps its level order, each
+// writer's freeze window before its event.
+func TestCanonicalTrace(t *testing.T) {
+	at := time.Now()
+	e := func(kind, name, actor string, ms int) *timedEntry {
+		return &timedEntry{Entry: Entry{Kind: kind, Name: name, Actor: actor}, start: at.Add(time.Duration(ms) * time.Millisecond)}
+	}
+	level := map[string]int{"web": 0, "sql": 1, "exch": 1, "sys": 2}
+	es := []*timedEntry{
+		e(kindPhase, "Freeze", "", 0),
+		e(kindWindow, "freeze-window", "web", 1), e(kindWriter, "Freeze", "web", 2),
+		e(kindWindow, "freeze-window", "sql", 3), e(kindWriter, "Freeze", "sql", 4), e(kindWindow, "freeze-window", "exch", 5),
+		e(kindWriter, "Freeze", "exch", 6),
+		e(kindWindow, "freeze-window", "sys", 7), e(kindWriter, "Freeze", "sys", 8),
+		e(kindWriter, "Abort", "sys", 9), e(kindWriter, "Abort", "exch", 10),
+		e(kindProvider, "PreCommitSnapshots", "array", 11),
+		e(kindWriter, "Thaw", "web", 12), e(kindWriter, "Thaw", "exch", 13),
+	}
+	canonicalize(es, level)
+	var got []string
+	for _, x := range es {
+		got = append(got, x.Kind+":"+x.Name+":"+x.Actor)
+	}
+	require.Equal(t, []string{
+		"phase:Freeze:",
+		"window:freeze-window:web", "writer:Freeze:web",
+		"window:freeze-window:exch", "window:freeze-window:sql", "writer:Freeze:exch", "writer:Freeze:sql",
+		"window:freeze-window:sys", "writer:Freeze:sys",
+		"writer:Abort:exch", "writer:Abort:sys",
+		"provider:PreCommitSnapshots:array",
+		"writer:Thaw:exch", "writer:Thaw:web",
+	}, got)
+}

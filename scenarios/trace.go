@@ -92,7 +92,12 @@ func (r *runner) buildTrace() []Entry {
 	slices.SortStableFunc(es, func(a, b *timedEntry) int {
 		return cmp.Or(a.start.Compare(b.start), cmp.Compare(kindRank[a.Kind], kindRank[b.Kind]), b.end.Compare(a.end))
 	})
-	canonicalize(es)
+	level := map[string]int{}
+	order := vss.FreezeOrder()
+	for _, w := range r.sc.writers {
+		level[w.name] = slices.Index(order[:], w.level)
+	}
+	canonicalize(es, level)
 	out := make([]Entry, len(es))
 	for i, e := range es {
 		e.Start, e.End = e.start.Sub(r.start), e.end.Sub(r.start)
@@ -122,21 +127,41 @@ func joinDetail(a, b string) string {
 	return a + "; " + b
 }
 
-// canonicalize sorts, by writer, each run of consecutive writer lines of
-// one event: one event broadcast to several writers, in an order the
-// scheduler chose (their spans need not even overlap: a fast callback can
-// end before a slow goroutine starts). Runs of one event that are not one
-// broadcast are kept apart by other lines: each freeze level's Freeze
-// lines follow their own freeze-window lines, so front-end writers still
-// come before back-end ones.
-func canonicalize(es []*timedEntry) {
+// canonicalize orders each run of consecutive lines that are one event
+// broadcast to several writers, in an order the scheduler chose (their
+// spans need not even overlap: a fast callback can end before a slow
+// goroutine starts): by freeze level (front-end, back-end, system, as A.7d
+// delivers Freeze), then each writer's freeze window before its event,
+// then by writer; the other events by writer alone. The run of a Freeze takes in the freeze-window lines,
+// which the coordinator opens in the same loop that delivers the event.
+// level ranks a writer by its level. Lines of another kind or event end a
+// run, so two broadcasts of one event (two requesters' Close) stay apart.
+func canonicalize(es []*timedEntry, level map[string]int) {
+	inRun := func(e *timedEntry, event string) bool {
+		return (e.Kind == kindWriter && e.Name == event) ||
+			(event == vss.EventFreeze.String() && e.Kind == kindWindow && e.Name == "freeze-window")
+	}
 	for i := 0; i < len(es); {
+		event := ""
+		switch {
+		case es[i].Kind == kindWriter:
+			event = es[i].Name
+		case inRun(es[i], vss.EventFreeze.String()):
+			event = vss.EventFreeze.String()
+		}
 		j := i + 1
-		for j < len(es) && es[i].Kind == kindWriter && es[j].Kind == kindWriter && es[j].Name == es[i].Name {
+		for event != "" && j < len(es) && inRun(es[j], event) {
 			j++
 		}
 		if j-i > 1 {
-			slices.SortStableFunc(es[i:j], func(a, b *timedEntry) int { return cmp.Compare(a.Actor, b.Actor) })
+			freeze := event == vss.EventFreeze.String()
+			slices.SortStableFunc(es[i:j], func(a, b *timedEntry) int {
+				byLevel := 0
+				if freeze {
+					byLevel = cmp.Compare(level[a.Actor], level[b.Actor])
+				}
+				return cmp.Or(byLevel, cmp.Compare(kindRank[a.Kind], kindRank[b.Kind]), cmp.Compare(a.Actor, b.Actor))
+			})
 		}
 		i = j
 	}
