@@ -52,6 +52,10 @@ lint: ## gofmt check, go vet and staticcheck.
 serve: ## Serve two 1 GiB in-memory LUNs over NBD on 127.0.0.1:10809.
 	$(GO) run ./cmd/shadowbench serve
 
+.PHONY: demo
+demo: ## A guided tour in about 15 s: VSS snapshot sets under NBD load on 127.0.0.1, checked; writes demo-report.html.
+	$(GO) run ./cmd/shadowbench demo
+
 .PHONY: bench-nbd
 bench-nbd: ## fio against shadowbench, nbdkit memory, qemu-nbd and go-nbd in one run.
 	@scripts/bench-nbd.sh
