@@ -1,20 +1,13 @@
 package bench
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
-	"slices"
-	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	"github.com/shadowbench/shadowbench/coordinator"
@@ -49,6 +42,11 @@ type DemoConfig struct {
 	// SlowDelay is how long the slow writer takes in PrepareForSnapshot
 	// and in Freeze.
 	SlowDelay time.Duration `json:"slow_delay_ns"`
+	// Profile is the array provider's firmware profile; nil is
+	// provider.DefaultProfile, which injects nothing. A profile that fails
+	// or slows the provider shows what a vendor's firmware does to a
+	// backup, and fails the checks that depend on it.
+	Profile *provider.Profile `json:"-"`
 	// Report is the HTML report's path; empty writes none.
 	Report string `json:"report,omitempty"`
 	// Logger receives the coordinator's, the provider's and the NBD
@@ -81,7 +79,15 @@ func (c DemoConfig) params() []Param {
 		{"luns", "2 of " + c.LUNSize.String()}, {"load writers", fmt.Sprint(c.LoadWriters)},
 		{"load rate", c.LoadRate.String()}, {"load slots per writer", fmt.Sprint(c.LoadSlots)},
 		{"application region", c.AppRegion.String()}, {"application write every", c.AppInterval.String()},
-		{"slow writer delay", FormatDuration(c.SlowDelay)}}
+		{"slow writer delay", FormatDuration(c.SlowDelay)}, {"provider profile", c.profile().Name}}
+}
+
+// profile returns the provider's profile.
+func (c DemoConfig) profile() *provider.Profile {
+	if c.Profile == nil {
+		return provider.DefaultProfile()
+	}
+	return c.Profile
 }
 
 // lun0Need is how much of lun0 the application and the load use; lun1
@@ -108,6 +114,8 @@ func (c DemoConfig) validate() error {
 		return fmt.Errorf("bench: demo: application interval must be positive")
 	case c.SlowDelay < 0 || c.SlowDelay > demoFreezeTimeout/2:
 		return fmt.Errorf("bench: demo: slow writer delay must be from 0 to %v, not %v", demoFreezeTimeout/2, c.SlowDelay)
+	case c.Profile != nil && c.Profile.Validate() != nil:
+		return fmt.Errorf("bench: demo: %w", c.Profile.Validate())
 	case c.LUNSize%4096 != 0 || int64(c.LUNSize) < c.lun0Need():
 		return fmt.Errorf("bench: demo: lun size %s must be a multiple of 4 KiB and hold the application's region and the load's slots (%s)",
 			c.LUNSize, FormatBytes(c.lun0Need()))
@@ -221,6 +229,9 @@ func RunDemo(ctx context.Context, cfg DemoConfig, out io.Writer) (*DemoResult, e
 		writers: map[string]vss.ID{}, total: NewHistogram(), commit: NewHistogram(), hold: NewHistogram()}
 	started := time.Now()
 	err := d.run(ctx)
+	if ctx.Err() != nil {
+		err = fmt.Errorf("bench: demo: interrupted: %w", ctx.Err())
+	}
 	if cerr := d.close(); err == nil {
 		err = cerr
 	}
@@ -249,6 +260,7 @@ func (d *demo) begin(title string, why ...string) {
 // check records and prints one verification.
 func (d *demo) check(pass bool, name, detail string) {
 	d.res.Checks = append(d.res.Checks, DemoCheck{Step: d.step, Name: name, Pass: pass, Detail: detail})
+	d.log.Debug("demo: check", "step", d.step, "name", name, "pass", pass, "detail", detail)
 	verdict := "PASS"
 	if !pass {
 		verdict = "FAIL"
@@ -264,7 +276,7 @@ func (d *demo) run(ctx context.Context) error {
 
 	// 1. The array.
 	var err error
-	if d.array, err = lun.NewArray(lun.Config{}); err != nil {
+	if d.array, err = lun.NewArray(cfg.profile().ArrayConfig()); err != nil {
 		return err
 	}
 	for _, v := range demoVolumes {
@@ -345,7 +357,7 @@ func (d *demo) serve(ctx context.Context) error {
 func (d *demo) subscribe(ctx context.Context) error {
 	cfg := d.cfg
 	var err error
-	if d.prov, err = provider.NewArray(d.array, provider.DefaultProfile(), provider.WithLogger(d.log)); err != nil {
+	if d.prov, err = provider.NewArray(d.array, cfg.profile(), provider.WithLogger(d.log)); err != nil {
 		return err
 	}
 	d.svc = coordinator.New(d.array, coordinator.Config{Logger: d.log})
@@ -387,7 +399,8 @@ func (d *demo) subscribe(ctx context.Context) error {
 		fmt.Sprintf("  slow   back-end   takes %s in PrepareForSnapshot and again in Freeze", FormatDuration(cfg.SlowDelay)),
 		"  quick  system     answers every event at once",
 		"Freeze goes level by level: front-end, back-end, then system (vss-spec.md A.7 d).",
-		"The provider is the emulated array provider, a VSS hardware provider over this array.")
+		"The provider is the emulated array provider, a VSS hardware provider over this array,",
+		fmt.Sprintf("with firmware profile %q: %s", cfg.profile().Name, cfg.profile().Description))
 	return nil
 }
 
@@ -467,6 +480,7 @@ func (d *demo) backup(ctx context.Context) (r *demoRun, err error) {
 	if r.status, err = r.bc.GatherWriterStatus(ctx); err != nil {
 		return nil, err
 	}
+	d.log.Debug("demo: snapshot set", "set", r.id.String(), "err", r.err, "do_snapshot_set", r.end-r.start)
 	if r.err != nil {
 		d.res.FailedSets++
 		return r, nil
@@ -547,546 +561,6 @@ func (d *demo) exposeVolume(ctx context.Context, r *demoRun, volume string) (str
 	return "", nil, fmt.Errorf("set %v has no snapshot of %s", r.id, volume)
 }
 
-// checkApp compares the snapshot of D:'s application region with what the
-// application had at Freeze. It returns the snapshot's region.
-func (d *demo) checkApp(ctx context.Context, c *nbd.Client, r *demoRun, export string) []byte {
-	want := d.app.frozenContent(r.id)
-	got := make([]byte, d.cfg.AppRegion)
-	err := c.Read(ctx, got, 0)
-	switch {
-	case err != nil:
-		d.check(false, "application data in the snapshot", fmt.Sprintf("reading %s: %v", export, err))
-		return nil
-	case want == nil:
-		d.check(false, "application data in the snapshot", "the application never froze for this set")
-		return nil
-	}
-	eq := equalBytes(got, want)
-	d.check(eq == len(want), "application data in the snapshot",
-		fmt.Sprintf("D:'s snapshot (export %s) holds what the app had at Freeze: %d of %d bytes equal", export, eq, len(want)))
-	return got
-}
-
-// equalBytes counts the positions where a and b hold the same byte.
-func equalBytes(a, b []byte) int {
-	if bytes.Equal(a, b) {
-		return len(a)
-	}
-	n := 0
-	for i := range min(len(a), len(b)) {
-		if a[i] == b[i] {
-			n++
-		}
-	}
-	return n
-}
-
-// checkLoadPointInTime checks that each load writer's slots in a
-// snapshot are those of one prefix of its records, bounded by the hold
-// window (C4: every write acknowledged before the snapshot is in it, none
-// started after it is).
-func (d *demo) checkLoadPointInTime(ctx context.Context, c *nbd.Client, r *demoRun, volume, source string) {
-	from, to, ok := d.holdWindow(r)
-	if !ok {
-		d.check(false, volume+" load records are a point in time", "the set has no hold window")
-		return
-	}
-	var prefixes []string
-	total, equal := 0, 0
-	pass := true
-	for _, w := range d.load.writers {
-		if w.export != source {
-			continue
-		}
-		got, err := d.load.readSlots(ctx, c, w)
-		if err != nil {
-			d.check(false, volume+" load records are a point in time", fmt.Sprintf("reading the snapshot: %v", err))
-			return
-		}
-		n, eq, lo, hi := d.load.pointInTime(got, w, from, to)
-		total += len(got)
-		equal += eq
-		if eq != len(got) || hi-lo >= int64(d.load.slots) {
-			pass = false
-		}
-		prefixes = append(prefixes, fmt.Sprintf("client %d through #%d", w.id, n))
-	}
-	d.check(pass && total > 0, volume+" load records are a point in time",
-		fmt.Sprintf("%s (each between the last acknowledged before the hold and the last sent before the release); %d of %d bytes equal",
-			strings.Join(prefixes, ", "), equal, total))
-}
-
-func (d *demo) firstSet(ctx context.Context) error {
-	d.begin("Snapshot set 1 of D: and E:, the full VSS sequence (vss-spec.md A).",
-		"The requester gathers the writers' metadata, adds both volumes and prepares; then",
-		"DoSnapshotSet runs the sequence: the writers prepare and freeze, the array holds",
-		"I/O on both LUNs at once, commits, releases, and the writers thaw.")
-	r, err := d.backup(ctx)
-	if err != nil {
-		return err
-	}
-	d.res.FirstSet = r.info()
-	if r.err != nil {
-		d.check(false, "set 1 created", fmt.Sprintf("DoSnapshotSet failed: %v", r.err))
-		return d.done(ctx, r)
-	}
-	hold := time.Duration(0)
-	if sp, ok := r.tl.Find(coordinator.KindWindow, "hold"); ok {
-		hold = sp.Duration()
-	}
-	slow := ""
-	if d.cfg.SlowDelay > 0 {
-		slow = fmt.Sprintf(" (2 x %s of it the slow writer)", FormatDuration(d.cfg.SlowDelay))
-	}
-	d.printf("   DoSnapshotSet took %s%s; writes were held for %s of it.\n",
-		FormatDuration(r.end-r.start), slow, FormatDuration(hold))
-	var bad []string
-	for _, s := range r.status {
-		if s.State.IsFailed() || s.Failure != vss.S_OK {
-			bad = append(bad, fmt.Sprintf("%s %v %v", s.Name, s.State, s.Failure.Name()))
-		}
-	}
-	if len(bad) == 0 && len(r.status) > 0 {
-		d.check(true, "writers", fmt.Sprintf("all %d writers report no failure (%v)", len(r.status), r.status[0].State))
-	} else {
-		d.check(false, "writers", fmt.Sprintf("%d writers report: %s", len(r.status), strings.Join(bad, "; ")))
-	}
-
-	d.begin("Check set 1 through NBD: ExposeSnapshot makes each snapshot a read-only export.")
-	export, c, err := d.exposeVolume(ctx, r, "D:")
-	if err != nil {
-		d.check(false, "expose D:'s snapshot", err.Error())
-	} else {
-		snap := d.checkApp(ctx, c, r, export)
-		// The application resumed after Thaw, and the snapshot does not
-		// show what it wrote since.
-		var content []byte
-		var since int64
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			content, since, _, _ = d.app.state()
-			if since > 0 || time.Now().After(deadline) || ctx.Err() != nil {
-				break
-			}
-			time.Sleep(d.cfg.AppInterval)
-		}
-		if snap != nil {
-			diff := len(snap) - equalBytes(snap, content)
-			d.check(since > 0 && diff > 0, "the application resumed after Thaw",
-				fmt.Sprintf("%s since; its region now differs from the snapshot in %d bytes, as it should", plural(since, "write"), diff))
-		}
-		werr := c.Write(ctx, make([]byte, 4096), 0, 0)
-		d.check(werr != nil && c.Flags()&nbd.FlagReadOnly != 0, "the snapshot is read-only",
-			fmt.Sprintf("the export is flagged read-only and a write was refused (%v)", werr))
-		d.checkLoadPointInTime(ctx, c, r, "D:", "lun0")
-		_ = c.Close()
-	}
-	if _, c, err := d.exposeVolume(ctx, r, "E:"); err != nil {
-		d.check(false, "expose E:'s snapshot", err.Error())
-	} else {
-		d.checkLoadPointInTime(ctx, c, r, "E:", "lun1")
-		_ = c.Close()
-	}
-	return d.done(ctx, r)
-}
-
-func (d *demo) vetoSet(ctx context.Context) error {
-	const msg = "log disk busy, try again later"
-	vetoer, err := coordinator.NewScriptedWriter(coordinator.Script{On: map[vss.WriterEvent]coordinator.Action{
-		vss.EventFreeze: {Result: coordinator.ResultVeto, Failure: vss.VSS_E_WRITERERROR_RETRYABLE, Message: msg},
-	}})
-	if err != nil {
-		return err
-	}
-	if err := d.addWriter("vetoer", vetoer, vss.VSS_APP_BACK_END); err != nil {
-		return err
-	}
-	d.begin("Snapshot set 2: a fourth writer, vetoer, vetoes.",
-		"It answers Freeze with VSS_E_WRITERERROR_RETRYABLE and returns true: a non-fatal",
-		"error. The set goes on; the requester finds the veto in the writers' status and",
-		"decides (vss-spec.md D: retry after 10 minutes, up to 3 times).")
-	r, err := d.backup(ctx)
-	if err != nil {
-		return err
-	}
-	d.res.VetoSet = r.info()
-	d.printf("   DoSnapshotSet took %s. GatherWriterStatus:\n", FormatDuration(r.end-r.start))
-	tw := tabwriter.NewWriter(d.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "     writer\tstate\tfailure\tmessage")
-	for _, s := range r.status {
-		fmt.Fprintf(tw, "     %s\t%v\t%s\t%s\n", s.Name, s.State, s.Failure.Name(), s.Message)
-	}
-	_ = tw.Flush()
-	d.check(r.err == nil, "the set survives the veto", fmt.Sprintf("DoSnapshotSet returned %s", d.res.VetoSet.Result))
-	var veto *coordinator.WriterStatus
-	others := 0
-	for i, s := range r.status {
-		switch {
-		case s.Name == "vetoer":
-			veto = &r.status[i]
-		case !s.State.IsFailed() && s.Failure == vss.S_OK:
-			others++
-		}
-	}
-	if veto == nil {
-		d.check(false, "the veto is reported", "vetoer is missing from the writers' status")
-	} else {
-		d.check(veto.State == vss.VSS_WS_FAILED_AT_FREEZE && veto.Failure == vss.VSS_E_WRITERERROR_RETRYABLE,
-			"the veto is reported", fmt.Sprintf("vetoer is %v with %s; the %d others report no failure", veto.State, veto.Failure.Name(), others))
-	}
-	if r.err == nil {
-		if export, c, err := d.exposeVolume(ctx, r, "D:"); err != nil {
-			d.check(false, "expose D:'s snapshot", err.Error())
-		} else {
-			d.checkApp(ctx, c, r, export)
-			_ = c.Close()
-		}
-	}
-	return d.done(ctx, r)
-}
-
-// finish erases a progress bar, if the Progress is one.
-func finish(p Progress) {
-	if f, ok := p.(interface{ Finish() }); ok {
-		f.Finish()
-	}
-}
-
-func (d *demo) burst(ctx context.Context) error {
-	cfg := d.cfg
-	if cfg.Sets == 0 {
-		return nil
-	}
-	for _, name := range []string{"slow", "vetoer"} {
-		if err := d.removeWriter(name); err != nil {
-			return err
-		}
-	}
-	left := cfg.Duration - time.Since(d.load.base)
-	iv := max(left/time.Duration(cfg.Sets), 0)
-	pace := "back to back"
-	if iv > 0 {
-		pace = "one every " + FormatDuration(iv)
-	}
-	d.begin(fmt.Sprintf("A burst of %d quick sets, %s, still under load.", cfg.Sets, pace),
-		"slow and vetoer unsubscribe, so the figures are the array's and the coordinator's.",
-		"Each set's snapshot of D: is read back and compared with the application's data at Freeze.")
-	created, matched, compared := 0, 0, 0
-	var firstBad string
-	stop := ticker(cfg.Progress, left, func() string { return fmt.Sprintf("%d/%d sets", created, cfg.Sets) })
-	start := time.Now()
-	for i := range cfg.Sets {
-		wait(ctx, time.Until(start.Add(time.Duration(i)*iv)))
-		if ctx.Err() != nil {
-			break
-		}
-		r, err := d.backup(ctx)
-		if err != nil {
-			stop()
-			finish(cfg.Progress)
-			return err
-		}
-		if r.err != nil {
-			if firstBad == "" {
-				firstBad = fmt.Sprintf("set %d: DoSnapshotSet failed: %v", i+1, r.err)
-			}
-		} else {
-			created++
-			if err := d.burstCheck(ctx, r); err != nil {
-				if firstBad == "" {
-					firstBad = fmt.Sprintf("set %d: %v", i+1, err)
-				}
-			} else {
-				matched++
-			}
-			compared += int(cfg.AppRegion)
-		}
-		if err := d.done(ctx, r); err != nil {
-			stop()
-			finish(cfg.Progress)
-			return err
-		}
-	}
-	stop()
-	finish(cfg.Progress)
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	d.check(created == cfg.Sets, "every set created", fmt.Sprintf("%d of %d sets created%s", created, cfg.Sets, suffix(firstBad)))
-	d.check(matched == created && created > 0, "every snapshot holds the application's data",
-		fmt.Sprintf("%d of %d snapshots of D: equal the app's region at Freeze (%s compared)%s",
-			matched, created, FormatBytes(int64(compared)), suffix(firstBad)))
-	return nil
-}
-
-func suffix(s string) string {
-	if s == "" {
-		return ""
-	}
-	return "; first problem: " + s
-}
-
-// burstCheck compares one burst set's snapshot of D: with the
-// application's data at Freeze.
-func (d *demo) burstCheck(ctx context.Context, r *demoRun) error {
-	export, c, err := d.exposeVolume(ctx, r, "D:")
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	want := d.app.frozenContent(r.id)
-	if want == nil {
-		return errors.New("the application never froze for it")
-	}
-	got := make([]byte, len(want))
-	if err := c.Read(ctx, got, 0); err != nil {
-		return fmt.Errorf("reading %s: %w", export, err)
-	}
-	if eq := equalBytes(got, want); eq != len(want) {
-		return fmt.Errorf("%s: %d of %d bytes equal", export, eq, len(want))
-	}
-	return nil
-}
-
-func (d *demo) finalChecks(ctx context.Context) error {
-	d.begin("Stop the load and the application, and check what they wrote.",
-		"During each hold (flush & hold, vss-spec.md B.2) the array queues new writes and waits",
-		"for those in flight: a write may be delayed, never failed, never lost.")
-	d.load.stop()
-	d.app.stop()
-	t := d.load.totals()
-	detail := fmt.Sprintf("%d writes acknowledged, %d failed", t.writes, t.errs)
-	if t.err != nil {
-		detail += fmt.Sprintf(" (the first: %v)", t.err)
-	}
-	d.check(t.errs == 0 && t.writes > 0, "the load saw no error", detail)
-
-	// Nothing lost: each slot holds the last record acknowledged for it.
-	var readErr error
-	total, equal := 0, 0
-	conns := map[string]*nbd.Client{}
-	for _, v := range demoVolumes {
-		c, err := nbd.Dial(ctx, "tcp", d.addr, &nbd.DialOptions{Export: v.lun})
-		if err != nil {
-			readErr = err
-			break
-		}
-		conns[v.lun] = c
-		defer c.Close()
-	}
-	if readErr == nil {
-		for _, w := range d.load.writers {
-			got, err := d.load.readSlots(ctx, conns[w.export], w)
-			if err != nil {
-				readErr = err
-				break
-			}
-			total += len(got)
-			equal += d.load.matchPrefix(got, w.id, int64(len(w.done)))
-		}
-	}
-	if readErr != nil {
-		d.check(false, "no write lost", fmt.Sprintf("reading the LUNs back: %v", readErr))
-	} else {
-		d.check(equal == total && total > 0, "no write lost",
-			fmt.Sprintf("every slot of the live LUNs holds its last acknowledged record: %d of %d bytes equal", equal, total))
-	}
-	met := d.load.metHold(d.holds)
-	d.check(t.errs == 0, "writes that met a hold",
-		fmt.Sprintf("%d writes met one of the %d hold windows; all were acknowledged (slowest %s)",
-			met.Count(), len(d.holds), FormatDuration(met.Quantile(100))))
-
-	// The application's last writes are all on the live LUN.
-	content, _, writes, appErr := d.app.state()
-	live := make([]byte, len(content))
-	switch {
-	case appErr != nil:
-		d.check(false, "the application's writes", fmt.Sprintf("a write failed: %v", appErr))
-	case conns["lun0"] == nil:
-	default:
-		if err := conns["lun0"].Read(ctx, live, 0); err != nil {
-			d.check(false, "the application's writes", fmt.Sprintf("reading lun0: %v", err))
-		} else {
-			eq := equalBytes(live, content)
-			d.check(eq == len(content), "the application's writes",
-				fmt.Sprintf("%d writes; live D: holds the last of each: %d of %d bytes equal", writes, eq, len(content)))
-		}
-	}
-
-	lat := d.load.latencies()
-	d.res.Latencies = []Latency{
-		d.commit.Summary("set/CommitSnapshots"),
-		d.hold.Summary("set/hold window"),
-		d.total.Summary("set/DoSnapshotSet"),
-		lat.Summary("load/write"),
-		met.Summary("load/write that met a hold"),
-	}
-	if h := d.prov.CommitHistogram(); h != nil && h.TotalCount() > 0 {
-		d.res.Latencies = slices.Insert(d.res.Latencies, 1, (&Histogram{h: h}).Summary("set/array commit (pointer swaps)"))
-	}
-	elapsed := time.Since(d.load.base)
-	d.loadWrites = t.writes
-	d.res.Metrics = []Metric{
-		{Name: "sets created", Value: float64(d.res.Sets)},
-		{Name: "sets failed", Value: float64(d.res.FailedSets)},
-		{Name: "load writes", Value: float64(t.writes)},
-		{Name: "load write rate", Value: float64(t.writes) / elapsed.Seconds(), Unit: "op/s"},
-		{Name: "writes that met a hold", Value: float64(met.Count())},
-	}
-	return nil
-}
-
-// summary prints the first set's timeline, the latency table, writes the
-// report and prints the verdict.
-func (d *demo) summary(started time.Time) {
-	if fs := d.res.FirstSet; fs != nil {
-		d.printf("\nTimeline of set 1, from StartSnapshotSet (vss-spec.md A.7 names the steps; provider calls\n")
-		d.printf("and writer events are indented under the step that made them):\n")
-		tw := tabwriter.NewWriter(d.out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "   offset\tduration\tkind\tname\tactor\tresult\t")
-		rows := append([]coordinator.Span{{Kind: "requester", Name: "DoSnapshotSet",
-			Start: fs.Start, End: fs.End, Result: fs.Result}}, fs.Spans...)
-		slices.SortStableFunc(rows, func(a, b coordinator.Span) int {
-			if a.Start != b.Start {
-				return int(a.Start - b.Start)
-			}
-			return int(b.End - a.End) // the enclosing span first
-		})
-		for _, sp := range rows {
-			name := sp.Name
-			if sp.Kind == coordinator.KindProvider || sp.Kind == coordinator.KindWriter {
-				name = "  " + name
-			}
-			res := sp.Result
-			if sp.Detail != "" && sp.Kind != coordinator.KindWindow {
-				res += " (" + sp.Detail + ")"
-			}
-			fmt.Fprintf(tw, "   %.3fms\t%s\t%s\t%s\t%s\t%s\t\n", float64(sp.Start)/1e6, FormatDuration(sp.Duration()),
-				sp.Kind, name, dash(sp.Actor), res)
-		}
-		_ = tw.Flush()
-	}
-
-	d.printf("\nLatency over the %d sets created, and over the load's writes:\n", d.res.Sets)
-	labels := map[string]string{
-		"set/CommitSnapshots":              "CommitSnapshots, as the coordinator timed it",
-		"set/array commit (pointer swaps)": "the array's commit itself (pointer swaps)",
-		"set/hold window":                  "hold window: flush, hold, commit, release",
-		"set/DoSnapshotSet":                "DoSnapshotSet, the whole sequence",
-		"load/write":                       "load write, from its scheduled start",
-		"load/write that met a hold":       "load write that met a hold window",
-	}
-	width := 0
-	for _, l := range d.res.Latencies {
-		width = max(width, len(labels[l.Name]))
-	}
-	tw := tabwriter.NewWriter(d.out, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, " %-*s\tcount\tp50\tp99\tp99.9\tmax\t\n", width, "")
-	for _, l := range d.res.Latencies {
-		if l.Count == 0 {
-			fmt.Fprintf(tw, " %-*s\t0\t-\t-\t-\t-\t\n", width, labels[l.Name])
-			continue
-		}
-		fmt.Fprintf(tw, " %-*s\t%d\t%s\t%s\t%s\t%s\t\n", width, labels[l.Name], l.Count,
-			FormatDuration(l.P50), FormatDuration(l.P99), FormatDuration(l.P999), FormatDuration(l.Max))
-	}
-	_ = tw.Flush()
-	if d.cfg.SlowDelay > 0 && d.res.Sets > 2 {
-		d.printf("   DoSnapshotSet's tail is sets 1 and 2, which waited for the slow writer.\n")
-	}
-	if d.res.Sets < 1000 {
-		d.printf("   With %d sets, p99.9 is the slowest set; --sets 1000 gives the tail some meaning.\n", d.res.Sets)
-	}
-
-	d.res.Results = d.results(started)
-	if d.cfg.Report != "" {
-		if err := writeReport(d.cfg.Report, d.res.Results); err != nil {
-			d.check(false, "the report", err.Error())
-			d.res.Passed = false
-		} else {
-			d.res.Report = d.cfg.Report
-			where := d.cfg.Report
-			if abs, err := filepath.Abs(where); err == nil {
-				where = abs
-			}
-			d.printf("\nReport: %s\n", d.cfg.Report)
-			d.printf("   Open file://%s in a browser: the Gantt chart of sets 1 and 2, percentile curves, histograms.\n", where)
-		}
-	}
-
-	if failed := d.res.Failed(); len(failed) == 0 {
-		d.printf("\nAll %d checks passed in %s.\n", len(d.res.Checks), FormatDuration(time.Since(started)))
-	} else {
-		d.printf("\n%d of %d checks FAILED:\n", len(failed), len(d.res.Checks))
-		for _, c := range failed {
-			d.printf("   step %d, %s: %s\n", c.Step, c.Name, c.Detail)
-		}
-	}
-}
-
-// plural writes n things: "1 write", "7 writes".
-func plural(n int64, thing string) string {
-	if n == 1 {
-		return "1 " + thing
-	}
-	return fmt.Sprintf("%d %ss", n, thing)
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-// results builds what the report shows.
-func (d *demo) results(started time.Time) []*Result {
-	m := Describe()
-	var notes []string
-	for _, c := range d.res.Checks {
-		v := "PASS"
-		if !c.Pass {
-			v = "FAIL"
-		}
-		notes = append(notes, fmt.Sprintf("%s (step %d) %s: %s", v, c.Step, c.Name, c.Detail))
-	}
-	first := &Result{Workload: "demo", Config: d.cfg, Params: d.cfg.params(), Machine: m, Started: started,
-		Elapsed: time.Since(started), Latencies: d.res.Latencies, Metrics: d.res.Metrics, Notes: notes,
-		Summary: fmt.Sprintf("%d snapshot sets of D: and E: under %d NBD load writes; the timeline is set 1's, with writers app, slow and quick",
-			d.res.Sets, d.loadWrites)}
-	if fs := d.res.FirstSet; fs != nil {
-		first.Timeline = &Timeline{Caption: fmt.Sprintf("set 1, %v: DoSnapshotSet %s", fs.ID, FormatDuration(fs.End-fs.Start)),
-			Start: fs.Start, End: fs.End, Spans: fs.Spans}
-	}
-	out := []*Result{first}
-	if vs := d.res.VetoSet; vs != nil {
-		var wn []string
-		for _, s := range vs.Writers {
-			wn = append(wn, fmt.Sprintf("writer %s: %v, %s %s", s.Name, s.State, s.Failure.Name(), s.Message))
-		}
-		out = append(out, &Result{Workload: "demo: set 2, vetoed", Machine: m, Started: started,
-			Elapsed: vs.End - vs.Start, Notes: wn,
-			Params:  []Param{{"writers", "app, slow, quick, vetoer"}, {"vetoer", "vetoes Freeze with VSS_E_WRITERERROR_RETRYABLE"}},
-			Summary: fmt.Sprintf("DoSnapshotSet returned %s although vetoer vetoed (vss-spec.md D)", vs.Result),
-			Timeline: &Timeline{Caption: fmt.Sprintf("set 2, %v: DoSnapshotSet %s", vs.ID, FormatDuration(vs.End-vs.Start)),
-				Start: vs.Start, End: vs.End, Spans: vs.Spans}})
-	}
-	return out
-}
-
-// writeReport writes the HTML report to path.
-func writeReport(path string, results []*Result) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := WriteHTML(f, results...); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
 // close stops everything the demo started, in reverse order.
 func (d *demo) close() error {
 	var errs []error
@@ -1111,12 +585,4 @@ func (d *demo) close() error {
 		errs = append(errs, d.srvErr)
 	}
 	return errors.Join(errs...)
-}
-
-// WriteJSON writes the result as indented JSON. Durations are integers of
-// nanoseconds in fields ending in _ns.
-func (r *DemoResult) WriteJSON(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(r)
 }

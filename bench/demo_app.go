@@ -79,8 +79,13 @@ func (a *demoApp) write() error {
 	slots := uint64(max(a.region/demoAppWrite, 1))
 	off := int64(a.gen%slots) * demoAppWrite
 	p := make([]byte, min(demoAppWrite, a.region-off))
-	for i := 0; i+8 <= len(p); i += 8 {
-		binary.LittleEndian.PutUint64(p[i:], a.gen<<20|uint64(i))
+	// Every byte differs from the last generation's, or nearly: a stale
+	// block cannot pass for a fresh one.
+	binary.LittleEndian.PutUint64(p, a.gen)
+	x := uint32(a.gen) * 2654435761
+	for i := 8; i < len(p); i++ {
+		x = x*1664525 + 1013904223
+		p[i] = byte(x >> 24)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -6,12 +6,13 @@ import (
 	"os"
 
 	"github.com/shadowbench/shadowbench/bench"
+	"github.com/shadowbench/shadowbench/provider"
 	"github.com/spf13/cobra"
 )
 
 func newDemoCmd(a *app) *cobra.Command {
 	cfg := bench.DefaultDemoConfig()
-	var jsonPath string
+	var jsonPath, profile string
 	var noReport bool
 	cmd := &cobra.Command{
 		Use:   "demo [flags]",
@@ -27,7 +28,10 @@ Freeze, the load lost no write and saw no error while writes were held.
 The demo prints what it does and why, PASS or FAIL for each check, the first
 set's timeline and latency percentiles, and writes an HTML report
 (demo-report.html; --report to change, --no-report to skip). It exits with an
-error when a check fails. Logs are off unless --log-level is given.`,
+error when a check fails. Logs are off unless --log-level is given.
+
+--profile runs the array provider with a firmware profile (latency, failures,
+limits): see what a slow or flaky array does to a backup.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if noReport {
@@ -35,6 +39,13 @@ error when a check fails. Logs are off unless --log-level is given.`,
 					return fmt.Errorf("demo: --report and --no-report exclude each other")
 				}
 				cfg.Report = ""
+			}
+			if profile != "" {
+				p, err := provider.LoadProfile(profile)
+				if err != nil {
+					return fmt.Errorf("--profile: %w", err)
+				}
+				cfg.Profile = p
 			}
 			if cmd.Flags().Changed("log-level") || cmd.Flags().Changed("log-format") {
 				cfg.Logger = a.log
@@ -68,6 +79,7 @@ error when a check fails. Logs are off unless --log-level is given.`,
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "how long the load runs; the burst's sets are spread over it")
 	fs.Var(&cfg.LoadRate, "load-rate", "NBD load writes a second, in all")
 	fs.DurationVar(&cfg.SlowDelay, "slow-delay", cfg.SlowDelay, "time the slow writer takes in PrepareForSnapshot and in Freeze")
+	fs.StringVar(&profile, "profile", "", "the array provider's firmware profile, a YAML `FILE` (examples in provider/profiles)")
 	fs.StringVar(&cfg.Report, "report", cfg.Report, "write the HTML report to `FILE`")
 	fs.BoolVar(&noReport, "no-report", false, "write no HTML report")
 	fs.StringVar(&jsonPath, "json", "", "write the result as JSON to `FILE` (- for stdout, the narrative then going to stderr)")
