@@ -62,6 +62,7 @@ func newRoot(stderr io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVar(&format, "log-format", "text", "log format: text or json")
 	root.AddCommand(newServeCmd(a))
 	root.AddCommand(newBenchCmd())
+	root.AddCommand(newDemoCmd(a))
 	root.AddCommand(newScenarioCmd())
 	return root
 }
