@@ -175,6 +175,15 @@ func (l *loadGen) pause(set vss.ID) {
 	}
 }
 
+// forget drops what the load held when a writer froze for set: the writer
+// was aborted, so the application may have written again before the
+// commit, and only the point-in-time check applies.
+func (l *loadGen) forget(set vss.ID) {
+	l.mu.Lock()
+	delete(l.frozen, set)
+	l.mu.Unlock()
+}
+
 func (l *loadGen) resume() {
 	l.mu.Lock()
 	l.paused--

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -74,11 +75,19 @@ func Run(ctx context.Context, sc *Scenario, opts Options) *Result {
 	runCtx, cancel := context.WithTimeout(ctx, r.scaled(timeout)+slack)
 	defer cancel()
 
-	if err := r.setup(runCtx); err != nil {
-		r.mismatch(0, "setup", "the array, providers and writers of the file", err.Error(), r.start, time.Now())
-	} else {
+	func() {
+		// R1: a panic of the runner itself ends the steps as a failure.
+		defer func() {
+			if p := recover(); p != nil {
+				r.mismatch(0, "runner", "no panic", fmt.Sprintf("%v\n%s", p, debug.Stack()), r.start, time.Now())
+			}
+		}()
+		if err := r.setup(runCtx); err != nil {
+			r.mismatch(0, "setup", "the array, providers and writers of the file", err.Error(), r.start, time.Now())
+			return
+		}
 		r.runSteps(runCtx, sc.steps)
-	}
+	}()
 	r.stepsEnd = time.Now()
 	r.finish()
 	r.res.Elapsed = time.Since(r.start)

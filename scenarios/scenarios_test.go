@@ -306,6 +306,13 @@ func TestFirstMismatchExplained(t *testing.T) {
 			expected: "window:hold > 1s",
 		},
 		{
+			name:     "wait on an Async that never ran",
+			body:     "steps:\n  - call: DoSnapshotSet\n    async: ds\n    expect: VSS_E_BAD_STATE\n  - wait: ds\n",
+			line:     14,
+			what:     "step at line 14 (wait ds)",
+			expected: "the Async ds", got: "none: its DoSnapshotSet failed or never ran",
+		},
+		{
 			name: "event log",
 			body: "steps:\n  - backup: {volumes: [\"D:\"]}\nexpect:\n  event-log: [12298]\n",
 			line: 13, what: "expect.event-log",

@@ -61,6 +61,13 @@ func (r *runner) runStep(ctx context.Context, s *step, since time.Time) bool {
 		ok = false
 	}
 	switch s.kind {
+	case stepWait, stepCancel, stepQueryStatus:
+		if r.async(s.async) == nil {
+			fail("the Async "+s.async, "none: its DoSnapshotSet failed or never ran")
+			return false
+		}
+	}
+	switch s.kind {
 	case stepCall:
 		hr := r.call(ctx, s, fail)
 		if hr != s.expect {

@@ -325,6 +325,9 @@ func (w *tracedWriter) OnPostSnapshot(ev *coordinator.Event) bool {
 }
 
 func (w *tracedWriter) OnAbort(ev *coordinator.Event) bool {
+	for _, l := range w.loads {
+		l.forget(ev.SnapshotSetID)
+	}
 	defer w.resume()
 	return w.handle(ev, w.inner.OnAbort)
 }
