@@ -64,6 +64,8 @@ type demoLoadWriter struct {
 	sent, done []time.Duration
 	errs       int64
 	firstErr   error
+	// failed is when the failed write, if any, was sent and answered.
+	failed [][2]time.Duration
 }
 
 // demoLoadSpec places one writer: its export and its first slot.
@@ -127,6 +129,7 @@ func (l *demoLoad) run(w *demoLoadWriter) {
 		done := time.Since(l.base)
 		w.mu.Lock()
 		if err != nil {
+			w.failed = append(w.failed, [2]time.Duration{sent, done})
 			w.errs++
 			if w.firstErr == nil {
 				w.firstErr = err
@@ -186,23 +189,33 @@ func (l *demoLoad) latencies() *Histogram {
 	return h
 }
 
-// metHold returns the latencies (from the scheduled start) of the writes
-// in flight during any of the windows, given since the load's base, and
-// how many there were. Call it after stop.
-func (l *demoLoad) metHold(windows [][2]time.Duration) *Histogram {
-	h := NewHistogram()
+// metHold returns the latencies, from send to acknowledgement, of the
+// acknowledged writes in flight during any of the windows (given since the
+// load's base), and how many writes that met one failed. Call it after
+// stop.
+func (l *demoLoad) metHold(windows [][2]time.Duration) (acked *Histogram, failed int) {
+	met := func(s, d time.Duration) bool {
+		for _, win := range windows {
+			if s < win[1] && d > win[0] {
+				return true
+			}
+		}
+		return false
+	}
+	acked = NewHistogram()
 	for _, w := range l.writers {
 		for i := range w.done {
-			s, d := w.sent[i], w.done[i]
-			for _, win := range windows {
-				if s < win[1] && d > win[0] {
-					h.Record(d - s)
-					break
-				}
+			if s, d := w.sent[i], w.done[i]; met(s, d) {
+				acked.Record(d - s)
+			}
+		}
+		for _, f := range w.failed {
+			if met(f[0], f[1]) {
+				failed++
 			}
 		}
 	}
-	return h
+	return acked, failed
 }
 
 // expected fills p with what slot holds after the first n records of a
