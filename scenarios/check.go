@@ -66,6 +66,17 @@ func (r *runner) checkExpectations(all []Entry) {
 			r.traceMismatch(p.line, "expect.absent", "no "+p.text, trace[i].Line(), trace, i)
 		}
 	}
+	for _, c := range ex.counts {
+		n, last := 0, -1
+		for i, e := range trace {
+			if c.matches(e) {
+				n, last = n+1, i
+			}
+		}
+		if n != c.n {
+			r.traceMismatch(c.line, "expect.count", fmt.Sprintf("%d of %s", c.n, c.text), fmt.Sprintf("%d", n), trace, max(last, 0))
+		}
+	}
 	recs := r.logs.all()
 	logged := func(l logExpect) bool {
 		return slices.ContainsFunc(recs, func(c capturedRecord) bool {

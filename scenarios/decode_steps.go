@@ -762,8 +762,26 @@ func (d *decoder) expect(e *expectSpec, n *yaml.Node, path string) error {
 				"lines": func(v *yaml.Node, p string) error { return d.patterns(v, p, &t.lines) },
 			}, "lines")
 		},
-		"subsequence":  func(v *yaml.Node, p string) error { return d.patterns(v, p, &e.subsequence) },
-		"absent":       func(v *yaml.Node, p string) error { return d.patterns(v, p, &e.absent) },
+		"subsequence": func(v *yaml.Node, p string) error { return d.patterns(v, p, &e.subsequence) },
+		"absent":      func(v *yaml.Node, p string) error { return d.patterns(v, p, &e.absent) },
+		"count": func(v *yaml.Node, p string) error {
+			if err := d.check(v, p, yaml.MappingNode, "a mapping of trace lines to counts"); err != nil {
+				return err
+			}
+			for i := 0; i+1 < len(v.Content); i += 2 {
+				k, n := v.Content[i], v.Content[i+1]
+				var one []pattern
+				if err := d.patterns(&yaml.Node{Kind: yaml.SequenceNode, Content: []*yaml.Node{k}, Line: k.Line, Column: k.Column}, p, &one); err != nil {
+					return err
+				}
+				c := countExpect{pattern: one[0]}
+				if err := d.integer(n, join(p, k.Value), 0, 1<<20, &c.n); err != nil {
+					return err
+				}
+				e.counts = append(e.counts, c)
+			}
+			return nil
+		},
 		"event-log":    logs(&e.eventLog),
 		"no-event-log": logs(&e.noEventLog),
 		"timing": func(v *yaml.Node, p string) error {

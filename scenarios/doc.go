@@ -149,6 +149,7 @@
 //	  trace: {kinds: [provider, writer], lines: [LINE...]}   # the whole trace of those kinds
 //	  subsequence: [LINE...]      # these lines in this order, others between
 //	  absent: [LINE...]           # no such line
+//	  count: {LINE: N}            # exactly N such lines
 //	  event-log: [12298, "provider call failed"]              # event IDs or message texts
 //	  no-event-log: [12293]
 //	  timing:

@@ -225,9 +225,16 @@ type expectSpec struct {
 	trace       *traceExpect
 	subsequence []pattern
 	absent      []pattern
+	counts      []countExpect
 	eventLog    []logExpect
 	noEventLog  []logExpect
 	timing      []timingSpec
+}
+
+// countExpect is how many trace lines a pattern must match.
+type countExpect struct {
+	pattern
+	n int
 }
 
 // logExpect selects event-log records: by Windows event ID, or by a text

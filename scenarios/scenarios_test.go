@@ -179,6 +179,8 @@ func TestBadFiles(t *testing.T) {
 		{"trace actor", head + "steps: [{call: Close}]\nexpect:\n  absent: [\"provider:CommitSnapshots:hw\"]\n", `10:12: expect.absent[0]: "provider:CommitSnapshots:hw": no provider called "hw"`},
 		{"trace requester", head + "steps: [{call: Close}]\nexpect:\n  absent: [\"requester:Close:r9\"]\n", `10:12: expect.absent[0]: no step uses a requester called "r9"`},
 		{"trace result", head + "steps: [{call: Close}]\nexpect:\n  absent: [\"writer:Freeze -> yes\"]\n", `10:12: expect.absent[0]: bad trace line "writer:Freeze -> yes": a writer event comes to`},
+		{"count", head + "steps: [{call: Close}]\nexpect:\n  count: {\"provider:CommitSnapshots\": once}\n", `10:39: expect.count.provider:CommitSnapshots: "once": want a whole number`},
+		{"count line", head + "steps: [{call: Close}]\nexpect:\n  count: {\"provider:Commit\": 1}\n", `10:11: expect.count[0]: bad trace line "provider:Commit"`},
 		{"timing", head + "steps: [{call: Close}]\nexpect:\n  timing: [\"CommitSnapshots = 1s\"]\n", `10:12: expect.timing[0]: "CommitSnapshots = 1s": want SPAN < DURATION`},
 		{"timing without bound", head + "steps: [{call: Close}]\nexpect:\n  timing: [{span: CommitSnapshots, hard: true}]\n", "10:12: expect.timing[0]: a bound needs max or min"},
 		{"known failure without reason", head + "known-failure: \"\"\nsteps: [{call: Close}]\n", "8:16: known-failure: say why"},
@@ -311,6 +313,14 @@ func TestFirstMismatchExplained(t *testing.T) {
 			line:     14,
 			what:     "step at line 14 (wait ds)",
 			expected: "the Async ds", got: "none: its DoSnapshotSet failed or never ran",
+		},
+		{
+			name:     "count",
+			body:     "steps:\n  - backup: {volumes: [\"D:\"]}\nexpect:\n  count: {writer:Freeze: 2}\n",
+			line:     13,
+			what:     "expect.count",
+			expected: "2 of writer:Freeze", got: "1",
+			context: "> writer:Freeze:sql -> true",
 		},
 		{
 			name: "event log",
