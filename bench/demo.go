@@ -17,6 +17,24 @@ import (
 	"github.com/shadowbench/shadowbench/vss"
 )
 
+// The demo is a tour for newcomers and a smoke test of the whole data
+// and snapshot paths at once. Its checks rest on data that proves itself
+// rather than on the components' own reports:
+//
+//   - the application writer remembers its region at OnFreeze; each
+//     snapshot of D: must equal it byte for byte (A.7: writers are quiet
+//     between Freeze and Thaw, and the commit falls in between);
+//   - the load writes sequence-numbered records, one at a time per
+//     connection, so a snapshot must hold one prefix of each connection's
+//     records, bounded by the hold window (cow C4), and the live LUN the
+//     last record acknowledged for each slot (nothing lost);
+//   - a write that meets a hold is delayed, never failed (B.2);
+//   - a veto fails the writer, not the set (D).
+//
+// Its figures come from the sets' timelines and the provider, as the
+// sequence and hold workloads' do; with a hundred sets the tail is the
+// slowest set, which the narrative says.
+
 // DemoConfig configures the demo: a tour of shadowbench that runs an
 // array, serves it over NBD on loopback, writes to it all the time, takes
 // VSS snapshot sets with several writers, and checks what they caught.

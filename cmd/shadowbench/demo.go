@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,21 +18,15 @@ func newDemoCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "demo [flags]",
 		Short: "A guided tour: an array over NBD, VSS snapshot sets under load, and checks (about 15 s)",
-		Long: `Run everything in this process, with no setup and no root: an in-memory array
-of two LUNs served over NBD on 127.0.0.1, Go NBD clients writing to it all the
-time, VSS writers (an application that writes through NBD, a slow one, a quick
-one, later one that vetoes), and the emulated array provider. Then take
-snapshot sets: a clean one, a vetoed one, and a burst of --sets quick ones, and
-check each through NBD: the snapshot holds exactly what the application had at
-Freeze, the load lost no write and saw no error while writes were held.
+		Long: `Run everything in this process, with no setup and no root: a two-LUN array
+served over NBD on 127.0.0.1, NBD clients writing to it all the time, VSS
+writers (an application writing through NBD, a slow one, a quick one, then one
+that vetoes) and the emulated array provider (--profile: its firmware). Take a
+clean set, a vetoed set and a burst of --sets, and check each through NBD.
 
-The demo prints what it does and why, PASS or FAIL for each check, the first
-set's timeline and latency percentiles, and writes an HTML report
-(demo-report.html; --report to change, --no-report to skip). It exits with an
-error when a check fails. Logs are off unless --log-level is given.
-
---profile runs the array provider with a firmware profile (latency, failures,
-limits): see what a slow or flaky array does to a backup.`,
+It prints what it does and why, PASS or FAIL per check, the first set's
+timeline and latency percentiles, and writes demo-report.html. It exits with an
+error when a check fails. Logs are off unless --log-level is given.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if noReport {
@@ -86,19 +81,14 @@ limits): see what a slow or flaky array does to a backup.`,
 	return cmd
 }
 
-// writeTo writes the result as indented JSON to path, or to stdout for
-// "-".
+// writeTo writes the result as JSON to path, or to stdout for "-".
 func writeTo(stdout io.Writer, path string, res *bench.DemoResult) error {
 	if path == "-" {
 		return res.WriteJSON(stdout)
 	}
 	f, err := os.Create(path)
-	if err != nil {
-		return err
+	if err == nil {
+		err = errors.Join(res.WriteJSON(f), f.Close())
 	}
-	if err := res.WriteJSON(f); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return err
 }
