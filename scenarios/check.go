@@ -279,6 +279,23 @@ func (r *runner) checkInvariants(trace []Entry) {
 	r.addCheck(thaw)
 	r.addCheck(post)
 
+	// F.6: GetTargetLuns and FillInLunInfo read no LUN.
+	f6 := Check{Name: "invariant F.6: GetTargetLuns and FillInLunInfo read no LUN", OK: true}
+	calls := 0
+	for _, ev := range r.rec.snapshot() {
+		if ev.kind != kindProvider || (ev.name != vss.MethodGetTargetLuns.String() && ev.name != vss.MethodFillInLunInfo.String()) {
+			continue
+		}
+		calls++
+		if strings.HasPrefix(ev.detail, "LUN ") && f6.OK {
+			f6.OK, f6.Detail = false, fmt.Sprintf("%s of %s: %s", ev.name, ev.actor, ev.detail)
+		}
+	}
+	if f6.OK {
+		f6.Detail = fmt.Sprintf("%d calls, no read", calls)
+	}
+	r.addCheck(f6)
+
 	// B.2: writes are held from the end of FlushAndHold (every gate is
 	// closed then) to the beginning of ReleaseWrites.
 	logged := Check{Name: "invariant B.2: nothing logged while writes are held", OK: true, Detail: "nothing"}

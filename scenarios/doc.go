@@ -190,6 +190,8 @@
 //     created, holds every write acknowledged before CommitSnapshots began
 //     and none issued after it returned; when the load quiesces with a
 //     writer, it equals what the LUN held when that writer froze.
+//   - S6 (F.6) GetTargetLuns and FillInLunInfo read no LUN: the reads of the
+//     LUNs they describe do not grow while they run.
 //
 // # The runner's own rules
 //

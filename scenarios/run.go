@@ -225,7 +225,7 @@ func (r *runner) setup(ctx context.Context) error {
 			return fmt.Errorf("provider %s (line %d): %w", ps.name, ps.line, err)
 		}
 		st := &provState{spec: ps, id: vss.NewID(), inner: inner,
-			traced: &tracedProvider{name: ps.name, inner: inner, rec: r.rec, luns: ps.luns}}
+			traced: &tracedProvider{name: ps.name, inner: inner, rec: r.rec, luns: ps.luns, array: a}}
 		r.provs[ps.name] = st
 		if err := r.svc.RegisterProvider(ctx, coordinator.Registration{ID: st.id, Name: ps.name, Type: ps.typ,
 			Priority: ps.priority, Provider: st.traced}); err != nil {

@@ -2,11 +2,14 @@ package scenarios
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/shadowbench/shadowbench/coordinator"
+	"github.com/shadowbench/shadowbench/lun"
 	"github.com/shadowbench/shadowbench/provider"
 	"github.com/shadowbench/shadowbench/vss"
 )
@@ -95,6 +98,7 @@ type tracedProvider struct {
 	inner *provider.ArrayProvider
 	rec   *recorder
 	luns  []string // nil: every LUN of the array
+	array *lun.Array
 
 	mu      sync.Mutex
 	lastSet vss.ID // the set of the last set-bound call, for release-commit
@@ -153,20 +157,73 @@ func (p *tracedProvider) BeginPrepareSnapshot(ctx context.Context, set, snap vss
 	})
 }
 
+// GetTargetLuns must describe the snapshot LUNs without reading them (F.6):
+// the wrapper counts the reads of the sources and the targets around the
+// call, and notes any in the line's detail.
 func (p *tracedProvider) GetTargetLuns(ctx context.Context, devices []string, sources []provider.LunInfo) (out []provider.LunInfo, err error) {
-	err = p.call(vss.MethodGetTargetLuns, vss.GUID_NULL, func() (err error) {
-		out, err = p.inner.GetTargetLuns(ctx, devices, sources)
-		return err
-	})
+	before := readCounts(p.array)
+	start := p.rec.enter(kindProvider, vss.MethodGetTargetLuns.String(), p.name)
+	out, err = p.inner.GetTargetLuns(ctx, devices, sources)
+	names := slices.Clone(devices)
+	for _, info := range out {
+		if l := lunByNAA(p.array, info.NAA()); l != nil {
+			names = append(names, l.Name())
+		}
+	}
+	p.rec.add(rawEvent{kind: kindProvider, name: vss.MethodGetTargetLuns.String(), actor: p.name, result: vss.FromError(err).Name(),
+		detail: readDetail(before, readCounts(p.array), names), start: start, end: time.Now()})
 	return out, err
+}
+
+// readCounts returns the read operations of every LUN of a so far.
+func readCounts(a *lun.Array) map[string]int64 {
+	out := map[string]int64{}
+	for _, l := range a.List() {
+		for _, s := range l.Stats() {
+			if s.Op == lun.OpRead {
+				out[l.Name()] = s.Ops
+			}
+		}
+	}
+	return out
+}
+
+// readDetail names the LUNs among names read between before and after.
+func readDetail(before, after map[string]int64, names []string) string {
+	var read []string
+	for _, n := range names {
+		if d := after[n] - before[n]; d > 0 {
+			read = append(read, fmt.Sprintf("%s read %d times", n, d))
+		}
+	}
+	if len(read) == 0 {
+		return ""
+	}
+	return "LUN " + strings.Join(read, ", ")
+}
+
+func lunByNAA(a *lun.Array, naa []byte) *lun.LUN {
+	for _, l := range a.List() {
+		id := l.Identity().NAA
+		if naa != nil && string(id[:]) == string(naa) {
+			return l
+		}
+	}
+	return nil
 }
 
 func (p *tracedProvider) LocateLuns(ctx context.Context, luns []provider.LunInfo) error {
 	return p.call(vss.MethodLocateLuns, vss.GUID_NULL, func() error { return p.inner.LocateLuns(ctx, luns) })
 }
 
+// FillInLunInfo, like GetTargetLuns, must not read the LUN (F.6).
 func (p *tracedProvider) FillInLunInfo(ctx context.Context, device string, info *provider.LunInfo) (bool, error) {
-	return p.answer(vss.MethodFillInLunInfo, func() (bool, error) { return p.inner.FillInLunInfo(ctx, device, info) })
+	before := readCounts(p.array)
+	start := p.rec.enter(kindProvider, vss.MethodFillInLunInfo.String(), p.name)
+	ok, err := p.inner.FillInLunInfo(ctx, device, info)
+	p.rec.add(rawEvent{kind: kindProvider, name: vss.MethodFillInLunInfo.String(), actor: p.name, result: vss.FromError(err).Name(),
+		detail: readDetail(before, readCounts(p.array), []string{device}), start: start, end: time.Now(), answer: &ok})
+	return ok, err
 }
 
 func (p *tracedProvider) OnLunEmpty(ctx context.Context, device string, info provider.LunInfo) error {
