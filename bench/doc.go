@@ -20,6 +20,10 @@
 //     by grain and write size.
 //   - nbd: throughput and latency of the NBD server through the Go client.
 //
+// RunDemo (shadowbench demo) is the guided tour built from the same parts:
+// writers, NBD load, whole sets, checks of the snapshots' content, and a
+// report.
+//
 // Every workload runs a system of its own (an array, the emulated array
 // provider, the coordinator and, for NBD load, the server on 127.0.0.1 or a
 // unix socket) and stops all of it before Run returns. Latencies go into

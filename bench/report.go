@@ -143,7 +143,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 <tr><td>date</td><td>{{date $r.Machine.Date}}</td></tr>
 </table>
 {{if $r.Gantt}}<h3>Timeline</h3>
-<p class="note">One snapshot set, the one whose DoSnapshotSet took the median time; DoSnapshotSet's interval is shaded. Each lane is a step of the sequence (vss-spec.md A.7), a window (the hold window, each writer's freeze window), a provider method or a writer's events.</p>
+<p class="note">One snapshot set, named in the chart's title; DoSnapshotSet's interval is shaded. Each lane is a step of the sequence (vss-spec.md A.7), a window (the hold window, each writer's freeze window), a provider method or a writer's events.</p>
 {{$r.Gantt}}
 {{end}}<h3>Latency</h3>
 <table class="latency">
