@@ -96,7 +96,7 @@ numbers (a 10 s hold window, a 9.9 s commit); --time-scale 0.01 runs them
 					if sc.KnownFailure != "" {
 						mark = " [known failure]"
 					}
-					fmt.Fprintf(cmd.OutOrStdout(), "%-40s %s%s\n", sc.File, sc.Description, mark)
+					fmt.Fprintf(cmd.OutOrStdout(), "%-36s %s%s\n", sc.Name, sc.Description, mark)
 				}
 			}
 			return errors.Join(errs...)

@@ -94,6 +94,6 @@ func TestScenarioCheckAndList(t *testing.T) {
 
 	out, _, err = runCmd("scenario", "list", filepath.Join("..", "..", "scenarios", "library"))
 	require.NoError(t, err)
-	require.Contains(t, out, "a-full-backup.yaml")
+	require.Contains(t, out, "a-full-backup ")
 	require.Contains(t, out, "[known failure]")
 }
