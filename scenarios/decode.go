@@ -531,6 +531,13 @@ func (d *decoder) lun(a *arraySpec, n *yaml.Node, path string) error {
 			"read-only":  func(v *yaml.Node, p string) error { return d.boolean(v, p, &l.opts.ReadOnly) },
 			"identity":   func(v *yaml.Node, p string) error { idNode = v; return nil },
 			"count":      func(v *yaml.Node, p string) error { return nil },
+			"faults": func(v *yaml.Node, p string) error {
+				return d.list(v, p, func(i int, v *yaml.Node, p string) error {
+					f, err := d.fault(v, p)
+					l.faults = append(l.faults, f)
+					return err
+				})
+			},
 		}, "name", "size")
 		if err != nil {
 			return err
@@ -559,6 +566,57 @@ func (d *decoder) lun(a *arraySpec, n *yaml.Node, path string) error {
 		a.luns = append(a.luns, l)
 	}
 	return nil
+}
+
+// fault decodes one injected LUN fault.
+func (d *decoder) fault(n *yaml.Node, path string) (faultSpec, error) {
+	f := faultSpec{seed: 1}
+	var errName string
+	err := d.fields(n, path, handlers{
+		"op": func(v *yaml.Node, p string) error {
+			s, err := d.scalar(v, p)
+			if err != nil {
+				return err
+			}
+			op, ok := lun.ParseOp(s)
+			if !ok {
+				return d.errf(v, p, "%q: want read, write, flush, trim, zero or extents", s)
+			}
+			f.op = op
+			return nil
+		},
+		"delay": func(v *yaml.Node, p string) error { return d.duration(v, p, &f.delay) },
+		"error": func(v *yaml.Node, p string) error {
+			if err := d.str(v, p, &errName); err != nil {
+				return err
+			}
+			switch errName {
+			case "EIO":
+				f.err = lun.EIO
+			case "ENOSPC":
+				f.err = lun.ENOSPC
+			default:
+				return d.errf(v, p, "%q: want EIO or ENOSPC", errName)
+			}
+			return nil
+		},
+		"nth":         func(v *yaml.Node, p string) error { return d.integer(v, p, 1, math.MaxInt32, &f.nth) },
+		"probability": func(v *yaml.Node, p string) error { return d.float(v, p, 0, 1, &f.probability) },
+		"seed": func(v *yaml.Node, p string) error {
+			var s int
+			err := d.integer(v, p, 0, math.MaxInt32, &s)
+			f.seed = uint64(s)
+			return err
+		},
+	}, "op")
+	switch {
+	case err != nil:
+	case f.delay == 0 && f.err == nil:
+		err = d.errf(n, path, "a fault needs a delay, an error or both")
+	case f.nth != 0 && f.probability != 0:
+		err = d.errf(n, path, "give nth or probability, not both")
+	}
+	return f, err
 }
 
 func (d *decoder) blockSize(n *yaml.Node, path string, out *int) error {

@@ -37,6 +37,7 @@
 //	    - {name: lun0, size: 64MiB, block-size: 512, read-only: false,
 //	       identity: {vendor, product, revision, serial, naa: 32 hex digits}}
 //	    - {name: "v{i}", size: 1MiB, count: 65}    # v1 ... v65
+//	    - {name: slow, size: 1MiB, faults: [{op: flush, delay: 11s, error: EIO, nth: 3, probability: 0.1, seed: 1}]}
 //	  volumes:                    # a LUN is also a volume of itself
 //	    - {name: "D:", luns: [lun0, lun1]}
 //	providers:                    # at least one
@@ -164,7 +165,7 @@
 // # Time
 //
 // Files keep real numbers. Options.TimeScale (--time-scale) multiplies
-// every duration the runner hands on: the coordinator's five windows
+// every duration the runner hands on: the coordinator's five windows, LUN fault delays
 // (defaults filled in first, since the coordinator would read 0 as its
 // unscaled default), the profiles' preparation latency, commit block and
 // method latencies, the writers' delays and freeze timeouts, sleeps,

@@ -211,8 +211,12 @@ func (r *runner) setup(ctx context.Context) error {
 			id := *l.identity
 			opts.Identity = &id
 		}
-		if _, err := a.Create(l.name, opts); err != nil {
+		created, err := a.Create(l.name, opts)
+		if err != nil {
 			return fmt.Errorf("LUN %s (line %d): %w", l.name, l.line, err)
+		}
+		if inj := r.faults(l.faults); inj != nil {
+			created.SetFaults(inj)
 		}
 	}
 	svcCfg := r.serviceConfig()
@@ -287,6 +291,33 @@ func (r *runner) setup(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// faults builds a LUN's injector from its faults, delays scaled; nil for
+// none.
+func (r *runner) faults(fs []faultSpec) lun.Injector {
+	var injs []lun.Injector
+	for _, f := range fs {
+		var parts []lun.Injector
+		if f.delay > 0 {
+			parts = append(parts, lun.Delay(lun.Fixed(r.scaled(f.delay))))
+		}
+		if f.err != nil {
+			parts = append(parts, lun.Fail(f.err))
+		}
+		inj := lun.All(parts...)
+		switch {
+		case f.nth > 0:
+			inj = lun.Nth(int64(f.nth), inj)
+		case f.probability > 0:
+			inj = lun.Probability(f.probability, f.seed, inj)
+		}
+		injs = append(injs, lun.Only(inj, f.op))
+	}
+	if len(injs) == 0 {
+		return nil
+	}
+	return lun.All(injs...)
 }
 
 // serviceConfig fills the coordinator's windows, in scenario time, with

@@ -65,6 +65,19 @@ type lunSpec struct {
 	name     string
 	opts     lun.Options
 	identity *lun.Identity
+	faults   []faultSpec
+}
+
+// faultSpec is a fault injected into one kind of LUN operation: a delay
+// (scenario time), then an error, on every operation, the nth only, or
+// with a probability.
+type faultSpec struct {
+	op          lun.Op
+	delay       time.Duration
+	err         error
+	nth         int
+	probability float64
+	seed        uint64
 }
 
 type volumeSpec struct {

@@ -142,6 +142,8 @@ func TestBadFiles(t *testing.T) {
 		{"block size", "array:\n  luns: [{name: l, size: 1MiB, block-size: 1024}]\nproviders: [{name: p}]\nsteps: [{call: Close}]\n", "2:44: array.luns[0].block-size: 1024: want 512 or 4096"},
 		{"duplicate lun", "array:\n  luns: [{name: l, size: 1MiB}, {name: l, size: 1MiB}]\nproviders: [{name: p}]\nsteps: [{call: Close}]\n", `2:33: array.luns[1].name: LUN "l" declared twice`},
 		{"volume of unknown lun", "array:\n  luns: [{name: l, size: 1MiB}]\n  volumes: [{name: \"D:\", luns: [m]}]\nproviders: [{name: p}]\nsteps: [{call: Close}]\n", `3:33: array.volumes[0].luns[0]: no LUN "m" in the array`},
+		{"fault without effect", "array:\n  luns: [{name: l, size: 1MiB, faults: [{op: flush}]}]\nproviders: [{name: p}]\nsteps: [{call: Close}]\n", "2:41: array.luns[0].faults[0]: a fault needs a delay, an error or both"},
+		{"fault op", "array:\n  luns: [{name: l, size: 1MiB, faults: [{op: erase, delay: 1s}]}]\nproviders: [{name: p}]\nsteps: [{call: Close}]\n", `2:46: array.luns[0].faults[0].op: "erase": want read, write, flush`},
 		{"naa", "array:\n  luns: [{name: l, size: 1MiB, identity: {naa: 1234}}]\nproviders: [{name: p}]\nsteps: [{call: Close}]\n", `2:48: array.luns[0].identity.naa: "1234": want an NAA type 6 designator`},
 		{"provider type", head + "  - {name: p2, type: firmware}\nsteps: [{call: Close}]\n", `8:22: providers[1].type: "firmware": want hardware or software`},
 		{"inline profile", head + "    profile: {commit: {blokc: 1s}}\nsteps: [{call: Close}]\n", `8:24: providers[0].profile.commit: unknown key "blokc"`},
