@@ -1,0 +1,412 @@
+package daemon
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/shadowbench/shadowbench/provider"
+)
+
+// Default addresses.
+const (
+	DefaultNBDListen = "127.0.0.1:10809"
+	DefaultAPIListen = "127.0.0.1:10810"
+	// DefaultAPI is the API address clients use when neither --api nor
+	// SHADOWBENCH_API names one.
+	DefaultAPI = "http://" + DefaultAPIListen
+	// EnvAPI is the environment variable clients read the API address
+	// from.
+	EnvAPI = "SHADOWBENCH_API"
+)
+
+// DefaultRemoteWriterTimeout is how long an attached writer may stay silent
+// (no poll, no answer, no event in hand) before the daemon drops it.
+const DefaultRemoteWriterTimeout = 30 * time.Second
+
+// Config is the daemon's configuration: what a configuration file holds,
+// with serve's flags applied on top. DefaultConfig gives the values of a
+// serve without a file; keys a file leaves out keep them.
+type Config struct {
+	// File is the file the configuration was read from, "" for none.
+	// Relative paths in it (profile files) are relative to its directory.
+	File string `yaml:"-"`
+
+	NBD       NBDConfig        `yaml:"nbd"`
+	API       APIConfig        `yaml:"api"`
+	Array     ArrayConfig      `yaml:"array"`
+	Providers []ProviderConfig `yaml:"providers"`
+	Writers   []WriterConfig   `yaml:"writers"`
+	Volumes   []VolumeConfig   `yaml:"volumes"`
+	Windows   WindowsConfig    `yaml:"windows"`
+
+	// root is the parsed file, for the lines of errors found after
+	// decoding.
+	root *yaml.Node
+}
+
+// NBDConfig is the NBD server's part.
+type NBDConfig struct {
+	// Listen is the TCP address; "" for none.
+	Listen string `yaml:"listen"`
+	// Socket is a unix socket to serve on as well; "" for none.
+	Socket string `yaml:"socket"`
+	// DefaultExport is the export for clients that name none; "" for the
+	// first LUN.
+	DefaultExport string `yaml:"default-export"`
+	// MaxInFlight bounds the requests in flight per connection; 0 for
+	// nbd.DefaultMaxInFlight.
+	MaxInFlight int `yaml:"max-in-flight"`
+	// ShutdownTimeout bounds the drain of NBD and API requests at
+	// shutdown; 0 for 10 s.
+	ShutdownTimeout time.Duration `yaml:"shutdown-timeout"`
+}
+
+// APIConfig is the HTTP API's part. With neither address the daemon runs
+// without an API.
+type APIConfig struct {
+	// Listen is a loopback TCP address; "" for none.
+	Listen string `yaml:"listen"`
+	// Socket is a unix socket, created with mode 0600; "" for none.
+	Socket string `yaml:"socket"`
+}
+
+// ArrayConfig is the storage array.
+type ArrayConfig struct {
+	// Capacity bounds the data the array holds; 0 for no limit.
+	Capacity Size `yaml:"capacity"`
+	// Grain is the copy-on-write grain; 0 for the default.
+	Grain Size `yaml:"grain"`
+	// MaxSnapshots is the per-LUN snapshot limit; 0 for the default.
+	MaxSnapshots int `yaml:"max-snapshots"`
+	// LUNs are created at start. With none at all (here or from --lun),
+	// the daemon creates lun0 and lun1 of 1 GiB.
+	LUNs []LUNConfig `yaml:"luns"`
+}
+
+// LUNConfig describes a LUN to create.
+type LUNConfig struct {
+	Name      string `yaml:"name" json:"name"`
+	Size      Size   `yaml:"size" json:"size"`
+	BlockSize int    `yaml:"block-size" json:"block_size,omitempty"` // 512 or 4096; 0 for 512
+	ReadOnly  bool   `yaml:"read-only" json:"read_only,omitempty"`
+}
+
+// DefaultLUNs are the LUNs of a daemon configured with none.
+func DefaultLUNs() []LUNConfig {
+	return []LUNConfig{{Name: "lun0", Size: 1 << 30, BlockSize: 512}, {Name: "lun1", Size: 1 << 30, BlockSize: 512}}
+}
+
+// ProviderConfig registers an emulated array provider.
+type ProviderConfig struct {
+	Name string `yaml:"name"`
+	// Type is hardware (the default) or software.
+	Type string `yaml:"type"`
+	// Priority orders providers of one type, highest first.
+	Priority int `yaml:"priority"`
+	// ProfileNode is the profile key: a file name (relative to the
+	// configuration file) or the profile itself, inline.
+	ProfileNode yaml.Node `yaml:"profile"`
+	// ProfileFile is a firmware profile file; it overrides ProfileNode.
+	// serve's --profile sets it.
+	ProfileFile string `yaml:"-"`
+	// Seed, when not 0, overrides the profile's seed.
+	Seed uint64 `yaml:"seed"`
+
+	profile *provider.Profile // resolved by Validate
+}
+
+// WriterConfig defines a writer the daemon runs itself. Exactly one of
+// Scripted, Exec and Fsfreeze is set.
+type WriterConfig struct {
+	Name string `yaml:"name"`
+	// Level is front-end (the default), back-end or system.
+	Level string `yaml:"level"`
+	// FreezeTimeout is dwTimeoutFreeze; 0 for windows.freeze.
+	FreezeTimeout time.Duration   `yaml:"freeze-timeout"`
+	Scripted      *ScriptConfig   `yaml:"scripted"`
+	Exec          *ExecConfig     `yaml:"exec"`
+	Fsfreeze      *FsfreezeConfig `yaml:"fsfreeze"`
+}
+
+// ScriptConfig is a scripted writer: what it does per event.
+type ScriptConfig struct {
+	// On maps an event name (Freeze, Thaw...) to an action.
+	On map[string]ActionConfig `yaml:"on"`
+}
+
+// ActionConfig is coordinator.Action in the configuration's notation.
+type ActionConfig struct {
+	Delay time.Duration `yaml:"delay"`
+	// Result is ok, fail, veto, panic or hang.
+	Result string `yaml:"result"`
+	// Failure and Application are HRESULT names or 0x values.
+	Failure     string `yaml:"failure"`
+	Application string `yaml:"application"`
+	Message     string `yaml:"message"`
+}
+
+// ExecConfig is coordinator.ExecOptions in the configuration's notation.
+type ExecConfig struct {
+	Command  []string            `yaml:"command"`
+	Commands map[string][]string `yaml:"commands"`
+	Timeout  time.Duration       `yaml:"timeout"`
+	Dir      string              `yaml:"dir"`
+	Env      []string            `yaml:"env"`
+}
+
+// FsfreezeConfig is a writer that freezes a mounted file system.
+type FsfreezeConfig struct {
+	MountPoint string        `yaml:"mount-point"`
+	MaxFrozen  time.Duration `yaml:"max-frozen"`
+}
+
+// VolumeConfig defines a volume: a name and the LUNs it spans. A LUN is a
+// volume of itself without a definition.
+type VolumeConfig struct {
+	Name string   `yaml:"name"`
+	LUNs []string `yaml:"luns"`
+}
+
+// WindowsConfig are the coordinator's windows; 0 keeps the default.
+type WindowsConfig struct {
+	Hold     time.Duration `yaml:"hold"`     // flush & hold, 10 s
+	Freeze   time.Duration `yaml:"freeze"`   // writers' default dwTimeoutFreeze, 60 s
+	Prepare  time.Duration `yaml:"prepare"`  // PrepareForSnapshot, 120 s
+	Event    time.Duration `yaml:"event"`    // every other writer event, 60 s
+	Provider time.Duration `yaml:"provider"` // each provider call, 60 s
+	// RemoteWriter is how long an attached writer may stay silent before
+	// the daemon drops it; 0 for DefaultRemoteWriterTimeout.
+	RemoteWriter time.Duration `yaml:"remote-writer"`
+}
+
+// DefaultConfig is the configuration of serve without a file: NBD on
+// DefaultNBDListen, the API on DefaultAPIListen, and (since it names no
+// LUN) the DefaultLUNs.
+func DefaultConfig() *Config {
+	return &Config{
+		NBD: NBDConfig{Listen: DefaultNBDListen},
+		API: APIConfig{Listen: DefaultAPIListen},
+	}
+}
+
+// LoadConfig reads the configuration file at path over DefaultConfig.
+// Errors name the file as given.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadConfig, err)
+	}
+	return ParseConfig(path, data)
+}
+
+// ParseConfig decodes one YAML document over DefaultConfig. file is the
+// name errors carry and the base of relative paths. Decoding is strict:
+// unknown keys, a second document and values of the wrong type are errors
+// with the file and line (*ConfigError). Values are checked by Validate,
+// which New calls once the flags are applied.
+func ParseConfig(file string, data []byte) (cfg *Config, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			cfg, err = nil, &ConfigError{File: file, Err: fmt.Errorf("YAML decoder failed: %v", r)}
+		}
+	}()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var root yaml.Node
+	if err := dec.Decode(&root); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, &ConfigError{File: file, Line: 1, Err: errors.New("empty configuration")}
+		}
+		return nil, yamlErrors(file, err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return nil, yamlErrors(file, err)
+		}
+		return nil, &ConfigError{File: file, Line: extra.Line, Err: errors.New("a configuration file holds one YAML document")}
+	}
+	if len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
+		return nil, &ConfigError{File: file, Line: root.Line, Err: errors.New("the configuration must be a mapping of keys (nbd, api, array, providers, writers, volumes, windows)")}
+	}
+	cfg = DefaultConfig()
+	strict := yaml.NewDecoder(bytes.NewReader(data))
+	strict.KnownFields(true)
+	if err := strict.Decode(cfg); err != nil {
+		return nil, yamlErrors(file, err)
+	}
+	cfg.File, cfg.root = file, &root
+	return cfg, nil
+}
+
+// ConfigError is a problem at one place of a configuration: the file (""
+// for one built from flags), the line (0 when unknown), the key path
+// ("writers[0].exec.command") and what is wrong.
+type ConfigError struct {
+	File string
+	Line int
+	Path string
+	Err  error
+}
+
+// Error formats "file:line: path: problem".
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+		if e.Line > 0 {
+			fmt.Fprintf(&b, ":%d", e.Line)
+		}
+		b.WriteString(": ")
+	}
+	if e.Path != "" {
+		b.WriteString(e.Path + ": ")
+	}
+	b.WriteString(e.Err.Error())
+	return b.String()
+}
+
+// Unwrap returns ErrBadConfig and the cause.
+func (e *ConfigError) Unwrap() []error { return []error{ErrBadConfig, e.Err} }
+
+var (
+	yamlLine     = regexp.MustCompile(`^line (\d+): `)
+	yamlUnknown  = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
+	yamlTypeName = regexp.MustCompile(`into (\[\])?(map\[string\])?(\w+\.)?(\w+)$`)
+)
+
+// yamlErrors turns the YAML library's errors into ConfigErrors with the
+// line they name, joined; "field x not found in type daemon.y" becomes
+// `unknown key "x"`.
+func yamlErrors(file string, err error) error {
+	var te *yaml.TypeError
+	msgs := []string{strings.TrimPrefix(err.Error(), "yaml: ")}
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	}
+	var errs []error
+	for _, m := range msgs {
+		ce := &ConfigError{File: file}
+		if sm := yamlLine.FindStringSubmatch(m); sm != nil {
+			ce.Line, _ = strconv.Atoi(sm[1])
+			m = m[len(sm[0]):]
+		}
+		if sm := yamlUnknown.FindStringSubmatch(m); sm != nil {
+			m = fmt.Sprintf("unknown key %q", sm[1])
+		} else if strings.Contains(m, "time.Duration") {
+			m = yamlTypeName.ReplaceAllString(m, "into a duration (such as 250ms, 10s, 2m)")
+		}
+		ce.Err = errors.New(m)
+		errs = append(errs, ce)
+	}
+	return errors.Join(errs...)
+}
+
+// resolvePath makes a path in the configuration relative to its file.
+func (c *Config) resolvePath(p string) string {
+	if p == "" || filepath.IsAbs(p) || c.File == "" {
+		return p
+	}
+	return filepath.Join(filepath.Dir(c.File), p)
+}
+
+// pos returns the line of the node at path ("writers", 0, "exec"), or of
+// its deepest ancestor in the file; 0 without a file.
+func (c *Config) pos(path ...any) int {
+	if c.root == nil || len(c.root.Content) == 0 {
+		return 0
+	}
+	n := c.root.Content[0]
+	line := n.Line
+	for _, p := range path {
+		var next *yaml.Node
+		switch k := p.(type) {
+		case string:
+			if n.Kind == yaml.MappingNode {
+				for i := 0; i+1 < len(n.Content); i += 2 {
+					if n.Content[i].Value == k {
+						next = n.Content[i+1]
+						break
+					}
+				}
+			}
+		case int:
+			if n.Kind == yaml.SequenceNode && k < len(n.Content) {
+				next = n.Content[k]
+			}
+		}
+		if next == nil {
+			return line
+		}
+		n, line = next, next.Line
+	}
+	return line
+}
+
+// errAt builds the ConfigError for the value at path.
+func (c *Config) errAt(err error, path ...any) *ConfigError {
+	var b strings.Builder
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(k)
+		case int:
+			fmt.Fprintf(&b, "[%d]", k)
+		}
+	}
+	file := c.File
+	return &ConfigError{File: file, Line: c.pos(path...), Path: b.String(), Err: err}
+}
+
+// Overrides are settings given on serve's command line. Nil fields leave
+// the configuration's values; LUNs are added to its LUNs; Profile, when
+// set, is the profile file of the first provider.
+type Overrides struct {
+	NBDListen, NBDSocket, DefaultExport, APIListen, APISocket *string
+	MaxInFlight                                               *int
+	ShutdownTimeout, Hold, Freeze, RemoteWriter               *time.Duration
+	LUNs                                                      []LUNConfig
+	Profile                                                   string
+}
+
+// Apply applies the overrides.
+func (c *Config) Apply(o Overrides) {
+	set := func(dst, v *string) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	set(&c.NBD.Listen, o.NBDListen)
+	set(&c.NBD.Socket, o.NBDSocket)
+	set(&c.NBD.DefaultExport, o.DefaultExport)
+	set(&c.API.Listen, o.APIListen)
+	set(&c.API.Socket, o.APISocket)
+	if o.MaxInFlight != nil {
+		c.NBD.MaxInFlight = *o.MaxInFlight
+	}
+	for _, d := range []struct{ dst, v *time.Duration }{{&c.NBD.ShutdownTimeout, o.ShutdownTimeout},
+		{&c.Windows.Hold, o.Hold}, {&c.Windows.Freeze, o.Freeze}, {&c.Windows.RemoteWriter, o.RemoteWriter}} {
+		if d.v != nil {
+			*d.dst = *d.v
+		}
+	}
+	c.Array.LUNs = append(c.Array.LUNs, o.LUNs...)
+	if o.Profile != "" {
+		if len(c.Providers) == 0 {
+			c.Providers = []ProviderConfig{{Name: "array"}}
+		}
+		c.Providers[0].ProfileFile = o.Profile
+	}
+}

@@ -1,0 +1,64 @@
+// Package daemon is shadowbench's control plane: the long-running process
+// behind `shadowbench serve` and the client its other subcommands use.
+//
+// # Design
+//
+// A Daemon assembles, from a Config (a YAML file, strict, with serve's
+// flags on top), what design.md's control plane names: a lun.Array with
+// its LUNs, one emulated array provider per configured provider (each with
+// its firmware profile, from a file or inline), a coordinator.Service with
+// the configured writers (scripted, exec, fsfreeze) and volumes, the NBD
+// server over the array, and an HTTP API on loopback or on a unix socket.
+//
+// The daemon is the requester of every snapshot set it creates: POST
+// /v1/sets runs the whole conversation of vss-spec.md A.1-A.9
+// (InitializeForBackup ... DoSnapshotSet, GatherWriterStatus,
+// BackupComplete or AbortBackup) and answers with the set's snapshots,
+// their NBD exports, the writers' status and the timeline. The requester
+// of an auto-release set (VSS_CTX_BACKUP, FILE_SHARE_BACKUP) is held open,
+// since releasing it deletes the snapshots (A.10): they live until the set
+// is deleted or the daemon stops. Management calls (delete, expose,
+// revert, break) each use a requester of their own.
+//
+// External programs take part in sets as remote writers. The daemon side
+// is a coordinator.Writer whose callback hands the event to the attached
+// client through a long poll (GET /v1/writers/{id}/events) and waits for
+// the answer (POST /v1/writers/{id}/events/{event}) within the event's
+// window. The client runs a local coordinator.Writer for it (an ExecWriter
+// for `writer attach NAME -- CMD`, so the command sees the ExecWriter's
+// environment and answers as it does) and hands back what the callback
+// returned and what it recorded with SetWriterFailure. A long poll was
+// chosen over a streaming response: each event and answer is one plain
+// request, which any HTTP client (curl in a shell loop) can speak, and a
+// lost response loses nothing, since a poll hands over the event in the
+// slot until it is answered. `snapshot create --writer exec:CMD` uses the
+// same path with ephemeral writers, which take part in that one set: the
+// command runs in the client, as the user who typed it, rather than in the
+// daemon, which would otherwise run any command any local user sent.
+//
+// Metrics (GET /metrics) come from a custom Prometheus collector that reads
+// what the array and providers already measure at scrape time, and from
+// histograms the daemon fills from each finished set's timeline.
+//
+// # Invariants
+//
+//   - D1 The API is never offered to the network: TCP addresses must be on
+//     loopback, and the unix socket is created with mode 0600.
+//   - D2 A remote writer never holds a sequence past the event's window:
+//     the callback returns at the window's end, or at once when the writer
+//     is detached or dropped, with the answer a detached writer gives (true
+//     to Abort and BackupShutdown, a fatal NONRETRYABLE otherwise).
+//   - D3 A remote writer whose client is silent (no poll, no answer, no
+//     event in hand) for windows.remote-writer is dropped.
+//   - D4 Run's shutdown stops accepting, releases remote writers, drains
+//     the requests in flight (at most nbd.shutdown-timeout, then cancels
+//     them), releases held requesters (deleting auto-release snapshots),
+//     waits for the coordinator, and drains and flushes the NBD server.
+//     Every goroutine it started has ended when it returns.
+//   - D5 The I/O path carries no instrumentation for the metrics: they are
+//     read from lun statistics and provider histograms at scrape time.
+//   - D6 A bad request changes nothing: bodies are decoded strictly (unknown
+//     fields, trailing data, oversize bodies are refused) and checked
+//     before any state changes; every error is JSON with the HRESULT's name
+//     and value when there is one.
+package daemon

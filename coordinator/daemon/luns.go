@@ -1,0 +1,247 @@
+package daemon
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/shadowbench/shadowbench/lun"
+)
+
+// faultErrors are the errors a fault rule may inject, by errno name. They
+// are syscall.Errno values, so the NBD server answers them as themselves.
+var faultErrors = map[string]error{
+	"EIO":    syscall.EIO,
+	"ENOSPC": syscall.ENOSPC,
+	"EPERM":  syscall.EPERM,
+	"EINVAL": syscall.EINVAL,
+	"ENOMEM": syscall.ENOMEM,
+}
+
+// lunByName returns a LUN or ErrNoSuchLUN with VSS_E_OBJECT_NOT_FOUND.
+func (d *Daemon) lunByName(name string) (*lun.LUN, error) {
+	l, err := d.array.Get(name)
+	if err != nil {
+		return nil, notFound(ErrNoSuchLUN, name)
+	}
+	return l, nil
+}
+
+// lunInfo describes a LUN, its faults and its statistics.
+func (d *Daemon) lunInfo(l *lun.LUN) LUNInfo {
+	id := l.Identity()
+	info := LUNInfo{Name: l.Name(), Kind: l.Kind().String(), Size: Size(l.Size()), BlockSize: l.BlockSize(),
+		ReadOnly: l.ReadOnly(), Masked: l.Masked(), Created: l.Created(), Serial: id.Serial, NAA: id.NAAString()}
+	if p := l.Parent(); p != nil {
+		info.Parent = p.Name()
+	}
+	if !l.Masked() {
+		info.Exports = d.exportURLs(l.Name())
+	}
+	d.mu.Lock()
+	info.Faults = slices.Clone(d.mu.faults[l.Name()])
+	d.mu.Unlock()
+	for _, s := range l.Stats() {
+		if s.Ops == 0 {
+			continue
+		}
+		o := OpStatsInfo{Op: s.Op.String(), Ops: s.Ops, Bytes: s.Bytes, Errors: s.Errors}
+		if s.Latency != nil {
+			o.P50 = Duration(time.Duration(s.Latency.ValueAtQuantile(50)) * time.Microsecond)
+			o.P99 = Duration(time.Duration(s.Latency.ValueAtQuantile(99)) * time.Microsecond)
+		}
+		info.Stats = append(info.Stats, o)
+	}
+	return info
+}
+
+// luns lists the array's LUNs, masked ones included.
+func (d *Daemon) luns() []LUNInfo {
+	out := []LUNInfo{}
+	for _, l := range d.array.List() {
+		out = append(out, d.lunInfo(l))
+	}
+	return out
+}
+
+// createLUN adds an empty LUN.
+func (d *Daemon) createLUN(req LUNConfig) (LUNInfo, error) {
+	if err := checkLUN(req); err != nil {
+		return LUNInfo{}, badRequest("%v", err)
+	}
+	l, err := d.array.Create(req.Name, lun.Options{Size: int64(req.Size), BlockSize: req.BlockSize, ReadOnly: req.ReadOnly})
+	if err != nil {
+		return LUNInfo{}, fmt.Errorf("LUN %s: %w", req.Name, err)
+	}
+	d.log.Info("LUN created", "lun", req.Name, "size", req.Size.String())
+	return d.lunInfo(l), nil
+}
+
+// deleteLUN deletes a LUN; its I/O in flight fails with EIO.
+func (d *Daemon) deleteLUN(name string) (DeleteResult, error) {
+	if _, err := d.lunByName(name); err != nil {
+		return DeleteResult{}, err
+	}
+	if err := d.array.Delete(name); err != nil {
+		return DeleteResult{}, fmt.Errorf("LUN %s: %w", name, err)
+	}
+	d.mu.Lock()
+	delete(d.mu.faults, name)
+	d.mu.Unlock()
+	d.log.Info("LUN deleted", "lun", name)
+	return DeleteResult{Deleted: []string{name}}, nil
+}
+
+// faults returns a LUN's fault rules.
+func (d *Daemon) faults(name string) (FaultList, error) {
+	if _, err := d.lunByName(name); err != nil {
+		return FaultList{}, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return FaultList{LUN: name, Rules: append([]FaultRule{}, d.mu.faults[name]...)}, nil
+}
+
+// addFault adds a rule to a live LUN's faults. The rules apply in order,
+// the first error winning (lun.All).
+func (d *Daemon) addFault(name string, r FaultRule) (FaultList, error) {
+	l, err := d.lunByName(name)
+	if err != nil {
+		return FaultList{}, err
+	}
+	if r.Probability > 0 && r.Seed == 0 {
+		r.Seed = rand.Uint64() | 1
+	}
+	if _, err := r.injector(); err != nil {
+		return FaultList{}, err
+	}
+	d.mu.Lock()
+	rules := append(slices.Clone(d.mu.faults[name]), r)
+	d.mu.faults[name] = rules
+	d.mu.Unlock()
+	d.install(l, rules)
+	d.log.Info("fault injected", "lun", name, "rule", r.String())
+	return FaultList{LUN: name, Rules: slices.Clone(rules)}, nil
+}
+
+// clearFaults removes every fault of a LUN.
+func (d *Daemon) clearFaults(name string) (FaultList, error) {
+	l, err := d.lunByName(name)
+	if err != nil {
+		return FaultList{}, err
+	}
+	d.mu.Lock()
+	delete(d.mu.faults, name)
+	d.mu.Unlock()
+	l.SetFaults(nil)
+	d.log.Info("faults cleared", "lun", name)
+	return FaultList{LUN: name, Rules: []FaultRule{}}, nil
+}
+
+// install builds the LUN's injector from its rules. The rules were checked
+// when they were added.
+func (d *Daemon) install(l *lun.LUN, rules []FaultRule) {
+	injs := make([]lun.Injector, 0, len(rules))
+	for _, r := range rules {
+		inj, _ := r.injector()
+		injs = append(injs, inj)
+	}
+	l.SetFaults(lun.All(injs...))
+}
+
+// injector builds the rule's injector: the delay and the failure, then
+// the probability, then the count of matching operations, then the
+// operations. So "--op write --nth 3 --probability 0.5" fails the third
+// write with probability one half.
+func (r FaultRule) injector() (lun.Injector, error) {
+	var parts []lun.Injector
+	if r.Latency != "" {
+		dist, err := ParseLatency(r.Latency)
+		if err != nil {
+			return nil, badRequest("%v", err)
+		}
+		parts = append(parts, lun.Delay(dist))
+	}
+	if r.Error != "" {
+		e, ok := faultErrors[strings.ToUpper(r.Error)]
+		if !ok {
+			return nil, badRequest("error %q: want EIO, ENOSPC, EPERM, EINVAL or ENOMEM", r.Error)
+		}
+		parts = append(parts, lun.Fail(e))
+	}
+	if len(parts) == 0 {
+		return nil, badRequest("a fault needs a latency, an error or both")
+	}
+	inj := lun.All(parts...)
+	switch {
+	case r.Probability < 0 || r.Probability > 1:
+		return nil, badRequest("probability %v: want a number in (0, 1]", r.Probability)
+	case r.Probability > 0:
+		inj = lun.Probability(r.Probability, r.Seed, inj)
+	}
+	switch {
+	case r.Nth < 0:
+		return nil, badRequest("nth %d: want 1 or more", r.Nth)
+	case r.Nth > 0:
+		inj = lun.Nth(r.Nth, inj)
+	}
+	if len(r.Ops) > 0 {
+		ops := make([]lun.Op, len(r.Ops))
+		for i, name := range r.Ops {
+			op, ok := lun.ParseOp(strings.ToLower(name))
+			if !ok {
+				return nil, badRequest("op %q: want read, write, flush, trim, zero or extents", name)
+			}
+			ops[i] = op
+		}
+		inj = lun.Only(inj, ops...)
+	}
+	return inj, nil
+}
+
+// String describes the rule on one line.
+func (r FaultRule) String() string {
+	var parts []string
+	if len(r.Ops) > 0 {
+		parts = append(parts, strings.Join(r.Ops, ","))
+	} else {
+		parts = append(parts, "all ops")
+	}
+	if r.Latency != "" {
+		parts = append(parts, "latency "+r.Latency)
+	}
+	if r.Error != "" {
+		parts = append(parts, "error "+strings.ToUpper(r.Error))
+	}
+	if r.Nth > 0 {
+		parts = append(parts, fmt.Sprintf("op #%d only", r.Nth))
+	}
+	if r.Probability > 0 {
+		parts = append(parts, fmt.Sprintf("probability %g (seed %d)", r.Probability, r.Seed))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// exportURLs returns the NBD URLs of an export on every NBD listener:
+// nbd://HOST:PORT/NAME, and nbd+unix:///NAME?socket=PATH.
+func (d *Daemon) exportURLs(name string) []string {
+	var out []string
+	for _, l := range d.nbdLs {
+		a := l.Addr()
+		if a.Network() == "unix" {
+			out = append(out, "nbd+unix:///"+url.PathEscape(name)+"?socket="+url.QueryEscape(a.String()))
+			continue
+		}
+		host := a.String()
+		if ta, ok := a.(*net.TCPAddr); ok && ta.IP.IsUnspecified() {
+			host = net.JoinHostPort("127.0.0.1", fmt.Sprint(ta.Port))
+		}
+		out = append(out, "nbd://"+host+"/"+url.PathEscape(name))
+	}
+	return out
+}

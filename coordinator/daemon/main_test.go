@@ -1,0 +1,46 @@
+package daemon
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// quiet discards the daemon's log; -v tests can swap it for stderr.
+var quiet = slog.New(slog.DiscardHandler)
+
+// testConfig is a small daemon on ephemeral loopback ports: two 64 MiB
+// LUNs and short windows.
+func testConfig() *Config {
+	cfg := DefaultConfig()
+	cfg.NBD.Listen, cfg.API.Listen = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Array.LUNs = []LUNConfig{{Name: "lun0", Size: 64 << 20}, {Name: "lun1", Size: 64 << 20, BlockSize: 4096}}
+	cfg.NBD.ShutdownTimeout = 5e9
+	return cfg
+}
+
+// start runs a daemon until the test ends, and returns it with a client.
+func start(t *testing.T, cfg *Config) (*Daemon, *Client) {
+	t.Helper()
+	d, err := New(context.Background(), cfg, Options{Logger: quiet, Version: "test"})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	c, err := NewClient(d.APIURLs()[0])
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+		c.Close()
+	})
+	return d, c
+}
+
+var _ = io.Discard

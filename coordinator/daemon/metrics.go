@@ -1,0 +1,230 @@
+package daemon
+
+import (
+	"net/http"
+	"sync"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/shadowbench/shadowbench/coordinator"
+	"github.com/shadowbench/shadowbench/vss"
+)
+
+// durationBuckets are the buckets of every duration histogram, in
+// seconds: 10 µs to 60 s, about three per decade, wide enough for a
+// microsecond commit and a writer's 60 s freeze window alike.
+var durationBuckets = []float64{
+	10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6,
+	1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3,
+	1, 2.5, 5, 10, 30, 60,
+}
+
+// metrics is the daemon's Prometheus registry. Two kinds of metric live
+// in it. What the array and the providers already measure (per-LUN
+// operations and their latency histograms, commit durations, the store)
+// is read at scrape time by a collector, so the I/O path carries no
+// instrumentation of its own (D5). What only a finished set tells (phase
+// durations, the hold and freeze windows, writer outcomes) is observed
+// once per set, from its timeline, when the daemon's requester is done
+// with it.
+type metrics struct {
+	reg *prometheus.Registry
+
+	setDuration  *prometheus.HistogramVec
+	phase        *prometheus.HistogramVec
+	hold         prometheus.Histogram
+	freeze       *prometheus.HistogramVec
+	providerCall *prometheus.HistogramVec
+	writerEvents *prometheus.CounterVec
+
+	mu       sync.Mutex
+	observed map[vss.ID]bool
+}
+
+func newMetrics(d *Daemon) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry(), observed: map[vss.ID]bool{}}
+	hist := func(name, help string, labels ...string) *prometheus.HistogramVec {
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: durationBuckets}, labels)
+	}
+	m.setDuration = hist("shadowbench_snapshot_set_duration_seconds",
+		"Time from AddToSnapshotSet to BackupComplete or AbortBackup of the sets the daemon ran, by outcome.", "outcome")
+	m.phase = hist("shadowbench_snapshot_phase_duration_seconds",
+		"Duration of each step of DoSnapshotSet (vss-spec.md A.7), from the sets' timelines.", "phase")
+	m.hold = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "shadowbench_hold_window_seconds",
+		Help: "How long writes were held (flush & hold to release) per set.", Buckets: durationBuckets})
+	m.freeze = hist("shadowbench_writer_freeze_window_seconds",
+		"Each writer's freeze window, from its OnFreeze to the end of PostCommitSnapshots.", "writer")
+	m.providerCall = hist("shadowbench_provider_call_duration_seconds",
+		"Duration of each provider call the coordinator made during a set.", "provider", "method")
+	m.writerEvents = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shadowbench_writer_events_total",
+		Help: "Writer events delivered during sets, by writer, event and result (true, false, timeout, panic)."},
+		[]string{"writer", "event", "result"})
+	m.reg.MustRegister(m.setDuration, m.phase, m.hold, m.freeze, m.providerCall, m.writerEvents, newCollector(d),
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+// observeSet records a finished set's timeline, once.
+func (m *metrics) observeSet(d *Daemon, id vss.ID) {
+	info, ok := d.svc.Set(id)
+	m.mu.Lock()
+	seen := m.observed[id]
+	m.observed[id] = true
+	m.mu.Unlock()
+	if !ok || seen || info.Timeline == nil {
+		return
+	}
+	d.mu.Lock()
+	rec := d.mu.sets[id]
+	d.mu.Unlock()
+	if rec != nil {
+		d.mu.Lock()
+		dur := rec.duration
+		d.mu.Unlock()
+		m.setDuration.WithLabelValues(info.State).Observe(dur.Seconds())
+	}
+	for _, s := range info.Timeline.Spans() {
+		sec := s.Duration().Seconds()
+		switch {
+		case s.Kind == coordinator.KindPhase:
+			m.phase.WithLabelValues(s.Name).Observe(sec)
+		case s.Kind == coordinator.KindWindow && s.Name == "hold":
+			m.hold.Observe(sec)
+		case s.Kind == coordinator.KindWindow && s.Name == "freeze-window":
+			m.freeze.WithLabelValues(s.Actor).Observe(sec)
+		case s.Kind == coordinator.KindProvider:
+			m.providerCall.WithLabelValues(s.Actor, s.Name).Observe(sec)
+		case s.Kind == coordinator.KindWriter:
+			m.writerEvents.WithLabelValues(s.Actor, s.Name, s.Result).Inc()
+		}
+	}
+}
+
+// collector reads the array's, the providers' and the service's own
+// measures at scrape time.
+type collector struct {
+	d *Daemon
+
+	lunOps, lunBytes, lunErrors, lunLatency, lunSize *prometheus.Desc
+	storeData, storeMeta, storeCapacity              *prometheus.Desc
+	sets, setsInProgress, snapshots, held            *prometheus.Desc
+	commit                                           *prometheus.Desc
+	writers, build, start                            *prometheus.Desc
+}
+
+func newCollector(d *Daemon) *collector {
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, nil)
+	}
+	return &collector{d: d,
+		lunOps:         desc("shadowbench_lun_ops_total", "Operations per LUN and kind of operation.", "lun", "op"),
+		lunBytes:       desc("shadowbench_lun_bytes_total", "Bytes moved by successful operations per LUN and operation.", "lun", "op"),
+		lunErrors:      desc("shadowbench_lun_errors_total", "Failed operations per LUN and operation, injected faults included.", "lun", "op"),
+		lunLatency:     desc("shadowbench_lun_latency_seconds", "Operation latency per LUN and operation, from the LUN's HDR histogram (the sum is the mean times the count).", "lun", "op"),
+		lunSize:        desc("shadowbench_lun_size_bytes", "Size of each LUN.", "lun", "kind"),
+		storeData:      desc("shadowbench_store_data_bytes", "Data blocks allocated in the array's copy-on-write store."),
+		storeMeta:      desc("shadowbench_store_meta_bytes", "Block-map nodes alive in the array's store."),
+		storeCapacity:  desc("shadowbench_store_capacity_bytes", "The array's capacity; 0 for no limit."),
+		sets:           desc("shadowbench_snapshot_sets_total", "Snapshot sets that ended, by outcome: created, failed, cancelled, abandoned.", "outcome"),
+		setsInProgress: desc("shadowbench_snapshot_sets_in_progress", "Snapshot sets being created."),
+		snapshots:      desc("shadowbench_snapshots", "Snapshots the coordinator holds."),
+		held:           desc("shadowbench_held_sets", "Auto-release sets whose requester the daemon holds open."),
+		commit:         desc("shadowbench_provider_commit_duration_seconds", "CommitSnapshots' pointer swaps per set, without the firmware profile's block, per provider.", "provider"),
+		writers:        desc("shadowbench_writers", "Writers the daemon knows, by kind.", "kind"),
+		build:          desc("shadowbench_build_info", "The daemon's version.", "version"),
+		start:          desc("shadowbench_start_time_seconds", "When the daemon started, in seconds since the epoch."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.lunOps, c.lunBytes, c.lunErrors, c.lunLatency, c.lunSize,
+		c.storeData, c.storeMeta, c.storeCapacity, c.sets, c.setsInProgress, c.snapshots, c.held,
+		c.commit, c.writers, c.build, c.start} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	d := c.d
+	gauge := func(desc *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(desc *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, v, labels...)
+	}
+	for _, l := range d.array.List() {
+		name := l.Name()
+		gauge(c.lunSize, float64(l.Size()), name, l.Kind().String())
+		for _, s := range l.Stats() {
+			op := s.Op.String()
+			counter(c.lunOps, float64(s.Ops), name, op)
+			counter(c.lunBytes, float64(s.Bytes), name, op)
+			counter(c.lunErrors, float64(s.Errors), name, op)
+			if s.Latency != nil {
+				ch <- constHistogram(c.lunLatency, s.Latency, 1e-6, name, op)
+			}
+		}
+	}
+	ss := d.array.StoreStats()
+	gauge(c.storeData, float64(ss.DataBytes))
+	gauge(c.storeMeta, float64(ss.MetaBytes))
+	gauge(c.storeCapacity, float64(ss.CapacityBytes))
+
+	outcomes := map[string]int{"created": 0, "failed": 0, "cancelled": 0, "abandoned": 0}
+	inProgress := 0
+	for _, s := range d.svc.Sets() {
+		if _, ok := outcomes[s.State]; ok {
+			outcomes[s.State]++
+		} else {
+			inProgress++
+		}
+	}
+	for o, n := range outcomes {
+		counter(c.sets, float64(n), o)
+	}
+	gauge(c.setsInProgress, float64(inProgress))
+	gauge(c.snapshots, float64(len(d.svc.Query())))
+	d.mu.Lock()
+	gauge(c.held, float64(len(d.mu.sessions)))
+	d.mu.Unlock()
+
+	for _, p := range d.provs {
+		ch <- constHistogram(c.commit, p.prov.CommitHistogram(), 1e-9, p.reg.Name)
+	}
+	kinds := map[string]int{"scripted": 0, "exec": 0, "fsfreeze": 0, "remote": 0}
+	for _, w := range d.writers() {
+		kinds[w.Kind]++
+	}
+	for k, n := range kinds {
+		gauge(c.writers, float64(n), k)
+	}
+	gauge(c.build, 1, d.version)
+	gauge(c.start, float64(d.started.UnixNano())/1e9)
+}
+
+// constHistogram turns an HDR histogram whose values are in units of unit
+// seconds into a Prometheus histogram over durationBuckets. HDR keeps no
+// exact sum, so the sum is the mean times the count.
+func constHistogram(desc *prometheus.Desc, h *hdrhistogram.Histogram, unit float64, labels ...string) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(durationBuckets))
+	var cum uint64
+	bars := h.Distribution()
+	i := 0
+	for _, b := range durationBuckets {
+		for ; i < len(bars) && float64(bars[i].To)*unit <= b; i++ {
+			cum += uint64(bars[i].Count)
+		}
+		buckets[b] = cum
+	}
+	n := uint64(h.TotalCount())
+	return prometheus.MustNewConstHistogram(desc, n, h.Mean()*float64(n)*unit, buckets, labels...)
+}

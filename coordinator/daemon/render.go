@@ -1,0 +1,312 @@
+package daemon
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dustin/go-humanize"
+)
+
+// Texter is an API answer the command line prints for people; --json
+// prints the JSON instead.
+type Texter interface {
+	WriteText(w io.Writer) error
+}
+
+// table writes rows aligned in columns, the first row being the header.
+func table(w io.Writer, rows [][]string) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	return tw.Flush()
+}
+
+// short formats a duration with three significant digits at most.
+func short(d Duration) string {
+	t := time.Duration(d)
+	switch {
+	case t == 0:
+		return "0"
+	case t < time.Microsecond:
+		return t.String()
+	case t < time.Millisecond:
+		return t.Round(10 * time.Nanosecond).String()
+	case t < time.Second:
+		return t.Round(10 * time.Microsecond).String()
+	}
+	return t.Round(10 * time.Millisecond).String()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// LUNList is the answer of lun list.
+type LUNList []LUNInfo
+
+// WriteText implements Texter.
+func (ls LUNList) WriteText(w io.Writer) error {
+	rows := [][]string{{"NAME", "KIND", "SIZE", "BLOCK", "FLAGS", "PARENT", "EXPORT"}}
+	for _, l := range ls {
+		var flags []string
+		if l.ReadOnly {
+			flags = append(flags, "ro")
+		}
+		if l.Masked {
+			flags = append(flags, "masked")
+		}
+		if len(l.Faults) > 0 {
+			flags = append(flags, "faults")
+		}
+		export := "-"
+		if len(l.Exports) > 0 {
+			export = l.Exports[0]
+		}
+		rows = append(rows, []string{l.Name, l.Kind, l.Size.String(), fmt.Sprint(l.BlockSize),
+			orDash(strings.Join(flags, ",")), orDash(l.Parent), export})
+	}
+	return table(w, rows)
+}
+
+// WriteText implements Texter.
+func (l LUNInfo) WriteText(w io.Writer) error {
+	rows := [][]string{
+		{"LUN", l.Name}, {"kind", l.Kind}, {"size", fmt.Sprintf("%s (%d bytes), %d-byte blocks", l.Size, int64(l.Size), l.BlockSize)},
+		{"read-only", fmt.Sprint(l.ReadOnly)}, {"masked", fmt.Sprint(l.Masked)}, {"serial", l.Serial}, {"NAA", l.NAA},
+	}
+	if l.Parent != "" {
+		rows = append(rows, []string{"parent", l.Parent})
+	}
+	for _, e := range l.Exports {
+		rows = append(rows, []string{"export", e})
+	}
+	for _, f := range l.Faults {
+		rows = append(rows, []string{"fault", f.String()})
+	}
+	for _, s := range l.Stats {
+		rows = append(rows, []string{"ops " + s.Op, fmt.Sprintf("%d ops, %s, %d errors, p50 %s, p99 %s",
+			s.Ops, humanize.IBytes(uint64(s.Bytes)), s.Errors, short(s.P50), short(s.P99))})
+	}
+	return table(w, rows)
+}
+
+// WriteText implements Texter.
+func (f FaultList) WriteText(w io.Writer) error {
+	if len(f.Rules) == 0 {
+		_, err := fmt.Fprintf(w, "LUN %s: no faults\n", f.LUN)
+		return err
+	}
+	rows := [][]string{{"#", "FAULT"}}
+	for i, r := range f.Rules {
+		rows = append(rows, []string{fmt.Sprint(i + 1), r.String()})
+	}
+	if _, err := fmt.Fprintf(w, "LUN %s:\n", f.LUN); err != nil {
+		return err
+	}
+	return table(w, rows)
+}
+
+// WriteText implements Texter.
+func (r DeleteResult) WriteText(w io.Writer) error {
+	if len(r.Deleted) == 0 {
+		_, err := fmt.Fprintln(w, "nothing deleted")
+		return err
+	}
+	for _, d := range r.Deleted {
+		if _, err := fmt.Fprintln(w, "deleted", d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteText implements Texter: what was created, the snapshots and their
+// exports, the writers' status and the timeline.
+func (r *SetReport) WriteText(w io.Writer) error {
+	held := ""
+	if r.Held {
+		held = "; held until `snapshot delete --set` (auto-release context)"
+	}
+	fmt.Fprintf(w, "Snapshot set %v: %s (%s), %s, %s%s\n", r.ID, r.State, r.Result, orDash(r.Context), short(r.Duration), held)
+	if len(r.Snapshots) > 0 {
+		fmt.Fprintln(w)
+		if err := SnapshotList(r.Snapshots).WriteText(w); err != nil {
+			return err
+		}
+	}
+	if len(r.Writers) > 0 {
+		fmt.Fprintln(w, "\nWriters:")
+		rows := [][]string{{"NAME", "STATE", "FAILURE", "MESSAGE"}}
+		for _, s := range r.Writers {
+			rows = append(rows, []string{s.Name, s.State, orDash(s.Failure), orDash(firstLine(s.Message))})
+		}
+		if err := table(w, rows); err != nil {
+			return err
+		}
+	}
+	if len(r.Timeline) > 0 {
+		fmt.Fprintln(w, "\nTimeline:")
+		rows := [][]string{{"OFFSET", "DURATION", "KIND", "NAME", "ACTOR", "RESULT"}}
+		for _, s := range r.Timeline {
+			res := s.Result
+			if s.Detail != "" {
+				res += " (" + firstLine(s.Detail) + ")"
+			}
+			rows = append(rows, []string{short(s.Offset), short(s.Duration), s.Kind, s.Name, orDash(s.Actor), res})
+		}
+		return table(w, rows)
+	}
+	return nil
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 120 {
+		s = s[:117] + "..."
+	}
+	return s
+}
+
+// SetList is the answer of snapshot list --sets.
+type SetList []SetSummary
+
+// WriteText implements Texter.
+func (l SetList) WriteText(w io.Writer) error {
+	rows := [][]string{{"SET", "STATE", "RESULT", "SNAPSHOTS", "HELD", "STARTED"}}
+	for _, s := range l {
+		rows = append(rows, []string{s.ID.String(), s.State, s.Result, fmt.Sprint(s.Snapshots), fmt.Sprint(s.Held),
+			s.Started.Format(time.RFC3339)})
+	}
+	return table(w, rows)
+}
+
+// SnapshotList is the answer of snapshot list.
+type SnapshotList []SnapshotInfo
+
+// WriteText implements Texter.
+func (l SnapshotList) WriteText(w io.Writer) error {
+	rows := [][]string{{"SNAPSHOT", "SET", "VOLUME", "TARGET LUNS", "EXPORTS"}}
+	for _, s := range l {
+		targets := slices.Clone(s.TargetLUNs)
+		for i, t := range targets {
+			if t == "" {
+				targets[i] = "(not surfaced)"
+			}
+		}
+		rows = append(rows, []string{s.ID.String(), s.SetID.String(), s.Volume, orDash(strings.Join(targets, ",")),
+			orDash(strings.Join(s.Exports, " "))})
+	}
+	return table(w, rows)
+}
+
+// WriteText implements Texter.
+func (s SnapshotInfo) WriteText(w io.Writer) error {
+	rows := [][]string{
+		{"snapshot", s.ID.String()}, {"set", s.SetID.String()}, {"volume", s.Volume},
+		{"context", s.Context}, {"attributes", s.Attributes}, {"provider", s.Provider},
+		{"created", s.Created.Format(time.RFC3339Nano)}, {"state", s.State},
+		{"source LUNs", strings.Join(s.SourceLUNs, ", ")}, {"target LUNs", orDash(strings.Join(s.TargetLUNs, ", "))},
+		{"imported", fmt.Sprint(s.Imported)}, {"broken", fmt.Sprint(s.Broken)},
+	}
+	for _, e := range s.Exports {
+		rows = append(rows, []string{"export", e})
+	}
+	return table(w, rows)
+}
+
+// WriteText implements Texter.
+func (r ExposeResult) WriteText(w io.Writer) error {
+	_, err := fmt.Fprintf(w, "snapshot %v exposed as %s\n%s\n", r.SnapshotID, r.Export, strings.Join(r.URLs, "\n"))
+	return err
+}
+
+// WriteText implements Texter.
+func (r RevertResult) WriteText(w io.Writer) error {
+	_, err := fmt.Fprintf(w, "volume %s (%s) reverted to snapshot %v\n", r.Volume, strings.Join(r.LUNs, ", "), r.SnapshotID)
+	return err
+}
+
+// WriteText implements Texter.
+func (r BreakResult) WriteText(w io.Writer) error {
+	_, err := fmt.Fprintf(w, "snapshot set %v broken (flags %s); these LUNs are now ordinary LUNs: %s\n",
+		r.SetID, r.Flags, orDash(strings.Join(r.LUNs, ", ")))
+	return err
+}
+
+// WriterList is the answer of writer list.
+type WriterList []WriterInfo
+
+// WriteText implements Texter.
+func (l WriterList) WriteText(w io.Writer) error {
+	rows := [][]string{{"NAME", "KIND", "LEVEL", "ID", "STATE"}}
+	for _, wi := range l {
+		state := "subscribed"
+		switch {
+		case wi.Kind == "remote" && !wi.Connected:
+			state = "silent"
+		case wi.InstanceID.IsNull():
+			state = "waiting for its set"
+		}
+		rows = append(rows, []string{wi.Name, wi.Kind, wi.Level, wi.ID.String(), state})
+	}
+	return table(w, rows)
+}
+
+// WriteText implements Texter.
+func (r EventRecord) WriteText(w io.Writer) error {
+	ans := "ok"
+	switch {
+	case r.Answer.Failure != "" && r.Answer.OK:
+		ans = "veto " + r.Answer.Failure
+	case r.Answer.Failure != "":
+		ans = "fail " + r.Answer.Failure
+	case !r.Answer.OK:
+		ans = "fail"
+	}
+	line := fmt.Sprintf("%s %s set %v: %s in %s", r.Writer, r.Event.Kind, r.Event.SnapshotSetID, ans, short(r.Took))
+	if r.Error != "" {
+		line += " (answer not delivered: " + r.Error + ")"
+	}
+	_, err := fmt.Fprintln(w, line)
+	return err
+}
+
+// WriteText implements Texter.
+func (s Status) WriteText(w io.Writer) error {
+	fmt.Fprintf(w, "shadowbench %s, up %s\n", s.Version, time.Duration(s.Uptime).Round(time.Second))
+	rows := [][]string{
+		{"API", orDash(strings.Join(s.API, " "))},
+		{"NBD", orDash(strings.Join(s.NBD, " "))},
+		{"LUNs", fmt.Sprintf("%d (%d original, %d snapshot, %d clone)", s.LUNs.Total, s.LUNs.Originals, s.LUNs.Snapshots, s.LUNs.Clones)},
+		{"store", fmt.Sprintf("%s data, %s metadata", humanize.IBytes(uint64(s.Store.DataBytes)), humanize.IBytes(uint64(s.Store.MetaBytes)))},
+	}
+	var vols []string
+	for name, luns := range s.Volumes {
+		vols = append(vols, name+"="+strings.Join(luns, "+"))
+	}
+	slices.Sort(vols)
+	rows = append(rows, []string{"volumes", orDash(strings.Join(vols, " "))})
+	for _, p := range s.Providers {
+		rows = append(rows, []string{"provider", fmt.Sprintf("%s (%s, priority %d, profile %s): %d commits, p50 %s, p99 %s",
+			p.Name, strings.ToLower(strings.TrimPrefix(p.Type, "VSS_PROV_")), p.Priority, p.Profile, p.Commits, short(p.CommitP50), short(p.CommitP99))})
+	}
+	for _, wi := range s.Writers {
+		rows = append(rows, []string{"writer", fmt.Sprintf("%s (%s, %s)", wi.Name, wi.Kind, wi.Level)})
+	}
+	var sets []string
+	for _, k := range []string{"created", "failed", "cancelled", "abandoned", "creating"} {
+		if n := s.Sets[k]; n > 0 {
+			sets = append(sets, fmt.Sprintf("%d %s", n, k))
+		}
+	}
+	rows = append(rows, []string{"sets", orDash(strings.Join(sets, ", "))}, []string{"held", fmt.Sprint(s.Held)})
+	return table(w, rows)
+}

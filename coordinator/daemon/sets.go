@@ -1,0 +1,443 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/shadowbench/shadowbench/coordinator"
+	"github.com/shadowbench/shadowbench/vss"
+)
+
+// session is a requester the daemon holds open: the BackupComponents of an
+// auto-release set, whose release deletes the set's snapshots (A.10). The
+// daemon is the requester of every set it creates, so an auto-release
+// set's snapshots live until the set is deleted or the daemon stops.
+type session struct {
+	bc   *coordinator.BackupComponents
+	once sync.Once
+	err  error
+}
+
+// close releases the requester: BackupShutdown, then the deletion of the
+// auto-release snapshots that remain.
+func (s *session) close(ctx context.Context) error {
+	s.once.Do(func() { s.err = s.bc.Close(ctx) })
+	return s.err
+}
+
+// setRecord is what the daemon keeps of a set it ran, beyond the service's
+// record.
+type setRecord struct {
+	targets  []string
+	context  vss.SnapshotContext
+	writers  []WriterStatusReport
+	duration time.Duration
+}
+
+// createSet runs one complete backup (vss-spec.md A.1-A.9) as the
+// requester: InitializeForBackup, SetContext, SetBackupState,
+// GatherWriterMetadata, StartSnapshotSet, AddToSnapshotSet per target,
+// PrepareForBackup, DoSnapshotSet, GatherWriterStatus, then BackupComplete
+// or AbortBackup. The requester of a created auto-release set is held
+// open; any other is released at once. A failure after StartSnapshotSet
+// returns the set's report with the error.
+func (d *Daemon) createSet(ctx context.Context, req CreateSetRequest) (*SetReport, error) {
+	snapCtx, err := parseContextName(req.Context)
+	if err != nil {
+		return nil, badRequest("context %q: want backup, file-share-backup, app-rollback, nas-rollback or another VSS_CTX name, optionally with |ATTRIBUTES", req.Context)
+	}
+	bt := vss.VSS_BT_FULL
+	if req.BackupType != "" {
+		if bt, err = vss.ParseBackupType(strings.ToUpper(req.BackupType)); err != nil {
+			return nil, badRequest("backup type %q: want FULL, INCREMENTAL, DIFFERENTIAL, LOG, COPY or OTHER", req.BackupType)
+		}
+	}
+	if len(req.Targets) == 0 {
+		return nil, badRequest("name at least one LUN or volume to snapshot")
+	}
+	var provID vss.ID
+	if req.Provider != "" {
+		p := d.providerByName(req.Provider)
+		if p == nil {
+			return nil, fmt.Errorf("provider %q: %w", req.Provider, vss.VSS_E_PROVIDER_NOT_REGISTERED)
+		}
+		provID = p.reg.ID
+	}
+	for _, id := range req.Writers {
+		rw, err := d.writerInfo(id)
+		if err != nil {
+			return nil, err
+		}
+		if !rw.Ephemeral {
+			return nil, badRequest("writer %s is subscribed to every set; only ephemeral writers are named in a request", rw.Name)
+		}
+	}
+
+	select {
+	case d.seq <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-d.stop:
+		return nil, ErrStopping
+	}
+	defer func() { <-d.seq }()
+	for _, id := range req.Writers {
+		if err := d.subscribe(id); err != nil {
+			return nil, err
+		}
+		defer d.unsubscribe(id)
+	}
+
+	bc := d.svc.NewBackupComponents()
+	keep := false
+	defer func() {
+		if !keep {
+			_ = bc.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	writers := snapCtx.HasWriters()
+	setID, err := d.startSet(ctx, bc, snapCtx, bt, writers)
+	if err != nil {
+		return nil, err
+	}
+	rec := &setRecord{targets: slices.Clone(req.Targets), context: snapCtx}
+	d.mu.Lock()
+	d.mu.sets[setID] = rec
+	d.mu.Unlock()
+
+	t0 := time.Now()
+	err = d.doSet(ctx, bc, req.Targets, provID, writers)
+	d.mu.Lock()
+	rec.duration = time.Since(t0)
+	d.mu.Unlock()
+	if writers {
+		if sts, serr := bc.GatherWriterStatus(context.WithoutCancel(ctx)); serr == nil {
+			statuses := make([]WriterStatusReport, len(sts))
+			for i, s := range sts {
+				statuses[i] = writerStatusReport(s)
+			}
+			d.mu.Lock()
+			rec.writers = statuses
+			d.mu.Unlock()
+		}
+	}
+	if err == nil && snapCtx.AutoRelease() {
+		keep = true
+		d.mu.Lock()
+		d.mu.sessions[setID] = &session{bc: bc}
+		d.mu.Unlock()
+	}
+	if !keep {
+		_ = bc.Close(context.WithoutCancel(ctx))
+		keep = true // closed already
+	}
+	d.metrics.observeSet(d, setID)
+	rep, _ := d.setReport(setID)
+	return rep, err
+}
+
+// startSet is A.1 to A.4: up to StartSnapshotSet.
+func (d *Daemon) startSet(ctx context.Context, bc *coordinator.BackupComponents, snapCtx vss.SnapshotContext, bt vss.BackupType, writers bool) (vss.ID, error) {
+	if err := bc.InitializeForBackup(nil); err != nil {
+		return vss.ID{}, fmt.Errorf("InitializeForBackup: %w", err)
+	}
+	if err := bc.SetContext(snapCtx); err != nil {
+		return vss.ID{}, fmt.Errorf("SetContext(%v): %w", snapCtx, err)
+	}
+	if err := bc.SetBackupState(false, false, bt, false); err != nil {
+		return vss.ID{}, fmt.Errorf("SetBackupState: %w", err)
+	}
+	if writers {
+		if err := bc.GatherWriterMetadata(ctx); err != nil {
+			return vss.ID{}, fmt.Errorf("GatherWriterMetadata: %w", err)
+		}
+	}
+	id, err := bc.StartSnapshotSet()
+	if err != nil {
+		return vss.ID{}, fmt.Errorf("StartSnapshotSet: %w", err)
+	}
+	return id, nil
+}
+
+// doSet is A.5 to A.9 of a started set. If ctx ends while the set is being
+// created, the set is cancelled (it stops before the commit if it can).
+func (d *Daemon) doSet(ctx context.Context, bc *coordinator.BackupComponents, targets []string, provID vss.ID, writers bool) error {
+	for _, t := range targets {
+		if _, err := bc.AddToSnapshotSet(ctx, t, provID); err != nil {
+			return fmt.Errorf("AddToSnapshotSet(%s): %w", t, err)
+		}
+	}
+	if writers {
+		if err := bc.PrepareForBackup(ctx); err != nil {
+			return fmt.Errorf("PrepareForBackup: %w", err)
+		}
+	}
+	async, err := bc.DoSnapshotSet(ctx)
+	if err != nil {
+		return fmt.Errorf("DoSnapshotSet: %w", err)
+	}
+	err = async.Wait(ctx)
+	if ctx.Err() != nil {
+		async.Cancel()
+		err = async.Wait(context.WithoutCancel(ctx))
+	}
+	bg := context.WithoutCancel(ctx)
+	if err != nil {
+		if writers {
+			_ = bc.AbortBackup(bg)
+		}
+		return fmt.Errorf("DoSnapshotSet: %w", err)
+	}
+	if writers {
+		if err := bc.BackupComplete(bg); err != nil {
+			return fmt.Errorf("BackupComplete: %w", err)
+		}
+	}
+	return nil
+}
+
+func writerStatusReport(s coordinator.WriterStatus) WriterStatusReport {
+	r := WriterStatusReport{Name: s.Name, InstanceID: s.InstanceID, State: s.State.String(), Message: s.Message}
+	if s.Failure != 0 {
+		r.Failure = s.Failure.Name()
+	}
+	if s.ApplicationFailure != 0 {
+		r.Application = s.ApplicationFailure.Name()
+	}
+	return r
+}
+
+func (d *Daemon) providerByName(name string) *providerEntry {
+	for _, p := range d.provs {
+		if p.reg.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+func (d *Daemon) providerName(id vss.ID) string {
+	for _, p := range d.provs {
+		if p.reg.ID == id {
+			return p.reg.Name
+		}
+	}
+	return id.String()
+}
+
+// setReport builds the report of a set the service knows.
+func (d *Daemon) setReport(id vss.ID) (*SetReport, error) {
+	info, ok := d.svc.Set(id)
+	if !ok {
+		return nil, notFound(ErrNoSuchObject, "snapshot set "+id.String())
+	}
+	rep := &SetReport{ID: id, State: info.State, Result: info.Result.Name(), Code: fmt.Sprintf("0x%08X", uint32(info.Result)),
+		Started: info.Started, Snapshots: []SnapshotInfo{}}
+	d.mu.Lock()
+	if rec, ok := d.mu.sets[id]; ok {
+		rep.Targets, rep.Context, rep.Duration = rec.targets, rec.context.String(), Duration(rec.duration)
+		rep.Writers = slices.Clone(rec.writers)
+	}
+	_, rep.Held = d.mu.sessions[id]
+	d.mu.Unlock()
+	for _, p := range d.svc.Query() {
+		if p.SnapshotSetID == id {
+			rep.Snapshots = append(rep.Snapshots, d.snapshotInfo(p))
+		}
+	}
+	if info.Timeline != nil {
+		for _, s := range info.Timeline.Spans() {
+			rep.Timeline = append(rep.Timeline, SpanInfo{Offset: Duration(s.Start), Duration: Duration(s.Duration()),
+				Kind: string(s.Kind), Name: s.Name, Actor: s.Actor, Result: s.Result, Detail: s.Detail})
+		}
+	}
+	return rep, nil
+}
+
+// sets lists every set the service ran.
+func (d *Daemon) sets() []SetSummary {
+	counts := map[vss.ID]int{}
+	for _, p := range d.svc.Query() {
+		counts[p.SnapshotSetID]++
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []SetSummary
+	for _, s := range d.svc.Sets() {
+		_, held := d.mu.sessions[s.ID]
+		out = append(out, SetSummary{ID: s.ID, State: s.State, Result: s.Result.Name(), Started: s.Started,
+			Snapshots: counts[s.ID], Held: held})
+	}
+	return out
+}
+
+// snapshotInfo describes a snapshot with its export URLs.
+func (d *Daemon) snapshotInfo(p coordinator.SnapshotProperties) SnapshotInfo {
+	s := SnapshotInfo{ID: p.SnapshotID, SetID: p.SnapshotSetID, Volume: p.OriginalVolume, Context: p.Context.String(),
+		Attributes: p.Attributes.String(), Provider: d.providerName(p.ProviderID), Created: p.CreationTime,
+		State: p.State.String(), SourceLUNs: p.SourceLUNs, TargetLUNs: p.TargetLUNs, Imported: p.Imported, Broken: p.Broken}
+	for _, t := range p.TargetLUNs {
+		if l, err := d.array.Get(t); err == nil && !l.Masked() {
+			s.Exports = append(s.Exports, d.exportURLs(t)...)
+		}
+	}
+	return s
+}
+
+// snapshot finds one snapshot.
+func (d *Daemon) snapshot(id vss.ID) (coordinator.SnapshotProperties, error) {
+	for _, p := range d.svc.Query() {
+		if p.SnapshotID == id {
+			return p, nil
+		}
+	}
+	return coordinator.SnapshotProperties{}, notFound(ErrNoSuchObject, "snapshot "+id.String())
+}
+
+// manage runs fn with a requester made for one management call, released
+// afterwards.
+func (d *Daemon) manage(ctx context.Context, fn func(bc *coordinator.BackupComponents) error) error {
+	bc := d.svc.NewBackupComponents()
+	defer func() { _ = bc.Close(context.WithoutCancel(ctx)) }()
+	if err := bc.InitializeForBackup(nil); err != nil {
+		return err
+	}
+	return fn(bc)
+}
+
+// deleteSnapshot deletes one snapshot, releasing its set's held requester
+// once the set has no snapshot left.
+func (d *Daemon) deleteSnapshot(ctx context.Context, id vss.ID) (DeleteResult, error) {
+	p, err := d.snapshot(id)
+	if err != nil {
+		return DeleteResult{}, err
+	}
+	err = d.manage(ctx, func(bc *coordinator.BackupComponents) error {
+		_, _, err := bc.DeleteSnapshots(ctx, id, vss.VSS_OBJECT_SNAPSHOT, false /* force */)
+		return err
+	})
+	if err != nil {
+		return DeleteResult{}, err
+	}
+	d.releaseIfEmpty(ctx, p.SnapshotSetID)
+	return DeleteResult{Deleted: []string{id.String()}}, nil
+}
+
+// deleteSet deletes every snapshot of a set: by releasing its held
+// requester if the daemon holds one (as Windows deletes auto-release
+// snapshots), otherwise with DeleteSnapshots.
+func (d *Daemon) deleteSet(ctx context.Context, id vss.ID) (DeleteResult, error) {
+	var res DeleteResult
+	for _, p := range d.svc.Query() {
+		if p.SnapshotSetID == id {
+			res.Deleted = append(res.Deleted, p.SnapshotID.String())
+		}
+	}
+	d.mu.Lock()
+	s, held := d.mu.sessions[id]
+	delete(d.mu.sessions, id)
+	d.mu.Unlock()
+	if held {
+		if err := s.close(ctx); err != nil {
+			return DeleteResult{}, err
+		}
+		return res, nil
+	}
+	if len(res.Deleted) == 0 {
+		if _, ok := d.svc.Set(id); !ok {
+			return DeleteResult{}, notFound(ErrNoSuchObject, "snapshot set "+id.String())
+		}
+		return DeleteResult{}, fmt.Errorf("snapshot set %v has no snapshot left: %w", id, vss.VSS_E_OBJECT_NOT_FOUND)
+	}
+	err := d.manage(ctx, func(bc *coordinator.BackupComponents) error {
+		_, _, err := bc.DeleteSnapshots(ctx, id, vss.VSS_OBJECT_SNAPSHOT_SET, false /* force */)
+		return err
+	})
+	return res, err
+}
+
+// releaseIfEmpty releases a held requester whose set has no snapshot
+// left.
+func (d *Daemon) releaseIfEmpty(ctx context.Context, set vss.ID) {
+	for _, p := range d.svc.Query() {
+		if p.SnapshotSetID == set {
+			return
+		}
+	}
+	d.mu.Lock()
+	s, held := d.mu.sessions[set]
+	delete(d.mu.sessions, set)
+	d.mu.Unlock()
+	if held {
+		if err := s.close(ctx); err != nil && !errors.Is(err, vss.VSS_E_OBJECT_NOT_FOUND) {
+			d.log.Warn("releasing the requester of an emptied set failed", "set", set.String(), "err", err)
+		}
+	}
+}
+
+// expose makes a snapshot's LUNs reachable over NBD.
+func (d *Daemon) expose(ctx context.Context, id vss.ID) (ExposeResult, error) {
+	var export string
+	err := d.manage(ctx, func(bc *coordinator.BackupComponents) (err error) {
+		export, err = bc.ExposeSnapshot(ctx, id)
+		return err
+	})
+	if err != nil {
+		return ExposeResult{}, err
+	}
+	return ExposeResult{SnapshotID: id, Export: export, URLs: d.exportURLs(export)}, nil
+}
+
+// revert copies a snapshot back onto its volume.
+func (d *Daemon) revert(ctx context.Context, id vss.ID) (RevertResult, error) {
+	p, err := d.snapshot(id)
+	if err != nil {
+		return RevertResult{}, err
+	}
+	err = d.manage(ctx, func(bc *coordinator.BackupComponents) error {
+		return bc.RevertToSnapshot(ctx, id, false /* force */)
+	})
+	if err != nil {
+		return RevertResult{}, err
+	}
+	return RevertResult{SnapshotID: id, Volume: p.OriginalVolume, LUNs: p.SourceLUNs}, nil
+}
+
+// breakSet makes a set's snapshot LUNs ordinary LUNs.
+func (d *Daemon) breakSet(ctx context.Context, id vss.ID, req BreakRequest) (BreakResult, error) {
+	var flags vss.HardwareOptions
+	if req.MakeReadWrite {
+		flags |= vss.VSS_BREAKEX_FLAG_MAKE_READ_WRITE
+	}
+	if req.Mask {
+		flags |= vss.VSS_BREAKEX_FLAG_MASK_LUNS
+	}
+	switch req.RevertIdentity {
+	case "":
+	case "all":
+		flags |= vss.VSS_BREAKEX_FLAG_REVERT_IDENTITY_ALL
+	case "none":
+		flags |= vss.VSS_BREAKEX_FLAG_REVERT_IDENTITY_NONE
+	default:
+		return BreakResult{}, badRequest("revert_identity %q: want all, none or nothing", req.RevertIdentity)
+	}
+	res := BreakResult{SetID: id, Flags: flags.String(), LUNs: []string{}}
+	for _, p := range d.svc.Query() {
+		if p.SnapshotSetID == id {
+			res.LUNs = append(res.LUNs, p.TargetLUNs...)
+		}
+	}
+	err := d.manage(ctx, func(bc *coordinator.BackupComponents) error {
+		return bc.BreakSnapshotSetEx(ctx, id, flags)
+	})
+	if err != nil {
+		return BreakResult{}, err
+	}
+	d.releaseIfEmpty(ctx, id)
+	return res, nil
+}
