@@ -592,9 +592,12 @@ func owns(l *lun.LUN, info LunInfo) bool {
 // AreLunsSupported answers whether the array can snapshot all the LUNs in
 // snapCtx: false, without error, for a context the profile cannot honour, a
 // device the array does not hold, a LUN it does not own (its NAA is not the
-// array LUN's, or it is a snapshot LUN), or a transient shortage (a LUN at
-// its snapshot limit, capacity for fewer snapshots than LUNs). It reads only
-// the NAA of luns and never touches their Interconnects.
+// array LUN's, or it is a snapshot LUN), or a transient shortage (capacity
+// for fewer snapshots than LUNs). A LUN at its snapshot limit is supported:
+// the limit is the provider's to report, as
+// VSS_E_MAXIMUM_NUMBER_OF_SNAPSHOTS_REACHED from BeginPrepareSnapshot
+// (vss-spec.md F.9), not a reason to send the volume to another provider.
+// It reads only the NAA of luns and never touches their Interconnects.
 func (p *ArrayProvider) AreLunsSupported(ctx context.Context, snapCtx vss.SnapshotContext, devices []string, luns []LunInfo) (bool, error) {
 	const m = vss.MethodAreLunsSupported
 	if len(devices) == 0 || len(devices) != len(luns) {
@@ -611,10 +614,9 @@ func (p *ArrayProvider) AreLunsSupported(ctx context.Context, snapCtx vss.Snapsh
 	if !p.profile.Capabilities.supports(snapCtx) {
 		return false, p.finish(m, vss.GUID_NULL, nil)
 	}
-	limit, _ := p.snapshotLimit()
 	for i, dev := range devices {
 		l, err := p.array.Get(dev)
-		if err != nil || !owns(l, luns[i]) || p.atSnapshotLimit(l, limit) {
+		if err != nil || !owns(l, luns[i]) {
 			return false, p.finish(m, vss.GUID_NULL, nil)
 		}
 	}
@@ -660,6 +662,16 @@ func (p *ArrayProvider) BeginPrepareSnapshot(ctx context.Context, set, snap vss.
 	case len(s.snaps) >= maxVolumes:
 		p.mu.Unlock()
 		return p.finish(m, set, newError(m, set, vss.VSS_E_MAXIMUM_NUMBER_OF_VOLUMES_REACHED, ErrTooManyVolumes))
+	}
+	// The per-LUN snapshot limit is the provider's to report, here, inside
+	// AddToSnapshotSet (vss-spec.md F.9), counted after a stale set was
+	// discarded; a LUN already in the set is not counted twice.
+	limit, _ := p.snapshotLimit()
+	for _, src := range sources {
+		if s.bySource[src.Name()] == nil && p.atSnapshotLimit(src, limit) {
+			p.mu.Unlock()
+			return p.finish(m, set, newError(m, set, vss.VSS_E_MAXIMUM_NUMBER_OF_SNAPSHOTS_REACHED, fmt.Errorf("%s: %w", src.Name(), lun.ErrMaxSnapshots)))
+		}
 	}
 	s.snaps = append(s.snaps, snap)
 	for _, src := range sources {

@@ -199,13 +199,16 @@ func TestAreLunsSupported(t *testing.T) {
 	_, err = b.p.AreLunsSupported(ctx, vss.VSS_CTX_BACKUP, []string{"lun0", "lun0"}, b.infos[:2])
 	requireCode(t, vss.E_INVALIDARG, err)
 
-	// lun2 reaches the profile's limit of two snapshots: a transient
-	// shortage, refused up front.
+	// lun2 reaches the profile's limit of two snapshots: still supported
+	// (it is no shortage to send the volume elsewhere for);
+	// BeginPrepareSnapshot reports the limit (F.9).
 	_, err = b.a.Snapshot("lun2", "")
 	require.NoError(t, err)
 	ok, err := b.p.AreLunsSupported(ctx, vss.VSS_CTX_BACKUP, b.devices, b.infos)
 	require.NoError(t, err)
-	require.False(t, ok)
+	require.True(t, ok)
+	err = b.p.BeginPrepareSnapshot(ctx, vss.NewID(), vss.NewID(), vss.VSS_CTX_BACKUP, b.devices, b.infos)
+	requireCode(t, vss.VSS_E_MAXIMUM_NUMBER_OF_SNAPSHOTS_REACHED, err)
 }
 
 // TestSurfacingAndReclaim walks a created set through LocateLuns,

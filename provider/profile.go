@@ -47,9 +47,9 @@ type Capabilities struct {
 	Differential  bool
 	Plex          bool
 	// MaxSnapshotsPerLUN is the number of snapshots a LUN may have; 0
-	// leaves the limit to the array (lun.Config.MaxSnapshots). Past it,
-	// preparation fails with VSS_E_MAXIMUM_NUMBER_OF_SNAPSHOTS_REACHED
-	// (F.9).
+	// leaves the limit to the array (lun.Config.MaxSnapshots). At it,
+	// BeginPrepareSnapshot (so the requester's AddToSnapshotSet) answers
+	// VSS_E_MAXIMUM_NUMBER_OF_SNAPSHOTS_REACHED (F.9).
 	MaxSnapshotsPerLUN int
 	// Capacity is the array's usable capacity in bytes; 0 leaves it to
 	// the array (lun.Config.Capacity). When both are set the smaller wins.

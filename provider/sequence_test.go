@@ -314,27 +314,30 @@ func TestEndPrepareSnapshotsReportsPreparationErrors(t *testing.T) {
 		prof  func(*provider.Profile)
 		setup func(*bench)
 		want  vss.HRESULT
+		// atBegin: the limit is reported by BeginPrepareSnapshot, inside
+		// AddToSnapshotSet (vss-spec.md F.9), not by EndPrepareSnapshots.
+		atBegin bool
 	}{
 		{"array snapshot limit", lun.Config{MaxSnapshots: 1}, nil, func(b *bench) {
 			_, err := b.a.Snapshot("lun1", "")
 			require.NoError(t, err)
-		}, vss.VSS_E_MAXIMUM_NUMBER_OF_SNAPSHOTS_REACHED},
+		}, vss.VSS_E_MAXIMUM_NUMBER_OF_SNAPSHOTS_REACHED, true},
 		{"profile snapshot limit", lun.Config{}, func(p *provider.Profile) { p.Capabilities.MaxSnapshotsPerLUN = 2 }, func(b *bench) {
 			b.create()
 			b.create()
-		}, vss.VSS_E_MAXIMUM_NUMBER_OF_SNAPSHOTS_REACHED},
+		}, vss.VSS_E_MAXIMUM_NUMBER_OF_SNAPSHOTS_REACHED, true},
 		{"array full", lun.Config{}, func(p *provider.Profile) { p.Capabilities.Capacity = 256 << 10 }, func(b *bench) {
 			fill(b, 256<<10)
-		}, vss.VSS_E_INSUFFICIENT_STORAGE},
+		}, vss.VSS_E_INSUFFICIENT_STORAGE, false},
 		{"reserve", lun.Config{}, func(p *provider.Profile) {
 			p.Capabilities.Capacity = mib
 			p.Capabilities.SnapshotReserve = 256 << 10
-		}, func(b *bench) { fill(b, 768<<10) }, vss.VSS_E_INSUFFICIENT_STORAGE},
+		}, func(b *bench) { fill(b, 768<<10) }, vss.VSS_E_INSUFFICIENT_STORAGE, false},
 		{"injected", lun.Config{}, func(p *provider.Profile) {
 			p.Methods = map[vss.ProviderMethod]provider.MethodBehavior{
 				vss.MethodEndPrepareSnapshots: {Failures: []provider.Failure{provider.Always(vss.VSS_E_INSUFFICIENT_STORAGE)}},
 			}
-		}, nil, vss.VSS_E_INSUFFICIENT_STORAGE},
+		}, nil, vss.VSS_E_INSUFFICIENT_STORAGE, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			prof := provider.DefaultProfile()
@@ -347,6 +350,11 @@ func TestEndPrepareSnapshotsReportsPreparationErrors(t *testing.T) {
 			}
 			before := len(b.snapshotLUNs())
 			set := vss.NewID()
+			if c.atBegin {
+				requireCode(t, c.want, b.call(ctx, vss.MethodBeginPrepareSnapshot, set))
+				require.Len(t, b.snapshotLUNs(), before)
+				return
+			}
 			b.run(set, 1)
 			requireCode(t, c.want, b.p.EndPrepareSnapshots(ctx, set))
 			s, _ := b.p.State(set)
