@@ -32,6 +32,7 @@ type fakeProvider struct {
 	sets    map[vss.ID][]*lun.PendingSnapshot
 	targets map[string]*lun.LUN // NAA -> snapshot LUN
 	refuse  bool                // AreLunsSupported answers false
+	counts  []int               // what PostCommitSnapshots was told
 }
 
 var _ provider.HardwareProviderEx = (*fakeProvider)(nil)
@@ -175,6 +176,9 @@ func (f *fakeProvider) CommitSnapshots(ctx context.Context, set vss.ID) error {
 }
 
 func (f *fakeProvider) PostCommitSnapshots(ctx context.Context, set vss.ID, n int) error {
+	f.mu.Lock()
+	f.counts = append(f.counts, n)
+	f.mu.Unlock()
 	return f.enter(ctx, vss.MethodPostCommitSnapshots, set)
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/shadowbench/shadowbench/provider"
 	"github.com/shadowbench/shadowbench/vss"
@@ -77,10 +78,10 @@ func (b *BackupComponents) DeleteSnapshots(ctx context.Context, id vss.ID, t vss
 	if err != nil {
 		return 0, vss.ID{}, vss.VSS_E_UNEXPECTED
 	}
-	return b.s.deleteSnapshots(ctx, id, t)
+	return b.s.deleteSnapshots(ctx, b.tl, id, t)
 }
 
-func (s *Service) deleteSnapshots(ctx context.Context, id vss.ID, t vss.ObjectType) (int, vss.ID, error) {
+func (s *Service) deleteSnapshots(ctx context.Context, tl *Timeline, id vss.ID, t vss.ObjectType) (int, vss.ID, error) {
 	var ids []vss.ID
 	s.mu.Lock()
 	switch t {
@@ -105,7 +106,7 @@ func (s *Service) deleteSnapshots(ctx context.Context, id vss.ID, t vss.ObjectTy
 		return 0, vss.ID{}, vss.VSS_E_OBJECT_NOT_FOUND
 	}
 	for n, sid := range ids {
-		if err := s.deleteOne(ctx, sid); err != nil {
+		if err := s.deleteOne(ctx, tl, sid); err != nil {
 			return n, sid, err
 		}
 	}
@@ -113,14 +114,14 @@ func (s *Service) deleteSnapshots(ctx context.Context, id vss.ID, t vss.ObjectTy
 }
 
 // deleteOne reclaims one snapshot's target LUNs through its provider.
-func (s *Service) deleteOne(ctx context.Context, id vss.ID) error {
+func (s *Service) deleteOne(ctx context.Context, tl *Timeline, id vss.ID) error {
 	s.mu.Lock()
 	r, ok := s.mu.snapshots[id]
 	s.mu.Unlock()
 	if !ok {
 		return vss.VSS_E_OBJECT_NOT_FOUND
 	}
-	run := &setRun{s: s, id: r.SnapshotSetID, tl: newTimeline()}
+	run := &setRun{s: s, id: r.SnapshotSetID, tl: tl}
 	for i, t := range r.targets {
 		dev := s.deviceOf(t)
 		if dev == "" {
@@ -214,7 +215,7 @@ func (b *BackupComponents) BreakSnapshotSetEx(ctx context.Context, set vss.ID, f
 			}
 		}
 	}
-	run := &setRun{s: s, id: set, tl: newTimeline()}
+	run := &setRun{s: s, id: set, tl: b.tl}
 	for _, r := range recs {
 		ex, isEx := r.reg.Provider.(provider.HardwareProviderEx)
 		var notify vss.HardwareOptions
@@ -272,8 +273,8 @@ func (b *BackupComponents) ImportSnapshots(ctx context.Context) (vss.HRESULT, er
 	}
 	s.mu.Unlock()
 
-	run := &setRun{s: s, id: d.SnapshotSetID, snapCtx: d.Context, tl: newTimeline(), prepared: map[*Registration]bool{}}
-	run.rec = &setRecord{id: d.SnapshotSetID, started: run.tl.Origin(), timeline: run.tl, state: "importing"}
+	run := &setRun{s: s, id: d.SnapshotSetID, snapCtx: d.Context, tl: b.tl, prepared: map[*Registration]bool{}}
+	run.rec = &setRecord{id: d.SnapshotSetID, started: time.Now(), timeline: b.tl, state: "importing"}
 	for _, ds := range d.Snapshots {
 		reg := s.providerByID(ds.ProviderID)
 		if reg == nil {
@@ -297,10 +298,14 @@ func (b *BackupComponents) ImportSnapshots(ctx context.Context) (vss.HRESULT, er
 	if imported == 0 {
 		return 0, vss.VSS_E_NO_SNAPSHOTS_IMPORTED // VSS does not clean up after a failed import
 	}
-	s.record(run)
 	s.mu.Lock()
-	s.mu.sets[run.id] = run.rec
+	if orig, ok := s.mu.sets[run.id]; ok {
+		run.rec = orig // keep the set's creation record; the import's spans are the requester's
+	} else {
+		s.mu.sets[run.id] = run.rec
+	}
 	s.mu.Unlock()
+	s.record(run)
 	if imported < len(d.Snapshots) {
 		return vss.VSS_S_SOME_SNAPSHOTS_NOT_IMPORTED, nil
 	}
@@ -353,7 +358,7 @@ func (b *BackupComponents) RevertToSnapshot(ctx context.Context, id vss.ID, forc
 	if !isEx {
 		return vss.VSS_E_PROVIDER_VETO
 	}
-	run := &setRun{s: b.s, id: r.SnapshotSetID, tl: newTimeline()}
+	run := &setRun{s: b.s, id: r.SnapshotSetID, tl: b.tl}
 	var async provider.Async
 	if hr := run.callProvider(ctx, r.reg, vss.MethodResyncLuns, func(ctx context.Context) (err error) {
 		async, err = ex.ResyncLuns(ctx, slices.Clone(r.sources), slices.Clone(r.targets))

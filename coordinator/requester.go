@@ -77,6 +77,10 @@ var allowed = map[reqOp][]reqState{
 // answers only the codes vss-spec.md E lists for it.
 type BackupComponents struct {
 	s *Service
+	// tl records what the requester does outside a set's creation:
+	// Identify, PrepareForBackup, BackupComplete, Abort, BackupShutdown and
+	// the management calls (delete, break, import, expose, revert).
+	tl *Timeline
 
 	mu struct {
 		sync.Mutex
@@ -103,7 +107,7 @@ type componentRef struct {
 
 // NewBackupComponents is CreateVssBackupComponents.
 func (s *Service) NewBackupComponents() *BackupComponents {
-	b := &BackupComponents{s: s}
+	b := &BackupComponents{s: s, tl: newTimeline()}
 	b.mu.ctx = vss.VSS_CTX_BACKUP
 	return b
 }
@@ -115,6 +119,11 @@ func (b *BackupComponents) checkLocked(op reqOp) error {
 	}
 	return nil
 }
+
+// Timeline returns the requester's own timeline: its writer events and
+// provider calls outside a set's creation (each set has a timeline of its
+// own, from Service.Set).
+func (b *BackupComponents) Timeline() *Timeline { return b.tl }
 
 // State returns the requester's place in the sequence.
 func (b *BackupComponents) State() string {
@@ -152,8 +161,10 @@ func (b *BackupComponents) SetContext(c vss.SnapshotContext) error {
 	if b.mu.ctxSet {
 		return fmt.Errorf("%w: SetContext may be called once", vss.VSS_E_BAD_STATE)
 	}
-	if c == vss.VSS_CTX_ALL || !c.Valid() {
-		return fmt.Errorf("%w: context %v cannot create snapshots", vss.E_INVALIDARG, c)
+	// VSS_CTX_ALL is a context for queries and deletion; StartSnapshotSet
+	// refuses it (vss-spec.md E).
+	if c != vss.VSS_CTX_ALL && !c.Valid() {
+		return fmt.Errorf("%w: context %v", vss.E_INVALIDARG, c)
 	}
 	b.mu.ctx, b.mu.ctxSet = c, true
 	return nil
@@ -190,7 +201,7 @@ func (b *BackupComponents) GatherWriterMetadata(ctx context.Context) error {
 	snapCtx, bt := b.mu.ctx, b.mu.backupType
 	b.mu.Unlock()
 
-	tl := newTimeline()
+	tl := b.tl
 	var sts []*writerStatus
 	for _, w := range b.s.writers() {
 		st := &writerStatus{reg: w, state: vss.VSS_WS_STABLE}
@@ -287,6 +298,9 @@ func (b *BackupComponents) StartSnapshotSet() (vss.ID, error) {
 	if err := b.checkLocked(opStartSet); err != nil {
 		return vss.ID{}, err
 	}
+	if b.mu.ctx == vss.VSS_CTX_ALL {
+		return vss.ID{}, fmt.Errorf("%w: VSS_CTX_ALL cannot create snapshots", vss.VSS_E_BAD_STATE)
+	}
 	if b.s.mu.closed {
 		return vss.ID{}, fmt.Errorf("%w: %w", vss.VSS_E_UNEXPECTED, ErrClosed)
 	}
@@ -357,7 +371,7 @@ func (b *BackupComponents) AddToSnapshotSet(ctx context.Context, volume string, 
 		hr := run.callProvider(ctx, p, vss.MethodAreLunsSupported, func(ctx context.Context) (err error) {
 			ok, err = p.Provider.AreLunsSupported(ctx, snapCtx, names, slices.Clone(infos))
 			return err
-		})
+		}, func() string { return fmt.Sprintf("volume %s: supported=%v", volume, ok) })
 		if hr.Failed() {
 			return vss.ID{}, hr
 		}
@@ -430,7 +444,7 @@ func (b *BackupComponents) broadcast(ctx context.Context, run *setRun, sts []*wr
 	var wg sync.WaitGroup
 	for i, st := range sts {
 		ev := b.event(run, st, kind)
-		wg.Go(func() { outcomes[i] = b.s.deliver(ctx, run.tl, st.reg, ev, window) })
+		wg.Go(func() { outcomes[i] = b.s.deliver(ctx, b.timeline(run), st.reg, ev, window) })
 	}
 	wg.Wait()
 	var fatal []*writerStatus
@@ -442,6 +456,14 @@ func (b *BackupComponents) broadcast(ctx context.Context, run *setRun, sts []*wr
 	}
 	b.mu.Unlock()
 	return fatal
+}
+
+// timeline returns run's timeline, or the requester's outside a set.
+func (b *BackupComponents) timeline(run *setRun) *Timeline {
+	if run != nil {
+		return run.tl
+	}
+	return b.tl
 }
 
 // event builds the Event a writer is told.
@@ -634,7 +656,7 @@ func (b *BackupComponents) Close(ctx context.Context) error {
 		b.broadcast(ctx, run, sts, vss.EventBackupShutdown, b.s.cfg.EventWindow)
 	}
 	if snapCtx.AutoRelease() && !lastSet.IsNull() {
-		if _, _, err := b.s.deleteSnapshots(ctx, lastSet, vss.VSS_OBJECT_SNAPSHOT_SET); err != nil && !errors.Is(err, vss.VSS_E_OBJECT_NOT_FOUND) {
+		if _, _, err := b.s.deleteSnapshots(ctx, b.tl, lastSet, vss.VSS_OBJECT_SNAPSHOT_SET); err != nil && !errors.Is(err, vss.VSS_E_OBJECT_NOT_FOUND) {
 			return err
 		}
 	}

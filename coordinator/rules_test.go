@@ -178,7 +178,7 @@ func TestB2HoldWindowExpiry(t *testing.T) {
 	b.prov.hook(vss.MethodCommitSnapshots, func(ctx context.Context) error {
 		go func() { heldWrite <- l.WriteAt(context.Background(), []byte{1}, 0, false) }()
 		<-ctx.Done() // blocks past the window; the call's context ends with it
-		return nil
+		return vss.E_ABORT
 	})
 	bc, a := b.backup(ctx, "lun0")
 	err = a.Wait(ctx)
@@ -186,6 +186,7 @@ func TestB2HoldWindowExpiry(t *testing.T) {
 	require.NoError(t, <-heldWrite, "held writes are delayed, never failed")
 	require.Contains(t, b.prov.Calls(), "AbortSnapshots")
 	require.True(t, b.logs.contains(`"event_id":12298`))
+	require.False(t, b.logs.contains(`"event_id":12293`), "the provider's E_ABORT answers the coordinator's own cancel: not its error")
 	require.Equal(t, []string{"Identify", "PrepareForBackup", "PrepareForSnapshot", "Freeze", "Abort"}, w.Events(),
 		"the frozen writer gets Abort, not Thaw (B.10)")
 	require.Empty(t, b.s.Query())
@@ -551,6 +552,7 @@ func TestF1SharedLUNAcrossVolumes(t *testing.T) {
 	require.Equal(t, 1, countOf(calls, "EndPrepareSnapshots"), "A.7a: once per provider, however many volumes")
 	require.Equal(t, 1, countOf(calls, "CommitSnapshots"))
 	require.Equal(t, 2, countOf(calls, "BeginPrepareSnapshot"), "once per volume")
+	require.Equal(t, 3, countOf(calls, "FillInLunInfo"), "A.7m: once per disk that arrives, however many volumes share it")
 	require.NoError(t, bc.Close(ctx))
 }
 
@@ -709,4 +711,62 @@ func TestConcurrentRequestersRace(t *testing.T) {
 	}
 	wg.Wait()
 	require.Len(t, b.s.Query(), 4)
+}
+
+// TestA10CloseBeforeStartSnapshotSet: a requester that gathered metadata
+// and released before any set still sends BackupShutdown, and nothing else.
+func TestA10CloseBeforeStartSnapshotSet(t *testing.T) {
+	ctx := context.Background()
+	b := newBench(t, fast, "lun0")
+	w := newTestWriter("w")
+	_, err := b.s.AddWriter(w, WriterOptions{Name: "w"})
+	require.NoError(t, err)
+	bc := b.s.NewBackupComponents()
+	require.NoError(t, bc.InitializeForBackup(nil))
+	require.NoError(t, bc.GatherWriterMetadata(ctx))
+	require.NoError(t, bc.Close(ctx))
+	require.Equal(t, []string{"Identify", "BackupShutdown"}, w.Events())
+	require.Equal(t, []string{"writer:Identify:w", "writer:BackupShutdown:w"}, trace(bc.Timeline()),
+		"the requester's own timeline records what happened outside a set")
+}
+
+// TestA7PostCommitCountPerProvider: a set spanning two providers tells each
+// how many of the set's snapshots are its own.
+func TestA7PostCommitCountPerProvider(t *testing.T) {
+	ctx := context.Background()
+	b := newBench(t, fast, "lun0", "lun1", "lun2")
+	other := newFakeProvider(b.a)
+	require.NoError(t, b.s.RegisterProvider(ctx, Registration{Name: "other", Provider: other}))
+	reg2 := b.s.Providers()[1]
+	bc := b.s.NewBackupComponents()
+	require.NoError(t, bc.InitializeForBackup(nil))
+	require.NoError(t, bc.SetContext(vss.VSS_CTX_NAS_ROLLBACK))
+	_, err := bc.StartSnapshotSet()
+	require.NoError(t, err)
+	for _, c := range []struct {
+		vol string
+		p   vss.ID
+	}{{"lun0", b.reg.ID}, {"lun1", b.reg.ID}, {"lun2", reg2.ID}} {
+		_, err := bc.AddToSnapshotSet(ctx, c.vol, c.p)
+		require.NoError(t, err)
+	}
+	a, err := bc.DoSnapshotSet(ctx)
+	require.NoError(t, err)
+	require.NoError(t, a.Wait(ctx))
+	require.Equal(t, []int{2}, b.prov.counts)
+	require.Equal(t, []int{1}, other.counts)
+	require.Len(t, bc.Query(), 3)
+	require.NoError(t, bc.Close(ctx))
+}
+
+// TestEContextAll: VSS_CTX_ALL is accepted by SetContext (for queries and
+// deletion) and refused by StartSnapshotSet.
+func TestEContextAll(t *testing.T) {
+	b := newBench(t, fast, "lun0")
+	bc := b.s.NewBackupComponents()
+	require.NoError(t, bc.InitializeForBackup(nil))
+	require.NoError(t, bc.SetContext(vss.VSS_CTX_ALL))
+	_, err := bc.StartSnapshotSet()
+	require.ErrorIs(t, err, vss.VSS_E_BAD_STATE)
+	require.NoError(t, bc.Close(context.Background()))
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -84,13 +85,20 @@ func (r *setRun) setHolding(h bool) {
 // callProvider runs one provider call, records it, and translates its
 // result (vss-spec.md C): a code the method may not return becomes
 // VSS_E_UNEXPECTED_PROVIDER_ERROR and an event-log record.
-func (r *setRun) callProvider(ctx context.Context, p *Registration, m vss.ProviderMethod, fn func(context.Context) error) vss.HRESULT {
+func (r *setRun) callProvider(ctx context.Context, p *Registration, m vss.ProviderMethod, fn func(context.Context) error, notes ...func() string) vss.HRESULT {
 	sp := r.tl.begin(KindProvider, m.String(), p.Name)
 	cctx, cancel := context.WithTimeout(ctx, r.s.cfg.ProviderTimeout)
 	err := fn(cctx)
 	cancel()
 	hr := vss.FromError(err)
-	if err != nil && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+	if err != nil && ctx.Err() != nil {
+		// The coordinator cancelled the call itself (the hold window
+		// passed, the set was cancelled): whatever the provider answered,
+		// it is not the provider's error to report or log.
+		sp.end(hr.Name(), "cancelled by the coordinator: "+context.Cause(ctx).Error())
+		return vss.E_ABORT
+	}
+	if err != nil && errors.Is(err, context.DeadlineExceeded) {
 		hr = vss.VSS_E_UNEXPECTED_PROVIDER_ERROR // the provider outlived its call timeout
 	}
 	out := m.Translate(hr)
@@ -102,7 +110,16 @@ func (r *setRun) callProvider(ctx context.Context, p *Registration, m vss.Provid
 				"method", m.String(), "returned", hr.Name(), "reported", out.Name(), "set", r.id.String())
 		})
 	}
-	sp.end(out.Name(), detail)
+	// notes say what the call answered besides its code (a BOOL, the
+	// device), computed once it returned.
+	var parts []string
+	for _, n := range notes {
+		parts = append(parts, n())
+	}
+	if detail != "" {
+		parts = append(parts, detail)
+	}
+	sp.end(out.Name(), strings.Join(parts, "; "))
 	return out
 }
 
@@ -259,11 +276,22 @@ func (b *BackupComponents) run(ctx context.Context, r *setRun, writers []*writer
 	r.phase("ClearSourceFlags", func() vss.HRESULT { return vss.S_OK })
 
 	// j. PostCommitSnapshots.
-	count := len(r.vols)
+	// Each provider is told how many of the set's snapshots are its own.
 	hr = r.phase("PostCommitSnapshots", func() vss.HRESULT {
-		return r.eachProvider(ctx, vss.MethodPostCommitSnapshots, func(ctx context.Context, p provider.Provider) error {
-			return p.PostCommitSnapshots(ctx, r.id, count)
-		})
+		for _, p := range r.provs {
+			count := 0
+			for _, v := range r.vols {
+				if v.reg == p {
+					count++
+				}
+			}
+			if hr := r.callProvider(ctx, p, vss.MethodPostCommitSnapshots, func(ctx context.Context) error {
+				return p.Provider.PostCommitSnapshots(ctx, r.id, count)
+			}); hr.Failed() {
+				return hr
+			}
+		}
+		return vss.S_OK
 	})
 	// The freeze windows end here; a writer whose window passed was
 	// already failed and aborted by its timer.
@@ -487,6 +515,10 @@ func (b *BackupComponents) holdAndCommit(ctx context.Context, r *setRun) vss.HRE
 	if hr.Failed() {
 		release()
 		window.end(hr.Name(), "flush or hold failed")
+		if hr == vss.VSS_E_FLUSH_WRITES_TIMEOUT {
+			s.log.Error("writes could not be flushed and held in time", "event_id", EventHoldTimeout,
+				"set", r.id.String(), "window", s.cfg.HoldWindow)
+		}
 		return hr
 	}
 
@@ -569,6 +601,13 @@ func (r *setRun) locate(ctx context.Context, vols []*volEntry) vss.HRESULT {
 			return hr
 		}
 	}
+	// FillInLunInfo is called once for each disk that arrives, however many
+	// volumes share it.
+	type answer struct {
+		info provider.LunInfo
+		ok   bool
+	}
+	answers := map[string]answer{}
 	for _, v := range vols {
 		v.devices = make([]string, len(v.targets))
 		v.matched = true
@@ -578,12 +617,15 @@ func (r *setRun) locate(ctx context.Context, vols []*volEntry) vss.HRESULT {
 				v.matched = false
 				continue
 			}
-			var info provider.LunInfo
-			var ok bool
-			r.callProvider(ctx, v.reg, vss.MethodFillInLunInfo, func(ctx context.Context) (err error) {
-				ok, err = v.reg.Provider.FillInLunInfo(ctx, dev, &info)
-				return err
-			})
+			a, asked := answers[dev]
+			if !asked {
+				r.callProvider(ctx, v.reg, vss.MethodFillInLunInfo, func(ctx context.Context) (err error) {
+					a.ok, err = v.reg.Provider.FillInLunInfo(ctx, dev, &a.info)
+					return err
+				}, func() string { return fmt.Sprintf("device %s: supported=%v", dev, a.ok) })
+				answers[dev] = a
+			}
+			info, ok := a.info, a.ok
 			if !ok || !reflect.DeepEqual(info, t) {
 				v.matched = false
 				r.logEvent(func() {
@@ -637,7 +679,9 @@ func (s *Service) record(r *setRun) {
 			p.DeviceObject = v.devices[0]
 		}
 		s.mu.snapshots[v.snapID] = &snapshotRecord{SnapshotProperties: p, reg: v.reg, sources: v.sources, targets: v.targets}
-		r.rec.snaps = append(r.rec.snaps, v.snapID)
+		if !slices.Contains(r.rec.snaps, v.snapID) {
+			r.rec.snaps = append(r.rec.snaps, v.snapID)
+		}
 	}
 }
 

@@ -376,21 +376,26 @@ func (d *Daemon) shutdown() error {
 	if err := d.svc.Close(cctx); err != nil {
 		errs = append(errs, fmt.Errorf("coordinator: %w", err))
 	}
-	d.release()
+	d.releaseResources()
 	return errors.Join(errs...)
 }
 
-// release frees what New built: providers, writers' resources, and
-// listeners that Run never served.
+// release frees what New built and Run did not serve: the listeners too.
 func (d *Daemon) release() {
+	d.releaseResources()
+	closeAll(d.apiLs)
+	closeAll(d.nbdLs)
+}
+
+// releaseResources closes the providers and the writers' resources (an
+// fsfreeze writer thaws); the servers close their own listeners.
+func (d *Daemon) releaseResources() {
 	for _, p := range d.provs {
 		_ = p.prov.Close()
 	}
 	for _, c := range d.closers {
 		_ = c()
 	}
-	closeAll(d.apiLs)
-	closeAll(d.nbdLs)
 	if d.reqCancel != nil {
 		d.reqCancel()
 	}

@@ -1,0 +1,152 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/shadowbench/shadowbench/nbd"
+	"github.com/shadowbench/shadowbench/vss"
+)
+
+func TestCreateSetAndManage(t *testing.T) {
+	cfg := testConfig()
+	cfg.Volumes = []VolumeConfig{{Name: "data", LUNs: []string{"lun0", "lun1"}}}
+	d, c := start(t, cfg)
+	ctx := context.Background()
+
+	// Data written before the set is in the snapshot.
+	nc, err := nbd.Dial(ctx, "tcp", d.NBDAddrs()[0].String(), &nbd.DialOptions{Export: "lun0"})
+	require.NoError(t, err)
+	require.NoError(t, nc.Write(ctx, []byte("before"), 0, 0))
+
+	rep, err := c.CreateSet(ctx, CreateSetRequest{Targets: []string{"data"}, Context: "app-rollback"})
+	require.NoError(t, err)
+	require.Equal(t, "created", rep.State)
+	require.Equal(t, "S_OK", rep.Result)
+	require.Equal(t, "VSS_CTX_APP_ROLLBACK", rep.Context)
+	require.False(t, rep.Held, "a persistent set needs no held requester")
+	require.Len(t, rep.Snapshots, 1)
+	snap := rep.Snapshots[0]
+	require.Equal(t, []string{"lun0", "lun1"}, snap.SourceLUNs)
+	require.Len(t, snap.Exports, 2)
+	require.NotEmpty(t, rep.Timeline)
+	for _, name := range []string{"EndPrepareSnapshots", "Freeze", "FlushAndHold", "CommitSnapshots", "PostFinalCommitSnapshots"} {
+		require.True(t, hasSpan(rep, name), name)
+	}
+	var text bytes.Buffer
+	require.NoError(t, rep.WriteText(&text))
+	for _, want := range []string{rep.ID.String(), snap.ID.String(), snap.Exports[0], "OFFSET", "DURATION", "KIND", "ACTOR", "CommitSnapshots"} {
+		require.Contains(t, text.String(), want)
+	}
+
+	// The snapshot's export reads the data of the time of the set.
+	require.NoError(t, nc.Write(ctx, []byte("after!"), 0, 0))
+	target := snap.TargetLUNs[0]
+	sc, err := nbd.Dial(ctx, "tcp", d.NBDAddrs()[0].String(), &nbd.DialOptions{Export: target})
+	require.NoError(t, err)
+	buf := make([]byte, 6)
+	require.NoError(t, sc.Read(ctx, buf, 0))
+	require.Equal(t, "before", string(buf))
+	require.NoError(t, sc.Close())
+
+	got, err := c.Snapshot(ctx, snap.ID)
+	require.NoError(t, err)
+	require.Equal(t, snap.ID, got.ID)
+	desc, err := c.Describe(ctx, rep.ID)
+	require.NoError(t, err)
+	require.IsType(t, &SetReport{}, desc)
+	exp, err := c.ExposeSnapshot(ctx, snap.ID)
+	require.NoError(t, err)
+	require.Equal(t, target, exp.Export)
+
+	rev, err := c.RevertSnapshot(ctx, snap.ID)
+	require.NoError(t, err)
+	require.Equal(t, "data", rev.Volume)
+	require.NoError(t, nc.Read(ctx, buf, 0))
+	require.Equal(t, "before", string(buf), "the revert brought the snapshot's data back")
+	require.NoError(t, nc.Close())
+
+	br, err := c.BreakSet(ctx, rep.ID, BreakRequest{MakeReadWrite: true})
+	require.NoError(t, err)
+	require.Equal(t, "VSS_BREAKEX_FLAG_MAKE_READ_WRITE", br.Flags)
+	require.ElementsMatch(t, snap.TargetLUNs, br.LUNs)
+	snaps, err := c.Snapshots(ctx)
+	require.NoError(t, err)
+	require.Empty(t, snaps, "a broken set's snapshots are no longer VSS's")
+	l, err := c.LUN(ctx, target)
+	require.NoError(t, err)
+	require.False(t, l.ReadOnly, "the broken LUN is writable")
+
+	// A second, auto-release set is held until deleted.
+	rep2, err := c.CreateSet(ctx, CreateSetRequest{Targets: []string{"lun0", "lun1"}})
+	require.NoError(t, err)
+	require.True(t, rep2.Held)
+	require.Len(t, rep2.Snapshots, 2)
+	del, err := c.DeleteSnapshot(ctx, rep2.Snapshots[0].ID)
+	require.NoError(t, err)
+	require.Equal(t, []string{rep2.Snapshots[0].ID.String()}, del.Deleted)
+	del, err = c.DeleteSet(ctx, rep2.ID)
+	require.NoError(t, err)
+	require.Equal(t, []string{rep2.Snapshots[1].ID.String()}, del.Deleted)
+	st, err := c.Status(ctx)
+	require.NoError(t, err)
+	require.Zero(t, st.Held)
+	require.Equal(t, 2, st.Sets["created"])
+	_, err = c.DeleteSet(ctx, rep2.ID)
+	require.ErrorIs(t, err, vss.VSS_E_OBJECT_NOT_FOUND)
+}
+
+func hasSpan(r *SetReport, name string) bool {
+	for _, s := range r.Timeline {
+		if s.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// TestCreateSetFailure checks that a set that fails after it started is
+// answered with the HRESULT and the set's report, timeline included.
+func TestCreateSetFailure(t *testing.T) {
+	cfg := testConfig()
+	cfg.Windows.Hold = 50 * time.Millisecond
+	prof, err := ParseConfig("c.yaml", []byte("providers:\n  - name: slow\n    profile:\n      commit: {block: 200ms}\n"))
+	require.NoError(t, err)
+	cfg.Providers = prof.Providers
+	cfg.File, cfg.root = prof.File, prof.root
+	_, c := start(t, cfg)
+	_, err = c.CreateSet(context.Background(), CreateSetRequest{Targets: []string{"lun0"}, Context: "VSS_CTX_APP_ROLLBACK"})
+	require.ErrorIs(t, err, vss.VSS_E_HOLD_WRITES_TIMEOUT)
+	var ae *APIError
+	require.True(t, errors.As(err, &ae))
+	require.Equal(t, http.StatusGatewayTimeout, ae.Status)
+	require.NotNil(t, ae.Set)
+	require.Equal(t, "failed", ae.Set.State)
+	require.Equal(t, "VSS_E_HOLD_WRITES_TIMEOUT", ae.Set.Result)
+	require.True(t, hasSpan(ae.Set, "hold"))
+	require.Empty(t, ae.Set.Snapshots)
+	require.True(t, strings.HasPrefix(err.Error(), "DoSnapshotSet: VSS_E_HOLD_WRITES_TIMEOUT"), err.Error())
+}
+
+// TestSetsAreSerialized checks that two requests for sets at once both
+// succeed: the second waits for the first (B.1) instead of failing.
+func TestSetsAreSerialized(t *testing.T) {
+	_, c := start(t, testConfig())
+	ctx := context.Background()
+	errs := make(chan error, 2)
+	for _, l := range []string{"lun0", "lun1"} {
+		go func() {
+			_, err := c.CreateSet(ctx, CreateSetRequest{Targets: []string{l}, Context: "nas-rollback"})
+			errs <- err
+		}()
+	}
+	require.NoError(t, <-errs)
+	require.NoError(t, <-errs)
+}
