@@ -197,10 +197,8 @@
 // # The runner's own rules
 //
 //   - R1 Run never panics on a scenario's account: a coordinator panic in a
-//     requester call is contained and reported. A panic the coordinator
-//     would raise on a goroutine cannot be contained; the runner avoids the
-//     one call known to do it (Close before any set, see closeRequester) and
-//     reports it instead.
+//     requester call is contained and reported. (A panic on one of the
+//     coordinator's own goroutines could not be contained; none is known.)
 //   - R2 Run stops everything it started (array, service, providers, NBD
 //     server, load, clients) before it returns; the tests check for leaked
 //     goroutines.

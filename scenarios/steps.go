@@ -376,27 +376,9 @@ func (r *runner) call(ctx context.Context, s *step, fail func(expected, got stri
 	return vss.E_UNEXPECTED // the decoder admits no other call
 }
 
-// closeRequester releases a requester. The coordinator's Close sends
-// BackupShutdown through the requester's snapshot set, and panics on a
-// goroutine, killing the process, when writers answered Identify but no
-// set was ever started; the runner does not make that call, and reports
-// it instead.
+// closeRequester releases a requester (A.10: BackupShutdown to every
+// writer, auto-release snapshots deleted).
 func (r *runner) closeRequester(ctx context.Context, q *requester) vss.HRESULT {
-	q.mu.Lock()
-	hazard := q.gathered && !q.started && !q.closed && len(q.bc.WriterMetadata()) > 0
-	q.mu.Unlock()
-	if hazard {
-		now := time.Now()
-		r.rec.add(rawEvent{kind: kindRequester, name: "Close", actor: q.name, result: vss.E_UNEXPECTED.Name(),
-			detail: "not called: the coordinator's Close panics with writers and no snapshot set", start: now, end: now})
-		r.mismatch(0, "requester "+q.name+" Close", "BackupShutdown to every writer (A.10)",
-			"the runner did not call Close: coordinator.BackupComponents.Close broadcasts BackupShutdown through a nil snapshot set after GatherWriterMetadata without StartSnapshotSet, and the goroutine's nil dereference kills the process",
-			now, now)
-		q.mu.Lock()
-		q.closed = true
-		q.mu.Unlock()
-		return vss.E_UNEXPECTED
-	}
 	hr := r.reqCall(q, "Close", "", func() (vss.HRESULT, error) { return 0, q.bc.Close(ctx) })
 	q.mu.Lock()
 	q.closed = true
