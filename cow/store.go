@@ -28,8 +28,10 @@ type Store interface {
 	Reserve(n int64) error
 	// Unreserve gives back n reserved blocks that were not allocated.
 	Unreserve(n int64)
-	// Alloc returns a block with unspecified content, drawing on an
-	// earlier Reserve; the caller fills all of it.
+	// Alloc returns a block with unspecified content; the caller fills all
+	// of it. A store with a capacity draws on an earlier Reserve; a store
+	// without one (Stats().CapacityBytes == 0) is not asked to reserve and
+	// accounts for the block itself, so writes pay no shared counter.
 	Alloc() Block
 	// Free returns a block that nothing references any more; reuse says
 	// whether it may be handed out again at once (see above). Its reserve
@@ -121,6 +123,9 @@ func (s *MemStore) Unreserve(n int64) { s.reserved.Add(-n) }
 // Alloc implements Store.
 func (s *MemStore) Alloc() Block {
 	s.blocks.Add(1)
+	if s.capacity == 0 {
+		s.reserved.Add(1)
+	}
 	if b, ok := s.pool.Get().(*Block); ok {
 		return *b
 	}

@@ -232,20 +232,34 @@ func (v *Volume) zeroPartial(e *epoch, off, n int64) error {
 // mutate writes src (n bytes) at off in epoch e, reserving the blocks it
 // needs first so that a full store fails the write before any of it lands.
 func (v *Volume) mutate(e *epoch, off, n int64, src []byte) error {
+	if !v.limited {
+		// No capacity to enforce: no reservation, so a write that
+		// allocates nothing touches no counter shared with other writers.
+		v.write(e, off, src)
+		return nil
+	}
 	first, last := uint64(off>>v.shift), uint64((off+n-1)>>v.shift)
-	need := int64(last - first + 1)
-	if v.limited {
-		need = 0
-		for idx := first; idx <= last; idx++ {
-			if v.needsBlock(e, idx) {
-				need++
-			}
+	var need int64
+	for idx := first; idx <= last; idx++ {
+		if v.needsBlock(e, idx) {
+			need++
 		}
 	}
 	if err := v.store.Reserve(need); err != nil {
 		return err
 	}
-	var allocated int64
+	allocated := v.write(e, off, src)
+	// The count can fall short when racing writers change the map between
+	// the count and the write; the store then runs over by those few blocks
+	// rather than fail a write half done. Unreserve with a negative count
+	// takes the overrun into the reservation.
+	v.store.Unreserve(need - allocated)
+	return nil
+}
+
+// write copies src to off, grain by grain, and returns how many blocks it
+// allocated.
+func (v *Volume) write(e *epoch, off int64, src []byte) (allocated int64) {
 	for len(src) > 0 {
 		idx := uint64(off >> v.shift)
 		o := int(off & (v.grain - 1))
@@ -255,12 +269,7 @@ func (v *Volume) mutate(e *epoch, off, n int64, src []byte) error {
 		}
 		src, off = src[c:], off+int64(c)
 	}
-	// A limited store's count can fall short when racing writers change
-	// the map between the count and the write; the store then runs over by
-	// those few blocks rather than fail a write half done. Unreserve with a
-	// negative count takes the overrun into the reservation.
-	v.store.Unreserve(need - allocated)
-	return nil
+	return allocated
 }
 
 // Extents reports [off, off+n) as runs of Data, Zero and Hole, merged and
