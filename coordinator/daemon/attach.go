@@ -100,12 +100,10 @@ func (a *Attachment) Info() WriterInfo { return a.info }
 // answer, until ctx ends; then it detaches the writer. onEvent, if not
 // nil, is told of each event handled. Serve returns nil once ctx ended,
 // ErrWriterDropped when the daemon forgot the writer, ErrStopping when the
-// daemon shut down, and the last error when it could not reach the daemon
-// for DefaultRemoteWriterTimeout.
+// daemon shut down, and ErrUnreachable when the daemon went away: a daemon
+// that comes back does not know the writer, so retrying would not help.
 func (a *Attachment) Serve(ctx context.Context, w coordinator.Writer, onEvent func(EventRecord)) error {
 	defer a.detach(ctx)
-	var failing time.Time
-	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
 		ev, err := a.c.NextEvent(ctx, a.info.ID, pollWait)
 		var ae *APIError
@@ -117,24 +115,8 @@ func (a *Attachment) Serve(ctx context.Context, w coordinator.Writer, onEvent fu
 		case errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable:
 			return ErrStopping
 		case err != nil:
-			if failing.IsZero() {
-				failing = time.Now()
-			}
-			if time.Since(failing) > DefaultRemoteWriterTimeout {
-				return err
-			}
-			t := time.NewTimer(backoff)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return nil
-			case <-t.C:
-			}
-			backoff = min(2*backoff, 2*time.Second)
-			continue
-		}
-		failing, backoff = time.Time{}, 50*time.Millisecond
-		if ev == nil {
+			return err
+		case ev == nil:
 			continue
 		}
 		rec := a.run(ctx, w, ev)

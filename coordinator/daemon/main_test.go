@@ -2,9 +2,9 @@ package daemon
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -21,7 +21,9 @@ func testConfig() *Config {
 	cfg := DefaultConfig()
 	cfg.NBD.Listen, cfg.API.Listen = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Array.LUNs = []LUNConfig{{Name: "lun0", Size: 64 << 20}, {Name: "lun1", Size: 64 << 20, BlockSize: 4096}}
-	cfg.NBD.ShutdownTimeout = 5e9
+	cfg.NBD.ShutdownTimeout = 5 * time.Second
+	cfg.Windows.Event = 5 * time.Second // a stuck test fails in seconds, not minutes
+	cfg.Windows.Prepare = 5 * time.Second
 	return cfg
 }
 
@@ -42,5 +44,3 @@ func start(t *testing.T, cfg *Config) (*Daemon, *Client) {
 	})
 	return d, c
 }
-
-var _ = io.Discard

@@ -77,8 +77,10 @@ func TestRemoteWriterVeto(t *testing.T) {
 	require.Equal(t, "created", rep.State)
 	require.Equal(t, []WriterStatusReport{{Name: "db", InstanceID: ws[0].InstanceID, State: "VSS_WS_FAILED_AT_FREEZE",
 		Failure: "VSS_E_WRITERERROR_RETRYABLE", Message: "busy"}}, rep.Writers)
-	require.Equal(t, []string{"Identify", "PrepareForBackup", "PrepareForSnapshot", "Freeze", "Thaw", "PostSnapshot", "BackupComplete"},
-		log.kinds())
+	want := []string{"Identify", "PrepareForBackup", "PrepareForSnapshot", "Freeze", "Thaw", "PostSnapshot", "BackupComplete"}
+	require.Eventually(t, func() bool { return len(log.kinds()) == len(want) }, 5*time.Second, time.Millisecond,
+		"the client logs an event after its answer is posted")
+	require.Equal(t, want, log.kinds())
 	require.True(t, hasSpan(rep, "freeze-window"))
 
 	_, err = c.DeleteSet(ctx, rep.ID)
@@ -120,8 +122,14 @@ func TestRemoteWriterWindow(t *testing.T) {
 	_, c := start(t, cfg)
 	ctx := context.Background()
 	release := make(chan struct{})
-	w, err := coordinator.NewScriptedWriter(coordinator.Script{}, coordinator.WithHook(vss.EventFreeze, func(*coordinator.Event) bool {
-		<-release
+	// The hook overstays its window and answers only when the window ends
+	// (a callback must return when ev.Ctx ends): its answer comes late.
+	w, err := coordinator.NewScriptedWriter(coordinator.Script{}, coordinator.WithHook(vss.EventFreeze, func(ev *coordinator.Event) bool {
+		select {
+		case <-release:
+		case <-ev.Ctx.Done():
+			time.Sleep(20 * time.Millisecond)
+		}
 		return true
 	}))
 	require.NoError(t, err)
@@ -186,14 +194,16 @@ func TestRemoteWriterAnswers(t *testing.T) {
 		done <- rep
 	}()
 	answered := map[string]int{}
-	for rep := (*SetReport)(nil); rep == nil; {
-		ev, err := c.NextEvent(ctx, info.ID, 50*time.Millisecond)
+	var rep *SetReport
+	for rep == nil {
+		select {
+		case rep = <-done:
+			continue
+		default:
+		}
+		ev, err := c.NextEvent(ctx, info.ID, 20*time.Millisecond)
 		require.NoError(t, err)
 		if ev == nil {
-			select {
-			case rep = <-done:
-			default:
-			}
 			continue
 		}
 		again, err := c.NextEvent(ctx, info.ID, time.Millisecond)
@@ -212,12 +222,12 @@ func TestRemoteWriterAnswers(t *testing.T) {
 		require.ErrorAs(t, err, &ae)
 		require.Equal(t, http.StatusGone, ae.Status, "a second answer is refused")
 		answered[ev.Kind]++
-		if ev.Kind == "BackupComplete" {
-			rep = <-done
-		}
 	}
+	require.Equal(t, "VSS_WS_FAILED_AT_POST_SNAPSHOT", rep.Writers[0].State)
+	require.Equal(t, "VSS_E_WRITERERROR_OUTOFRESOURCES", rep.Writers[0].Failure)
+	require.Equal(t, "E_OUTOFMEMORY", rep.Writers[0].Application)
 	require.Equal(t, map[string]int{"Identify": 1, "PrepareForBackup": 1, "PrepareForSnapshot": 1, "Freeze": 1, "Thaw": 1,
-		"PostSnapshot": 1, "BackupComplete": 1}, answered)
+		"PostSnapshot": 1, "BackupComplete": 1, "BackupShutdown": 1}, answered)
 	_, err = c.UnregisterWriter(ctx, info.ID)
 	require.NoError(t, err)
 }
