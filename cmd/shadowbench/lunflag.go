@@ -6,24 +6,20 @@ import (
 	"strings"
 
 	"github.com/dustin/go-humanize"
-	"github.com/shadowbench/shadowbench/lun"
+
+	"github.com/shadowbench/shadowbench/coordinator/daemon"
 )
 
-// lunSpec is one --lun value: name=NAME,size=SIZE[,blocksize=512|4096][,readonly=BOOL].
-type lunSpec struct {
-	name string
-	opts lun.Options
-}
-
-// lunSpecs is the repeatable --lun flag.
-type lunSpecs []lunSpec
+// lunSpecs is the repeatable --lun flag; each value is
+// name=NAME,size=SIZE[,blocksize=512|4096][,readonly=BOOL].
+type lunSpecs []daemon.LUNConfig
 
 func (s *lunSpecs) Type() string { return "spec" }
 
 func (s *lunSpecs) String() string {
 	parts := make([]string, len(*s))
 	for i, l := range *s {
-		parts[i] = fmt.Sprintf("name=%s,size=%s", l.name, humanize.IBytes(uint64(l.opts.Size)))
+		parts[i] = fmt.Sprintf("name=%s,size=%s", l.Name, humanize.IBytes(uint64(l.Size)))
 	}
 	return strings.Join(parts, " ")
 }
@@ -37,8 +33,8 @@ func (s *lunSpecs) Set(v string) error {
 	return nil
 }
 
-func parseLUNSpec(v string) (lunSpec, error) {
-	spec := lunSpec{opts: lun.Options{BlockSize: 512}}
+func parseLUNSpec(v string) (daemon.LUNConfig, error) {
+	spec := daemon.LUNConfig{BlockSize: 512}
 	seen := map[string]bool{}
 	for _, kv := range strings.Split(v, ",") {
 		key, val, ok := strings.Cut(kv, "=")
@@ -51,35 +47,35 @@ func parseLUNSpec(v string) (lunSpec, error) {
 		seen[key] = true
 		switch key {
 		case "name":
-			spec.name = val
+			spec.Name = val
 		case "size":
 			n, err := humanize.ParseBytes(val)
 			if err != nil || n == 0 || n > 1<<60 {
 				return spec, fmt.Errorf("size %q: want a positive size such as 1GiB or 512MiB", val)
 			}
-			spec.opts.Size = int64(n)
+			spec.Size = daemon.Size(n)
 		case "blocksize":
 			if val != "512" && val != "4096" {
 				return spec, fmt.Errorf("blocksize %q: want 512 or 4096", val)
 			}
-			spec.opts.BlockSize, _ = strconv.Atoi(val)
+			spec.BlockSize, _ = strconv.Atoi(val)
 		case "readonly":
 			b, err := strconv.ParseBool(val)
 			if err != nil {
 				return spec, fmt.Errorf("readonly %q: want true or false", val)
 			}
-			spec.opts.ReadOnly = b
+			spec.ReadOnly = b
 		default:
 			return spec, fmt.Errorf("unknown key %q (want name, size, blocksize, readonly)", key)
 		}
 	}
 	switch {
-	case spec.name == "":
+	case spec.Name == "":
 		return spec, fmt.Errorf("name is missing")
-	case spec.opts.Size == 0:
+	case spec.Size == 0:
 		return spec, fmt.Errorf("size is missing")
-	case spec.opts.Size%int64(spec.opts.BlockSize) != 0:
-		return spec, fmt.Errorf("size %d is not a multiple of the block size %d", spec.opts.Size, spec.opts.BlockSize)
+	case int64(spec.Size)%int64(spec.BlockSize) != 0:
+		return spec, fmt.Errorf("size %d is not a multiple of the block size %d", spec.Size, spec.BlockSize)
 	}
 	return spec, nil
 }

@@ -62,6 +62,10 @@ func newRoot(stderr io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVar(&format, "log-format", "text", "log format: text or json")
 	root.AddCommand(newServeCmd(a))
 	root.AddCommand(newBenchCmd())
+	root.AddCommand(newLUNCmd())
+	root.AddCommand(newSnapshotCmd())
+	root.AddCommand(newWriterCmd())
+	root.AddCommand(newStatusCmd())
 	root.AddCommand(newDemoCmd(a))
 	root.AddCommand(newScenarioCmd())
 	return root

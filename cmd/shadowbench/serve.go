@@ -2,93 +2,89 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
-	"net"
 	"time"
 
-	"github.com/shadowbench/shadowbench/lun"
-	"github.com/shadowbench/shadowbench/nbd"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/shadowbench/shadowbench/coordinator/daemon"
+	"github.com/shadowbench/shadowbench/nbd"
 )
 
 // serveFlags are the flags of shadowbench serve.
 type serveFlags struct {
-	listen, socket, defaultExport string
-	luns                          lunSpecs
-	maxInFlight                   int
-	shutdownTimeout               time.Duration
-	bench                         benchServeFlags
+	config, profile, listen, socket, defaultExport, api, apiSocket string
+	luns                                                           lunSpecs
+	maxInFlight                                                    int
+	shutdownTimeout, hold, freeze, remoteWriter                    time.Duration
+	bench                                                          benchServeFlags
 }
 
 func newServeCmd(a *app) *cobra.Command {
 	var f serveFlags
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Serve in-memory LUNs over NBD until SIGINT or SIGTERM",
-		Args:  cobra.NoArgs,
-		RunE:  func(cmd *cobra.Command, _ []string) error { return serve(cmd.Context(), a.log, f) },
+		Short: "Run the daemon: LUNs over NBD, the VSS coordinator and the HTTP API, until SIGINT or SIGTERM",
+		Long: `Run the array, the NBD server, the coordinator with the emulated array
+provider, and the HTTP API (JSON; Prometheus metrics at /metrics) until
+SIGINT or SIGTERM; then stop accepting, drain and flush. Without --config:
+LUNs lun0 and lun1 of 1 GiB on nbd://127.0.0.1:10809, the API on
+http://127.0.0.1:10810. --config reads a YAML file (array, providers and
+profiles, writers, volumes, windows); flags given override it and --lun
+adds to its LUNs. lun, snapshot, writer and status are the API's clients.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return serve(cmd.Context(), a.log, cmd.Flags(), &f) },
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.listen, "listen", "127.0.0.1:10809", "TCP address to serve NBD on; empty for none")
+	fl.StringVar(&f.config, "config", "", "YAML configuration `FILE`")
+	fl.StringVar(&f.listen, "listen", daemon.DefaultNBDListen, "TCP address to serve NBD on; empty for none")
 	fl.StringVar(&f.socket, "socket", "", "unix socket to serve NBD on as well")
+	fl.StringVar(&f.api, "api", daemon.DefaultAPIListen, "loopback address of the HTTP API; empty for none")
+	fl.StringVar(&f.apiSocket, "api-socket", "", "unix socket (mode 0600) to serve the HTTP API on as well")
 	fl.Var(&f.luns, "lun", "a LUN, name=NAME,size=SIZE[,blocksize=512|4096][,readonly=true]; repeatable (default: lun0 and lun1 of 1 GiB)")
+	fl.StringVar(&f.profile, "profile", "", "firmware profile `FILE` of the (first) array provider")
 	fl.StringVar(&f.defaultExport, "default-export", "", "export for clients that name none (default: the first LUN)")
 	fl.IntVar(&f.maxInFlight, "max-in-flight", nbd.DefaultMaxInFlight, "requests in flight per connection")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for requests in flight")
+	fl.DurationVar(&f.hold, "hold-window", 10*time.Second, "the flush & hold window")
+	fl.DurationVar(&f.freeze, "freeze-window", 60*time.Second, "writers' default freeze window")
+	fl.DurationVar(&f.remoteWriter, "remote-writer-timeout", daemon.DefaultRemoteWriterTimeout, "how long an attached writer may stay silent before it is dropped")
 	f.bench.bind(fl)
 	return cmd
 }
 
-func serve(ctx context.Context, log *slog.Logger, f serveFlags) error {
-	luns := f.luns
-	if len(luns) == 0 {
-		def := lun.Options{Size: 1 << 30, BlockSize: 512}
-		luns = lunSpecs{{"lun0", def}, {"lun1", def}}
+// given returns &v when the flag was set on the command line, else nil.
+func given[T any](fl *pflag.FlagSet, name string, v T) *T {
+	if fl.Changed(name) {
+		return &v
 	}
-	arr, err := lun.NewArray(lun.Config{})
+	return nil
+}
+
+func serve(ctx context.Context, log *slog.Logger, fl *pflag.FlagSet, f *serveFlags) error {
+	cfg := daemon.DefaultConfig()
+	if f.config != "" {
+		var err error
+		if cfg, err = daemon.LoadConfig(f.config); err != nil {
+			return err
+		}
+	}
+	cfg.Apply(daemon.Overrides{NBDListen: given(fl, "listen", f.listen), NBDSocket: given(fl, "socket", f.socket),
+		DefaultExport: given(fl, "default-export", f.defaultExport), APIListen: given(fl, "api", f.api),
+		APISocket: given(fl, "api-socket", f.apiSocket), MaxInFlight: given(fl, "max-in-flight", f.maxInFlight),
+		ShutdownTimeout: given(fl, "shutdown-timeout", f.shutdownTimeout), Hold: given(fl, "hold-window", f.hold),
+		Freeze: given(fl, "freeze-window", f.freeze), RemoteWriter: given(fl, "remote-writer-timeout", f.remoteWriter),
+		LUNs: f.luns, Profile: f.profile})
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if f.bench.engine != "" || f.bench.snapshotInterval > 0 {
+		return serveBench(ctx, log, cfg, f.bench)
+	}
+	d, err := daemon.New(ctx, cfg, daemon.Options{Logger: log})
 	if err != nil {
 		return err
 	}
-	for _, s := range luns {
-		if _, err := arr.Create(s.name, s.opts); err != nil {
-			return fmt.Errorf("--lun %s: %w", s.name, err)
-		}
-	}
-	if f.defaultExport == "" {
-		f.defaultExport = luns[0].name
-	}
-
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	for _, a := range [...]struct{ network, addr, flag string }{{"tcp", f.listen, "--listen"}, {"unix", f.socket, "--socket"}} {
-		if a.addr == "" {
-			continue
-		}
-		l, err := net.Listen(a.network, a.addr)
-		if err != nil {
-			return fmt.Errorf("%s: %w", a.flag, err)
-		}
-		ls = append(ls, l)
-		log.Info("serving NBD", "network", a.network, "addr", l.Addr().String())
-	}
-	if len(ls) == 0 {
-		return errors.New("nothing to serve on: give --listen or --socket")
-	}
-	if f.bench.engine != "" || f.bench.snapshotInterval > 0 {
-		return serveBench(ctx, log, arr, ls, f.bench)
-	}
-	srv := nbd.NewServer(nbd.ArrayCatalog(arr), nbd.Options{
-		MaxInFlight: f.maxInFlight, DefaultExport: f.defaultExport,
-		ShutdownTimeout: f.shutdownTimeout, Logger: log,
-	})
-	log.Info("LUNs ready", "luns", luns.String(), "default", f.defaultExport)
-	err = srv.Run(ctx, ls...)
-	log.Info("NBD server stopped", "err", err)
-	return err
+	return d.Run(ctx)
 }

@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"sync"
 	"time"
 
 	"github.com/spf13/pflag"
 
+	"github.com/shadowbench/shadowbench/coordinator/daemon"
 	"github.com/shadowbench/shadowbench/lun"
 	"github.com/shadowbench/shadowbench/nbd"
 	"github.com/shadowbench/shadowbench/nbd/gonbd"
@@ -27,9 +27,22 @@ func (b *benchServeFlags) bind(fl *pflag.FlagSet) {
 	fl.DurationVar(&b.snapshotInterval, "snapshot-interval", 0, "snapshot every LUN this often, keeping the newest two (a benchmark load); 0 for never")
 }
 
-// serveBench serves with the chosen engine while the snapshot schedule, if
-// any, runs beside it.
-func serveBench(ctx context.Context, log *slog.Logger, arr *lun.Array, ls []net.Listener, b benchServeFlags) error {
+// serveBench serves the configured LUNs with the chosen engine while the
+// snapshot schedule, if any, runs beside it; no coordinator and no API.
+func serveBench(ctx context.Context, log *slog.Logger, cfg *daemon.Config, b benchServeFlags) error {
+	arr, err := daemon.BuildArray(cfg)
+	if err != nil {
+		return err
+	}
+	ls, err := daemon.ListenNBD(cfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, l := range ls {
+			_ = l.Close()
+		}
+	}()
 	var names []string
 	var luns []*lun.LUN
 	for _, l := range arr.List() {

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/shadowbench/shadowbench/coordinator/daemon"
+	"github.com/shadowbench/shadowbench/vss"
+)
+
+// apiFlags are the flags shared by the subcommands that talk to the
+// daemon: where its API is, and whether to print JSON.
+type apiFlags struct {
+	api  string
+	json bool
+}
+
+// bind adds --api and --json to a command group; its subcommands share
+// them.
+func (f *apiFlags) bind(cmd *cobra.Command) {
+	cmd.PersistentFlags().StringVar(&f.api, "api", "", "the daemon's API: http://HOST:PORT, HOST:PORT or unix:/PATH (default $"+
+		daemon.EnvAPI+", else "+daemon.DefaultAPI+")")
+	cmd.PersistentFlags().BoolVar(&f.json, "json", false, "print the daemon's answer as JSON")
+}
+
+// call runs fn with a client of the daemon and prints what it returns: the
+// text form, or JSON with --json. A snapshot set that failed after it
+// started is printed too, before the error.
+func (f *apiFlags) call(cmd *cobra.Command, fn func(ctx context.Context, c *daemon.Client) (daemon.Texter, error)) error {
+	c, err := daemon.NewClient(daemon.ResolveAPI(f.api))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	v, err := fn(cmd.Context(), c)
+	var ae *daemon.APIError
+	if errors.As(err, &ae) && ae.Set != nil {
+		_ = f.print(cmd, ae.Set)
+	}
+	if err != nil {
+		return err
+	}
+	return f.print(cmd, v)
+}
+
+func (f *apiFlags) print(cmd *cobra.Command, v daemon.Texter) error {
+	if f.json {
+		enc := json.NewEncoder(cmd.OutOrStdout())
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	return v.WriteText(cmd.OutOrStdout())
+}
+
+// parseID reads a snapshot, set or writer ID argument.
+func parseID(what, s string) (vss.ID, error) {
+	id, err := vss.ParseID(s)
+	if err != nil {
+		return vss.ID{}, fmt.Errorf("%s %q: want an ID such as {9593A157-44E9-4344-BBEB-44FBF9B06B10}", what, s)
+	}
+	return id, nil
+}

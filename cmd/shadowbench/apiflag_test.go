@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// cli runs a command line and returns its stdout, stderr and error.
+func cli(ctx context.Context, args ...string) (string, string, error) {
+	var out, errb syncBuffer
+	err := run(ctx, args, &out, &errb)
+	return out.String(), errb.String(), err
+}
+
+// serveForTest runs `shadowbench serve` in-process until the test ends:
+// the API on a unix socket in a temporary directory, NBD on an ephemeral
+// port, and two 64 MiB LUNs, lun0 and lun1, unless args say otherwise. It
+// returns the --api value that reaches it.
+func serveForTest(t *testing.T, args ...string) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "api.sock")
+	if len(args) == 0 {
+		args = []string{"--lun", "name=lun0,size=64MiB", "--lun", "name=lun1,size=64MiB,blocksize=4096"}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := cli(ctx, append([]string{"serve", "--listen", "127.0.0.1:0", "--api", "", "--api-socket", sock}, args...)...)
+		done <- err
+	}()
+	api := "unix:" + sock
+	require.Eventually(t, func() bool {
+		_, _, err := cli(context.Background(), "status", "--api", api)
+		return err == nil
+	}, 10*time.Second, 5*time.Millisecond, "the daemon answers")
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	return api
+}
+
+// cliJSON runs a client command with --json and decodes its stdout.
+func cliJSON(t *testing.T, v any, args ...string) {
+	t.Helper()
+	out, stderr, err := cli(context.Background(), append(args, "--json")...)
+	require.NoError(t, err, stderr)
+	require.NoError(t, json.Unmarshal([]byte(out), v), out)
+}
+
+// TestClientHelp checks that every client subcommand explains itself and
+// offers --json and --api.
+func TestClientHelp(t *testing.T) {
+	for _, cmd := range [][]string{
+		{"lun", "create"}, {"lun", "list"}, {"lun", "delete"}, {"lun", "fault"},
+		{"snapshot", "create"}, {"snapshot", "list"}, {"snapshot", "show"}, {"snapshot", "delete"},
+		{"snapshot", "expose"}, {"snapshot", "revert"}, {"snapshot", "break"},
+		{"writer", "attach"}, {"writer", "list"}, {"status"},
+	} {
+		out, _, err := cli(context.Background(), append(cmd, "--help")...)
+		require.NoError(t, err, "%v", cmd)
+		for _, want := range []string{"Usage:", "--json", "--api", "SHADOWBENCH_API"} {
+			require.Contains(t, out, want, "%v --help", cmd)
+		}
+		require.Greater(t, len(strings.Split(out, "\n")), 10, "%v --help explains", cmd)
+	}
+}
+
+// TestClientWithoutDaemon checks the error when nothing answers, and the
+// address forms the client accepts.
+func TestClientWithoutDaemon(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "none.sock")
+	for _, tc := range []struct {
+		args []string
+		err  string
+	}{
+		{[]string{"status", "--api", "unix:" + sock}, "cannot reach the shadowbench daemon (is `shadowbench serve` running?): unix:" + sock},
+		{[]string{"lun", "list", "--api", "127.0.0.1:1"}, "cannot reach the shadowbench daemon"},
+		{[]string{"status", "--api", "ftp://x"}, `bad API address: want http://HOST:PORT, HOST:PORT or unix:/PATH: "ftp://x"`},
+		{[]string{"snapshot", "show", "not-an-id"}, `ID "not-an-id": want an ID such as {`},
+	} {
+		_, _, err := cli(context.Background(), tc.args...)
+		require.ErrorContains(t, err, tc.err, "%v", tc.args)
+	}
+	t.Setenv("SHADOWBENCH_API", "unix:"+sock)
+	_, _, err := cli(context.Background(), "status")
+	require.ErrorContains(t, err, "unix:"+sock, "SHADOWBENCH_API is used without --api")
+}

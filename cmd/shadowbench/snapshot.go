@@ -1,0 +1,20 @@
+package main
+
+import "github.com/spf13/cobra"
+
+func newSnapshotCmd() *cobra.Command {
+	var f apiFlags
+	cmd := &cobra.Command{
+		Use:   "snapshot",
+		Short: "Create snapshot sets through the daemon's VSS coordinator, and manage them",
+		Long: `Run complete VSS backup sequences in the daemon (shadowbench serve) and
+manage what they create: list, show, delete, expose over NBD, revert a
+volume, break a set into ordinary LUNs. IDs are GUIDs, with or without
+braces.`,
+		Args: cobra.NoArgs,
+	}
+	f.bind(cmd)
+	cmd.AddCommand(newSnapshotCreateCmd(&f), newSnapshotListCmd(&f), newSnapshotShowCmd(&f), newSnapshotDeleteCmd(&f),
+		newSnapshotExposeCmd(&f), newSnapshotRevertCmd(&f), newSnapshotBreakCmd(&f))
+	return cmd
+}
