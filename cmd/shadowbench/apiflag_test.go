@@ -92,3 +92,5 @@ func TestClientWithoutDaemon(t *testing.T) {
 	_, _, err := cli(context.Background(), "status")
 	require.ErrorContains(t, err, "unix:"+sock, "SHADOWBENCH_API is used without --api")
 }
+
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }

@@ -1,0 +1,32 @@
+package main
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/shadowbench/shadowbench/coordinator/daemon"
+)
+
+func TestSnapshotDelete(t *testing.T) {
+	api := serveForTest(t)
+	rep := createSet(t, api, "lun0", "lun1")
+	require.True(t, rep.Held)
+	out, _, err := cli(context.Background(), "snapshot", "delete", rep.Snapshots[0].ID.String(), "--api", api)
+	require.NoError(t, err)
+	require.Equal(t, "deleted "+rep.Snapshots[0].ID.String()+"\n", out)
+	var res daemon.DeleteResult
+	cliJSON(t, &res, "snapshot", "delete", "--set", rep.ID.String(), "--api", api)
+	require.Equal(t, []string{rep.Snapshots[1].ID.String()}, res.Deleted)
+	var ls []daemon.LUNInfo
+	cliJSON(t, &ls, "lun", "list", "--api", api)
+	require.Len(t, ls, 2, "the snapshot LUNs are gone")
+
+	_, _, err = cli(context.Background(), "snapshot", "delete", rep.Snapshots[0].ID.String(), "--api", api)
+	require.ErrorContains(t, err, "no such snapshot or snapshot set: snapshot")
+	_, _, err = cli(context.Background(), "snapshot", "delete", "--set", rep.ID.String(), "--api", api)
+	require.ErrorContains(t, err, "has no snapshot left: VSS_E_OBJECT_NOT_FOUND")
+	_, _, err = cli(context.Background(), "snapshot", "delete", "x", "--api", api)
+	require.ErrorContains(t, err, `ID "x": want an ID`)
+}

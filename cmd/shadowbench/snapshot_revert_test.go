@@ -1,0 +1,36 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/shadowbench/shadowbench/coordinator/daemon"
+	"github.com/shadowbench/shadowbench/nbd"
+)
+
+func TestSnapshotRevert(t *testing.T) {
+	api := serveForTest(t)
+	ctx := context.Background()
+	var l daemon.LUNInfo
+	cliJSON(t, &l, "lun", "list", "lun0", "--api", api)
+	addr := strings.TrimSuffix(strings.TrimPrefix(l.Exports[0], "nbd://"), "/lun0")
+	c, err := nbd.Dial(ctx, "tcp", addr, &nbd.DialOptions{Export: "lun0"})
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.Write(ctx, []byte("old"), 0, 0))
+	rep := createSet(t, api, "lun0", "--context", "app-rollback")
+	require.NoError(t, c.Write(ctx, []byte("new"), 0, 0))
+
+	out, _, err := cli(ctx, "snapshot", "revert", rep.Snapshots[0].ID.String(), "--api", api)
+	require.NoError(t, err)
+	require.Equal(t, "volume lun0 (lun0) reverted to snapshot "+rep.Snapshots[0].ID.String()+"\n", out)
+	buf := make([]byte, 3)
+	require.NoError(t, c.Read(ctx, buf, 0))
+	require.Equal(t, "old", string(buf))
+
+	_, _, err = cli(ctx, "snapshot", "revert", "{00000000-0000-0000-0000-000000000001}", "--api", api)
+	require.ErrorContains(t, err, "VSS_E_OBJECT_NOT_FOUND")
+}

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/shadowbench/shadowbench/coordinator/daemon"
+)
+
+// TestWriterAttach runs an external writer end to end: a shell script
+// attached with writer attach vetoes Freeze, and the set's writer status
+// shows the veto; when the attached command line stops, the writer is
+// detached.
+func TestWriterAttach(t *testing.T) {
+	api := serveForTest(t)
+	script := filepath.Join(t.TempDir(), "db-hook.sh")
+	require.NoError(t, os.WriteFile(script, []byte(`#!/bin/sh
+case "$SHADOWBENCH_EVENT" in
+Freeze) echo "flushing $SHADOWBENCH_VOLUMES"; echo "veto VSS_E_WRITERERROR_RETRYABLE" ;;
+Thaw) [ "$1" = Thaw ] || exit 3 ;;
+esac
+`), 0o755))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"writer", "attach", "db", "--level", "back-end", "--freeze-timeout", "5s", "--api", api, "--", script}, &out, &errb)
+	}()
+	var ws []daemon.WriterInfo
+	require.Eventually(t, func() bool {
+		cliJSON(t, &ws, "writer", "list", "--api", api)
+		return len(ws) == 1
+	}, 10*time.Second, 5*time.Millisecond)
+	require.Equal(t, "db", ws[0].Name)
+	require.Equal(t, "back-end", ws[0].Level)
+	require.Contains(t, errb.String(), "writer db attached as "+ws[0].ID.String()+"; waiting for events (Ctrl-C to detach)")
+	list, _, err := cli(context.Background(), "writer", "list", "--api", api)
+	require.NoError(t, err)
+	require.Regexp(t, `db\s+remote\s+back-end\s+\{[0-9A-F-]{36}\}\s+subscribed`, list)
+
+	rep := createSet(t, api, "lun0", "--context", "app-rollback")
+	require.Equal(t, "created", rep.State)
+	require.Equal(t, []daemon.WriterStatusReport{{Name: "db", InstanceID: ws[0].InstanceID, State: "VSS_WS_FAILED_AT_FREEZE",
+		Failure: "VSS_E_WRITERERROR_RETRYABLE", Message: rep.Writers[0].Message}}, rep.Writers)
+	require.Contains(t, rep.Writers[0].Message, "veto")
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), " BackupShutdown ") }, 10*time.Second, 5*time.Millisecond,
+		"the set's requester was released")
+	require.Regexp(t, `db Freeze set \{[0-9A-F-]{36}\}: veto VSS_E_WRITERERROR_RETRYABLE in \S+\n`, out.String())
+	require.Regexp(t, `db Thaw set \{[0-9A-F-]{36}\}: ok in \S+\n`, out.String())
+
+	cancel() // what SIGINT does to the command line
+	require.NoError(t, <-done)
+	cliJSON(t, &ws, "writer", "list", "--api", api)
+	require.Empty(t, ws, "the writer detached")
+
+	for _, tc := range []struct {
+		args []string
+		err  string
+	}{
+		{[]string{"db"}, "requires at least 2 arg(s), only received 1"},
+		{[]string{"db", script}, "writer attach: give the NAME, then -- and the command"},
+		{[]string{"db", "x", "--", script}, "writer attach: give the NAME, then -- and the command"},
+		{[]string{"db", "--level", "middle", "--", script}, `bad request: level "middle": want front-end, back-end or system`},
+		{[]string{"db", "--freeze-timeout", "soon", "--", script}, `invalid argument "soon" for "--freeze-timeout"`},
+	} {
+		_, _, err := cli(context.Background(), append([]string{"writer", "attach", "--api", api}, tc.args...)...)
+		require.ErrorContains(t, err, tc.err, "%v", tc.args)
+	}
+}
+
