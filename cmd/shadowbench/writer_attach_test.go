@@ -74,4 +74,3 @@ esac
 		require.ErrorContains(t, err, tc.err, "%v", tc.args)
 	}
 }
-
