@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,37 +16,6 @@ import (
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-func TestParseLUNSpec(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want daemon.LUNConfig
-		err  string
-	}{
-		{in: "name=lun0,size=1GiB", want: daemon.LUNConfig{Name: "lun0", Size: 1 << 30, BlockSize: 512}},
-		{in: "size=64MiB,name=db,blocksize=4096,readonly=true", want: daemon.LUNConfig{Name: "db", Size: 64 << 20, BlockSize: 4096, ReadOnly: true}},
-		{in: "name=a,size=1M", want: daemon.LUNConfig{Name: "a", Size: 1000000, BlockSize: 512}, err: "not a multiple"},
-		{in: "name=a,size=4096", want: daemon.LUNConfig{Name: "a", Size: 4096, BlockSize: 512}},
-		{in: "size=1GiB", err: "name is missing"},
-		{in: "name=a", err: "size is missing"},
-		{in: "name=a,size=lots", err: `size "lots"`},
-		{in: "name=a,size=0", err: `size "0"`},
-		{in: "name=a,size=1GiB,blocksize=1024", err: `blocksize "1024": want 512 or 4096`},
-		{in: "name=a,size=1GiB,readonly=maybe", err: `readonly "maybe"`},
-		{in: "name=a,size=1GiB,colour=red", err: `unknown key "colour"`},
-		{in: "name=a,name=b,size=1GiB", err: "name given twice"},
-		{in: "name=a,size", err: `"size" is not key=value`},
-		{in: "", err: "not key=value"},
-	} {
-		got, err := parseLUNSpec(tc.in)
-		if tc.err != "" {
-			require.ErrorContains(t, err, tc.err, tc.in)
-			continue
-		}
-		require.NoError(t, err, tc.in)
-		require.Equal(t, tc.want, got, tc.in)
-	}
-}
 
 // execute runs the command line and returns its stderr and error.
 func execute(ctx context.Context, args ...string) (string, error) {
@@ -206,21 +173,4 @@ func dialWhenUp(t *testing.T, sock, export string) *nbd.Client {
 		return err == nil
 	}, 10*time.Second, 10*time.Millisecond)
 	return c
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
