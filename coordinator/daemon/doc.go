@@ -40,6 +40,54 @@
 // what the array and providers already measure at scrape time, and from
 // histograms the daemon fills from each finished set's timeline.
 //
+// # Configuration
+//
+// testdata/daemon.yaml is a complete, commented configuration. Its keys:
+// nbd (listen, socket, default-export, max-in-flight, shutdown-timeout),
+// api (listen, socket), array (capacity, grain, max-snapshots, luns),
+// providers (name, type, priority, profile: a file or inline, seed),
+// writers (name, level, freeze-timeout, and one of scripted, exec or
+// fsfreeze), volumes (name, luns) and windows (hold, freeze, prepare,
+// event, provider, remote-writer). Sizes are numbers or "1GiB"; durations
+// are Go durations.
+//
+// # API
+//
+//	GET    /v1/status                        Status
+//	GET    /v1/luns                          []LUNInfo
+//	POST   /v1/luns                          LUNConfig -> LUNInfo
+//	GET    /v1/luns/{name}                   LUNInfo, with faults and I/O statistics
+//	DELETE /v1/luns/{name}                   DeleteResult
+//	GET    /v1/luns/{name}/faults            FaultList
+//	POST   /v1/luns/{name}/faults            FaultRule -> FaultList (adds a rule)
+//	DELETE /v1/luns/{name}/faults            FaultList (clears)
+//	GET    /v1/volumes                       {volume: [LUN...]}
+//	GET    /v1/sets                          []SetSummary
+//	POST   /v1/sets                          CreateSetRequest -> SetReport (one whole backup)
+//	GET    /v1/sets/{id}                     SetReport, with writers' status and timeline
+//	DELETE /v1/sets/{id}                     DeleteResult
+//	POST   /v1/sets/{id}/break               BreakRequest -> BreakResult
+//	GET    /v1/snapshots                     []SnapshotInfo
+//	GET    /v1/snapshots/{id}                SnapshotInfo
+//	DELETE /v1/snapshots/{id}                DeleteResult
+//	POST   /v1/snapshots/{id}/expose         ExposeResult
+//	POST   /v1/snapshots/{id}/revert         RevertResult
+//	GET    /v1/writers                       []WriterInfo
+//	POST   /v1/writers                       WriterRegistration -> WriterInfo
+//	GET    /v1/writers/{id}                  WriterInfo
+//	DELETE /v1/writers/{id}                  WriterInfo (detaches)
+//	GET    /v1/writers/{id}/events?wait=20s  WireEvent, or 204 when none came
+//	POST   /v1/writers/{id}/events/{event}   EventAnswer
+//	GET    /metrics                          Prometheus text format
+//
+// IDs are GUIDs with or without braces. A failure answers an ErrorBody
+// with a 4xx status for what the caller can fix (400 bad request, 404
+// unknown object, 409 conflict, 410 an event that is over, 422 a volume
+// or context no provider supports, 507 no space) and a 5xx one for what
+// failed in the daemon (502 a provider's or writer's failure, 503 shutting
+// down, 504 a window that expired); a set that failed after it started
+// carries its report in the body's set field.
+//
 // # Invariants
 //
 //   - D1 The API is never offered to the network: TCP addresses must be on
