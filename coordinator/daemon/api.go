@@ -288,6 +288,9 @@ func (d *Daemon) serve(w http.ResponseWriter, r *http.Request, fn func(*http.Req
 			body.Set = se.rep
 		}
 		code := statusOf(err)
+		if r.Context().Err() != nil {
+			return // the client went away; nobody reads the answer
+		}
 		if code >= 500 {
 			d.log.Warn("API request failed", "method", r.Method, "path", r.URL.Path, "status", code, "err", err)
 		}
