@@ -49,7 +49,7 @@ lint: ## gofmt check, go vet and staticcheck.
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
 
 .PHONY: serve
-serve: ## Serve two 1 GiB in-memory LUNs over NBD on 127.0.0.1:10809.
+serve: ## Run the daemon: two 1 GiB LUNs over NBD on 127.0.0.1:10809, the HTTP API and metrics on 127.0.0.1:10810.
 	$(GO) run ./cmd/shadowbench serve
 
 .PHONY: demo

@@ -49,7 +49,7 @@ start_peer() {
 }
 
 P=$BASE_PORT
-start_peer shadowbench $((P+1)) "$OUT/shadowbench" serve --listen 127.0.0.1:$((P+1)) --lun name=lun0,size=$SIZE
+start_peer shadowbench $((P+1)) "$OUT/shadowbench" serve --api "" --listen 127.0.0.1:$((P+1)) --lun name=lun0,size=$SIZE
 uri[shadowbench]="nbd://127.0.0.1:$((P+1))/lun0"
 start_peer shadowbench-snap $((P+2)) "$OUT/shadowbench" serve --listen 127.0.0.1:$((P+2)) --lun name=lun0,size=$SIZE --snapshot-interval 1s
 uri[shadowbench-snap]="nbd://127.0.0.1:$((P+2))/lun0"

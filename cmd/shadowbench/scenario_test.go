@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -95,5 +96,15 @@ func TestScenarioCheckAndList(t *testing.T) {
 	out, _, err = runCmd("scenario", "list", filepath.Join("..", "..", "scenarios", "library"))
 	require.NoError(t, err)
 	require.Contains(t, out, "a-full-backup ")
+
+	// A scenario marked known-failure is flagged in the list.
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "ok.yaml"), []byte(passing), 0o644))
+	marked := strings.Replace(passing, "description: passes\n", "description: passes\nknown-failure: \"a defect someone owes a fix\"\n", 1)
+	require.NotEqual(t, passing, marked)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "marked.yaml"), []byte(marked), 0o644))
+	out, _, err = runCmd("scenario", "list", dir)
+	require.NoError(t, err)
 	require.Contains(t, out, "[known failure]")
+	require.Equal(t, 1, strings.Count(out, "[known failure]"))
 }
