@@ -602,6 +602,10 @@ func TestManageDeleteBreakExposeRevert(t *testing.T) {
 	require.NoError(t, a.Wait(ctx))
 	require.NoError(t, l0.WriteAt(ctx, []byte("after!"), 0, false))
 
+	props, err := bc.GetSnapshotProperties(s0)
+	require.NoError(t, err)
+	want := vss.VSS_VOLSNAP_ATTR_PERSISTENT | vss.VSS_VOLSNAP_ATTR_NO_AUTO_RELEASE | vss.VSS_VOLSNAP_ATTR_HARDWARE_ASSISTED
+	require.Equal(t, want, props.Attributes&want, "the context's own bits are the snapshot's attributes: %v", props.Attributes)
 	exp, err := bc.ExposeSnapshot(ctx, s0)
 	require.NoError(t, err)
 	snapLUN, err := b.a.Get(exp)

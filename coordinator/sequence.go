@@ -661,7 +661,9 @@ func (s *Service) record(r *setRun) {
 	defer s.mu.Unlock()
 	r.rec.state, r.rec.result = "created", vss.S_OK
 	for _, v := range r.vols {
-		attrs := r.snapCtx.Attrs()
+		// A context is made of attribute bits (APP_ROLLBACK is PERSISTENT|
+		// NO_AUTO_RELEASE); the snapshot carries all of them.
+		attrs := vss.VolSnapAttr(r.snapCtx)
 		if v.reg.Type == vss.VSS_PROV_HARDWARE {
 			attrs |= vss.VSS_VOLSNAP_ATTR_HARDWARE_ASSISTED
 		}
