@@ -3,7 +3,6 @@ package nbd
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -11,40 +10,16 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/shadowbench/shadowbench/cow"
 	"github.com/shadowbench/shadowbench/lun"
+	"github.com/shadowbench/shadowbench/nbd/nbdtest"
 	"github.com/stretchr/testify/require"
 )
 
 // Real-client tests: the server runs in-process on an ephemeral port or a
 // unix socket, over a lun.Array, and the Debian tools talk to it. Without a
 // tool they skip, naming the package; with CI=true they fail instead.
-
-func needTool(t *testing.T, tool, pkg string) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("real-client test skipped in -short mode")
-	}
-	if _, err := exec.LookPath(tool); err != nil {
-		msg := fmt.Sprintf("%s is not installed (Debian package %s; make deps installs it)", tool, pkg)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-}
-
-// runTool runs a tool to completion and returns its combined output.
-func runTool(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
-	require.NoError(t, err, "%s %s:\n%s", name, strings.Join(args, " "), out)
-	return string(out)
-}
 
 // realTarget is one way to reach the server: a URI per export.
 type realTarget struct {
@@ -80,7 +55,7 @@ func testImage() []byte {
 }
 
 func TestRealNbdinfo(t *testing.T) {
-	needTool(t, "nbdinfo", "libnbd-bin")
+	nbdtest.NeedTool(t, "nbdinfo", "libnbd-bin")
 	a := newArray(t, 4<<20, "lun0", "lun1")
 	ctx := tctx(t)
 	l0 := getLUN(t, a, "lun0")
@@ -111,7 +86,7 @@ func TestRealNbdinfo(t *testing.T) {
 					Size         int64    `json:"export-size"`
 				} `json:"exports"`
 			}
-			out := runTool(t, "nbdinfo", "--json", "--list", tg.uri(""))
+			out := nbdtest.Run(t, "nbdinfo", "--json", "--list", tg.uri(""))
 			require.NoError(t, json.Unmarshal([]byte(out), &list), out)
 			require.Len(t, list.Exports, 3)
 			for i, name := range []string{"lun0", "lun1", "snap"} {
@@ -134,8 +109,8 @@ func TestRealNbdinfo(t *testing.T) {
 			for _, e := range ext {
 				want = append(want, fmt.Sprintf("%d %d %d", e.Off, e.Len, allocFlags(e.Kind)))
 			}
-			require.Equal(t, want, mapLines(t, runTool(t, "nbdinfo", "--map", tg.uri("lun0"))))
-			require.Contains(t, runTool(t, "nbdinfo", "--map", tg.uri("lun0")), "hole,zero")
+			require.Equal(t, want, mapLines(t, nbdtest.Run(t, "nbdinfo", "--map", tg.uri("lun0"))))
+			require.Contains(t, nbdtest.Run(t, "nbdinfo", "--map", tg.uri("lun0")), "hole,zero")
 			require.Equal(t, []string{
 				"0 65536 0", "65536 983040 3", "1048576 4096 0", "1052672 1044480 3",
 				"2097152 8192 2", "2105344 2088960 3",
@@ -144,8 +119,8 @@ func TestRealNbdinfo(t *testing.T) {
 			// The change context: the snapshot has no earlier snapshot to
 			// compare with, so it is changed throughout; lun0 has not
 			// changed since the snapshot.
-			require.Equal(t, []string{"0 4194304 1"}, mapLines(t, runTool(t, "nbdinfo", "--map="+MetaChanged, tg.uri("snap"))))
-			require.Equal(t, []string{"0 4194304 0"}, mapLines(t, runTool(t, "nbdinfo", "--map="+MetaChanged, tg.uri("lun0"))))
+			require.Equal(t, []string{"0 4194304 1"}, mapLines(t, nbdtest.Run(t, "nbdinfo", "--map="+MetaChanged, tg.uri("snap"))))
+			require.Equal(t, []string{"0 4194304 0"}, mapLines(t, nbdtest.Run(t, "nbdinfo", "--map="+MetaChanged, tg.uri("lun0"))))
 		})
 	}
 }
@@ -167,7 +142,7 @@ func mapLines(t *testing.T, out string) []string {
 }
 
 func TestRealQemuImg(t *testing.T) {
-	needTool(t, "qemu-img", "qemu-utils")
+	nbdtest.NeedTool(t, "qemu-img", "qemu-utils")
 	a := newArray(t, 4<<20, "lun0", "lun1")
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.raw")
@@ -181,17 +156,17 @@ func TestRealQemuImg(t *testing.T) {
 			var info struct {
 				VirtualSize int64 `json:"virtual-size"`
 			}
-			require.NoError(t, json.Unmarshal([]byte(runTool(t, "qemu-img", "info", "--output=json", "-f", "raw", uri)), &info))
+			require.NoError(t, json.Unmarshal([]byte(nbdtest.Run(t, "qemu-img", "info", "--output=json", "-f", "raw", uri)), &info))
 			require.Equal(t, int64(4<<20), info.VirtualSize)
 
-			runTool(t, "qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", src, uri)
+			nbdtest.Run(t, "qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", src, uri)
 			got := make([]byte, len(img))
 			require.NoError(t, getLUN(t, a, export).ReadAt(tctx(t), got, 0))
 			require.Equal(t, img, got, "convert in landed in the LUN")
-			require.Contains(t, runTool(t, "qemu-img", "compare", "-f", "raw", "-F", "raw", src, uri), "identical")
+			require.Contains(t, nbdtest.Run(t, "qemu-img", "compare", "-f", "raw", "-F", "raw", src, uri), "identical")
 
 			out := filepath.Join(dir, export+".out")
-			runTool(t, "qemu-img", "convert", "-f", "raw", "-O", "raw", uri, out)
+			nbdtest.Run(t, "qemu-img", "convert", "-f", "raw", "-O", "raw", uri, out)
 			back, err := os.ReadFile(out)
 			require.NoError(t, err)
 			require.Equal(t, img, back, "convert out")
@@ -207,7 +182,7 @@ func TestRealQemuImg(t *testing.T) {
 }
 
 func TestRealQemuIO(t *testing.T) {
-	needTool(t, "qemu-io", "qemu-utils")
+	nbdtest.NeedTool(t, "qemu-io", "qemu-utils")
 	a := newArray(t, 4<<20, "lun0")
 	l0 := getLUN(t, a, "lun0")
 	ctx := tctx(t)
@@ -215,7 +190,7 @@ func TestRealQemuIO(t *testing.T) {
 	snapshot(t, a, "lun0", "snap")
 	for _, tg := range serveArray(t, a) {
 		t.Run(tg.name, func(t *testing.T) {
-			out := runTool(t, "qemu-io", "-f", "raw",
+			out := nbdtest.Run(t, "qemu-io", "-f", "raw",
 				"-c", "write -P 0xab 1000 5000",
 				"-c", "read -P 0xab 1000 5000",
 				"-c", "write -P 0xcd 70001 3333",
@@ -240,7 +215,7 @@ func TestRealQemuIO(t *testing.T) {
 			require.Equal(t, []cow.Extent{{Off: 2097152, Len: 131072, Kind: cow.Hole}}, ext, "write -z -u punched a hole")
 
 			// The snapshot is read-only and still holds the old data.
-			out = runTool(t, "qemu-io", "-r", "-f", "raw", "-c", "read -v 1000 16", tg.uri("snap"))
+			out = nbdtest.Run(t, "qemu-io", "-r", "-f", "raw", "-c", "read -v 1000 16", tg.uri("snap"))
 			require.NotContains(t, out, "failed", out)
 			cmd := exec.Command("qemu-io", "-f", "raw", "-c", "write -P 1 0 512", tg.uri("snap"))
 			outp, _ := cmd.CombinedOutput()
@@ -252,7 +227,7 @@ func TestRealQemuIO(t *testing.T) {
 }
 
 func TestRealNbdcopy(t *testing.T) {
-	needTool(t, "nbdcopy", "libnbd-bin")
+	nbdtest.NeedTool(t, "nbdcopy", "libnbd-bin")
 	a := newArray(t, 4<<20, "lun0", "lun1")
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.raw")
@@ -260,19 +235,19 @@ func TestRealNbdcopy(t *testing.T) {
 	require.NoError(t, os.WriteFile(src, img, 0o644))
 	for _, tg := range serveArray(t, a) {
 		t.Run(tg.name, func(t *testing.T) {
-			runTool(t, "nbdcopy", src, tg.uri("lun0"))
+			nbdtest.Run(t, "nbdcopy", src, tg.uri("lun0"))
 			got := make([]byte, len(img))
 			require.NoError(t, getLUN(t, a, "lun0").ReadAt(tctx(t), got, 0))
 			require.Equal(t, img, got, "copy in")
 
 			out := filepath.Join(dir, tg.name+".out")
-			runTool(t, "nbdcopy", tg.uri("lun0"), out)
+			nbdtest.Run(t, "nbdcopy", tg.uri("lun0"), out)
 			back, err := os.ReadFile(out)
 			require.NoError(t, err)
 			require.Equal(t, img, back, "copy out")
 
 			// Export to export, over several connections, then compare.
-			runTool(t, "nbdcopy", "--connections=2", tg.uri("lun0"), tg.uri("lun1"))
+			nbdtest.Run(t, "nbdcopy", "--connections=2", tg.uri("lun0"), tg.uri("lun1"))
 			clear(got)
 			require.NoError(t, getLUN(t, a, "lun1").ReadAt(tctx(t), got, 0))
 			require.Equal(t, img, got, "copy between exports")
@@ -284,7 +259,7 @@ func TestRealNbdcopy(t *testing.T) {
 }
 
 func TestRealFio(t *testing.T) {
-	needTool(t, "fio", "fio")
+	nbdtest.NeedTool(t, "fio", "fio")
 	if err := exec.Command("fio", "--enghelp=nbd").Run(); err != nil {
 		msg := "fio lacks the nbd engine (Debian's fio package has it)"
 		if os.Getenv("CI") == "true" {
@@ -294,12 +269,12 @@ func TestRealFio(t *testing.T) {
 	}
 	a := newArray(t, 8<<20, "lun0")
 	tgs := serveArray(t, a)
-	out := runTool(t, "fio", "--name=verify", "--ioengine=nbd", "--uri="+tgs[0].uri("lun0"),
+	out := nbdtest.Run(t, "fio", "--name=verify", "--ioengine=nbd", "--uri="+tgs[0].uri("lun0"),
 		"--rw=randwrite", "--bsrange=512-64k", "--size=4m", "--iodepth=16",
 		"--verify=crc32c", "--verify_fatal=1", "--do_verify=1", "--verify_state_save=0")
 	require.Contains(t, out, "err= 0", out)
 	require.NotContains(t, out, "verify: bad", out)
-	out = runTool(t, "fio", "--name=verify-unix", "--ioengine=nbd", "--uri="+tgs[1].uri("lun0"),
+	out = nbdtest.Run(t, "fio", "--name=verify-unix", "--ioengine=nbd", "--uri="+tgs[1].uri("lun0"),
 		"--rw=write", "--bs=128k", "--offset=4m", "--size=4m", "--iodepth=4",
 		"--verify=crc32c", "--verify_fatal=1", "--do_verify=1", "--verify_state_save=0")
 	require.Contains(t, out, "err= 0", out)
@@ -309,115 +284,39 @@ func TestRealFio(t *testing.T) {
 // nbdfuse and a loop device, snapshots the LUN, changes the live file
 // system, and mounts the snapshot LUN read-only to find the old contents.
 func TestRealNbdfuseExt4Snapshot(t *testing.T) {
-	needTool(t, "nbdfuse", "nbdfuse")
-	needTool(t, "fusermount3", "fuse3")
-	needTool(t, "mkfs.ext4", "e2fsprogs")
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a loop device needs root")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("no /dev/fuse in this environment")
-	}
+	nbdtest.NeedMounts(t)
 	a := newArray(t, 32<<20, "lun0")
 	tgs := serveArray(t, a)
 	dir := t.TempDir()
 
-	live := fuseMount(t, filepath.Join(dir, "live"), tgs[0].uri("lun0"), false)
-	runTool(t, "mkfs.ext4", "-q", "-F", "-E", "nodiscard", live)
-	mnt := loopMount(t, filepath.Join(dir, "mnt"), live, false)
+	live := nbdtest.FuseMount(t, filepath.Join(dir, "live"), tgs[0].uri("lun0"), false)
+	nbdtest.Run(t, "mkfs.ext4", "-q", "-F", "-E", "nodiscard", live)
+	mnt := nbdtest.LoopMount(t, filepath.Join(dir, "mnt"), live, false)
 	data := pattern(1<<20, 42)
 	require.NoError(t, os.WriteFile(filepath.Join(mnt, "data.bin"), data, 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(mnt, "hello.txt"), []byte("before the snapshot\n"), 0o644))
-	unmount(t, mnt)
+	nbdtest.Unmount(t, mnt)
 
 	snapshot(t, a, "lun0", "snap1")
 
-	mnt = loopMount(t, filepath.Join(dir, "mnt"), live, false)
+	mnt = nbdtest.LoopMount(t, filepath.Join(dir, "mnt"), live, false)
 	require.NoError(t, os.WriteFile(filepath.Join(mnt, "hello.txt"), []byte("after the snapshot\n"), 0o644))
 	require.NoError(t, os.Remove(filepath.Join(mnt, "data.bin")))
-	unmount(t, mnt)
+	nbdtest.Unmount(t, mnt)
 
-	snap := fuseMount(t, filepath.Join(dir, "snap"), tgs[1].uri("snap1"), true)
-	smnt := loopMount(t, filepath.Join(dir, "smnt"), snap, true)
+	snap := nbdtest.FuseMount(t, filepath.Join(dir, "snap"), tgs[1].uri("snap1"), true)
+	smnt := nbdtest.LoopMount(t, filepath.Join(dir, "smnt"), snap, true)
 	got, err := os.ReadFile(filepath.Join(smnt, "hello.txt"))
 	require.NoError(t, err)
 	require.Equal(t, "before the snapshot\n", string(got))
 	got, err = os.ReadFile(filepath.Join(smnt, "data.bin"))
 	require.NoError(t, err)
 	require.Equal(t, data, got)
-	unmount(t, smnt)
+	nbdtest.Unmount(t, smnt)
 
-	mnt = loopMount(t, filepath.Join(dir, "mnt"), live, true)
+	mnt = nbdtest.LoopMount(t, filepath.Join(dir, "mnt"), live, true)
 	got, err = os.ReadFile(filepath.Join(mnt, "hello.txt"))
 	require.NoError(t, err)
 	require.Equal(t, "after the snapshot\n", string(got))
-	unmount(t, mnt)
-}
-
-// fuseMount exposes an export as the file dir/disk with nbdfuse and returns
-// its path; it is unmounted when the test ends.
-func fuseMount(t *testing.T, dir, uri string, readOnly bool) string {
-	t.Helper()
-	require.NoError(t, os.MkdirAll(dir, 0o755))
-	pidfile := dir + ".pid"
-	args := []string{"-P", pidfile}
-	if readOnly {
-		args = append(args, "-r")
-	}
-	cmd := exec.Command("nbdfuse", append(args, filepath.Join(dir, "disk"), uri)...)
-	var stderr syncBuffer
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	require.NoError(t, cmd.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = exec.Command("fusermount3", "-u", dir).Run()
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if b, err := os.ReadFile(pidfile); err == nil && len(bytes.TrimSpace(b)) > 0 {
-			break
-		}
-		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("nbdfuse exited: %v\n%s", err, stderr.String())
-		default:
-		}
-		require.True(t, time.Now().Before(deadline), "nbdfuse did not start:\n%s", stderr.String())
-		time.Sleep(20 * time.Millisecond)
-	}
-	return filepath.Join(dir, "disk")
-}
-
-// loopMount mounts the ext4 image file at dir through a loop device.
-func loopMount(t *testing.T, dir, image string, readOnly bool) string {
-	t.Helper()
-	require.NoError(t, os.MkdirAll(dir, 0o755))
-	opts := "loop"
-	if readOnly {
-		opts += ",ro,noload"
-	}
-	runTool(t, "mount", "-t", "ext4", "-o", opts, image, dir)
-	t.Cleanup(func() { _ = exec.Command("umount", dir).Run() })
-	return dir
-}
-
-func unmount(t *testing.T, dir string) {
-	t.Helper()
-	runTool(t, "umount", dir)
-	// The loop device detaches (and flushes) asynchronously after umount.
-	for i := 0; i < 100; i++ {
-		out, err := exec.Command("losetup", "-a").Output()
-		if err != nil || !strings.Contains(string(out), filepath.Dir(dir)) {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	nbdtest.Unmount(t, mnt)
 }
