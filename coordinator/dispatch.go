@@ -29,8 +29,10 @@ func (o outcome) result() string {
 	return "false"
 }
 
-// call runs the writer callback for ev.Kind.
-func call(w Writer, ev *Event) bool {
+// Call runs w's callback for ev.Kind and returns its answer (false for an
+// event that names no callback). The coordinator delivers events through it;
+// so does the client side of a remote writer, running a local writer.
+func Call(w Writer, ev *Event) bool {
 	switch ev.Kind {
 	case vss.EventIdentify:
 		return w.OnIdentify(ev)
@@ -76,7 +78,7 @@ func (s *Service) deliver(parent context.Context, tl *Timeline, w *writerReg, ev
 				done <- outcome{panicked: true, detail: fmt.Sprint(r)}
 			}
 		}()
-		done <- outcome{ok: call(w.w, ev)}
+		done <- outcome{ok: Call(w.w, ev)}
 	})
 	var o outcome
 	select {

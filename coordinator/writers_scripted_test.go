@@ -14,31 +14,11 @@ import (
 
 // callWriterEvent calls w's callback for event e.
 func callWriterEvent(w Writer, e vss.WriterEvent, ev *Event) bool {
-	switch e {
-	case vss.EventIdentify:
-		return w.OnIdentify(ev)
-	case vss.EventPrepareForBackup:
-		return w.OnPrepareBackup(ev)
-	case vss.EventPrepareForSnapshot:
-		return w.OnPrepareSnapshot(ev)
-	case vss.EventFreeze:
-		return w.OnFreeze(ev)
-	case vss.EventThaw:
-		return w.OnThaw(ev)
-	case vss.EventPostSnapshot:
-		return w.OnPostSnapshot(ev)
-	case vss.EventAbort:
-		return w.OnAbort(ev)
-	case vss.EventBackupComplete:
-		return w.OnBackupComplete(ev)
-	case vss.EventBackupShutdown:
-		return w.OnBackupShutdown(ev)
-	case vss.EventPreRestore:
-		return w.OnPreRestore(ev)
-	case vss.EventPostRestore:
-		return w.OnPostRestore(ev)
+	if _, ok := e.FailedState(); !ok && e != vss.EventAbort {
+		panic(fmt.Sprintf("no callback for %v", e))
 	}
-	panic(fmt.Sprintf("no callback for %v", e))
+	ev.Kind = e
+	return Call(w, ev)
 }
 
 // scriptedOutcome is what one scripted callback did.

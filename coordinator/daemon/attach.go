@@ -175,7 +175,7 @@ func safeDispatch(w coordinator.Writer, ev *coordinator.Event) (ok bool) {
 			ok = false
 		}
 	}()
-	return dispatch(w, ev)
+	return coordinator.Call(w, ev)
 }
 
 // detach unregisters the writer; a writer the daemon dropped already is no

@@ -235,36 +235,6 @@ func (rw *remoteWriter) OnPreRestore(ev *coordinator.Event) bool { return rw.han
 // OnPostRestore implements coordinator.Writer.
 func (rw *remoteWriter) OnPostRestore(ev *coordinator.Event) bool { return rw.handle(ev) }
 
-// dispatch calls the callback of w for ev.Kind: the client side of a remote
-// writer runs its local writer with it.
-func dispatch(w coordinator.Writer, ev *coordinator.Event) bool {
-	switch ev.Kind {
-	case vss.EventIdentify:
-		return w.OnIdentify(ev)
-	case vss.EventPrepareForBackup:
-		return w.OnPrepareBackup(ev)
-	case vss.EventPrepareForSnapshot:
-		return w.OnPrepareSnapshot(ev)
-	case vss.EventFreeze:
-		return w.OnFreeze(ev)
-	case vss.EventThaw:
-		return w.OnThaw(ev)
-	case vss.EventPostSnapshot:
-		return w.OnPostSnapshot(ev)
-	case vss.EventAbort:
-		return w.OnAbort(ev)
-	case vss.EventBackupComplete:
-		return w.OnBackupComplete(ev)
-	case vss.EventBackupShutdown:
-		return w.OnBackupShutdown(ev)
-	case vss.EventPreRestore:
-		return w.OnPreRestore(ev)
-	case vss.EventPostRestore:
-		return w.OnPostRestore(ev)
-	}
-	return false
-}
-
 // parseContextName reads a snapshot context in any of the spellings the
 // API accepts: "VSS_CTX_APP_ROLLBACK", "APP_ROLLBACK", "app-rollback",
 // optionally with "|"-joined attributes.
