@@ -16,7 +16,8 @@ func newScenarioCmd() *cobra.Command {
 		Long: `A scenario file describes an array, providers with their firmware profiles,
 writers, a background NBD load, the requesters' steps and what must come out
 (results, writer states, the trace of events, data and timing). See
-scenarios/README-section.md; the library is scenarios/library.`,
+the README (Writing scenarios) and go doc ./scenarios; the library is
+scenarios/library.`,
 	}
 	var scale float64
 	var asJSON bool
