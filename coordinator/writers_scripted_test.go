@@ -33,6 +33,7 @@ type scriptedOutcome struct {
 // after window, and closes the event as the coordinator would.
 func runScripted(t *testing.T, w Writer, e vss.WriterEvent, window time.Duration) scriptedOutcome {
 	t.Helper()
+	start := time.Now() // before the context, whose deadline is measured against it
 	ctx, cancel := context.WithTimeout(t.Context(), window)
 	defer cancel()
 	ev := &Event{Ctx: ctx, Kind: e, SnapshotSetID: vss.NewID()}
@@ -40,7 +41,6 @@ func runScripted(t *testing.T, w Writer, e vss.WriterEvent, window time.Duration
 		ev.Metadata = &Metadata{}
 	}
 	var out scriptedOutcome
-	start := time.Now()
 	func() {
 		defer func() { out.panicked = recover() }()
 		out.ok = callWriterEvent(w, e, ev)
