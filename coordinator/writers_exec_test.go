@@ -33,10 +33,10 @@ func execScript(t *testing.T, dir, name, body string) string {
 // window, and returns the answer and what was recorded.
 func execRun(t *testing.T, w Writer, e vss.WriterEvent, window time.Duration) (bool, *failure, time.Duration) {
 	t.Helper()
+	start := time.Now() // before the context, whose deadline is measured against it
 	ctx, cancel := context.WithTimeout(t.Context(), window)
 	defer cancel()
 	ev := &Event{Ctx: ctx, Kind: e, SnapshotSetID: vss.NewID()}
-	start := time.Now()
 	ok := callWriterEvent(w, e, ev)
 	return ok, ev.end(), time.Since(start)
 }
