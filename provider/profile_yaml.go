@@ -1,10 +1,8 @@
 package provider
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -35,22 +33,7 @@ type ProfileError struct {
 }
 
 // Error formats "file:line:col: path: problem", the form editors jump to.
-func (e *ProfileError) Error() string {
-	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d", e.Line)
-		if e.Column > 0 {
-			fmt.Fprintf(&b, ":%d", e.Column)
-		}
-	}
-	b.WriteString(": ")
-	if e.Path != "" {
-		b.WriteString(e.Path + ": ")
-	}
-	b.WriteString(e.Err.Error())
-	return b.String()
-}
+func (e *ProfileError) Error() string { return FormatPlace(e.File, e.Line, e.Column, e.Path, e.Err) }
 
 // Unwrap returns ErrBadProfile and the cause.
 func (e *ProfileError) Unwrap() []error { return []error{ErrBadProfile, e.Err} }
@@ -76,22 +59,13 @@ func ParseProfile(name string, data []byte) (p *Profile, err error) {
 			p, err = nil, &ProfileError{File: name, Err: fmt.Errorf("YAML decoder failed: %v", r)}
 		}
 	}()
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, &ProfileError{File: name, Line: 1, Err: errors.New("empty profile")}
-		}
+	doc, err := DecodeOneDocument(data, "profile")
+	if de := (*DocumentError)(nil); errors.As(err, &de) {
+		return nil, &ProfileError{File: name, Line: de.Line, Err: errors.New(de.Msg)}
+	} else if err != nil {
 		return nil, yamlError(name, err)
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		if err != nil {
-			return nil, yamlError(name, err)
-		}
-		return nil, &ProfileError{File: name, Line: extra.Line, Err: errors.New("a profile file holds one YAML document")}
-	}
-	p, err = DecodeProfile(name, &doc)
+	p, err = DecodeProfile(name, doc)
 	if err != nil {
 		return nil, err
 	}

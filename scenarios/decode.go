@@ -1,11 +1,9 @@
 package scenarios
 
 import (
-	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -46,20 +44,11 @@ func Parse(file string, data []byte) (sc *Scenario, err error) {
 			sc, err = nil, &Error{File: file, Err: fmt.Errorf("YAML decoder failed: %v", r)}
 		}
 	}()
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, &Error{File: file, Line: 1, Err: errors.New("empty scenario")}
-		}
+	doc, err := provider.DecodeOneDocument(data, "scenario")
+	if de := (*provider.DocumentError)(nil); errors.As(err, &de) {
+		return nil, &Error{File: file, Line: de.Line, Err: errors.New(de.Msg)}
+	} else if err != nil {
 		return nil, yamlError(file, err)
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		if err != nil {
-			return nil, yamlError(file, err)
-		}
-		return nil, &Error{File: file, Line: extra.Line, Err: errors.New("a scenario file holds one YAML document")}
 	}
 	d := &decoder{file: file, saved: map[string]savedKind{}, asyncs: map[string]bool{}}
 	sc = &Scenario{File: file, Summary: leadingComment(data)}

@@ -2,8 +2,8 @@ package scenarios
 
 import (
 	"errors"
-	"fmt"
-	"strings"
+
+	"github.com/shadowbench/shadowbench/provider"
 )
 
 // ErrBadScenario is wrapped by every error about a scenario file's content.
@@ -22,22 +22,7 @@ type Error struct {
 }
 
 // Error formats "file:line:col: path: problem", the form editors jump to.
-func (e *Error) Error() string {
-	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d", e.Line)
-		if e.Column > 0 {
-			fmt.Fprintf(&b, ":%d", e.Column)
-		}
-	}
-	b.WriteString(": ")
-	if e.Path != "" {
-		b.WriteString(e.Path + ": ")
-	}
-	b.WriteString(e.Err.Error())
-	return b.String()
-}
+func (e *Error) Error() string { return provider.FormatPlace(e.File, e.Line, e.Column, e.Path, e.Err) }
 
 // Unwrap returns ErrBadScenario and the cause.
 func (e *Error) Unwrap() []error { return []error{ErrBadScenario, e.Err} }

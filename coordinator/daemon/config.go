@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -220,20 +219,11 @@ func ParseConfig(file string, data []byte) (cfg *Config, err error) {
 			cfg, err = nil, &ConfigError{File: file, Err: fmt.Errorf("YAML decoder failed: %v", r)}
 		}
 	}()
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var root yaml.Node
-	if err := dec.Decode(&root); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, &ConfigError{File: file, Line: 1, Err: errors.New("empty configuration")}
-		}
+	root, err := provider.DecodeOneDocument(data, "configuration")
+	if de := (*provider.DocumentError)(nil); errors.As(err, &de) {
+		return nil, &ConfigError{File: file, Line: de.Line, Err: errors.New(de.Msg)}
+	} else if err != nil {
 		return nil, yamlErrors(file, err)
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		if err != nil {
-			return nil, yamlErrors(file, err)
-		}
-		return nil, &ConfigError{File: file, Line: extra.Line, Err: errors.New("a configuration file holds one YAML document")}
 	}
 	if len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
 		return nil, &ConfigError{File: file, Line: root.Line, Err: errors.New("the configuration must be a mapping of keys (nbd, api, array, providers, writers, volumes, windows)")}
@@ -244,7 +234,7 @@ func ParseConfig(file string, data []byte) (cfg *Config, err error) {
 	if err := strict.Decode(cfg); err != nil {
 		return nil, yamlErrors(file, err)
 	}
-	cfg.File, cfg.root = file, &root
+	cfg.File, cfg.root = file, root
 	return cfg, nil
 }
 
