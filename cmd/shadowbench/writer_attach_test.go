@@ -40,7 +40,9 @@ esac
 	}, 10*time.Second, 5*time.Millisecond)
 	require.Equal(t, "db", ws[0].Name)
 	require.Equal(t, "back-end", ws[0].Level)
-	require.Contains(t, errb.String(), "writer db attached as "+ws[0].ID.String()+"; waiting for events (Ctrl-C to detach)")
+	// The CLI prints after the daemon has registered the writer: wait for it.
+	attached := "writer db attached as " + ws[0].ID.String() + "; waiting for events (Ctrl-C to detach)"
+	require.Eventually(t, func() bool { return strings.Contains(errb.String(), attached) }, 10*time.Second, 5*time.Millisecond, errb.String())
 	list, _, err := cli(context.Background(), "writer", "list", "--api", api)
 	require.NoError(t, err)
 	require.Regexp(t, `db\s+remote\s+back-end\s+\{[0-9A-F-]{36}\}\s+subscribed`, list)
