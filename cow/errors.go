@@ -28,4 +28,13 @@ var (
 	// ErrNoSpace is returned when the store cannot hold the blocks a write
 	// needs. Nothing of that write is applied.
 	ErrNoSpace = errors.New("cow: store is full")
+	// ErrBusy is returned by Group.Add for a volume that is already in an
+	// open group: a volume belongs to one at a time.
+	ErrBusy = errors.New("cow: volume is in another open group")
+	// ErrGroupDone is returned for a group that has already committed or
+	// aborted.
+	ErrGroupDone = errors.New("cow: group already committed or aborted")
+	// ErrNotCommitted is returned for the use of an image whose Group has
+	// not committed (or aborted).
+	ErrNotCommitted = errors.New("cow: image not committed")
 )

@@ -93,6 +93,10 @@ func TestModel(t *testing.T) {
 	require.NoError(t, err)
 	v, err := NewVolume(store, size)
 	require.NoError(t, err)
+	// spare is a second volume that group commits take along with v.
+	spare, err := NewVolume(store, size)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, spare.Release()) }()
 	live := make([]byte, size)
 	var images []trackedImage
 	var clones []trackedClone
@@ -176,7 +180,7 @@ func TestModel(t *testing.T) {
 			for i, w := range ws {
 				p.lo[i] = w.acked.Load()
 			}
-			img, err := v.Snapshot()
+			img, err := snapshotSomehow(rng, v, spare)
 			require.NoError(t, err)
 			for i, w := range ws {
 				p.hi[i] = w.started.Load()
@@ -229,11 +233,21 @@ func TestModel(t *testing.T) {
 				cimg, err := c.Snapshot()
 				require.NoError(t, err)
 				images = append(images, trackedImage{img: cimg, want: append([]byte(nil), tc.model...)})
-			case 2: // revert the live volume
+			case 2: // revert the live volume, sometimes inside an open group
 				src := images[rng.IntN(len(images))]
 				if src.img.sameFamily(&v.geometry) {
+					var g *Group
+					if rng.IntN(2) == 0 {
+						g = NewGroup()
+						require.NoError(t, join(g, v))
+					}
 					require.NoError(t, v.Revert(src.img))
 					copy(live, src.want)
+					if g != nil { // the group commits what the revert left
+						imgs, err := g.Commit()
+						require.NoError(t, err)
+						images = append(images, trackedImage{img: imgs[0], want: append([]byte(nil), live...)})
+					}
 				}
 			case 3: // release an image
 				if len(images) > 2 {
@@ -275,6 +289,53 @@ func TestModel(t *testing.T) {
 	}
 	// Data extents are whole grains except at the volume's partial end.
 	require.InDelta(t, liveData, store.Stats().DataBytes, float64(grain), "seed %d: C5 reclamation", seed)
+}
+
+// snapshotSomehow takes an image of v in one of the ways a commit can
+// happen: Snapshot; a group of v alone; a group of v and spare; a group
+// prepared before a Snapshot of v, which the group then follows.
+func snapshotSomehow(rng *rand.Rand, v, spare *Volume) (*Image, error) {
+	switch rng.IntN(4) {
+	case 0:
+		return v.Snapshot()
+	case 3: // the group joins first; the Snapshot in between moves it on
+		g := NewGroup()
+		if err := join(g, v); err != nil {
+			return nil, err
+		}
+		first, err := v.Snapshot()
+		if err != nil {
+			return nil, err
+		}
+		if err := first.Release(); err != nil {
+			return nil, err
+		}
+		imgs, err := g.Commit()
+		if err != nil {
+			return nil, err
+		}
+		return imgs[0], nil
+	}
+	g := NewGroup()
+	if err := join(g, v); err != nil {
+		return nil, err
+	}
+	withSpare := rng.IntN(2) == 0
+	if withSpare {
+		if err := join(g, spare); err != nil {
+			return nil, err
+		}
+	}
+	imgs, err := g.Commit()
+	if err != nil {
+		return nil, err
+	}
+	if withSpare {
+		if err := imgs[1].Release(); err != nil {
+			return nil, err
+		}
+	}
+	return imgs[0], nil
 }
 
 // checkExtents checks that the extents tile the volume and that holes and

@@ -1,6 +1,7 @@
 package cow
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -31,24 +32,33 @@ type epoch struct {
 	root atomic.Pointer[node]
 	// inflight counts the I/O that entered this epoch.
 	inflight inflight.Counter
-	// ready is done once the previous epoch has drained and root holds its
-	// final tree. I/O admitted before that waits for it: the previous
-	// epoch's writes are still landing in nodes this epoch would otherwise
-	// copy too early and lose. Waiting on a done WaitGroup is one atomic
-	// load, and a WaitGroup rather than a channel keeps the epoch one
-	// allocation.
-	ready sync.WaitGroup
+	// ready, when not nil, is done once the previous epoch has drained and
+	// root holds its final tree. I/O admitted before that waits for it: the
+	// previous epoch's writes are still landing in nodes this epoch would
+	// otherwise copy too early and lose. Waiting on a done WaitGroup is one
+	// atomic load. Every epoch a Group commits shares the group's.
+	ready *sync.WaitGroup
 	// dead marks the epoch a released volume ends on; set before publication.
 	dead bool
+	// link is the open Group this epoch belongs to: once the group commits,
+	// the epoch has ended and link.next is the volume's current epoch,
+	// whatever cur still says (see Volume.enter).
+	link atomic.Pointer[member]
 }
 
-func newEpoch(root *node, ready bool) *epoch {
-	e := &epoch{gen: genSeq.Add(1)}
+func newEpoch(root *node, ready *sync.WaitGroup) *epoch {
+	e := &epoch{gen: genSeq.Add(1), ready: ready}
 	e.root.Store(root)
-	if !ready {
-		e.ready.Add(1)
-	}
 	return e
+}
+
+// successor returns the epoch that follows e when a group commit has ended
+// e, or nil.
+func (e *epoch) successor() *epoch {
+	if m := e.link.Load(); m != nil && m.g.state.Load() == groupCommitted {
+		return m.next
+	}
+	return nil
 }
 
 // Volume is a live, writable volume: the original of a LUN, or a clone.
@@ -69,13 +79,13 @@ func NewVolume(store Store, size int64) (*Volume, error) {
 		return nil, err
 	}
 	v := &Volume{geometry: g}
-	v.cur.Store(newEpoch(nil, true /* ready */))
+	v.cur.Store(newEpoch(nil, nil))
 	return v, nil
 }
 
 func newVolumeAt(g geometry, root *node) *Volume {
 	v := &Volume{geometry: g}
-	v.cur.Store(newEpoch(root, true /* ready */))
+	v.cur.Store(newEpoch(root, nil))
 	return v
 }
 
@@ -90,13 +100,20 @@ func (v *Volume) Store() Store { return v.store }
 
 // enter admits one operation into the current epoch. The re-check after
 // counting is what makes a commit's drain exact: an operation either counted
-// itself before the swap (and the commit waits for it) or sees the swap and
-// retries in the new epoch.
+// itself before the commit point (and the commit waits for it) or sees the
+// commit and retries in the new epoch. The commit point is the swap of cur
+// for Snapshot, Revert and Release, and the group's state for a Group, whose
+// commit leaves cur to be moved on by the first operation that finds it
+// behind.
 func (v *Volume) enter() (*epoch, inflight.Token, error) {
 	for {
 		e := v.cur.Load()
+		if next := e.successor(); next != nil {
+			v.catchUp(e, next)
+			continue
+		}
 		t := e.inflight.Enter()
-		if v.cur.Load() != e {
+		if v.cur.Load() != e || e.successor() != nil {
 			e.inflight.Exit(t)
 			continue
 		}
@@ -104,8 +121,19 @@ func (v *Volume) enter() (*epoch, inflight.Token, error) {
 			e.inflight.Exit(t)
 			return nil, 0, ErrReleased
 		}
-		e.ready.Wait()
+		if e.ready != nil {
+			e.ready.Wait()
+		}
 		return e, t, nil
+	}
+}
+
+// catchUp moves cur from e, ended by a group commit, to next. Whoever moves
+// it drops e's link, so that an image committed from e does not keep the
+// group, and through it the volume's later epochs, reachable.
+func (v *Volume) catchUp(e, next *epoch) {
+	if v.cur.CompareAndSwap(e, next) {
+		e.link.Store(nil)
 	}
 }
 
@@ -312,43 +340,19 @@ func (v *Volume) ChangedSince(base *Image, off, n int64) ([]Range, error) {
 // Snapshot commits the volume's current content as a read-only image, in
 // time independent of the volume's size, data and history (C1). Every write
 // acknowledged before Snapshot was called is in the image; no write that
-// starts after it returns is (C4); the image never changes (C2). It is
-// PrepareSnapshot followed by Commit.
-func (v *Volume) Snapshot() (*Image, error) { return v.PrepareSnapshot().Commit() }
-
-// PreparedSnapshot is a snapshot whose every allocation is done, so that
-// Commit is only the pointer swap: what a provider prepares before flush &
-// hold and commits inside it, for any number of volumes.
-type PreparedSnapshot struct {
-	v    *Volume
-	next *epoch
-	img  *Image
-	done bool
-}
-
-// PrepareSnapshot allocates what a commit of v needs: the next epoch and
-// the image.
-func (v *Volume) PrepareSnapshot() *PreparedSnapshot {
-	return &PreparedSnapshot{v: v, next: newEpoch(nil, false /* ready */), img: &Image{geometry: v.geometry}}
-}
-
-// Commit takes the image. Its cost is one pointer swap, a wait for the
-// writes admitted before the swap (C3; none under flush & hold) and a few
-// atomic stores; it allocates nothing (C1). A PreparedSnapshot commits once;
-// it is not safe for concurrent use.
-func (ps *PreparedSnapshot) Commit() (*Image, error) {
-	if ps.done {
-		return nil, ErrReleased
-	}
-	v := ps.v
+// starts after it returns is (C4); the image never changes (C2). To commit
+// several volumes at one instant, use a Group.
+func (v *Volume) Snapshot() (*Image, error) {
+	ready := new(sync.WaitGroup)
+	ready.Add(1)
+	next := newEpoch(nil, ready)
+	img := &Image{geometry: v.geometry}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	old := v.cur.Load()
+	old, m := v.settle()
 	if old.dead {
 		return nil, ErrReleased
 	}
-	ps.done = true
-	next := ps.next
 	v.cur.Store(next) // the commit point
 	old.inflight.Wait(nil)
 	root := old.root.Load()
@@ -356,14 +360,16 @@ func (ps *PreparedSnapshot) Commit() (*Image, error) {
 		root.refs.Add(1) // the image's reference; next inherits old's
 	}
 	next.root.Store(root)
-	next.ready.Done()
-	ps.img.root, ps.img.readers = root, old
-	return ps.img, nil
+	ready.Done()
+	img.root, img.readers = root, old
+	m.moveTo(old, next)
+	return img, nil
 }
 
 // Revert makes the volume's content that of img, an image of the same
 // family, in O(1). Writes admitted before Revert are drained and then
-// discarded with the tree they landed in.
+// discarded with the tree they landed in. An open Group the volume belongs
+// to commits the reverted content.
 func (v *Volume) Revert(img *Image) error {
 	if !v.sameFamily(&img.geometry) {
 		return ErrMismatch
@@ -375,7 +381,7 @@ func (v *Volume) Revert(img *Image) error {
 	defer img.exit(t)
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	old := v.cur.Load()
+	old, m := v.settle()
 	if old.dead {
 		return ErrReleased
 	}
@@ -384,32 +390,74 @@ func (v *Volume) Revert(img *Image) error {
 	}
 	// The image's nodes are immutable, so the new epoch needs nothing of
 	// the old one and is ready at once.
-	v.cur.Store(newEpoch(img.root, true /* ready */))
+	next := newEpoch(img.root, nil)
+	v.cur.Store(next)
 	old.inflight.Wait(nil)
 	if r := old.root.Load(); r != nil {
 		v.releaseNode(r, drained)
 	}
+	m.moveTo(old, next)
 	return nil
 }
 
 // Release deletes the volume: I/O admitted before it drains, later I/O
 // fails with ErrReleased, and every block no image or clone shares returns
-// to the store (C5).
+// to the store (C5). An open Group the volume belongs to can no longer
+// commit: its Commit fails with ErrReleased.
 func (v *Volume) Release() error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	old := v.cur.Load()
+	old, m := v.settle()
 	if old.dead {
 		return ErrReleased
 	}
-	end := newEpoch(nil, true /* ready */)
+	end := newEpoch(nil, nil)
 	end.dead = true
 	v.cur.Store(end)
 	old.inflight.Wait(nil)
 	if r := old.root.Load(); r != nil {
 		v.releaseNode(r, drained)
 	}
+	if m != nil {
+		old.link.Store(nil)
+		m.g.abortHeld(ErrReleased)
+	}
 	return nil
+}
+
+// settle returns the volume's current epoch for an operation that will end
+// it; v.mu is held. A group commit that has ended the epoch is finished
+// first (cur moves on once the group is ready); an aborted group's link is
+// dropped; an open group is returned held busy, so that its commit waits
+// while the caller installs the next epoch, and the caller must hand it on
+// with moveTo (or abort it). The group then commits the new epoch.
+func (v *Volume) settle() (*epoch, *member) {
+	for {
+		e := v.cur.Load()
+		m := e.link.Load()
+		if m == nil {
+			// An operation catching up drops the link after moving cur,
+			// so a nil link on an epoch that is no longer current says
+			// nothing: check cur again.
+			if v.cur.Load() != e {
+				continue
+			}
+			return e, nil
+		}
+		switch m.g.state.Load() {
+		case groupCommitted:
+			m.g.ready.Wait()
+			v.catchUp(e, m.next)
+		case groupAborted:
+			e.link.CompareAndSwap(m, nil)
+		case groupOpen:
+			if m.g.state.CompareAndSwap(groupOpen, groupBusy) {
+				return e, m
+			}
+		default: // busy: an operation on another of the group's volumes
+			runtime.Gosched()
+		}
+	}
 }
 
 // Image is a read-only point-in-time image of a volume. It shares every
@@ -417,6 +465,12 @@ func (v *Volume) Release() error {
 type Image struct {
 	geometry
 	root *node // immutable: no writer's generation matches its nodes'
+	// stale is a node the image holds a reference on besides root: the
+	// root its Group expected (Group.Commit). Release drops it.
+	stale *node
+	// group is the Group that commits the image, nil for Snapshot's. The
+	// image is usable once the group has committed and is ready.
+	group *Group
 	// readers counts the reads in flight. It is the drained epoch the
 	// image was committed from, whose counter nobody else uses any more
 	// (an operation that still finds that epoch current counts itself in
@@ -428,6 +482,9 @@ type Image struct {
 }
 
 func (im *Image) enter() (inflight.Token, error) {
+	if !im.Committed() {
+		return 0, ErrNotCommitted
+	}
 	t := im.readers.inflight.Enter()
 	if im.released.Load() {
 		im.readers.inflight.Exit(t)
@@ -437,6 +494,19 @@ func (im *Image) enter() (inflight.Token, error) {
 }
 
 func (im *Image) exit(t inflight.Token) { im.readers.inflight.Exit(t) }
+
+// Committed reports whether the image holds its point in time: always for
+// Snapshot's, once the group committed for a Group's. It waits, briefly,
+// for a group that has committed to be ready.
+func (im *Image) Committed() bool {
+	if g := im.group; g != nil {
+		if g.state.Load() != groupCommitted {
+			return false
+		}
+		g.ready.Wait()
+	}
+	return true
+}
 
 // Size returns the image's size in bytes.
 func (im *Image) Size() int64 { return im.size }
@@ -501,9 +571,15 @@ func (im *Image) Release() error {
 		return ErrReleased
 	}
 	im.released.Store(true)
+	if !im.Committed() {
+		return nil // nothing to free: its group never committed
+	}
 	im.readers.inflight.Wait(nil)
 	if im.root != nil {
 		im.releaseNode(im.root, drained)
+	}
+	if im.stale != nil {
+		im.releaseNode(im.stale, live)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package lun
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -190,25 +191,55 @@ func (a *Array) destroy(l *LUN) {
 	l.release()
 }
 
-// PendingSnapshot is a snapshot LUN prepared and not yet committed: its name
-// is reserved, its identity fixed and the source's snapshot count taken, so
-// that Commit is a pointer swap that cannot fail for want of resources.
+// SnapshotGroup prepares snapshot LUNs of several sources and commits them
+// at one instant: a consistency group, as a VSS snapshot set commits its
+// LUNs. Preparing reserves everything (name, identity, the source's snapshot
+// count, the cow group's epochs and images), so that the commit is one
+// atomic swap for the whole group plus a few stores per LUN (cow.Group).
 //
-// A PendingSnapshot is not safe for concurrent use: one caller prepares,
-// commits or aborts it.
-type PendingSnapshot struct {
-	a      *Array
-	lun    *LUN
-	source *LUN
-	prep   *cow.PreparedSnapshot
-	data   *data // allocated here, published by Commit
-	done   bool
+// A source belongs to at most one group being prepared (ErrInSet). A
+// SnapshotGroup is not safe for concurrent use: one caller prepares,
+// commits or aborts it. Every group must end with CommitAt or Abort.
+type SnapshotGroup struct {
+	a       *Array
+	g       *cow.Group
+	members []*PendingSnapshot
+	live    int // members not aborted
+	state   groupState
 }
 
-// PrepareSnapshot prepares a snapshot LUN of source under name (source
-// plus a timestamp when empty). It fails with ErrMaxSnapshots when the
-// source has its limit of snapshots.
-func (a *Array) PrepareSnapshot(source, name string) (*PendingSnapshot, error) {
+type groupState uint8
+
+const (
+	groupOpen groupState = iota
+	groupCommitted
+	groupAborted
+)
+
+// NewSnapshotGroup returns an empty group.
+func (a *Array) NewSnapshotGroup() *SnapshotGroup {
+	return &SnapshotGroup{a: a, g: cow.NewGroup()}
+}
+
+// PendingSnapshot is a snapshot LUN prepared and not yet committed: its name
+// is reserved, its identity fixed and the source's snapshot count taken.
+// Its group's commit gives it its data.
+type PendingSnapshot struct {
+	group   *SnapshotGroup
+	lun     *LUN
+	source  *LUN
+	aborted bool
+}
+
+// Prepare prepares a snapshot LUN of source under name (source plus a
+// timestamp when empty) for the group's commit. It fails with
+// ErrMaxSnapshots when the source has its limit of snapshots and with
+// ErrInSet when the source is in another group being prepared.
+func (sg *SnapshotGroup) Prepare(source, name string) (*PendingSnapshot, error) {
+	if sg.state != groupOpen {
+		return nil, ErrGroupDone
+	}
+	a := sg.a
 	src, err := a.Get(source)
 	if err != nil {
 		return nil, err
@@ -239,64 +270,163 @@ func (a *Array) PrepareSnapshot(source, name string) (*PendingSnapshot, error) {
 		src.snapshots.Add(-1)
 		return nil, err
 	}
-	return &PendingSnapshot{a: a, lun: l, source: src, prep: d.vol.PrepareSnapshot(), data: &data{}}, nil
+	img, err := sg.g.Add(d.vol)
+	if err != nil {
+		a.remove(l)
+		src.snapshots.Add(-1)
+		if errors.Is(err, cow.ErrBusy) {
+			return nil, fmt.Errorf("%w: %s", ErrInSet, source)
+		}
+		return nil, src.mapErr(err)
+	}
+	// Published now, so that the commit need not: the LUN stays pending
+	// (invisible, no I/O) until the image is committed.
+	l.data.Store(&data{img: img})
+	p := &PendingSnapshot{group: sg, lun: l, source: src}
+	sg.members = append(sg.members, p)
+	sg.live++
+	return p, nil
+}
+
+// Len returns the number of snapshots prepared in the group and not
+// aborted.
+func (sg *SnapshotGroup) Len() int { return sg.live }
+
+// CommitAt takes the point-in-time images of every source in the group at
+// one instant, stamped created (one reading of the clock for the group):
+// one cow group commit (C1), then each snapshot LUN becomes visible, still
+// masked. It allocates nothing. All or none: if a source was deleted since
+// its prepare, nothing is committed, the whole group is aborted and
+// CommitAt fails with ErrDeleted.
+func (sg *SnapshotGroup) CommitAt(created time.Time) error {
+	if sg.state != groupOpen {
+		return ErrGroupDone
+	}
+	// What readers of a committed LUN see is written before the commit
+	// point, which publishes it: the cow commit is the instant the LUNs
+	// stop being pending.
+	for _, p := range sg.members {
+		if !p.aborted {
+			p.lun.created = created
+			p.source.pushSnapshot(p.lun)
+		}
+	}
+	imgs, err := sg.g.Commit()
+	if err != nil {
+		sg.Abort()
+		return mapCowErr(err)
+	}
+	sg.state = groupCommitted
+	for i, p := range sg.members {
+		if p.aborted {
+			_ = imgs[i].Release()
+		}
+	}
+	return nil
+}
+
+// Abort discards the group: before the commit, its prepared snapshots and
+// the cow group; after it, every snapshot LUN the commit made, so that a
+// set that fails after its commit leaves nothing (vss-spec.md B.9).
+func (sg *SnapshotGroup) Abort() {
+	if sg.state == groupOpen {
+		sg.state = groupAborted
+		sg.g.Abort()
+	}
+	for _, p := range sg.members {
+		p.discard()
+	}
 }
 
 // LUN returns the snapshot LUN being prepared: its name and identity are
-// final, its data is not there until Commit.
+// final, its data is not there until the commit.
 func (p *PendingSnapshot) LUN() *LUN { return p.lun }
 
 // Source returns the LUN being snapshotted.
 func (p *PendingSnapshot) Source() *LUN { return p.source }
 
-// Commit takes the point-in-time image, stamped now. See CommitAt.
+// Commit commits the snapshot's group, stamped now. See CommitAt.
 func (p *PendingSnapshot) Commit() error { return p.CommitAt(time.Now()) }
 
-// CommitAt takes the point-in-time image: one cow pointer swap (C1), then
-// the LUN becomes visible (still masked), stamped with created so that a
-// set of LUNs can share one reading of the clock. It allocates nothing. It
-// fails only if the source was deleted or reverted to another volume since
-// the prepare, and then the pending snapshot is aborted.
+// CommitAt commits the snapshot's group (SnapshotGroup.CommitAt): for a
+// snapshot prepared with Array.PrepareSnapshot, that is this snapshot
+// alone. It fails with ErrDeleted if this snapshot was aborted.
 func (p *PendingSnapshot) CommitAt(created time.Time) error {
-	if p.done {
+	if p.aborted {
 		return ErrDeleted
 	}
-	if p.source.deleted.Load() || p.source.data.Load().vol == nil {
-		p.Abort()
+	if p.group.state == groupAborted {
 		return ErrDeleted
 	}
-	img, err := p.prep.Commit()
-	if err != nil {
-		p.Abort()
-		return p.source.mapErr(err)
-	}
-	p.done = true
-	l := p.lun
-	l.created = created
-	p.data.img = img
-	l.data.Store(p.data)
-	l.prev = p.source.lastSnap.Swap(l)
-	return nil
+	return p.group.CommitAt(created)
 }
 
-// Abort discards the prepared snapshot: its name, its identity and its
-// place in the source's count. After a Commit, Abort deletes the committed
-// snapshot, so a set that fails part way leaves nothing (vss-spec.md B.9).
+// Abort discards this snapshot: its name, its identity and its place in the
+// source's count. After the commit it deletes the committed snapshot LUN;
+// before it, the group commits without this snapshot (and a group with no
+// snapshot left is aborted).
 func (p *PendingSnapshot) Abort() {
-	l := p.lun
-	p.a.mu.Lock()
-	if cur, ok := p.a.mu.luns[l.name]; ok && cur == l {
-		delete(p.a.mu.luns, l.name)
+	if p.aborted {
+		return
 	}
-	p.a.mu.Unlock()
+	p.discard()
+	if sg := p.group; sg.state == groupOpen && sg.live == 0 {
+		sg.state = groupAborted
+		sg.g.Abort()
+	}
+}
+
+// discard removes the snapshot LUN from the array, once.
+func (p *PendingSnapshot) discard() {
+	if p.aborted {
+		return
+	}
+	p.aborted = true
+	p.group.live--
+	l := p.lun
+	p.group.a.remove(l)
 	if l.deleted.Swap(true) {
 		return
 	}
 	l.gate.shut()
 	p.source.snapshots.Add(-1)
 	p.source.lastSnap.CompareAndSwap(l, l.prev)
-	p.done = true
 	l.release()
+}
+
+// PrepareSnapshot prepares a snapshot LUN of source under name, in a group
+// of its own. See SnapshotGroup.Prepare.
+func (a *Array) PrepareSnapshot(source, name string) (*PendingSnapshot, error) {
+	return a.NewSnapshotGroup().Prepare(source, name)
+}
+
+// pushSnapshot makes snap the source's newest snapshot. snap.prev is
+// written before snap is published, for readers of lastSnap.
+func (l *LUN) pushSnapshot(snap *LUN) {
+	for {
+		prev := l.lastSnap.Load()
+		snap.prev = prev
+		if l.lastSnap.CompareAndSwap(prev, snap) {
+			return
+		}
+	}
+}
+
+// remove takes l out of the array's namespace if it is still there.
+func (a *Array) remove(l *LUN) {
+	a.mu.Lock()
+	if cur, ok := a.mu.luns[l.name]; ok && cur == l {
+		delete(a.mu.luns, l.name)
+	}
+	a.mu.Unlock()
+}
+
+// mapCowErr maps the error of a group commit.
+func mapCowErr(err error) error {
+	if errors.Is(err, cow.ErrReleased) {
+		return ErrDeleted
+	}
+	return err
 }
 
 // Snapshot prepares and commits a snapshot LUN of source in one step.

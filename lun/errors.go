@@ -43,4 +43,10 @@ var (
 	ErrHoldTimeout = errors.New("lun: hold deadline passed; writes were released")
 	// ErrHoldReleased is returned by a second Hold.Release.
 	ErrHoldReleased = errors.New("lun: hold already released")
+	// ErrInSet is returned when a snapshot of a LUN is prepared while the
+	// LUN is in another snapshot group not yet committed or aborted.
+	ErrInSet = errors.New("lun: LUN is in another snapshot set being prepared")
+	// ErrGroupDone is returned for a snapshot group already committed or
+	// aborted.
+	ErrGroupDone = errors.New("lun: snapshot group already committed or aborted")
 )

@@ -79,8 +79,11 @@ type LUN struct {
 type injectorBox struct{ Injector }
 
 // isPending reports whether the LUN is a prepared snapshot not yet
-// committed, and so invisible: its data is published by the commit.
-func (l *LUN) isPending() bool { return l.data.Load() == nil }
+// committed, and so invisible: its image is committed by its group.
+func (l *LUN) isPending() bool {
+	d := l.data.Load()
+	return d == nil || (d.img != nil && !d.img.Committed())
+}
 
 // Name returns the LUN's name in its array (and its NBD export name).
 func (l *LUN) Name() string { return l.name }
@@ -329,6 +332,9 @@ func (l *LUN) changed(off, length int64) ([]cow.Range, error) {
 		base = l.prev
 	case Original:
 		base = l.lastSnap.Load()
+	}
+	for base != nil && base.isPending() {
+		base = base.prev // a snapshot being committed: the one before it
 	}
 	if base == nil || base.deleted.Load() {
 		return nil, ErrNoBase

@@ -104,10 +104,12 @@ type snapshotSet struct {
 	commitDur time.Duration
 
 	// work serialises the set's LUN work, the preparer's, CommitSnapshots'
-	// and the clean-up's, because lun.PendingSnapshot is not safe for
-	// concurrent use. It guards prepared and each member's pending and info.
+	// and the clean-up's, because lun.SnapshotGroup is not safe for
+	// concurrent use. It guards group, prepared and each member's pending
+	// and info.
 	work     sync.Mutex
-	prepared int // members prepared, each holding SnapshotReserve
+	group    *lun.SnapshotGroup // the set's LUNs, committed at one instant
+	prepared int                // members prepared, each holding SnapshotReserve
 }
 
 // member is one source LUN of a set and its snapshot LUN.
@@ -418,11 +420,7 @@ func (p *ArrayProvider) cleanup(s *snapshotSet, members []*member) {
 		<-done // prompt: the preparer's sleeps and loop watch s.ctx
 	}
 	s.work.Lock()
-	for _, m := range members {
-		if m.pending != nil {
-			m.pending.Abort()
-		}
-	}
+	s.group.Abort() // every snapshot prepared or committed
 	s.work.Unlock()
 	p.mu.Lock()
 	for _, m := range members {
@@ -501,6 +499,8 @@ func codeOf(err error) vss.HRESULT {
 		return vss.VSS_E_VOLUME_NOT_SUPPORTED_BY_PROVIDER
 	case errors.Is(err, lun.ErrBadName):
 		return vss.E_INVALIDARG
+	case errors.Is(err, lun.ErrInSet):
+		return vss.VSS_E_SNAPSHOT_SET_IN_PROGRESS
 	}
 	return vss.FromError(err) // context errors are E_ABORT, the rest E_FAIL
 }
@@ -722,7 +722,7 @@ func (p *ArrayProvider) beginSet(id, snap vss.ID, snapCtx vss.SnapshotContext) (
 			staleMembers = p.discardLocked(stale, ErrDiscarded)
 		}
 		s = &snapshotSet{id: id, snapCtx: snapCtx, released: make(chan struct{}),
-			bySource: map[string]*member{}, kick: make(chan struct{}, 1)}
+			bySource: map[string]*member{}, kick: make(chan struct{}, 1), group: p.array.NewSnapshotGroup()}
 		// Not a child of p.base: a finished set is never cancelled, and a
 		// child would stay registered with its parent until Close. Close
 		// discards the live set instead.
@@ -802,7 +802,7 @@ func (p *ArrayProvider) prepareMember(s *snapshotSet, mb *member) error {
 	if !p.roomFor(1, s.prepared) {
 		return fmt.Errorf("%s: %w", mb.source.Name(), ErrNoCapacity)
 	}
-	ps, err := p.array.PrepareSnapshot(mb.source.Name(), mb.name)
+	ps, err := s.group.Prepare(mb.source.Name(), mb.name)
 	if err != nil {
 		return fmt.Errorf("%s: %w", mb.source.Name(), err)
 	}
@@ -1191,14 +1191,8 @@ func (p *ArrayProvider) CommitSnapshots(ctx context.Context, set vss.ID) error {
 	}
 	start := time.Now()
 	var failed error
-	for i, mb := range s.members {
-		if err := mb.pending.CommitAt(start); err != nil {
-			for _, done := range s.members[:i] {
-				done.pending.Abort() // deletes the committed snapshot: all or none
-			}
-			failed = fmt.Errorf("%s: %w", mb.source.Name(), err)
-			break
-		}
+	if err := s.group.CommitAt(start); err != nil { // all or none
+		failed = fmt.Errorf("committing %d LUNs: %w", len(s.members), err)
 	}
 	d := time.Since(start)
 	s.work.Unlock()

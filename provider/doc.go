@@ -26,8 +26,10 @@
 // source's snapshot count, after the profile's per-LUN preparation latency
 // and the capacity and snapshot-limit checks). A LUN shared by two volumes
 // of the set is snapshotted once. EndPrepareSnapshots is the rendezvous: it
-// waits for the preparer and reports its first failure. CommitSnapshots is
-// then one lun.PendingSnapshot.Commit, a cow pointer swap, per LUN.
+// waits for the preparer and reports its first failure. The set's LUNs form
+// one lun.SnapshotGroup, a consistency group: CommitSnapshots is its
+// commit, one atomic swap for the whole set (cow.Group) and a few stores
+// per LUN, every image of one instant, all or none.
 //
 // Every method runs the profile's behaviour around its real work: first the
 // latency (a sleep that honours ctx and the set's abort), then the failures
@@ -42,7 +44,7 @@
 //
 // Locks: ArrayProvider.mu guards the sets, their states and the registry of
 // snapshot LUNs; snapshotSet.work serialises a set's LUN work (preparing,
-// committing, removing), since lun.PendingSnapshot is not safe for
+// committing, removing), since lun.SnapshotGroup is not safe for
 // concurrent use. The two are never held together. A set's context ends on
 // abort or discard and wakes every sleep of the set at once.
 //
