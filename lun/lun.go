@@ -181,6 +181,12 @@ func (l *LUN) begin(ctx context.Context, op Op) (tok gateToken, err error) {
 	if err != nil {
 		return tok, err
 	}
+	if l.deleted.Load() {
+		// Queued at a held gate that Delete forced open: the volume is
+		// being released, and the I/O must not land in it first.
+		l.gate.exit(tok.t)
+		return tok, ErrDeleted
+	}
 	tok.start = time.Now()
 	if f := l.faults.Load(); f != nil {
 		if err := f.Inject(ctx, op); err != nil {
