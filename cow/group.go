@@ -95,6 +95,10 @@ func (g *Group) Add(v *Volume) (*Image, error) {
 	}
 	e.mu.Unlock()
 	m.old = e
+	// The image and the next epoch are set up for the usual case, a root
+	// that does not change before the commit, which then writes nothing.
+	m.next.root.Store(m.ref)
+	m.img.root, m.img.readers = m.ref, e
 	e.link.Store(m)
 	g.members = append(g.members, m)
 	g.images = append(g.images, m.img)
@@ -139,24 +143,23 @@ func (g *Group) Commit() ([]*Image, error) {
 		}
 	}
 	for _, m := range g.members {
-		root := m.old.root.Load()
-		if root != m.ref {
+		if root := m.old.root.Load(); root != m.ref {
 			// A write replaced the root since Add (the first write after
-			// an earlier commit does). The image takes a reference on the
-			// new root and keeps the stale one until it is released:
-			// dropping it here could free a node, 256 atomic decrements.
+			// an earlier commit does), or a Revert did. The image takes a
+			// reference on the new root and keeps the stale one until it
+			// is released: dropping it here could free a node, 256 atomic
+			// decrements.
 			if root != nil {
 				root.refs.Add(1)
 			}
-			m.img.stale = m.ref
+			m.next.root.Store(root) // next inherits old's reference
+			m.img.root, m.img.stale = root, m.ref
 		}
-		m.ref = nil
-		m.next.root.Store(root) // next inherits old's reference
-		m.img.root, m.img.readers = root, m.old
 	}
 	g.ready.Done()
-	g.members = nil
-	return g.images, nil
+	imgs := g.images
+	g.members, g.images = nil, nil // each image points at g: keep them apart
+	return imgs, nil
 }
 
 // Abort discards the group before it commits: its members' volumes carry on
@@ -209,6 +212,7 @@ func (m *member) moveTo(old, next *epoch) {
 	}
 	old.link.Store(nil)
 	m.old = next
+	m.img.readers = next
 	next.link.Store(m)
 	m.g.state.Store(groupOpen)
 }

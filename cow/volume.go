@@ -581,6 +581,7 @@ func (im *Image) Release() error {
 	if im.stale != nil {
 		im.releaseNode(im.stale, live)
 	}
+	im.root, im.stale = nil, nil // no reader is left to use them
 	return nil
 }
 
