@@ -240,37 +240,11 @@ func (sg *SnapshotGroup) Prepare(source, name string) (*PendingSnapshot, error) 
 		return nil, ErrGroupDone
 	}
 	a := sg.a
-	src, err := a.Get(source)
+	src, l, vol, err := a.reserve(source, name)
 	if err != nil {
 		return nil, err
 	}
-	if src.kind == Snapshot {
-		return nil, fmt.Errorf("%w: %s is a snapshot; clone it first", ErrReadOnly, source)
-	}
-	if name == "" {
-		name = fmt.Sprintf("%s.snap-%d", source, time.Now().UnixNano())
-	}
-	if err := checkName(name); err != nil {
-		return nil, err
-	}
-	if int(src.snapshots.Add(1)) > a.cfg.MaxSnapshots {
-		src.snapshots.Add(-1)
-		return nil, ErrMaxSnapshots
-	}
-	l := a.newLUN(name, Snapshot, NewIdentity(ProductSnapshot), src.size, src.blockSize)
-	l.parent = src
-	l.readOnly.Store(true)
-	l.masked.Store(true)
-	d := src.data.Load()
-	if d.vol == nil {
-		src.snapshots.Add(-1)
-		return nil, fmt.Errorf("%w: %s", ErrReadOnly, source)
-	}
-	if err := a.insert(l); err != nil {
-		src.snapshots.Add(-1)
-		return nil, err
-	}
-	img, err := sg.g.Add(d.vol)
+	img, err := sg.g.Add(vol)
 	if err != nil {
 		a.remove(l)
 		src.snapshots.Add(-1)
@@ -280,8 +254,12 @@ func (sg *SnapshotGroup) Prepare(source, name string) (*PendingSnapshot, error) 
 		return nil, src.mapErr(err)
 	}
 	// Published now, so that the commit need not: the LUN stays pending
-	// (invisible, no I/O) until the image is committed.
+	// (invisible, no I/O) until the image is committed. Likewise it becomes
+	// the source's newest snapshot now; readers skip it while it is
+	// pending, and the commit checks that no other snapshot of the source
+	// took its place meanwhile.
 	l.data.Store(&data{img: img})
+	src.pushSnapshot(l)
 	p := &PendingSnapshot{group: sg, lun: l, source: src}
 	sg.members = append(sg.members, p)
 	sg.live++
@@ -308,7 +286,11 @@ func (sg *SnapshotGroup) CommitAt(created time.Time) error {
 	for _, p := range sg.members {
 		if !p.aborted {
 			p.lun.created = created
-			p.source.pushSnapshot(p.lun)
+			if p.source.lastSnap.Load() != p.lun {
+				// Another snapshot of the source was prepared since:
+				// this one, committed now, is the newest again.
+				p.source.pushSnapshot(p.lun)
+			}
 		}
 	}
 	imgs, err := sg.g.Commit()
@@ -400,13 +382,20 @@ func (a *Array) PrepareSnapshot(source, name string) (*PendingSnapshot, error) {
 	return a.NewSnapshotGroup().Prepare(source, name)
 }
 
-// pushSnapshot makes snap the source's newest snapshot. snap.prev is
-// written before snap is published, for readers of lastSnap.
+// pushSnapshot makes snap the source's newest snapshot, and the newest
+// committed one before it snap's base for changed-block tracking (prepared
+// snapshots in between are skipped: they are later than snap once they
+// commit, and move themselves above it then). snap.prev is written before
+// snap is published, for readers of lastSnap.
 func (l *LUN) pushSnapshot(snap *LUN) {
 	for {
-		prev := l.lastSnap.Load()
+		head := l.lastSnap.Load()
+		prev := head
+		for prev != nil && prev.isPending() {
+			prev = prev.prev
+		}
 		snap.prev = prev
-		if l.lastSnap.CompareAndSwap(prev, snap) {
+		if l.lastSnap.CompareAndSwap(head, snap) {
 			return
 		}
 	}
@@ -430,15 +419,63 @@ func mapCowErr(err error) error {
 }
 
 // Snapshot prepares and commits a snapshot LUN of source in one step.
+//
+// Unlike a group's commit it works on a source that is in a group being
+// prepared (a periodic snapshot during a VSS set): the group then commits
+// the source's content at its own, later instant.
 func (a *Array) Snapshot(source, name string) (*LUN, error) {
-	p, err := a.PrepareSnapshot(source, name)
+	src, l, vol, err := a.reserve(source, name)
 	if err != nil {
 		return nil, err
 	}
-	if err := p.Commit(); err != nil {
-		return nil, err
+	created := time.Now()
+	img, err := vol.Snapshot()
+	if err != nil {
+		a.remove(l)
+		src.snapshots.Add(-1)
+		return nil, src.mapErr(err)
 	}
-	return p.lun, nil
+	l.created = created
+	src.pushSnapshot(l) // before the LUN stops being pending, below
+	l.data.Store(&data{img: img})
+	return l, nil
+}
+
+// reserve checks that a snapshot of source can be taken under name (source
+// plus a timestamp when empty) and reserves it: the source's snapshot
+// count, the name, and the snapshot LUN, inserted pending (no data yet).
+func (a *Array) reserve(source, name string) (src, l *LUN, vol *cow.Volume, err error) {
+	src, err = a.Get(source)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if src.kind == Snapshot {
+		return nil, nil, nil, fmt.Errorf("%w: %s is a snapshot; clone it first", ErrReadOnly, source)
+	}
+	if name == "" {
+		name = fmt.Sprintf("%s.snap-%d", source, time.Now().UnixNano())
+	}
+	if err := checkName(name); err != nil {
+		return nil, nil, nil, err
+	}
+	if int(src.snapshots.Add(1)) > a.cfg.MaxSnapshots {
+		src.snapshots.Add(-1)
+		return nil, nil, nil, ErrMaxSnapshots
+	}
+	l = a.newLUN(name, Snapshot, NewIdentity(ProductSnapshot), src.size, src.blockSize)
+	l.parent = src
+	l.readOnly.Store(true)
+	l.masked.Store(true)
+	d := src.data.Load()
+	if d.vol == nil {
+		src.snapshots.Add(-1)
+		return nil, nil, nil, fmt.Errorf("%w: %s", ErrReadOnly, source)
+	}
+	if err := a.insert(l); err != nil {
+		src.snapshots.Add(-1)
+		return nil, nil, nil, err
+	}
+	return src, l, d.vol, nil
 }
 
 // Clone adds a writable LUN whose content starts as the snapshot LUN's.

@@ -444,3 +444,35 @@ func TestSnapshotEvery(t *testing.T) {
 	require.Zero(t, res.Errors)
 	require.Len(t, a.List(), 1)
 }
+
+// TestSnapshotGroupInterleaved: a snapshot taken while a group holding the
+// same source is prepared does not fail, and the changed-block chain ends
+// up in commit order, whatever the order of preparation.
+func TestSnapshotGroupInterleaved(t *testing.T) {
+	ctx := context.Background()
+	a := newArray(t, Config{})
+	src := newLUN(t, a, "lun0", mib)
+	first, err := a.Snapshot("lun0", "s0")
+	require.NoError(t, err)
+	sg := a.NewSnapshotGroup()
+	late, err := sg.Prepare("lun0", "s2")
+	require.NoError(t, err)
+	_, err = a.NewSnapshotGroup().Prepare("lun0", "other")
+	require.ErrorIs(t, err, ErrInSet, "one open group per source")
+
+	require.NoError(t, src.WriteAt(ctx, bytes.Repeat([]byte{1}, 4096), 0, false))
+	mid, err := a.Snapshot("lun0", "s1") // while s2 is prepared
+	require.NoError(t, err)
+	require.Same(t, first, mid.prev, "the prepared s2 is skipped")
+	require.NoError(t, src.WriteAt(ctx, bytes.Repeat([]byte{2}, 4096), 8192, false))
+	require.NoError(t, sg.CommitAt(time.Now()))
+
+	require.Same(t, mid, late.LUN().prev, "s2 committed after s1")
+	require.Same(t, late.LUN(), src.lastSnap.Load())
+	got, err := late.LUN().Changed(ctx, 0, mib)
+	require.NoError(t, err)
+	require.Equal(t, []cow.Range{{Off: 8192, Len: 4096}}, got, "s2 against s1: only the write between them")
+	got, err = mid.Changed(ctx, 0, mib)
+	require.NoError(t, err)
+	require.Equal(t, []cow.Range{{Off: 0, Len: 4096}}, got)
+}
