@@ -19,12 +19,14 @@
 //
 // # Snapshots
 //
-// Array.PrepareSnapshot does everything that can fail or allocate (name,
-// identity, the per-LUN snapshot limit); PendingSnapshot.Commit is then one
-// cow pointer swap. A provider prepares every LUN of a set, commits them all,
-// and aborts the committed ones if any fails, so no set is ever partly
-// committed (vss-spec.md B.9). Snapshot LUNs are read-only and masked until a
-// provider unmasks them (LocateLuns).
+// A SnapshotGroup is a consistency group: SnapshotGroup.Prepare does, per
+// source, everything that can fail or allocate (name, identity, the per-LUN
+// snapshot limit, cow's epochs and image), and SnapshotGroup.CommitAt then
+// commits every LUN of the group at one instant with a single cow.Group
+// commit, all or none (vss-spec.md B.9). A provider makes one group per
+// snapshot set. Array.Snapshot takes one LUN's snapshot at once, even while
+// the LUN is in a group being prepared. Snapshot LUNs are read-only and
+// masked until a provider unmasks them (LocateLuns).
 //
 // # Invariants
 //

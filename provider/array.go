@@ -1160,11 +1160,12 @@ func (p *ArrayProvider) step(ctx context.Context, m vss.ProviderMethod, set vss.
 }
 
 // CommitSnapshots commits every prepared LUN of the set: after the
-// profile's block (and, with until-released, ReleaseCommit), one
-// PendingSnapshot.Commit per LUN, each a cow pointer swap. Nothing in it
-// does I/O, logs, or allocates in proportion to data; the snapshots are
-// complete when it returns. If any LUN fails, the ones already committed
-// are removed and the set stays uncommitted (P4, B.9).
+// profile's block (and, with until-released, ReleaseCommit), one commit of
+// the set's lun.SnapshotGroup, a single atomic swap for every LUN (a
+// consistency group). Nothing in it does I/O, logs, or allocates; the
+// snapshots are complete, and of one instant, when it returns. If a LUN
+// was deleted meanwhile, nothing is committed and the set stays
+// uncommitted (P4, B.9).
 func (p *ArrayProvider) CommitSnapshots(ctx context.Context, set vss.ID) error {
 	const m = vss.MethodCommitSnapshots
 	s, t, _, err := p.enter(m, set, nil)
