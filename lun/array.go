@@ -204,7 +204,6 @@ type SnapshotGroup struct {
 	a       *Array
 	g       *cow.Group
 	members []*PendingSnapshot
-	live    int // members not aborted
 	state   groupState
 }
 
@@ -246,12 +245,11 @@ func (sg *SnapshotGroup) Prepare(source, name string) (*PendingSnapshot, error) 
 	}
 	img, err := sg.g.Add(vol)
 	if err != nil {
-		a.remove(l)
-		src.snapshots.Add(-1)
+		a.unreserve(src, l)
 		if errors.Is(err, cow.ErrBusy) {
 			return nil, fmt.Errorf("%w: %s", ErrInSet, source)
 		}
-		return nil, src.mapErr(err)
+		return nil, mapErr(err)
 	}
 	// Published now, so that the commit need not: the LUN stays pending
 	// (invisible, no I/O) until the image is committed. Likewise it becomes
@@ -262,13 +260,8 @@ func (sg *SnapshotGroup) Prepare(source, name string) (*PendingSnapshot, error) 
 	src.pushSnapshot(l)
 	p := &PendingSnapshot{group: sg, lun: l, source: src}
 	sg.members = append(sg.members, p)
-	sg.live++
 	return p, nil
 }
-
-// Len returns the number of snapshots prepared in the group and not
-// aborted.
-func (sg *SnapshotGroup) Len() int { return sg.live }
 
 // CommitAt takes the point-in-time images of every source in the group at
 // one instant, stamped created (one reading of the clock for the group):
@@ -296,7 +289,7 @@ func (sg *SnapshotGroup) CommitAt(created time.Time) error {
 	imgs, err := sg.g.Commit()
 	if err != nil {
 		sg.Abort()
-		return mapCowErr(err)
+		return mapErr(err)
 	}
 	sg.state = groupCommitted
 	for i, p := range sg.members {
@@ -352,7 +345,7 @@ func (p *PendingSnapshot) Abort() {
 		return
 	}
 	p.discard()
-	if sg := p.group; sg.state == groupOpen && sg.live == 0 {
+	if sg := p.group; sg.state == groupOpen && !sg.anyLive() {
 		sg.state = groupAborted
 		sg.g.Abort()
 	}
@@ -364,7 +357,6 @@ func (p *PendingSnapshot) discard() {
 		return
 	}
 	p.aborted = true
-	p.group.live--
 	l := p.lun
 	p.group.a.remove(l)
 	if l.deleted.Swap(true) {
@@ -401,6 +393,22 @@ func (l *LUN) pushSnapshot(snap *LUN) {
 	}
 }
 
+// anyLive reports whether a snapshot of the group is not aborted.
+func (sg *SnapshotGroup) anyLive() bool {
+	for _, p := range sg.members {
+		if !p.aborted {
+			return true
+		}
+	}
+	return false
+}
+
+// unreserve undoes reserve for a snapshot LUN that got no data.
+func (a *Array) unreserve(src, l *LUN) {
+	a.remove(l)
+	src.snapshots.Add(-1)
+}
+
 // remove takes l out of the array's namespace if it is still there.
 func (a *Array) remove(l *LUN) {
 	a.mu.Lock()
@@ -408,14 +416,6 @@ func (a *Array) remove(l *LUN) {
 		delete(a.mu.luns, l.name)
 	}
 	a.mu.Unlock()
-}
-
-// mapCowErr maps the error of a group commit.
-func mapCowErr(err error) error {
-	if errors.Is(err, cow.ErrReleased) {
-		return ErrDeleted
-	}
-	return err
 }
 
 // Snapshot prepares and commits a snapshot LUN of source in one step.
@@ -431,9 +431,8 @@ func (a *Array) Snapshot(source, name string) (*LUN, error) {
 	created := time.Now()
 	img, err := vol.Snapshot()
 	if err != nil {
-		a.remove(l)
-		src.snapshots.Add(-1)
-		return nil, src.mapErr(err)
+		a.unreserve(src, l)
+		return nil, mapErr(err)
 	}
 	l.created = created
 	src.pushSnapshot(l) // before the LUN stops being pending, below
@@ -493,7 +492,7 @@ func (a *Array) Clone(snapshot, name string) (*LUN, error) {
 	}
 	vol, err := d.img.Clone()
 	if err != nil {
-		return nil, snap.mapErr(err)
+		return nil, mapErr(err)
 	}
 	l := a.newLUN(name, Clone, NewIdentity(ProductLUN), snap.size, snap.blockSize)
 	l.parent = snap
@@ -525,7 +524,7 @@ func (a *Array) Revert(source, snapshot string) error {
 		return fmt.Errorf("%w: %s", ErrReadOnly, source)
 	}
 	if err := dd.vol.Revert(sd.img); err != nil {
-		return src.mapErr(err)
+		return mapErr(err)
 	}
 	return nil
 }

@@ -205,7 +205,7 @@ func (l *LUN) end(tok gateToken, op Op, n int, err error) {
 }
 
 // mapErr turns cow's view of a released volume into the LUN's.
-func (l *LUN) mapErr(err error) error {
+func mapErr(err error) error {
 	if errors.Is(err, cow.ErrReleased) {
 		return ErrDeleted
 	}
@@ -224,7 +224,7 @@ func (l *LUN) ReadAt(ctx context.Context, p []byte, off int64) error {
 	} else {
 		_, err = d.img.ReadAt(p, off)
 	}
-	err = l.mapErr(err)
+	err = mapErr(err)
 	l.end(tok, OpRead, len(p), err)
 	return err
 }
@@ -255,7 +255,7 @@ func (l *LUN) writable(fn func(v *cow.Volume) error) error {
 	if d.vol == nil {
 		return ErrReadOnly
 	}
-	return l.mapErr(fn(d.vol))
+	return mapErr(fn(d.vol))
 }
 
 // Flush makes every completed write durable.
@@ -265,7 +265,7 @@ func (l *LUN) Flush(ctx context.Context) error {
 		return err
 	}
 	if d := l.data.Load(); d.vol != nil {
-		err = l.mapErr(d.vol.Flush())
+		err = mapErr(d.vol.Flush())
 	}
 	l.end(tok, OpFlush, 0, err)
 	return err
@@ -312,7 +312,7 @@ func (l *LUN) Extents(ctx context.Context, off, length int64) ([]cow.Extent, err
 	} else {
 		ext, err = d.img.Extents(off, length)
 	}
-	err = l.mapErr(err)
+	err = mapErr(err)
 	l.end(tok, OpExtents, 0, err)
 	return ext, err
 }
@@ -376,14 +376,14 @@ func (l *LUN) MakeWritable() error {
 	}
 	vol, err := d.img.Clone()
 	if err != nil {
-		return l.mapErr(err)
+		return mapErr(err)
 	}
 	if !l.data.CompareAndSwap(d, &data{vol: vol}) {
 		_ = vol.Release()
 		return nil // made writable concurrently
 	}
 	l.readOnly.Store(false)
-	return l.mapErr(d.img.Release())
+	return mapErr(d.img.Release())
 }
 
 func (l *LUN) release() {
