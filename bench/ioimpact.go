@@ -65,15 +65,11 @@ func RunIOImpact(ctx context.Context, cfg IOImpactConfig, p Progress) (*Result, 
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	rg, err := newRig(ctx, rigConfig{LUNs: cfg.LUNs, LUNSize: int64(cfg.LUNSize), Writers: cfg.Writers,
-		NBD: true, Network: cfg.Network, MaxInFlight: cfg.QD})
+	rg, err := newNBDRig(ctx, rigConfig{LUNs: cfg.LUNs, LUNSize: int64(cfg.LUNSize), Writers: cfg.Writers, Network: cfg.Network, MaxInFlight: cfg.QD}, int64(cfg.Span))
 	if err != nil {
 		return nil, err
 	}
 	defer rg.Close()
-	if err := prefill(ctx, rg, int64(cfg.Span)); err != nil {
-		return nil, err
-	}
 	res := &Result{Workload: "io-impact", Config: cfg, Params: cfg.params(), Machine: Describe(), Started: time.Now()}
 	runtime.GC()
 	ld, err := startLoad(ctx, rg, rg.luns, loadConfig{Conns: cfg.Conns, QD: cfg.QD, BlockSize: int64(cfg.BlockSize),

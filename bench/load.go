@@ -225,6 +225,21 @@ func (t loadTotals) failed() error {
 	return fmt.Errorf("bench: %d NBD requests failed, the first with: %w", t.errs, t.err)
 }
 
+// newNBDRig starts a rig serving its LUNs over NBD, with the first span
+// bytes of each LUN written (prefill): what the NBD workloads load.
+func newNBDRig(ctx context.Context, cfg rigConfig, span int64) (*rig, error) {
+	cfg.NBD = true
+	rg, err := newRig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := prefill(ctx, rg, span); err != nil {
+		_ = rg.Close()
+		return nil, err
+	}
+	return rg, nil
+}
+
 // prefill writes the first span bytes of each LUN directly (not through
 // NBD), so that reads find data and writes after a snapshot copy grains,
 // as on a volume in use.
