@@ -239,10 +239,10 @@ func (g *geometry) pageOf(root *node, idx uint64) *page {
 	return nil
 }
 
-// writeGrain copies src into grain idx at offset o within the grain; src nil
-// with n bytes writes zeros. It reports whether it allocated a block.
-func (g *geometry) writeGrain(e *epoch, idx uint64, o int, src []byte) bool {
-	leaf := g.ownLeaf(e, idx, true)
+// writeGrain copies src into grain idx at offset o within the grain, in
+// leaf, the leaf covering idx that ownLeaf returned for e. It reports
+// whether it allocated a block.
+func (g *geometry) writeGrain(e *epoch, leaf *node, idx uint64, o int, src []byte) bool {
 	slot := &leaf.pages[idx&fanoutMask]
 	if p := slot.Load(); p != nil && p != zeroPage && p.gen == e.gen {
 		copy(p.blk.Data[o:], src)

@@ -286,13 +286,17 @@ func (v *Volume) mutate(e *epoch, off, n int64, src []byte) error {
 }
 
 // write copies src to off, grain by grain, and returns how many blocks it
-// allocated.
+// allocated. It walks the tree once per leaf, not once per grain.
 func (v *Volume) write(e *epoch, off int64, src []byte) (allocated int64) {
+	var leaf *node
 	for len(src) > 0 {
 		idx := uint64(off >> v.shift)
 		o := int(off & (v.grain - 1))
 		c := min(len(src), int(v.grain)-o)
-		if v.writeGrain(e, idx, o, src[:c]) {
+		if leaf == nil || idx&fanoutMask == 0 {
+			leaf = v.ownLeaf(e, idx, true)
+		}
+		if v.writeGrain(e, leaf, idx, o, src[:c]) {
 			allocated++
 		}
 		src, off = src[c:], off+int64(c)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -49,9 +50,9 @@ func (m metaKind) name() string {
 	return MetaChanged
 }
 
-// conn is one client connection. Its serving goroutine runs the handshake
-// and then the transmission reader; transmission adds MaxInFlight workers
-// and one writer, all stopped before serve returns.
+// conn is one client connection. Its serving goroutine runs the handshake;
+// transmission runs MaxInFlight request goroutines, all stopped before
+// serve returns.
 type conn struct {
 	s    *Server
 	raw  net.Conn // the accepted connection: deadlines and Close
@@ -81,14 +82,17 @@ type conn struct {
 	readOnly   bool
 	maxPayload uint32
 
-	// Transmission.
-	free    chan *request
-	work    chan *request
-	replies chan *request
-	dirty   atomic.Bool
-	rhdr    [requestHeaderLen]byte // reader only
-	wtmp    [32]byte               // writer only
-	opt     []byte                 // handshake option data, reused
+	// Transmission (see transmit). The worker holding the reading turn
+	// owns br and rhdr; writeMu guards bw, wtmp and writeFailed.
+	free        chan *request
+	work        chan *request
+	replies     chan *request
+	rhdr        [requestHeaderLen]byte
+	writeMu     sync.Mutex
+	writeFailed bool
+	wtmp        [32]byte
+	dirty       atomic.Bool
+	opt         []byte // handshake option data, reused
 }
 
 func newConn(s *Server, ctx context.Context, nc net.Conn) *conn {

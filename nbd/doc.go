@@ -23,13 +23,17 @@
 // a snapshot LUN, the previous snapshot of its source). Queries are exact
 // names or a bare namespace ("base:", "shadowbench:").
 //
-// Each connection in transmission runs one reader, MaxInFlight workers and
-// one writer. The reader validates a request before anything is allocated
-// for it, reads a WRITE payload into a pooled buffer and hands the request
-// to the workers; the writer sends replies in the order they finish, so
-// replies go out of order. A fixed set of request slots is the in-flight
-// bound: when all are taken the reader stops reading, and the client's
-// sends back up into TCP.
+// Each connection in transmission runs MaxInFlight+1 workers, and one
+// writer. The worker holding the reading turn validates a request before
+// anything is allocated for it and reads a WRITE payload into a pooled
+// buffer. When the client has sent nothing after it and nothing else is in
+// flight, that worker passes the turn on, runs the request and writes the
+// reply itself, so at queue depth 1 a request never changes goroutine;
+// otherwise the request goes to the other workers and the reply to the
+// writer, which sends replies in the order they finish (so out of order)
+// and lets replies that finish together share one write. A fixed set of
+// request slots is the in-flight bound: when all are taken reading stops,
+// and the client's sends back up into TCP.
 //
 // With structured replies, a READ answers with data chunks for the data and
 // hole chunks for zero runs of at least 4 KiB (one data chunk with

@@ -28,9 +28,8 @@ const (
 	maxKeptChunks = 1024
 )
 
-// request is one transmission request, from the reader through a worker to
-// the writer. A connection owns MaxInFlight of them; the free list is the
-// in-flight bound.
+// request is one transmission request. A connection owns MaxInFlight of
+// them; the free list is the in-flight bound.
 type request struct {
 	flags  CmdFlags
 	cmd    Command
@@ -62,17 +61,31 @@ type ctxReply struct {
 
 type descriptor struct{ length, flags uint32 }
 
+// transmit serves requests until the client disconnects, the connection
+// fails, or Shutdown drains it, then waits for every request in flight to be
+// answered and flushes the export if the connection wrote to it.
+//
+// MaxInFlight+1 workers share the connection. One at a time holds the
+// reading turn (see lead); the others run requests. A request that is
+// alone in flight, with nothing more from the client in the read buffer,
+// is run by the worker that read it, which first passes the turn on, and
+// its reply is written at once (see reply): at low queue depth a request
+// reaches the backend and its reply the socket without passing between
+// goroutines, which cost a wake-up each. Under load, requests and replies
+// queue on channels, and the writer sends replies that finish together in
+// one write.
 func (c *conn) transmit() {
 	n := c.s.opts.MaxInFlight
 	c.free = make(chan *request, n)
-	c.work = make(chan *request, n)
+	c.work = make(chan *request, n+1)
 	c.replies = make(chan *request, n)
 	slots := make([]request, n)
 	for i := range slots {
 		c.free <- &slots[i]
 	}
+	c.work <- nil // the reading turn
 	var workers sync.WaitGroup
-	for range n {
+	for range n + 1 {
 		workers.Go(c.worker)
 	}
 	writerDone := make(chan struct{})
@@ -80,17 +93,6 @@ func (c *conn) transmit() {
 		defer close(writerDone)
 		c.writeLoop()
 	}()
-
-	err := c.readLoop()
-	switch {
-	case err == nil:
-	case errors.Is(err, errBadMagic), errors.Is(err, errPayloadTooBig):
-		c.log.Warn("nbd: closing connection on a protocol violation", "export", c.name, "err", err)
-		c.abort()
-	case !c.aborted.Load():
-		c.log.Debug("nbd: connection ended", "export", c.name, "err", err)
-	}
-	close(c.work)
 	workers.Wait()
 	close(c.replies)
 	<-writerDone
@@ -101,60 +103,112 @@ func (c *conn) transmit() {
 	}
 }
 
-// readLoop reads requests until the client disconnects, the connection
-// fails, or Shutdown drains it. Requests that fail validation are answered
-// from here; the rest go to the workers.
-func (c *conn) readLoop() error {
-	h := c.rhdr[:]
-	for {
-		if _, err := io.ReadFull(c.br, h); err != nil {
-			if c.draining.Load() && isTimeout(err) || err == io.EOF {
-				return nil
+// worker runs requests from c.work; a nil entry is the reading turn.
+func (c *conn) worker() {
+	for r := range c.work {
+		if r == nil {
+			if r = c.lead(); r == nil {
+				return
 			}
-			return err
 		}
-		if be.Uint32(h[0:]) != magicRequest {
-			return errBadMagic
+		if r.errno == 0 {
+			c.handle(r)
 		}
-		cmd := Command(be.Uint16(h[6:]))
-		if cmd == CmdDisc {
+		c.reply(r)
+	}
+}
+
+// lead reads requests while its worker holds the reading turn. A request
+// with more buffered behind it, or others in flight, goes to the workers,
+// and reading goes on; the first one that is alone, the worker keeps: lead
+// passes the turn on and returns it. When reading is over (the
+// client disconnected, the connection failed, Shutdown drained it) lead
+// closes c.work and returns nil.
+func (c *conn) lead() *request {
+	for {
+		r, err := c.readRequest()
+		if err != nil {
+			c.endReading(err)
+			close(c.work)
 			return nil
 		}
-		var r *request
-		select {
-		case r = <-c.free:
-		case <-c.ctx.Done():
-			return c.ctx.Err()
-		}
-		r.flags = CmdFlags(be.Uint16(h[4:]))
-		r.cmd = cmd
-		r.handle = be.Uint64(h[8:])
-		r.off = be.Uint64(h[16:])
-		r.length = be.Uint32(h[24:])
-		if e, msg := c.validate(r); e != 0 {
-			if cmd == CmdWrite {
-				if r.length > discardLimit {
-					c.release(r)
-					return errPayloadTooBig
-				}
-				if _, err := c.br.Discard(int(r.length)); err != nil {
-					c.release(r)
-					return err
-				}
-			}
-			r.errno, r.msg = e, msg
-			c.replies <- r
-			continue
-		}
-		if cmd == CmdWrite {
-			r.bp, r.data = getBuf(int(r.length))
-			if _, err := io.ReadFull(c.br, r.data); err != nil {
-				c.release(r)
-				return err
-			}
+		if c.br.Buffered() == 0 && c.alone() {
+			c.work <- nil
+			return r
 		}
 		c.work <- r
 	}
+}
+
+// alone reports whether the caller's request is the only one in flight.
+func (c *conn) alone() bool { return len(c.free) == cap(c.free)-1 }
+
+// errEndOfRequests ends reading without an error: NBD_CMD_DISC, the client
+// closing its end, or Shutdown's drain.
+var errEndOfRequests = errors.New("nbd: end of requests")
+
+func (c *conn) endReading(err error) {
+	switch {
+	case errors.Is(err, errEndOfRequests):
+	case errors.Is(err, errBadMagic), errors.Is(err, errPayloadTooBig):
+		c.log.Warn("nbd: closing connection on a protocol violation", "export", c.name, "err", err)
+		c.abort()
+	case !c.aborted.Load():
+		c.log.Debug("nbd: connection ended", "export", c.name, "err", err)
+	}
+}
+
+// readRequest reads the next request, its WRITE payload included, into a
+// free slot and validates it. A request that fails validation comes back
+// with its errno set and its payload discarded, to be answered.
+func (c *conn) readRequest() (*request, error) {
+	h := c.rhdr[:]
+	if _, err := io.ReadFull(c.br, h); err != nil {
+		if c.draining.Load() && isTimeout(err) || err == io.EOF {
+			return nil, errEndOfRequests
+		}
+		return nil, err
+	}
+	if be.Uint32(h[0:]) != magicRequest {
+		return nil, errBadMagic
+	}
+	cmd := Command(be.Uint16(h[6:]))
+	if cmd == CmdDisc {
+		return nil, errEndOfRequests
+	}
+	var r *request
+	select {
+	case r = <-c.free:
+	case <-c.ctx.Done():
+		return nil, c.ctx.Err()
+	}
+	r.flags = CmdFlags(be.Uint16(h[4:]))
+	r.cmd = cmd
+	r.handle = be.Uint64(h[8:])
+	r.off = be.Uint64(h[16:])
+	r.length = be.Uint32(h[24:])
+	if e, msg := c.validate(r); e != 0 {
+		if cmd == CmdWrite {
+			if r.length > discardLimit {
+				c.release(r)
+				return nil, errPayloadTooBig
+			}
+			if _, err := c.br.Discard(int(r.length)); err != nil {
+				c.release(r)
+				return nil, err
+			}
+		}
+		r.errno, r.msg = e, msg
+		return r, nil
+	}
+	if cmd == CmdWrite {
+		r.bp, r.data = getBuf(int(r.length))
+		if _, err := io.ReadFull(c.br, r.data); err != nil {
+			c.release(r)
+			return nil, err
+		}
+	}
+	return r, nil
 }
 
 func isTimeout(err error) bool {
@@ -213,13 +267,6 @@ func (c *conn) validate(r *request) (Errno, string) {
 		return EINVAL, "offset and length beyond the end of the export"
 	}
 	return 0, ""
-}
-
-func (c *conn) worker() {
-	for r := range c.work {
-		c.handle(r)
-		c.replies <- r
-	}
 }
 
 // handle runs one validated request against the backend. A panic answers

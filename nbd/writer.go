@@ -2,38 +2,65 @@ package nbd
 
 import "runtime"
 
-// writeLoop is the connection's only writer. It sends each finished request's
-// reply, then frees the request slot. It flushes the socket buffer when no
-// other reply is waiting, even after yielding once, so replies that finish
-// together share a write. On
-// a write error it closes the connection (which ends the reader) and keeps
-// freeing slots until the channel is closed.
+// reply sends r's reply and frees its slot. When r is the only request in
+// flight and the socket is free, it writes and flushes at once; otherwise
+// the reply joins the writer's queue, where it can share a write with
+// others.
+func (c *conn) reply(r *request) {
+	if c.alone() && c.writeMu.TryLock() {
+		c.send(r, false)
+		c.writeMu.Unlock()
+		c.release(r)
+		return
+	}
+	c.replies <- r
+}
+
+// writeLoop is the connection's writer: it sends the queued replies and
+// frees their slots. It flushes the socket buffer when no other reply is
+// queued, even after yielding once, so replies that finish together share
+// a write.
 func (c *conn) writeLoop() {
-	failed := false
 	for r := range c.replies {
-		if !failed {
-			err := c.writeReply(r)
-			if err == nil && len(c.replies) == 0 {
-				// Let the workers that are about to answer join this
-				// write before paying a syscall for it: under load, this
-				// turns one write per reply into one per few.
-				runtime.Gosched()
-				if len(c.replies) == 0 {
-					err = c.bw.Flush()
-				}
-			}
-			if err != nil {
-				failed = true
-				if !c.aborted.Load() && !c.draining.Load() {
-					c.log.Debug("nbd: write failed", "export", c.name, "err", err)
-				}
-				c.abort()
-			}
-		}
+		c.writeMu.Lock()
+		c.send(r, true)
+		c.writeMu.Unlock()
 		c.release(r)
 	}
-	if !failed {
+	c.writeMu.Lock()
+	if !c.writeFailed {
 		_ = c.bw.Flush()
+	}
+	c.writeMu.Unlock()
+}
+
+// send writes r's reply, and flushes when no other reply is queued (the
+// writer yields once first: wait). Whoever leaves replies unflushed leaves
+// one queued, and the writer flushes after it. On a write error send closes
+// the connection, which ends reading; later replies are dropped. The caller
+// holds writeMu.
+func (c *conn) send(r *request, wait bool) {
+	if c.writeFailed {
+		return
+	}
+	err := c.writeReply(r)
+	if err == nil && len(c.replies) == 0 {
+		if wait {
+			// Let the workers about to answer join this write before
+			// paying a syscall for it: under load, this turns one write
+			// per reply into one per few.
+			runtime.Gosched()
+		}
+		if len(c.replies) == 0 {
+			err = c.bw.Flush()
+		}
+	}
+	if err != nil {
+		c.writeFailed = true
+		if !c.aborted.Load() && !c.draining.Load() {
+			c.log.Debug("nbd: write failed", "export", c.name, "err", err)
+		}
+		c.abort()
 	}
 }
 

@@ -5,13 +5,17 @@
 # with a snapshot of the LUN taken every second. Prints IOPS, MiB/s, p99
 # latency and each peer's ratio to shadowbench.
 #
-#   RUNTIME=10 SIZE=1G scripts/bench-nbd.sh
+#   RUNTIME=5 ROUNDS=3 SIZE=1G scripts/bench-nbd.sh
+#
+# Each job runs ROUNDS times on every peer, interleaved; the table shows the
+# median round.
 #
 # Needs fio, nbdkit, qemu-nbd (Debian: fio nbdkit qemu-utils) and jq.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RUNTIME=${RUNTIME:-10}
+RUNTIME=${RUNTIME:-5}
+ROUNDS=${ROUNDS:-3}
 SIZE=${SIZE:-1G}
 OUT=${OUT:-$(mktemp -d)}
 BASE_PORT=${BASE_PORT:-10900}
@@ -71,32 +75,53 @@ jobs=(
   "1m-write-qd8x2|--rw=write --bs=1m --iodepth=8 --numjobs=2"
 )
 
-for job in "${jobs[@]}"; do
-  jname=${job%%|*}; jargs=${job#*|}
-  for peer in "${peers[@]}"; do
-    echo "== $jname on $peer (${RUNTIME}s)" >&2
-    # shellcheck disable=SC2086
-    fio --name="$jname" --ioengine=nbd --uri="${uri[$peer]}" --size="$SIZE" $jargs \
-      --time_based --runtime="$RUNTIME" --ramp_time=1 --group_reporting \
-      --output-format=json --output="$OUT/$jname.$peer.json" >/dev/null 2>"$OUT/$jname.$peer.err" \
-      || echo "bench-nbd: fio failed for $jname on $peer: $(tail -n 3 "$OUT/$jname.$peer.err")" >&2
+# Every export starts full of data, so reads read data everywhere rather
+# than whatever holes the earlier jobs left.
+for peer in "${peers[@]}"; do
+  echo "== prefill $peer" >&2
+  fio --name=prefill --ioengine=nbd --uri="${uri[$peer]}" --size="$SIZE" --rw=write --bs=1m \
+    --iodepth=8 >/dev/null 2>"$OUT/prefill.$peer.err" \
+    || echo "bench-nbd: prefill failed on $peer: $(tail -n 3 "$OUT/prefill.$peer.err")" >&2
+done
+
+# Rounds go over every job and peer in turn, so a slow spell of the machine
+# falls on all of them; the table shows each one's median round.
+for round in $(seq "$ROUNDS"); do
+  for job in "${jobs[@]}"; do
+    jname=${job%%|*}; jargs=${job#*|}
+    for peer in "${peers[@]}"; do
+      echo "== round $round/$ROUNDS: $jname on $peer (${RUNTIME}s)" >&2
+      # shellcheck disable=SC2086
+      fio --name="$jname" --ioengine=nbd --uri="${uri[$peer]}" --size="$SIZE" $jargs \
+        --time_based --runtime="$RUNTIME" --ramp_time=1 --group_reporting \
+        --output-format=json --output="$OUT/$jname.$peer.$round.json" >/dev/null 2>"$OUT/$jname.$peer.err" \
+        || echo "bench-nbd: fio failed for $jname on $peer: $(tail -n 3 "$OUT/$jname.$peer.err")" >&2
+    done
   done
 done
+
+# median FILE... prints "IOPS MiB/s p99-us" of the round with the median IOPS.
+median() {
+  local f
+  for f in "$@"; do
+    [ -s "$f" ] && jq -r '.jobs[0] | (if .read.io_bytes > 0 then .read else .write end) |
+      "\(.iops) \(.bw_bytes/1048576) \((.clat_ns.percentile["99.000000"] // 0)/1000)"' "$f"
+  done | sort -n | awk '{ r[NR] = $0 } END { if (NR) print r[int((NR + 1) / 2)] }'
+}
 
 printf '\n%-22s %-17s %10s %9s %10s %8s\n' job peer IOPS MiB/s p99-us ratio
 for job in "${jobs[@]}"; do
   jname=${job%%|*}
   ref=""
   for peer in "${peers[@]}"; do
-    f="$OUT/$jname.$peer.json"
-    [ -s "$f" ] || { printf '%-22s %-17s %10s\n' "$jname" "$peer" failed; continue; }
-    read -r iops mibs p99 < <(jq -r '.jobs[0] | (if .read.io_bytes > 0 then .read else .write end) |
-      "\(.iops) \(.bw_bytes/1048576) \((.clat_ns.percentile["99.000000"] // 0)/1000)"' "$f")
+    read -r iops mibs p99 < <(median "$OUT/$jname.$peer".*.json) || true
+    [ -n "${iops:-}" ] || { printf '%-22s %-17s %10s\n' "$jname" "$peer" failed; continue; }
     [ -z "$ref" ] && ref=$iops
     ratio=$(jq -n "$iops / $ref")
     printf '%-22s %-17s %10.0f %9.1f %10.1f %8.2f\n' "$jname" "$peer" "$iops" "$mibs" "$p99" "$ratio"
+    iops=""
   done
 done
 echo
-echo "Ratios are IOPS relative to shadowbench; shadowbench-snap takes a snapshot of lun0 every second."
+echo "Median of $ROUNDS rounds of ${RUNTIME}s. Ratios are IOPS relative to shadowbench; shadowbench-snap takes a snapshot of lun0 every second."
 echo "Raw fio output: $OUT"
