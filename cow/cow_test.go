@@ -310,7 +310,7 @@ func pattern(n int, seed byte) []byte {
 // end every slice holds its writer's last pattern, every image its own
 // instant, and releasing everything gives every block back.
 func TestRacingWritersShareGrains(t *testing.T) {
-	const grain, grains, writers, rounds = 4096, 64, 8, 200
+	const grain, grains, writers, rounds = 4096, 64, 8, 60
 	const slice = grain / writers
 	// A capacity, so that writes reserve and the count of blocks drawn by
 	// racing installs is checked too.
