@@ -83,10 +83,13 @@ type conn struct {
 	maxPayload uint32
 
 	// Transmission (see transmit). The worker holding the reading turn
-	// owns br and rhdr; writeMu guards bw, wtmp and writeFailed.
+	// owns br and rhdr; writeMu guards bw, wtmp and writeFailed. turnKept
+	// is set while a worker runs a request with the turn kept (see lead).
 	free        chan *request
 	work        chan *request
 	replies     chan *request
+	turnKept    atomic.Bool
+	turnTimer   *time.Timer
 	rhdr        [requestHeaderLen]byte
 	writeMu     sync.Mutex
 	writeFailed bool

@@ -27,10 +27,11 @@
 // writer. The worker holding the reading turn validates a request before
 // anything is allocated for it and reads a WRITE payload into a pooled
 // buffer. When the client has sent nothing after it and nothing else is in
-// flight, that worker passes the turn on, runs the request and writes the
-// reply itself, so at queue depth 1 a request never changes goroutine;
-// otherwise the request goes to the other workers and the reply to the
-// writer, which sends replies in the order they finish (so out of order)
+// flight, that worker runs the request and writes the reply itself, then
+// reads on, so at queue depth 1 a request never changes goroutine and no
+// other is woken; if the request takes longer than 20 µs, a timer passes
+// the reading turn to another worker meanwhile. Otherwise the request goes
+// to the other workers and the reply to the writer, which sends replies in the order they finish (so out of order)
 // and lets replies that finish together share one write. A fixed set of
 // request slots is the in-flight bound: when all are taken reading stops,
 // and the client's sends back up into TCP.

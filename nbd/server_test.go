@@ -323,9 +323,10 @@ func TestStructuredErrorCarriesMessage(t *testing.T) {
 
 func TestRepliesGoOutOfOrder(t *testing.T) {
 	m := newMem(testSize)
-	release := make(chan struct{})
+	entered, release := make(chan struct{}), make(chan struct{})
 	m.hook = func(_ context.Context, cmd Command, off int64) {
 		if cmd == CmdRead && off == 0 {
+			close(entered)
 			<-release
 		}
 	}
@@ -335,6 +336,9 @@ func TestRepliesGoOutOfOrder(t *testing.T) {
 
 	slow := make(chan error, 1)
 	go func() { slow <- c.Read(ctx, make([]byte, 512), 0) }()
+	// The first request arrives alone, so the worker that read it runs it
+	// holding the reading turn; the turn must be passed on while it waits.
+	<-entered
 	// Later requests on the same connection complete while the first waits.
 	for i := range 20 {
 		require.NoError(t, c.Write(ctx, pattern(512, byte(i)), 4096, 0))

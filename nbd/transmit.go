@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"time"
 
 	"github.com/shadowbench/shadowbench/cow"
 )
@@ -68,10 +69,10 @@ type descriptor struct{ length, flags uint32 }
 // MaxInFlight+1 workers share the connection. One at a time holds the
 // reading turn (see lead); the others run requests. A request that is
 // alone in flight, with nothing more from the client in the read buffer,
-// is run by the worker that read it, which first passes the turn on, and
-// its reply is written at once (see reply): at low queue depth a request
-// reaches the backend and its reply the socket without passing between
-// goroutines, which cost a wake-up each. Under load, requests and replies
+// is run by the worker that read it, and its reply is written at once (see
+// reply): at low queue depth a request reaches the backend and its reply
+// the socket without passing between goroutines, which would cost a
+// wake-up each, and often a thread's. Under load, requests and replies
 // queue on channels, and the writer sends replies that finish together in
 // one write.
 func (c *conn) transmit() {
@@ -84,6 +85,8 @@ func (c *conn) transmit() {
 		c.free <- &slots[i]
 	}
 	c.work <- nil // the reading turn
+	c.turnTimer = time.AfterFunc(time.Hour, c.passTurn)
+	c.turnTimer.Stop()
 	var workers sync.WaitGroup
 	for range n + 1 {
 		workers.Go(c.worker)
@@ -94,6 +97,7 @@ func (c *conn) transmit() {
 		c.writeLoop()
 	}()
 	workers.Wait()
+	c.turnTimer.Stop()
 	close(c.replies)
 	<-writerDone
 	if c.dirty.Load() && !c.aborted.Load() {
@@ -103,40 +107,76 @@ func (c *conn) transmit() {
 	}
 }
 
+// turnPatience is how long a worker running a request it read alone keeps
+// the reading turn before passing it on (see lead).
+const turnPatience = 20 * time.Microsecond
+
 // worker runs requests from c.work; a nil entry is the reading turn.
 func (c *conn) worker() {
 	for r := range c.work {
+		kept := false
 		if r == nil {
-			if r = c.lead(); r == nil {
+			if r, kept = c.lead(); r == nil {
 				return
 			}
 		}
-		if r.errno == 0 {
-			c.handle(r)
+		for {
+			if r.errno == 0 {
+				c.handle(r)
+			}
+			c.reply(r)
+			if !kept || !c.reclaimTurn() {
+				break
+			}
+			if r, kept = c.lead(); r == nil {
+				return
+			}
 		}
-		c.reply(r)
 	}
 }
 
 // lead reads requests while its worker holds the reading turn. A request
 // with more buffered behind it, or others in flight, goes to the workers,
-// and reading goes on; the first one that is alone, the worker keeps: lead
-// passes the turn on and returns it. When reading is over (the
-// client disconnected, the connection failed, Shutdown drained it) lead
-// closes c.work and returns nil.
-func (c *conn) lead() *request {
+// and reading goes on. The first one that is alone, the worker runs itself,
+// keeping the turn (kept is true): when the request is done within
+// turnPatience, as a memory-speed one is, the worker takes up reading
+// again (reclaimTurn) and no other goroutine had to be woken; a slower one
+// has the turn passed on by a timer (passTurn), so the requests after it
+// are read and run meanwhile. When reading is over (the client
+// disconnected, the connection failed, Shutdown drained it) lead closes
+// c.work and returns nil.
+func (c *conn) lead() (r *request, kept bool) {
 	for {
 		r, err := c.readRequest()
 		if err != nil {
 			c.endReading(err)
 			close(c.work)
-			return nil
+			return nil, false
 		}
 		if c.br.Buffered() == 0 && c.alone() {
-			c.work <- nil
-			return r
+			c.turnKept.Store(true)
+			c.turnTimer.Reset(turnPatience)
+			return r, true
 		}
 		c.work <- r
+	}
+}
+
+// reclaimTurn takes the reading turn back after running a request lead
+// kept, unless passTurn has passed it on.
+func (c *conn) reclaimTurn() bool {
+	if !c.turnKept.CompareAndSwap(true, false) {
+		return false
+	}
+	c.turnTimer.Stop()
+	return true
+}
+
+// passTurn runs when a kept request outlasts turnPatience: it gives the
+// reading turn to the other workers.
+func (c *conn) passTurn() {
+	if c.turnKept.CompareAndSwap(true, false) {
+		c.work <- nil
 	}
 }
 
