@@ -32,8 +32,16 @@ var (
 // longer one closes the connection rather than tie the server up.
 const discardLimit = 128 << 20
 
-// ioBufSize is the size of a connection's read and write buffers.
+// ioBufSize is the size of a connection's write buffer (and the client's).
 const ioBufSize = 64 << 10
+
+// readBufSize is the size of a connection's read buffer. It is smaller than
+// the write buffer because reading a request header fills the buffer with
+// whatever follows, and the part of a large WRITE payload read that way is
+// copied once more than the rest, which is read straight into the payload
+// buffer: with 64 KiB, 1 MiB writes ran 8% slower (fio, QD8 x 2), and
+// 16 KiB still holds a few 4 KiB writes per read.
+const readBufSize = 16 << 10
 
 // metaKind is a metadata context; its value is its context ID.
 type metaKind uint32
@@ -126,7 +134,7 @@ func (c *conn) serve() {
 	stop := context.AfterFunc(c.ctx, c.abort)
 	defer stop()
 
-	c.br = bufio.NewReaderSize(c.rw, ioBufSize)
+	c.br = bufio.NewReaderSize(c.rw, readBufSize)
 	c.bw = bufio.NewWriterSize(c.rw, ioBufSize)
 	ok, err := c.handshake()
 	if err != nil {

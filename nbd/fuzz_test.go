@@ -145,7 +145,7 @@ func runFuzzRequest(t *testing.T, data []byte) {
 	before := allocated()
 	mode := data[0]
 	c := newConn(srv, context.Background(), &pipeConn{r: bytes.NewReader(data[1:])})
-	c.br = bufio.NewReaderSize(c.rw, ioBufSize)
+	c.br = bufio.NewReaderSize(c.rw, readBufSize)
 	c.bw = bufio.NewWriterSize(c.rw, ioBufSize)
 	c.structured = mode&1 != 0
 	if c.structured && mode&2 != 0 {
