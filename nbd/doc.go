@@ -30,8 +30,9 @@
 // flight, that worker runs the request and writes the reply itself, then
 // reads on, so at queue depth 1 a request never changes goroutine and no
 // other is woken; if the request takes longer than 20 µs, a timer passes
-// the reading turn to another worker meanwhile. Otherwise the request goes
-// to the other workers and the reply to the writer, which sends replies in the order they finish (so out of order)
+// the reading turn to another worker meanwhile. A WRITE of 256 KiB or more
+// is run the same way, by the core that read its payload. Otherwise the
+// request goes to the other workers and the reply to the writer, which sends replies in the order they finish (so out of order)
 // and lets replies that finish together share one write. A fixed set of
 // request slots is the in-flight bound: when all are taken reading stops,
 // and the client's sends back up into TCP.

@@ -353,6 +353,64 @@ func TestRepliesGoOutOfOrder(t *testing.T) {
 	require.NoError(t, <-slow)
 }
 
+// TestLargeWritesRunWhereRead covers WRITEs of keepWriteLen and more, which
+// the worker that read them runs itself: one held in the backend must not
+// stop the connection reading, and concurrent ones must all land.
+func TestLargeWritesRunWhereRead(t *testing.T) {
+	m := newMem(testSize)
+	entered, release := make(chan struct{}), make(chan struct{})
+	m.hook = func(_ context.Context, cmd Command, off int64) {
+		if cmd == CmdWrite && off == 0 {
+			close(entered)
+			<-release
+		}
+	}
+	ts := serveOn(t, "tcp", newCatalog(map[string]*memBackend{"lun0": m}), Options{MaxInFlight: 4})
+	c := ts.dial(t, &DialOptions{Export: "lun0", MaxInFlight: 8})
+	ctx := tctx(t)
+
+	held := make(chan error, 1)
+	first := pattern(keepWriteLen, 1)
+	go func() { held <- c.Write(ctx, first, 0, 0) }()
+	<-entered
+	// While the first large write is held, others are read and run.
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	for i := range 3 {
+		wg.Go(func() {
+			off := int64(i+1) * (testSize / 4)
+			p := pattern(keepWriteLen+4096*i, byte(i+2))
+			if err := c.Write(ctx, p, off, 0); err != nil {
+				errs <- err
+				return
+			}
+			got := make([]byte, len(p))
+			if err := c.Read(ctx, got, off); err != nil {
+				errs <- err
+				return
+			}
+			if !bytes.Equal(p, got) {
+				errs <- fmt.Errorf("write %d: read back differs", i)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	select {
+	case err := <-held:
+		t.Fatalf("the held write returned early: %v", err)
+	default:
+	}
+	close(release)
+	require.NoError(t, <-held)
+	got := make([]byte, len(first))
+	require.NoError(t, c.Read(ctx, got, 0))
+	require.Equal(t, first, got)
+}
+
 func TestConcurrentClientsAndRequests(t *testing.T) {
 	m := newMem(testSize)
 	ts := serveOn(t, "tcp", newCatalog(map[string]*memBackend{"lun0": m}), Options{MaxInFlight: 8})

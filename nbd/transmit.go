@@ -107,6 +107,14 @@ func (c *conn) transmit() {
 	}
 }
 
+// keepWriteLen is the WRITE length from which the worker that read the
+// payload runs the write itself, as it does a request read alone: the
+// payload is then copied into the LUN by the core whose cache the socket
+// read just filled, instead of moving to another worker's. fio 1 MiB
+// writes, QD8 x 2, interleaved rounds: medians 4339 and 4576 IOPS against
+// 4060 and 4408.
+const keepWriteLen = 256 << 10
+
 // turnPatience is how long a worker running a request it read alone keeps
 // the reading turn before passing it on (see lead).
 const turnPatience = 20 * time.Microsecond
@@ -137,14 +145,14 @@ func (c *conn) worker() {
 
 // lead reads requests while its worker holds the reading turn. A request
 // with more buffered behind it, or others in flight, goes to the workers,
-// and reading goes on. The first one that is alone, the worker runs itself,
-// keeping the turn (kept is true): when the request is done within
-// turnPatience, as a memory-speed one is, the worker takes up reading
-// again (reclaimTurn) and no other goroutine had to be woken; a slower one
-// has the turn passed on by a timer (passTurn), so the requests after it
-// are read and run meanwhile. When reading is over (the client
-// disconnected, the connection failed, Shutdown drained it) lead closes
-// c.work and returns nil.
+// and reading goes on. The first one that is alone, or a WRITE of at least
+// keepWriteLen, the worker runs itself, keeping the turn (kept is true):
+// when the request is done within turnPatience, as a memory-speed one is,
+// the worker takes up reading again (reclaimTurn) and no other goroutine
+// had to be woken; a slower one has the turn passed on by a timer
+// (passTurn), so the requests after it are read and run meanwhile. When
+// reading is over (the client disconnected, the connection failed,
+// Shutdown drained it) lead closes c.work and returns nil.
 func (c *conn) lead() (r *request, kept bool) {
 	for {
 		r, err := c.readRequest()
@@ -153,7 +161,7 @@ func (c *conn) lead() (r *request, kept bool) {
 			close(c.work)
 			return nil, false
 		}
-		if c.br.Buffered() == 0 && c.alone() {
+		if c.br.Buffered() == 0 && c.alone() || r.cmd == CmdWrite && r.length >= keepWriteLen {
 			c.turnKept.Store(true)
 			c.turnTimer.Reset(turnPatience)
 			return r, true
