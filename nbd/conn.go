@@ -59,8 +59,8 @@ func (m metaKind) name() string {
 }
 
 // conn is one client connection. Its serving goroutine runs the handshake;
-// transmission runs MaxInFlight request goroutines, all stopped before
-// serve returns.
+// transmission runs MaxInFlight+1 workers and one writer (see transmit),
+// all stopped before serve returns.
 type conn struct {
 	s    *Server
 	raw  net.Conn // the accepted connection: deadlines and Close

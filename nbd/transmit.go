@@ -115,8 +115,8 @@ func (c *conn) transmit() {
 // 4060 and 4408.
 const keepWriteLen = 256 << 10
 
-// turnPatience is how long a worker running a request it read alone keeps
-// the reading turn before passing it on (see lead).
+// turnPatience is how long a worker running a request it kept (see lead)
+// holds on to the reading turn before a timer passes it on.
 const turnPatience = 20 * time.Microsecond
 
 // worker runs requests from c.work; a nil entry is the reading turn.
