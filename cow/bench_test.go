@@ -240,3 +240,47 @@ func BenchmarkGrain(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkFirstWriteInLeaf times the write that first touches a full leaf
+// (256 grains) after a snapshot: the path copy, whose cost is one reference
+// per grain the leaf points at. The grains are written in a shuffled order
+// first, so their pages lie scattered in memory as they do in a volume with
+// a history. With image=held the snapshot is alive and the leaf must be
+// copied; with image=released it was deleted before the write, and the leaf
+// is no longer shared with anything.
+func BenchmarkFirstWriteInLeaf(b *testing.B) {
+	const set = 256 * mib
+	for _, held := range []bool{true, false} {
+		b.Run(fmt.Sprintf("image=%s", map[bool]string{true: "held", false: "released"}[held]), func(b *testing.B) {
+			v := newVol(b, 4096, gib)
+			p := make([]byte, 4096)
+			r := rand.New(rand.NewPCG(1, 2))
+			for _, i := range r.Perm(int(set / 4096)) {
+				_, _ = v.WriteAt(p, int64(i)*4096)
+			}
+			const leaves = int(set / 4096 / fanout)
+			var img *Image
+			i := 0
+			for b.Loop() {
+				if i%leaves == 0 {
+					b.StopTimer()
+					if img != nil {
+						_ = img.Release()
+					}
+					img = mustSnap(b, v)
+					if !held {
+						_ = img.Release()
+						img = nil
+					}
+					b.StartTimer()
+				}
+				_, _ = v.WriteAt(p, int64(i%leaves)*fanout*4096)
+				i++
+			}
+			b.StopTimer()
+			if img != nil {
+				_ = img.Release()
+			}
+		})
+	}
+}

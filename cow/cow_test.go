@@ -377,3 +377,51 @@ func TestRacingWritersShareGrains(t *testing.T) {
 	require.Zero(t, st.MetaBytes, "nodes still allocated")
 	require.Zero(t, st.ReservedBytes, "reservation left over")
 }
+
+// TestReleasedImageLeavesNothingToCopy: once the only image sharing the
+// volume's blocks is released, rewriting them takes no new block and no new
+// node, while a clone of the image keeps its content.
+func TestReleasedImageLeavesNothingToCopy(t *testing.T) {
+	v := newVol(t, 4096, 64*mib)
+	const span = int(3 * mib) // more than one leaf (1 MiB of grains)
+	_, err := v.WriteAt(fill(span, 1), 0)
+	require.NoError(t, err)
+
+	img := mustSnap(t, v)
+	clone, err := img.Clone()
+	require.NoError(t, err)
+	cimg := mustSnap(t, clone)
+	before := v.Store().Stats()
+	_, err = v.WriteAt(fill(span, 2), 0)
+	require.NoError(t, err)
+	held := v.Store().Stats()
+	assert.Equal(t, int64(span), held.DataBytes-before.DataBytes, "images share the blocks: each is copied")
+
+	require.NoError(t, img.Release())
+	require.NoError(t, cimg.Release())
+	_, err = v.WriteAt(fill(span, 3), 0)
+	require.NoError(t, err)
+	// The blocks of generation 2 are the volume's alone, and stay so.
+	assert.Equal(t, held, v.Store().Stats())
+
+	// A released image whose tree the volume still points at: after this
+	// snapshot is deleted, the volume's nodes and blocks are its own again
+	// and are written where they are, not copied and freed.
+	root := func() *node { return v.cur.Load().root.Load() }
+	leaf, pg := v.leafOf(root(), 0), v.pageOf(root(), 0)
+	img = mustSnap(t, v)
+	require.NoError(t, img.Release())
+	_, err = v.WriteAt(fill(span, 4), 0)
+	require.NoError(t, err)
+	assert.Equal(t, held, v.Store().Stats(), "rewriting after the image is gone allocates nothing")
+	assert.Same(t, leaf, v.leafOf(root(), 0), "the leaf was copied")
+	assert.Same(t, pg, v.pageOf(root(), 0), "the grain was copied")
+
+	got := make([]byte, span)
+	_, err = v.ReadAt(got, 0)
+	require.NoError(t, err)
+	assert.Equal(t, fill(span, 4), got)
+	_, err = clone.ReadAt(got, 0)
+	require.NoError(t, err)
+	assert.Equal(t, fill(span, 1), got, "the clone kept the content it was cloned with")
+}
