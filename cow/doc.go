@@ -5,12 +5,15 @@
 //
 // A volume's content is a radix tree (fanout 256) of pointers to grains of
 // data (pages), as dm-thin keeps its mappings, but in memory. Every node and
-// page carries the generation that created it. A volume's live tree belongs
-// to an epoch with a generation of its own; a write in that epoch writes in
-// place into pages of its generation and copies anything older first (path
-// copying: the leaf's page, then every node above it that is shared),
-// publishing each copy with a pointer store under the parent node's lock.
-// Readers take no lock at all.
+// page carries the generation that owns it, at first the one that created
+// it. A volume's live tree belongs to an epoch with a generation of its own;
+// a write in that epoch writes in place into pages of its generation and
+// copies anything older first (path copying: the leaf's page, then every
+// node above it that is shared), publishing each copy with a pointer store
+// under the parent node's lock. An older node or page that only the live
+// tree still points at, because the images that shared it were released, is
+// not copied but adopted: the writer gives it its own generation under the
+// same lock. Readers take no lock at all.
 //
 // Snapshot installs a new epoch with one atomic pointer swap, waits for the
 // I/O admitted to the previous epoch to drain, and hands the previous
