@@ -304,4 +304,10 @@ func TestMachine(t *testing.T) {
 	require.NotEmpty(t, m.OS)
 	require.False(t, m.Date.IsZero())
 	require.Contains(t, m.String(), "cores")
+	require.Positive(t, m.Procs)
+
+	m.CPU, m.Cores, m.Procs = "cpu", 2, 2
+	require.Contains(t, m.String(), ", 2 cores, ")
+	m.Procs = 1
+	require.Contains(t, m.String(), ", 2 cores (GOMAXPROCS=1), ")
 }

@@ -12,8 +12,10 @@ import (
 // Machine describes where a run took place, so that figures are never read
 // without the hardware they came from.
 type Machine struct {
-	CPU       string    `json:"cpu"`
-	Cores     int       `json:"cores"`
+	CPU   string `json:"cpu"`
+	Cores int    `json:"cores"`
+	// Procs is GOMAXPROCS: how many of the cores run Go code at once.
+	Procs     int       `json:"procs"`
 	MemBytes  int64     `json:"mem_bytes"`
 	GoVersion string    `json:"go_version"`
 	OS        string    `json:"os"`
@@ -22,12 +24,13 @@ type Machine struct {
 }
 
 // Describe returns the machine this process runs on: the CPU model from
-// /proc/cpuinfo, the cores Go may use, the memory from /proc/meminfo, the
+// /proc/cpuinfo, its cores and how many of them Go may use, the memory from /proc/meminfo, the
 // Go version, the OS and kernel, and the date. What cannot be read stays
 // empty.
 func Describe() Machine {
 	m := Machine{
-		Cores:     runtime.GOMAXPROCS(0),
+		Cores:     runtime.NumCPU(),
+		Procs:     runtime.GOMAXPROCS(0),
 		GoVersion: runtime.Version(),
 		OS:        runtime.GOOS + "/" + runtime.GOARCH,
 		Date:      time.Now().UTC().Truncate(time.Second),
@@ -73,6 +76,9 @@ func (m Machine) String() string {
 		b.WriteString(m.CPU + ", ")
 	}
 	b.WriteString(strconv.Itoa(m.Cores) + " cores")
+	if m.Procs != 0 && m.Procs != m.Cores {
+		b.WriteString(" (GOMAXPROCS=" + strconv.Itoa(m.Procs) + ")")
+	}
 	if m.MemBytes > 0 {
 		b.WriteString(", " + FormatBytes(m.MemBytes))
 	}

@@ -137,6 +137,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 <table class="kv machine">
 <tr><td>CPU</td><td>{{$r.Machine.CPU}}</td></tr>
 <tr><td>cores</td><td>{{$r.Machine.Cores}}</td></tr>
+<tr><td>GOMAXPROCS</td><td>{{$r.Machine.Procs}}</td></tr>
 <tr><td>memory</td><td>{{bytes $r.Machine.MemBytes}}</td></tr>
 <tr><td>Go</td><td>{{$r.Machine.GoVersion}}</td></tr>
 <tr><td>OS</td><td>{{$r.Machine.OS}} {{$r.Machine.Kernel}}</td></tr>
