@@ -81,7 +81,14 @@ writers answer at once unless --writer-delay is set.`,
 	cmd.AddCommand(workload(&out, "hold", "The flush & hold window under NBD write load",
 		`Take whole snapshot sets at --rate while Go NBD clients write to every LUN
 through the project's server, and time the hold window (vss-spec.md B.2):
-flush, hold and drain, commit, release.`,
+flush, hold and drain, commit, release.
+
+The clients run in this process, on the array's cores. When they saturate
+every core, the kernel's network work and Go's idle threads keep taking
+threads off the CPU for a scheduler tick, and a drain that waits on a write
+caught that way sets the tail. On a small machine, GOMAXPROCS set to one
+less than the cores leaves the kernel a core: on 2 cores the saturated p99
+fell from about 500 µs to under 100 µs at the same writes a second.`,
 		func(fs *pflag.FlagSet) {
 			loadFlags(fs, &hold.LUNs, &hold.LUNSize, &hold.Span, &hold.Conns, &hold.QD, &hold.BlockSize, &hold.Network)
 			fs.IntVar(&hold.Writers, "writers", hold.Writers, "VSS writers")
