@@ -264,18 +264,18 @@ func (g *geometry) pageOf(root *node, idx uint64) *page {
 
 // writeGrain copies src into grain idx at offset o within the grain, in
 // leaf, the leaf covering idx that ownLeaf returned for e. It reports
-// whether it allocated a block.
-func (g *geometry) writeGrain(e *epoch, leaf *node, idx uint64, o int, src []byte) bool {
+// whether it allocated a block. stream is put's.
+func (g *geometry) writeGrain(e *epoch, leaf *node, idx uint64, o int, src []byte, stream bool) bool {
 	slot := &leaf.pages[idx&fanoutMask]
 	if p := slot.Load(); p != nil && p != zeroPage && p.gen.Load() == e.gen {
-		copy(p.blk.Data[o:], src)
+		put(p.blk.Data[o:], src, stream)
 		return false
 	}
 	leaf.mu.Lock()
 	old := slot.Load()
 	if old != nil && old != zeroPage && (old.gen.Load() == e.gen || adopt(&old.refs, &old.gen, e.gen)) {
 		leaf.mu.Unlock()
-		copy(old.blk.Data[o:], src)
+		put(old.blk.Data[o:], src, stream)
 		return false
 	}
 	p := g.newPage(e.gen)
@@ -286,7 +286,13 @@ func (g *geometry) writeGrain(e *epoch, leaf *node, idx uint64, o int, src []byt
 			clear(p.blk.Data)
 		}
 	}
-	copy(p.blk.Data[o:], src)
+	put(p.blk.Data[o:], src, stream)
+	if stream {
+		// The block may be one another volume freed: streamed stores
+		// must be visible before a reader can reach it, or a racing read
+		// could see the old owner's bytes.
+		storeFence()
+	}
 	slot.Store(p)
 	leaf.mu.Unlock()
 	if old != nil {

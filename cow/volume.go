@@ -286,8 +286,10 @@ func (v *Volume) mutate(e *epoch, off, n int64, src []byte) error {
 }
 
 // write copies src to off, grain by grain, and returns how many blocks it
-// allocated. It walks the tree once per leaf, not once per grain.
+// allocated. It walks the tree once per leaf, not once per grain. A large
+// write streams its full grains (see put).
 func (v *Volume) write(e *epoch, off int64, src []byte) (allocated int64) {
+	stream := len(src) >= streamMin
 	var leaf *node
 	for len(src) > 0 {
 		idx := uint64(off >> v.shift)
@@ -296,10 +298,13 @@ func (v *Volume) write(e *epoch, off int64, src []byte) (allocated int64) {
 		if leaf == nil || idx&fanoutMask == 0 {
 			leaf = v.ownLeaf(e, idx, true)
 		}
-		if v.writeGrain(e, leaf, idx, o, src[:c]) {
+		if v.writeGrain(e, leaf, idx, o, src[:c], stream && c == int(v.grain)) {
 			allocated++
 		}
 		src, off = src[c:], off+int64(c)
+	}
+	if stream {
+		storeFence()
 	}
 	return allocated
 }
