@@ -1,6 +1,7 @@
 package cow
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
 )
@@ -362,8 +363,10 @@ func (g *geometry) punch(e *epoch, slot *atomic.Pointer[node], mu *sync.Mutex, l
 }
 
 // read copies the volume's bytes from off into p, using the tree at root.
-// The range has been checked.
+// The range has been checked. It touches grains of the range readAhead
+// ahead of the one it copies.
 func (g *geometry) read(root *node, p []byte, off int64) {
+	var touched byte
 	for len(p) > 0 {
 		idx := uint64(off >> g.shift)
 		o := int(off & (g.grain - 1))
@@ -374,6 +377,13 @@ func (g *geometry) read(root *node, p []byte, off int64) {
 			var pg *page
 			if leaf != nil {
 				pg = leaf.pages[idx&fanoutMask].Load()
+			}
+			// Touch the grain readAhead on, if this leaf and the range
+			// hold it, so that its miss overlaps this copy.
+			if ahead := idx + readAhead; readAhead > 0 && leaf != nil && len(p) > int(readAhead-1)*int(g.grain)+n && ahead&^fanoutMask == idx&^fanoutMask {
+				if nx := leaf.pages[ahead&fanoutMask].Load(); nx != nil && nx != zeroPage {
+					touched += nx.blk.Data[0]
+				}
 			}
 			if pg == nil || pg == zeroPage {
 				clear(p[:n])
@@ -387,6 +397,7 @@ func (g *geometry) read(root *node, p []byte, off int64) {
 			}
 		}
 	}
+	runtime.KeepAlive(touched)
 }
 
 // walk calls visit for every run of grains in [lo, hi) in the tree at root
@@ -451,3 +462,11 @@ func (g *geometry) diff(a, b *node, level int, base, lo, hi uint64, visit func(i
 		g.diff(ka, kb, level-1, cbase, lo, hi, visit)
 	}
 }
+
+// readAhead is how many grains ahead of its copy read touches the next
+// grain's first line, so that the miss on it (a TLB miss and a DRAM access
+// where grains lie scattered, as copy-on-write under snapshots leaves them)
+// overlaps with the copy. 1 MiB reads of a scattered 1 GiB volume: medians
+// 143 µs at 3 against 193 µs without; in order, 103 µs against 100 µs
+// (BenchmarkReadLarge). A variable so that the benchmark can compare.
+var readAhead uint64 = 3
