@@ -7,8 +7,8 @@ package cow
 // rarely cached anyway, and reading it in only to overwrite it is most of
 // the cost of the copy: a megabyte written in place into the 256 grains of
 // a full 1 GiB volume takes 58-66 µs streamed and 152-161 µs with ordinary
-// stores (BenchmarkWriteLarge, 2 cores). Small writes keep ordinary stores, since a block
-// just written is often read again soon.
+// stores (BenchmarkWriteLarge, 2 cores). Small writes keep ordinary stores,
+// since a block just written is often read again soon.
 
 // streamMin is the smallest write whose full grains are streamed; a
 // variable so that BenchmarkWriteLarge can compare.

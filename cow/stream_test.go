@@ -86,7 +86,7 @@ func TestLargeWritesRoundTrip(t *testing.T) {
 func requireSame(t *testing.T, want, got []byte, what string) {
 	t.Helper()
 	require.Len(t, got, len(want))
-	if i := slices.Compare(want, got); i != 0 {
+	if !slices.Equal(want, got) {
 		for j := range want {
 			if want[j] != got[j] {
 				t.Fatalf("%s: byte %d is %#x, want %#x", what, j, got[j], want[j])
