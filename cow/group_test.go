@@ -13,6 +13,19 @@ import (
 )
 
 // join adds v to g, for tests that want only the error.
+// newVols returns n volumes of 1 MiB sharing one store.
+func newVols(t *testing.T, n int) (*MemStore, []*Volume) {
+	t.Helper()
+	store, err := NewMemStore(DefaultGrain, 0)
+	require.NoError(t, err)
+	vs := make([]*Volume, n)
+	for i := range vs {
+		vs[i], err = NewVolume(store, 1<<20)
+		require.NoError(t, err)
+	}
+	return store, vs
+}
+
 func join(g *Group, v *Volume) error {
 	_, err := g.Add(v)
 	return err
@@ -26,13 +39,7 @@ func join(g *Group, v *Volume) error {
 // while it runs would catch a later volume ahead of an earlier one.
 func TestGroupCommitsOneInstant(t *testing.T) {
 	const vols = 8
-	store, err := NewMemStore(DefaultGrain, 0)
-	require.NoError(t, err)
-	vs := make([]*Volume, vols)
-	for i := range vs {
-		vs[i], err = NewVolume(store, 1<<20)
-		require.NoError(t, err)
-	}
+	store, vs := newVols(t, vols)
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -84,13 +91,9 @@ func TestGroupCommitsOneInstant(t *testing.T) {
 }
 
 func TestGroupMembership(t *testing.T) {
-	store, err := NewMemStore(DefaultGrain, 0)
-	require.NoError(t, err)
-	a, err := NewVolume(store, 1<<20)
-	require.NoError(t, err)
-	b, err := NewVolume(store, 1<<20)
-	require.NoError(t, err)
-	_, err = a.WriteAt(fill(4096, 1), 0)
+	store, vs := newVols(t, 2)
+	a, b := vs[0], vs[1]
+	_, err := a.WriteAt(fill(4096, 1), 0)
 	require.NoError(t, err)
 
 	g1 := NewGroup()
@@ -142,13 +145,9 @@ func TestGroupMembership(t *testing.T) {
 // TestGroupMemberReleased: releasing a member before the commit makes the
 // whole group fail, and nothing is committed for the others.
 func TestGroupMemberReleased(t *testing.T) {
-	store, err := NewMemStore(DefaultGrain, 0)
-	require.NoError(t, err)
-	a, err := NewVolume(store, 1<<20)
-	require.NoError(t, err)
-	b, err := NewVolume(store, 1<<20)
-	require.NoError(t, err)
-	_, err = b.WriteAt(fill(8192, 7), 0)
+	_, vs := newVols(t, 2)
+	a, b := vs[0], vs[1]
+	_, err := b.WriteAt(fill(8192, 7), 0)
 	require.NoError(t, err)
 	g := NewGroup()
 	require.NoError(t, join(g, a))

@@ -321,15 +321,22 @@ func TestStructuredErrorCarriesMessage(t *testing.T) {
 	require.Contains(t, re.Message, "beyond the end")
 }
 
-func TestRepliesGoOutOfOrder(t *testing.T) {
-	m := newMem(testSize)
-	entered, release := make(chan struct{}), make(chan struct{})
-	m.hook = func(_ context.Context, cmd Command, off int64) {
-		if cmd == CmdRead && off == 0 {
+// holdAt makes m hold the one cmd at off in the backend: entered is closed
+// when it arrives, and it runs on once release is closed.
+func holdAt(m *memBackend, cmd Command, off int64) (entered, release chan struct{}) {
+	entered, release = make(chan struct{}), make(chan struct{})
+	m.hook = func(_ context.Context, c Command, o int64) {
+		if c == cmd && o == off {
 			close(entered)
 			<-release
 		}
 	}
+	return entered, release
+}
+
+func TestRepliesGoOutOfOrder(t *testing.T) {
+	m := newMem(testSize)
+	entered, release := holdAt(m, CmdRead, 0)
 	ts := serveOn(t, "tcp", newCatalog(map[string]*memBackend{"lun0": m}), Options{MaxInFlight: 4})
 	c := ts.dial(t, &DialOptions{Export: "lun0", NoStructuredReplies: true})
 	ctx := tctx(t)
@@ -358,13 +365,7 @@ func TestRepliesGoOutOfOrder(t *testing.T) {
 // stop the connection reading, and concurrent ones must all land.
 func TestLargeWritesRunWhereRead(t *testing.T) {
 	m := newMem(testSize)
-	entered, release := make(chan struct{}), make(chan struct{})
-	m.hook = func(_ context.Context, cmd Command, off int64) {
-		if cmd == CmdWrite && off == 0 {
-			close(entered)
-			<-release
-		}
-	}
+	entered, release := holdAt(m, CmdWrite, 0)
 	ts := serveOn(t, "tcp", newCatalog(map[string]*memBackend{"lun0": m}), Options{MaxInFlight: 4})
 	c := ts.dial(t, &DialOptions{Export: "lun0", MaxInFlight: 8})
 	ctx := tctx(t)
@@ -526,13 +527,7 @@ func TestExportsComeFromTheCatalogAtConnectionTime(t *testing.T) {
 
 func TestGracefulShutdownDrains(t *testing.T) {
 	m := newMem(testSize)
-	entered, release := make(chan struct{}), make(chan struct{})
-	m.hook = func(_ context.Context, cmd Command, off int64) {
-		if cmd == CmdWrite && off == 4096 {
-			close(entered)
-			<-release
-		}
-	}
+	entered, release := holdAt(m, CmdWrite, 4096)
 	l, err := netListen(t, "tcp")
 	require.NoError(t, err)
 	s := NewServer(newCatalog(map[string]*memBackend{"lun0": m}), Options{Logger: discardLogger()})
@@ -836,13 +831,7 @@ func TestHandshakeTimeoutClosesIdleClients(t *testing.T) {
 
 func TestClientDisconnectWaitsForRequestsInFlight(t *testing.T) {
 	m := newMem(testSize)
-	entered, release := make(chan struct{}), make(chan struct{})
-	m.hook = func(_ context.Context, cmd Command, off int64) {
-		if cmd == CmdRead && off == 4096 {
-			close(entered)
-			<-release
-		}
-	}
+	entered, release := holdAt(m, CmdRead, 4096)
 	ts := serveOn(t, "tcp", newCatalog(map[string]*memBackend{"lun0": m}), Options{})
 	c := ts.dial(t, &DialOptions{Export: "lun0", NoStructuredReplies: true})
 	read := make(chan error, 1)
