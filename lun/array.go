@@ -304,12 +304,17 @@ func (sg *SnapshotGroup) CommitAt(created time.Time) error {
 // the cow group; after it, every snapshot LUN the commit made, so that a
 // set that fails after its commit leaves nothing (vss-spec.md B.9).
 func (sg *SnapshotGroup) Abort() {
+	sg.abortOpen()
+	for _, p := range sg.members {
+		p.discard()
+	}
+}
+
+// abortOpen aborts the cow group if the group is still open.
+func (sg *SnapshotGroup) abortOpen() {
 	if sg.state == groupOpen {
 		sg.state = groupAborted
 		sg.g.Abort()
-	}
-	for _, p := range sg.members {
-		p.discard()
 	}
 }
 
@@ -345,9 +350,8 @@ func (p *PendingSnapshot) Abort() {
 		return
 	}
 	p.discard()
-	if sg := p.group; sg.state == groupOpen && !sg.anyLive() {
-		sg.state = groupAborted
-		sg.g.Abort()
+	if !p.group.anyLive() {
+		p.group.abortOpen()
 	}
 }
 
@@ -451,6 +455,10 @@ func (a *Array) reserve(source, name string) (src, l *LUN, vol *cow.Volume, err 
 	if src.kind == Snapshot {
 		return nil, nil, nil, fmt.Errorf("%w: %s is a snapshot; clone it first", ErrReadOnly, source)
 	}
+	vol = src.data.Load().vol
+	if vol == nil {
+		return nil, nil, nil, fmt.Errorf("%w: %s", ErrReadOnly, source)
+	}
 	if name == "" {
 		name = fmt.Sprintf("%s.snap-%d", source, time.Now().UnixNano())
 	}
@@ -465,16 +473,11 @@ func (a *Array) reserve(source, name string) (src, l *LUN, vol *cow.Volume, err 
 	l.parent = src
 	l.readOnly.Store(true)
 	l.masked.Store(true)
-	d := src.data.Load()
-	if d.vol == nil {
-		src.snapshots.Add(-1)
-		return nil, nil, nil, fmt.Errorf("%w: %s", ErrReadOnly, source)
-	}
 	if err := a.insert(l); err != nil {
 		src.snapshots.Add(-1)
 		return nil, nil, nil, err
 	}
-	return src, l, d.vol, nil
+	return src, l, vol, nil
 }
 
 // Clone adds a writable LUN whose content starts as the snapshot LUN's.
