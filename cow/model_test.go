@@ -100,7 +100,13 @@ func TestModel(t *testing.T) {
 	live := make([]byte, size)
 	var images []trackedImage
 	var clones []trackedClone
-	t.Logf("grain %d, volume %d bytes, %d workers of %d bytes", grain, size, workers, region)
+	if rng.IntN(2) == 0 {
+		// Writes of a grain or more take the large-write path (see
+		// writeStreamed).
+		defer func(m int) { streamMin = m }(streamMin)
+		streamMin = grain
+	}
+	t.Logf("grain %d, volume %d bytes, %d workers of %d bytes, writes from %d bytes streamed", grain, size, workers, region, streamMin)
 
 	check := func(what string, got, want []byte) {
 		t.Helper()

@@ -265,18 +265,18 @@ func (g *geometry) pageOf(root *node, idx uint64) *page {
 
 // writeGrain copies src into grain idx at offset o within the grain, in
 // leaf, the leaf covering idx that ownLeaf returned for e. It reports
-// whether it allocated a block. stream is put's.
-func (g *geometry) writeGrain(e *epoch, leaf *node, idx uint64, o int, src []byte, stream bool) bool {
+// whether it allocated a block.
+func (g *geometry) writeGrain(e *epoch, leaf *node, idx uint64, o int, src []byte) bool {
 	slot := &leaf.pages[idx&fanoutMask]
 	if p := slot.Load(); p != nil && p != zeroPage && p.gen.Load() == e.gen {
-		put(p.blk.Data[o:], src, stream)
+		copy(p.blk.Data[o:], src)
 		return false
 	}
 	leaf.mu.Lock()
 	old := slot.Load()
 	if old != nil && old != zeroPage && (old.gen.Load() == e.gen || adopt(&old.refs, &old.gen, e.gen)) {
 		leaf.mu.Unlock()
-		put(old.blk.Data[o:], src, stream)
+		copy(old.blk.Data[o:], src)
 		return false
 	}
 	p := g.newPage(e.gen)
@@ -287,19 +287,65 @@ func (g *geometry) writeGrain(e *epoch, leaf *node, idx uint64, o int, src []byt
 			clear(p.blk.Data)
 		}
 	}
-	put(p.blk.Data[o:], src, stream)
-	if stream {
-		// The block may be one another volume freed: streamed stores
-		// must be visible before a reader can reach it, or a racing read
-		// could see the old owner's bytes.
-		storeFence()
-	}
+	copy(p.blk.Data[o:], src)
 	slot.Store(p)
 	leaf.mu.Unlock()
 	if old != nil {
 		g.releasePage(old, live)
 	}
 	return true
+}
+
+// grainDest returns where a write of the whole of grain idx puts its bytes,
+// in leaf, the leaf covering idx that ownLeaf returned for e: the grain's own
+// block when it is written in place (see writeGrain), or else a fresh page's,
+// returned as fresh, which the caller fills and then publishes. The grain's
+// old bytes are not kept: the write covers all of them. Until the fresh page
+// is published no reader can reach it, so it can be filled without the
+// leaf's lock and with streamed stores, fenced once for many grains.
+func (g *geometry) grainDest(e *epoch, leaf *node, idx uint64) (dst []byte, fresh *page) {
+	slot := &leaf.pages[idx&fanoutMask]
+	if p := slot.Load(); p != nil && p != zeroPage && p.gen.Load() == e.gen {
+		return p.blk.Data, nil
+	}
+	leaf.mu.Lock()
+	old := slot.Load()
+	if old != nil && old != zeroPage && (old.gen.Load() == e.gen || adopt(&old.refs, &old.gen, e.gen)) {
+		leaf.mu.Unlock()
+		return old.blk.Data, nil
+	}
+	leaf.mu.Unlock()
+	p := g.newPage(e.gen)
+	return p.blk.Data, p
+}
+
+// freshPage is a page grainDest returned, for grain idx, filled and waiting
+// to be published.
+type freshPage struct {
+	idx uint64
+	p   *page
+}
+
+// publish fences the streamed stores that filled the fresh pages of leaf,
+// then installs each. Whatever a slot holds by then is replaced: a racing
+// write that installed a page meanwhile wrote inside this write's range, and
+// overlapping writes may land in either order. The fence comes first
+// because a fresh block may be one another volume freed: its new bytes must
+// be visible before a reader can reach it, or a racing read could see the
+// old owner's.
+func (g *geometry) publish(leaf *node, fresh []freshPage) {
+	if len(fresh) == 0 {
+		return
+	}
+	storeFence()
+	for _, f := range fresh {
+		leaf.mu.Lock()
+		old := leaf.pages[f.idx&fanoutMask].Swap(f.p)
+		leaf.mu.Unlock()
+		if old != nil {
+			g.releasePage(old, live)
+		}
+	}
 }
 
 // needsBlock reports whether writing part of grain idx in e's tree would

@@ -287,9 +287,12 @@ func (v *Volume) mutate(e *epoch, off, n int64, src []byte) error {
 
 // write copies src to off, grain by grain, and returns how many blocks it
 // allocated. It walks the tree once per leaf, not once per grain. A large
-// write streams its full grains (see put).
+// write streams its full grains (see put), and publishes those that needed
+// a fresh block once per leaf, after one fence.
 func (v *Volume) write(e *epoch, off int64, src []byte) (allocated int64) {
-	stream := len(src) >= streamMin
+	if len(src) >= streamMin {
+		return v.writeStreamed(e, off, src)
+	}
 	var leaf *node
 	for len(src) > 0 {
 		idx := uint64(off >> v.shift)
@@ -298,14 +301,66 @@ func (v *Volume) write(e *epoch, off int64, src []byte) (allocated int64) {
 		if leaf == nil || idx&fanoutMask == 0 {
 			leaf = v.ownLeaf(e, idx, true)
 		}
-		if v.writeGrain(e, leaf, idx, o, src[:c], stream && c == int(v.grain)) {
+		if v.writeGrain(e, leaf, idx, o, src[:c]) {
 			allocated++
 		}
 		src, off = src[c:], off+int64(c)
 	}
-	if stream {
-		storeFence()
+	return allocated
+}
+
+// writeStreamed is write for a large src, one leaf at a time in three
+// passes: find every full grain's destination (in place, or a fresh block)
+// and write the partial grains; stream the full grains; fence once and
+// publish the fresh blocks. The passes keep locked instructions (a leaf's
+// lock, a page's counts) away from the streamed stores, since each one
+// waits for every streamed store before it to reach memory: taking the
+// leaf's lock between grains costs more than a fence per grain.
+func (v *Volume) writeStreamed(e *epoch, off int64, src []byte) (allocated int64) {
+	var (
+		dst   [fanout][]byte
+		fresh [fanout]freshPage
+	)
+	for len(src) > 0 {
+		idx := uint64(off >> v.shift)
+		leaf := v.ownLeaf(e, idx, true)
+		end := min(off+int64(len(src)), int64((idx|fanoutMask)+1)<<v.shift)
+		full, nfresh := 0, 0
+		for at, s := off, src; at < end; {
+			idx := uint64(at >> v.shift)
+			o := int(at & (v.grain - 1))
+			c := min(int(end-at), int(v.grain)-o)
+			if c < int(v.grain) {
+				if v.writeGrain(e, leaf, idx, o, s[:c]) {
+					allocated++
+				}
+			} else {
+				d, p := v.grainDest(e, leaf, idx)
+				dst[full] = d
+				full++
+				if p != nil {
+					fresh[nfresh] = freshPage{idx, p}
+					nfresh++
+				}
+			}
+			at, s = at+int64(c), s[c:]
+		}
+		allocated += int64(nfresh)
+		// The full grains, in order: the range's grains after a partial
+		// first one.
+		s := src
+		if o := int(off & (v.grain - 1)); o != 0 {
+			s = s[min(len(s), int(v.grain)-o):]
+		}
+		for i := range full {
+			put(dst[i], s[:v.grain], true)
+			s = s[v.grain:]
+		}
+		v.publish(leaf, fresh[:nfresh])
+		src, off = src[end-off:], end
 	}
+	clear(dst[:])
+	storeFence() // for the grains written in place
 	return allocated
 }
 
