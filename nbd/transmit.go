@@ -119,6 +119,21 @@ const keepWriteLen = 256 << 10
 // holds on to the reading turn before a timer passes it on.
 const turnPatience = 20 * time.Microsecond
 
+// patience is turnPatience for r; a WRITE of keepWriteLen or more gets
+// 250 ns per KiB (256 µs a MiB), the time its copy takes at 4 GB/s. Passing
+// the turn while a large write copies at memory speed only reads the next
+// payload into a second buffer, which competes with the copy for the cores
+// and the cache; a write still running after that waits on something else
+// (a hold, an injected delay), and the turn passes then. fio 1 MiB writes,
+// QD8 x 2, ten interleaved rounds: median 5628 IOPS with the turn kept,
+// 5359 with turnPatience, 5619 for go-nbd's server over the same LUN.
+func patience(r *request) time.Duration {
+	if r.cmd == CmdWrite && r.length >= keepWriteLen {
+		return time.Duration(r.length>>10) * 250 * time.Nanosecond
+	}
+	return turnPatience
+}
+
 // worker runs requests from c.work; a nil entry is the reading turn.
 func (c *conn) worker() {
 	for r := range c.work {
@@ -147,7 +162,7 @@ func (c *conn) worker() {
 // with more buffered behind it, or others in flight, goes to the workers,
 // and reading goes on. The first one that is alone, or a WRITE of at least
 // keepWriteLen, the worker runs itself, keeping the turn (kept is true):
-// when the request is done within turnPatience, as a memory-speed one is,
+// when the request is done within its patience, as a memory-speed one is,
 // the worker takes up reading again (reclaimTurn) and no other goroutine
 // had to be woken; a slower one has the turn passed on by a timer
 // (passTurn), so the requests after it are read and run meanwhile. When
@@ -163,7 +178,7 @@ func (c *conn) lead() (r *request, kept bool) {
 		}
 		if c.br.Buffered() == 0 && c.alone() || r.cmd == CmdWrite && r.length >= keepWriteLen {
 			c.turnKept.Store(true)
-			c.turnTimer.Reset(turnPatience)
+			c.turnTimer.Reset(patience(r))
 			return r, true
 		}
 		c.work <- r
