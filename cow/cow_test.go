@@ -425,3 +425,38 @@ func TestReleasedImageLeavesNothingToCopy(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, fill(span, 1), got, "the clone kept the content it was cloned with")
 }
+
+// TestTrimRacingWritesKeepsAccounts races writes into a leaf with trims
+// that drop the whole leaf, then releases everything: the store must hold
+// nothing (C5), whichever of a write and a trim landed first.
+func TestTrimRacingWritesKeepsAccounts(t *testing.T) {
+	const grain = 512
+	leafSpan := int64(fanout * grain)
+	s, err := NewMemStore(grain, 0)
+	require.NoError(t, err)
+	v, err := NewVolume(s, 4*leafSpan)
+	require.NoError(t, err)
+	p := fill(grain, 7)
+	for round := range 300 {
+		img := mustSnap(t, v)
+		var wg sync.WaitGroup
+		for w := range 2 {
+			wg.Go(func() {
+				for i := range 64 {
+					_, err := v.WriteAt(p, int64((round+w*64+i)%fanout)*grain)
+					assert.NoError(t, err)
+				}
+			})
+		}
+		wg.Go(func() {
+			for range 16 {
+				assert.NoError(t, v.Trim(0, leafSpan))
+			}
+		})
+		wg.Wait()
+		require.NoError(t, img.Release())
+	}
+	require.NoError(t, v.Release())
+	require.Zero(t, s.Stats().DataBytes, "C5: blocks")
+	require.Zero(t, s.Stats().MetaBytes, "C5: nodes")
+}

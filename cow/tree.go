@@ -43,9 +43,16 @@ var zeros = make([]byte, MaxGrain)
 // installing a page, punching a hole. Readers never take it; in-place writes
 // into a page of the writer's own generation never take it.
 type node struct {
-	gen   atomic.Uint64
-	refs  atomic.Int32
-	mu    sync.Mutex
+	gen  atomic.Uint64
+	refs atomic.Int32
+	mu   sync.Mutex
+	// dead is set, under mu, when the node is reclaimed: what its slots
+	// held has been released, and nothing may be put in or taken out of
+	// them after. A trim that drops a subtree can reclaim a node that a
+	// racing writer of the same generation is about to change; the writer
+	// finds it dead and leaves it, as if its write had come before the
+	// trim.
+	dead  bool
 	kids  []atomic.Pointer[node]
 	pages []atomic.Pointer[page]
 }
@@ -166,6 +173,9 @@ func (g *geometry) releaseNode(n *node, reuse bool) {
 	if n.refs.Add(-1) != 0 {
 		return
 	}
+	n.mu.Lock()
+	n.dead = true
+	n.mu.Unlock()
 	for i := range n.kids {
 		if k := n.kids[i].Load(); k != nil {
 			g.releaseNode(k, reuse)
@@ -187,10 +197,15 @@ func (g *geometry) releasePage(p *page, reuse bool) {
 
 // own makes the node in slot exclusive to generation gen and returns it: a
 // new node where the slot is a hole, the node itself where nothing else
-// points at it (see adopt), a copy where it is shared (path copying). mu is
-// the lock of the slot's owner.
-func (g *geometry) own(slot *atomic.Pointer[node], mu *sync.Mutex, gen uint64, level int) *node {
+// points at it (see adopt), a copy where it is shared (path copying). owner
+// is the node whose slot it is, nil for the root, and mu its lock. It
+// returns nil when owner is dead.
+func (g *geometry) own(owner *node, slot *atomic.Pointer[node], mu *sync.Mutex, gen uint64, level int) *node {
 	mu.Lock()
+	if owner != nil && owner.dead {
+		mu.Unlock()
+		return nil
+	}
 	old := slot.Load()
 	if old != nil && (old.gen.Load() == gen || adopt(&old.refs, &old.gen, gen)) {
 		mu.Unlock()
@@ -229,8 +244,10 @@ func adopt(refs *atomic.Int32, own *atomic.Uint64, gen uint64) bool {
 
 // ownLeaf returns the leaf covering grain idx in epoch e's tree, made
 // exclusive to e's generation along the whole path. With create false it
-// returns nil where the path ends in a hole.
+// returns nil where the path ends in a hole; it returns nil too when a
+// racing trim dropped the path (see node.dead).
 func (g *geometry) ownLeaf(e *epoch, idx uint64, create bool) *node {
+	var owner *node
 	slot, mu := &e.root, &e.mu
 	for level := g.levels - 1; ; level-- {
 		n := slot.Load()
@@ -238,12 +255,14 @@ func (g *geometry) ownLeaf(e *epoch, idx uint64, create bool) *node {
 			return nil
 		}
 		if n == nil || n.gen.Load() != e.gen {
-			n = g.own(slot, mu, e.gen, level)
+			if n = g.own(owner, slot, mu, e.gen, level); n == nil {
+				return nil
+			}
 		}
 		if level == 0 {
 			return n
 		}
-		slot, mu = &n.kids[slotIndex(idx, level)], &n.mu
+		owner, slot, mu = n, &n.kids[slotIndex(idx, level)], &n.mu
 	}
 }
 
@@ -273,6 +292,10 @@ func (g *geometry) writeGrain(e *epoch, leaf *node, idx uint64, o int, src []byt
 		return false
 	}
 	leaf.mu.Lock()
+	if leaf.dead {
+		leaf.mu.Unlock()
+		return false
+	}
 	old := slot.Load()
 	if old != nil && old != zeroPage && (old.gen.Load() == e.gen || adopt(&old.refs, &old.gen, e.gen)) {
 		leaf.mu.Unlock()
@@ -302,13 +325,18 @@ func (g *geometry) writeGrain(e *epoch, leaf *node, idx uint64, o int, src []byt
 // returned as fresh, which the caller fills and then publishes. The grain's
 // old bytes are not kept: the write covers all of them. Until the fresh page
 // is published no reader can reach it, so it can be filled without the
-// leaf's lock and with streamed stores, fenced once for many grains.
+// leaf's lock and with streamed stores, fenced once for many grains. dst is
+// nil when leaf is dead.
 func (g *geometry) grainDest(e *epoch, leaf *node, idx uint64) (dst []byte, fresh *page) {
 	slot := &leaf.pages[idx&fanoutMask]
 	if p := slot.Load(); p != nil && p != zeroPage && p.gen.Load() == e.gen {
 		return p.blk.Data, nil
 	}
 	leaf.mu.Lock()
+	if leaf.dead {
+		leaf.mu.Unlock()
+		return nil, nil
+	}
 	old := slot.Load()
 	if old != nil && old != zeroPage && (old.gen.Load() == e.gen || adopt(&old.refs, &old.gen, e.gen)) {
 		leaf.mu.Unlock()
@@ -340,6 +368,11 @@ func (g *geometry) publish(leaf *node, fresh []freshPage) {
 	storeFence()
 	for _, f := range fresh {
 		leaf.mu.Lock()
+		if leaf.dead {
+			leaf.mu.Unlock()
+			g.store.Free(f.p.blk, true) // never published: reusable at once
+			continue
+		}
 		old := leaf.pages[f.idx&fanoutMask].Swap(f.p)
 		leaf.mu.Unlock()
 		if old != nil {
@@ -361,7 +394,14 @@ func (g *geometry) setZeroPage(e *epoch, idx uint64) {
 		return
 	}
 	leaf := g.ownLeaf(e, idx, true)
+	if leaf == nil {
+		return
+	}
 	leaf.mu.Lock()
+	if leaf.dead {
+		leaf.mu.Unlock()
+		return
+	}
 	old := leaf.pages[idx&fanoutMask].Swap(zeroPage)
 	leaf.mu.Unlock()
 	if old != nil {
@@ -372,8 +412,9 @@ func (g *geometry) setZeroPage(e *epoch, idx uint64) {
 // punch turns grains [lo, hi) into holes in the subtree in slot, which
 // covers the grains from base at the given level. A subtree the range
 // covers whole is dropped in one step, so trimming a large range costs in
-// proportion to what was allocated there, not to its length.
-func (g *geometry) punch(e *epoch, slot *atomic.Pointer[node], mu *sync.Mutex, level int, base, lo, hi uint64) {
+// proportion to what was allocated there, not to its length. owner is the
+// node whose slot it is (nil for the root) and mu its lock.
+func (g *geometry) punch(e *epoch, owner *node, slot *atomic.Pointer[node], mu *sync.Mutex, level int, base, lo, hi uint64) {
 	n := slot.Load()
 	if n == nil {
 		return
@@ -381,6 +422,10 @@ func (g *geometry) punch(e *epoch, slot *atomic.Pointer[node], mu *sync.Mutex, l
 	span := uint64(1) << (uint(level+1) * fanoutShift)
 	if lo <= base && base+span <= hi {
 		mu.Lock()
+		if owner != nil && owner.dead {
+			mu.Unlock()
+			return
+		}
 		old := slot.Swap(nil)
 		mu.Unlock()
 		if old != nil {
@@ -389,7 +434,9 @@ func (g *geometry) punch(e *epoch, slot *atomic.Pointer[node], mu *sync.Mutex, l
 		return
 	}
 	if n.gen.Load() != e.gen {
-		n = g.own(slot, mu, e.gen, level)
+		if n = g.own(owner, slot, mu, e.gen, level); n == nil {
+			return
+		}
 	}
 	child := span >> fanoutShift
 	first, last := max(lo, base), min(hi, base+span)
@@ -397,6 +444,10 @@ func (g *geometry) punch(e *epoch, slot *atomic.Pointer[node], mu *sync.Mutex, l
 		cbase := base + uint64(i)*child
 		if level == 0 {
 			n.mu.Lock()
+			if n.dead {
+				n.mu.Unlock()
+				return
+			}
 			old := n.pages[i].Swap(nil)
 			n.mu.Unlock()
 			if old != nil {
@@ -404,7 +455,7 @@ func (g *geometry) punch(e *epoch, slot *atomic.Pointer[node], mu *sync.Mutex, l
 			}
 			continue
 		}
-		g.punch(e, &n.kids[i], &n.mu, level-1, cbase, lo, hi)
+		g.punch(e, n, &n.kids[i], &n.mu, level-1, cbase, lo, hi)
 	}
 }
 

@@ -236,7 +236,7 @@ func (v *Volume) zero(off, n int64, noHole bool) error {
 		}
 		return nil
 	}
-	v.punch(e, &e.root, &e.mu, v.levels-1, 0, lo, hi)
+	v.punch(e, nil, &e.root, &e.mu, v.levels-1, 0, lo, hi)
 	return nil
 }
 
@@ -301,7 +301,7 @@ func (v *Volume) write(e *epoch, off int64, src []byte) (allocated int64) {
 		if leaf == nil || idx&fanoutMask == 0 {
 			leaf = v.ownLeaf(e, idx, true)
 		}
-		if v.writeGrain(e, leaf, idx, o, src[:c]) {
+		if leaf != nil && v.writeGrain(e, leaf, idx, o, src[:c]) {
 			allocated++
 		}
 		src, off = src[c:], off+int64(c)
@@ -325,6 +325,10 @@ func (v *Volume) writeStreamed(e *epoch, off int64, src []byte) (allocated int64
 		idx := uint64(off >> v.shift)
 		leaf := v.ownLeaf(e, idx, true)
 		end := min(off+int64(len(src)), int64((idx|fanoutMask)+1)<<v.shift)
+		if leaf == nil { // dropped by a racing trim (see node.dead)
+			src, off = src[end-off:], end
+			continue
+		}
 		full, nfresh := 0, 0
 		for at, s := off, src; at < end; {
 			idx := uint64(at >> v.shift)
@@ -353,7 +357,9 @@ func (v *Volume) writeStreamed(e *epoch, off int64, src []byte) (allocated int64
 			s = s[min(len(s), int(v.grain)-o):]
 		}
 		for i := range full {
-			put(dst[i], s[:v.grain], true)
+			if dst[i] != nil { // nil in a leaf a racing trim dropped
+				put(dst[i], s[:v.grain], true)
+			}
 			s = s[v.grain:]
 		}
 		v.publish(leaf, fresh[:nfresh])
