@@ -302,9 +302,12 @@ func BenchmarkWriteLarge(b *testing.B) {
 				}
 				v := newVol(b, 4096, gib)
 				p := make([]byte, mib)
-				for off := int64(0); off < gib; off += mib {
-					_, _ = v.WriteAt(p, off)
+				writeAll := func() {
+					for off := int64(0); off < gib; off += mib {
+						_, _ = v.WriteAt(p, off)
+					}
 				}
+				writeAll()
 				r := rand.New(rand.NewPCG(1, 2))
 				var img *Image
 				if mode == "after-snapshot" {
@@ -315,9 +318,7 @@ func BenchmarkWriteLarge(b *testing.B) {
 							_ = img.Release()
 						}
 						img = mustSnap(b, v)
-						for off := int64(0); off < gib; off += mib {
-							_, _ = v.WriteAt(p, off)
-						}
+						writeAll()
 					}
 				}
 				next := int64(0)

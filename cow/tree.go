@@ -282,12 +282,24 @@ func (g *geometry) pageOf(root *node, idx uint64) *page {
 	return nil
 }
 
+// ownedBy reports whether p is a grain with a block that generation gen
+// writes in place.
+func ownedBy(p *page, gen uint64) bool {
+	return p != nil && p != zeroPage && p.gen.Load() == gen
+}
+
+// takeOver adopts p, a grain with a block, for generation gen when nothing
+// else points at it (see adopt). The caller holds the lock of p's leaf.
+func takeOver(p *page, gen uint64) bool {
+	return p != nil && p != zeroPage && adopt(&p.refs, &p.gen, gen)
+}
+
 // writeGrain copies src into grain idx at offset o within the grain, in
 // leaf, the leaf covering idx that ownLeaf returned for e. It reports
 // whether it allocated a block.
 func (g *geometry) writeGrain(e *epoch, leaf *node, idx uint64, o int, src []byte) bool {
 	slot := &leaf.pages[idx&fanoutMask]
-	if p := slot.Load(); p != nil && p != zeroPage && p.gen.Load() == e.gen {
+	if p := slot.Load(); ownedBy(p, e.gen) {
 		copy(p.blk.Data[o:], src)
 		return false
 	}
@@ -297,7 +309,7 @@ func (g *geometry) writeGrain(e *epoch, leaf *node, idx uint64, o int, src []byt
 		return false
 	}
 	old := slot.Load()
-	if old != nil && old != zeroPage && (old.gen.Load() == e.gen || adopt(&old.refs, &old.gen, e.gen)) {
+	if ownedBy(old, e.gen) || takeOver(old, e.gen) {
 		leaf.mu.Unlock()
 		copy(old.blk.Data[o:], src)
 		return false
@@ -329,7 +341,7 @@ func (g *geometry) writeGrain(e *epoch, leaf *node, idx uint64, o int, src []byt
 // nil when leaf is dead.
 func (g *geometry) grainDest(e *epoch, leaf *node, idx uint64) (dst []byte, fresh *page) {
 	slot := &leaf.pages[idx&fanoutMask]
-	if p := slot.Load(); p != nil && p != zeroPage && p.gen.Load() == e.gen {
+	if p := slot.Load(); ownedBy(p, e.gen) {
 		return p.blk.Data, nil
 	}
 	leaf.mu.Lock()
@@ -338,7 +350,7 @@ func (g *geometry) grainDest(e *epoch, leaf *node, idx uint64) (dst []byte, fres
 		return nil, nil
 	}
 	old := slot.Load()
-	if old != nil && old != zeroPage && (old.gen.Load() == e.gen || adopt(&old.refs, &old.gen, e.gen)) {
+	if ownedBy(old, e.gen) || takeOver(old, e.gen) {
 		leaf.mu.Unlock()
 		return old.blk.Data, nil
 	}
@@ -355,7 +367,8 @@ type freshPage struct {
 }
 
 // publish fences the streamed stores that filled the fresh pages of leaf,
-// then installs each. Whatever a slot holds by then is replaced: a racing
+// then installs them all under one hold of the leaf's lock; fresh is
+// overwritten. Whatever a slot holds by then is replaced: a racing
 // write that installed a page meanwhile wrote inside this write's range, and
 // overlapping writes may land in either order. The fence comes first
 // because a fresh block may be one another volume freed: its new bytes must
@@ -366,17 +379,21 @@ func (g *geometry) publish(leaf *node, fresh []freshPage) {
 		return
 	}
 	storeFence()
-	for _, f := range fresh {
-		leaf.mu.Lock()
-		if leaf.dead {
-			leaf.mu.Unlock()
-			g.store.Free(f.p.blk, true) // never published: reusable at once
-			continue
-		}
-		old := leaf.pages[f.idx&fanoutMask].Swap(f.p)
+	leaf.mu.Lock()
+	if leaf.dead {
 		leaf.mu.Unlock()
-		if old != nil {
-			g.releasePage(old, live)
+		for _, f := range fresh {
+			g.store.Free(f.p.blk, true) // never published: reusable at once
+		}
+		return
+	}
+	for i, f := range fresh {
+		fresh[i].p = leaf.pages[f.idx&fanoutMask].Swap(f.p) // now what it replaced
+	}
+	leaf.mu.Unlock()
+	for _, f := range fresh {
+		if f.p != nil {
+			g.releasePage(f.p, live)
 		}
 	}
 }

@@ -330,6 +330,7 @@ func (v *Volume) writeStreamed(e *epoch, off int64, src []byte) (allocated int64
 			continue
 		}
 		full, nfresh := 0, 0
+		var fullSrc []byte // src from the first full grain on
 		for at, s := off, src; at < end; {
 			idx := uint64(at >> v.shift)
 			o := int(at & (v.grain - 1))
@@ -339,6 +340,9 @@ func (v *Volume) writeStreamed(e *epoch, off int64, src []byte) (allocated int64
 					allocated++
 				}
 			} else {
+				if full == 0 {
+					fullSrc = s
+				}
 				d, p := v.grainDest(e, leaf, idx)
 				dst[full] = d
 				full++
@@ -350,22 +354,15 @@ func (v *Volume) writeStreamed(e *epoch, off int64, src []byte) (allocated int64
 			at, s = at+int64(c), s[c:]
 		}
 		allocated += int64(nfresh)
-		// The full grains, in order: the range's grains after a partial
-		// first one.
-		s := src
-		if o := int(off & (v.grain - 1)); o != 0 {
-			s = s[min(len(s), int(v.grain)-o):]
-		}
 		for i := range full {
 			if dst[i] != nil { // nil in a leaf a racing trim dropped
-				put(dst[i], s[:v.grain], true)
+				put(dst[i], fullSrc[:v.grain], true)
 			}
-			s = s[v.grain:]
+			fullSrc = fullSrc[v.grain:]
 		}
 		v.publish(leaf, fresh[:nfresh])
 		src, off = src[end-off:], end
 	}
-	clear(dst[:])
 	storeFence() // for the grains written in place
 	return allocated
 }

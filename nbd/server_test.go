@@ -334,6 +334,19 @@ func holdAt(m *memBackend, cmd Command, off int64) (entered, release chan struct
 	return entered, release
 }
 
+// releaseHeld checks that the request holdAt holds has not returned (done
+// carries its result), then releases it and requires it to succeed.
+func releaseHeld(t *testing.T, done <-chan error, release chan struct{}, what string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		t.Fatalf("%s returned early: %v", what, err)
+	default:
+	}
+	close(release)
+	require.NoError(t, <-done)
+}
+
 func TestRepliesGoOutOfOrder(t *testing.T) {
 	m := newMem(testSize)
 	entered, release := holdAt(m, CmdRead, 0)
@@ -351,13 +364,7 @@ func TestRepliesGoOutOfOrder(t *testing.T) {
 		require.NoError(t, c.Write(ctx, pattern(512, byte(i)), 4096, 0))
 		require.NoError(t, c.Read(ctx, make([]byte, 512), 4096))
 	}
-	select {
-	case err := <-slow:
-		t.Fatalf("the blocked read returned early: %v", err)
-	default:
-	}
-	close(release)
-	require.NoError(t, <-slow)
+	releaseHeld(t, slow, release, "the blocked read")
 }
 
 // TestLargeWritesRunWhereRead covers WRITEs of keepWriteLen and more, which
@@ -400,13 +407,7 @@ func TestLargeWritesRunWhereRead(t *testing.T) {
 	for err := range errs {
 		require.NoError(t, err)
 	}
-	select {
-	case err := <-held:
-		t.Fatalf("the held write returned early: %v", err)
-	default:
-	}
-	close(release)
-	require.NoError(t, <-held)
+	releaseHeld(t, held, release, "the held write")
 	got := make([]byte, len(first))
 	require.NoError(t, c.Read(ctx, got, 0))
 	require.Equal(t, first, got)
