@@ -6,9 +6,11 @@
 # latency and each peer's ratio to shadowbench.
 #
 #   RUNTIME=5 ROUNDS=3 SIZE=1G scripts/bench-nbd.sh
+#   JOBS=1m-write PEERS="shadowbench shadowbench-snap" scripts/bench-nbd.sh
 #
 # Each job runs ROUNDS times on every peer, interleaved; the table shows the
-# median round.
+# median round. PEERS and JOBS (words matched against the job names) narrow
+# the run; the first peer is the one ratios are taken against.
 #
 # Needs fio, nbdkit, qemu-nbd (Debian: fio nbdkit qemu-utils) and jq.
 set -euo pipefail
@@ -65,7 +67,10 @@ uri[qemu-nbd]="nbd://127.0.0.1:$((P+4))/"
 start_peer go-nbd $((P+5)) "$OUT/shadowbench" serve --engine go-nbd --listen 127.0.0.1:$((P+5)) --lun name=lun0,size=$SIZE
 uri[go-nbd]="nbd://127.0.0.1:$((P+5))/lun0"
 
-peers=(shadowbench nbdkit-memory qemu-nbd go-nbd shadowbench-snap)
+read -r -a peers <<<"${PEERS:-shadowbench nbdkit-memory qemu-nbd go-nbd shadowbench-snap}"
+for peer in "${peers[@]}"; do
+  [ -n "${uri[$peer]:-}" ] || { echo "bench-nbd: PEERS: unknown peer $peer (have: ${!uri[*]})" >&2; exit 1; }
+done
 # job name -> fio arguments
 jobs=(
   "4k-randread-qd16x4|--rw=randread --bs=4k --iodepth=16 --numjobs=4"
@@ -74,6 +79,16 @@ jobs=(
   "1m-read-qd8x2|--rw=read --bs=1m --iodepth=8 --numjobs=2"
   "1m-write-qd8x2|--rw=write --bs=1m --iodepth=8 --numjobs=2"
 )
+if [ -n "${JOBS:-}" ]; then
+  picked=()
+  for job in "${jobs[@]}"; do
+    for w in $JOBS; do
+      [[ ${job%%|*} == *"$w"* ]] && { picked+=("$job"); break; }
+    done
+  done
+  [ ${#picked[@]} -gt 0 ] || { echo "bench-nbd: JOBS=$JOBS matches no job" >&2; exit 1; }
+  jobs=("${picked[@]}")
+fi
 
 # Every export starts full of data, so reads read data everywhere rather
 # than whatever holes the earlier jobs left.
@@ -123,5 +138,5 @@ for job in "${jobs[@]}"; do
   done
 done
 echo
-echo "Median of $ROUNDS rounds of ${RUNTIME}s. Ratios are IOPS relative to shadowbench; shadowbench-snap takes a snapshot of lun0 every second."
+echo "Median of $ROUNDS rounds of ${RUNTIME}s. Ratios are IOPS relative to ${peers[0]}; shadowbench-snap takes a snapshot of lun0 every second."
 echo "Raw fio output: $OUT"
