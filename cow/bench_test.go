@@ -290,61 +290,89 @@ func BenchmarkFirstWriteInLeaf(b *testing.B) {
 // grains that are rarely in the cache. after-snapshot writes the volume in
 // order and takes a snapshot (releasing the one before, outside the timer)
 // each time round, so every write needs 256 fresh blocks, as in a server
-// snapshotting every second under a write load. stream=false turns the
-// non-temporal copy off (see put).
+// snapshotting every second under a write load. scattered starts from a
+// volume whose blocks are spread over the heap in no order (see
+// benchWriteLarge), which costs even in-place writes: the store hands blocks
+// out again in address order to keep that from lasting (see MemStore).
+// stream=false turns the non-temporal copy off (see put).
 func BenchmarkWriteLarge(b *testing.B) {
 	for _, stream := range []bool{true, false} {
 		for _, mode := range []string{"in-place", "after-snapshot"} {
-			b.Run(fmt.Sprintf("stream=%v/%s", stream, mode), func(b *testing.B) {
-				if !stream {
-					defer func(m int) { streamMin = m }(streamMin)
-					streamMin = 1 << 62
-				}
-				v := newVol(b, 4096, gib)
-				p := make([]byte, mib)
-				writeAll := func() {
-					for off := int64(0); off < gib; off += mib {
-						_, _ = v.WriteAt(p, off)
-					}
-				}
-				writeAll()
-				r := rand.New(rand.NewPCG(1, 2))
-				var img *Image
-				if mode == "after-snapshot" {
-					// Two rounds first, so that blocks come from
-					// released images as they do in a long run.
-					for range 2 {
-						if img != nil {
-							_ = img.Release()
-						}
-						img = mustSnap(b, v)
-						writeAll()
-					}
-				}
-				next := int64(0)
-				b.SetBytes(mib)
-				for b.Loop() {
-					if mode == "in-place" {
-						_, _ = v.WriteAt(p, r.Int64N(gib/mib)*mib)
-						continue
-					}
-					if next == 0 {
-						b.StopTimer()
-						if img != nil {
-							_ = img.Release()
-						}
-						img = mustSnap(b, v)
-						b.StartTimer()
-					}
-					_, _ = v.WriteAt(p, next)
-					next = (next + mib) % gib
-				}
-				b.StopTimer()
-				if img != nil {
-					_ = img.Release()
+			for _, layout := range []string{"sequential", "scattered"} {
+				b.Run(fmt.Sprintf("stream=%v/%s/%s", stream, mode, layout), func(b *testing.B) {
+					benchWriteLarge(b, stream, mode == "after-snapshot", layout == "scattered")
+				})
+			}
+		}
+	}
+}
+
+// benchWriteLarge writes 1 MiB at a time into a full 1 GiB volume: at
+// random offsets in place, or in laps after a snapshot each. scattered
+// first runs small random writes between snapshots, as a 4 KiB random-write
+// load leaves a volume whose blocks came back from released images in no
+// particular order.
+func benchWriteLarge(b *testing.B, stream, afterSnapshot, scattered bool) {
+	if !stream {
+		defer func(m int) { streamMin = m }(streamMin)
+		streamMin = 1 << 62
+	}
+	v := newVol(b, 4096, gib)
+	p := make([]byte, mib)
+	writeAll := func() {
+		for off := int64(0); off < gib; off += mib {
+			_, _ = v.WriteAt(p, off)
+		}
+	}
+	writeAll()
+	r := rand.New(rand.NewPCG(1, 2))
+	var img *Image
+	lap := func(write func()) {
+		if img != nil {
+			_ = img.Release()
+		}
+		img = mustSnap(b, v)
+		write()
+	}
+	if afterSnapshot || scattered {
+		// Two laps first, so that blocks come from released images as
+		// they do in a long run.
+		lap(writeAll)
+		lap(writeAll)
+	}
+	if scattered {
+		g := make([]byte, 4096)
+		for range 2 {
+			lap(func() {
+				for _, i := range r.Perm(int(gib / 4096)) {
+					_, _ = v.WriteAt(g, int64(i)*4096)
 				}
 			})
 		}
+	}
+	if !afterSnapshot && img != nil {
+		_ = img.Release()
+		img = nil
+	}
+	next := int64(0)
+	b.SetBytes(mib)
+	for b.Loop() {
+		if !afterSnapshot {
+			_, _ = v.WriteAt(p, r.Int64N(gib/mib)*mib)
+			continue
+		}
+		if next == 0 {
+			b.StopTimer()
+			_ = img.Release()
+			img = mustSnap(b, v)
+			b.StartTimer()
+		}
+		_, _ = v.WriteAt(p, next)
+		next = (next + mib) % gib
+	}
+	b.StopTimer()
+	if img != nil {
+		_ = img.Release()
 	}
 }
 

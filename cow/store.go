@@ -1,8 +1,13 @@
 package cow
 
 import (
+	"cmp"
+	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"unsafe"
+	"weak"
 )
 
 // Store owns the data blocks of a family of volumes, images and clones. It
@@ -37,6 +42,12 @@ type Store interface {
 	// whether it may be handed out again at once (see above). Its reserve
 	// is given back.
 	Free(b Block, reuse bool)
+	// FreeBatch frees many blocks as Free with reuse does, as a drained
+	// release does with a whole tree's. The store may reorder bs, and
+	// keeps none of it. Given many blocks at once, a store can hand them
+	// out again so that blocks allocated one after another lie close
+	// together.
+	FreeBatch(bs []Block)
 	// AddMeta accounts for delta bytes of block-map metadata.
 	AddMeta(delta int64)
 	// Sync makes every completed write durable (a flush, or the end of a
@@ -68,17 +79,35 @@ type StoreStats struct {
 	CapacityBytes int64
 }
 
-// MemStore is a Store on the Go heap. Reusable freed blocks go to a
-// sync.Pool, so a first write after a snapshot usually takes a block that a
-// deleted image gave back instead of fresh memory to fault in and zero, and
-// the pool still gives memory back to the garbage collector when idle.
+// MemStore is a Store on the Go heap. Freed blocks that may be reused wait
+// on a free stack, so a first write after a snapshot takes a block a
+// released image gave back instead of fresh memory to fault in and zero.
+//
+// Where blocks lie matters as much as reusing them. A 4 KiB random-write
+// load with snapshots returns blocks in no order, and a volume built from
+// them costs even in-place 1 MiB writes half as much again as one whose
+// blocks lie in order (BenchmarkWriteLarge, scattered against sequential):
+// every grain is on a page of its own, far from the last. FreeBatch
+// therefore sorts what a release frees by address and stacks it so that the
+// lowest comes out first, and the next writes take their blocks in address
+// order.
+//
+// Like a sync.Pool, the stack gives memory back to the garbage collector
+// when idle: after each collection it lets go of the blocks that stayed at
+// its bottom, untouched, since the one before.
 type MemStore struct {
 	grain    int
 	capacity int64 // in blocks, 0 for none; set once
-	pool     sync.Pool
 
-	blocks   atomic.Int64 // allocated and not freed
-	reserved atomic.Int64 // allocated plus reserved, what capacity limits
+	mu   sync.Mutex
+	free []*byte // reusable blocks, each by its first byte; the top goes first
+	low  int     // the fewest blocks free since the last collection
+
+	blocks atomic.Int64 // allocated and not freed
+	// reserved is what capacity limits: allocated blocks plus reservations
+	// not yet drawn on. Without a capacity it counts reservations only, and
+	// Stats adds blocks, so an allocation pays one shared counter, not two.
+	reserved atomic.Int64
 	meta     atomic.Int64
 }
 
@@ -94,7 +123,9 @@ func NewMemStore(grain int, capacity int64) (*MemStore, error) {
 	if capacity < 0 {
 		return nil, ErrSize
 	}
-	return &MemStore{grain: grain, capacity: capacity / int64(grain)}, nil
+	s := &MemStore{grain: grain, capacity: capacity / int64(grain)}
+	watchCollections(weak.Make(s))
+	return s, nil
 }
 
 // GrainSize implements Store.
@@ -123,23 +154,87 @@ func (s *MemStore) Unreserve(n int64) { s.reserved.Add(-n) }
 // Alloc implements Store.
 func (s *MemStore) Alloc() Block {
 	s.blocks.Add(1)
-	if s.capacity == 0 {
-		s.reserved.Add(1)
+	s.mu.Lock()
+	if n := len(s.free) - 1; n >= 0 {
+		b := s.free[n]
+		s.free[n] = nil
+		s.free = s.free[:n]
+		s.low = min(s.low, n)
+		s.mu.Unlock()
+		return Block{Data: unsafe.Slice(b, s.grain)}
 	}
-	if b, ok := s.pool.Get().(*Block); ok {
-		return *b
-	}
+	s.mu.Unlock()
 	return Block{Data: make([]byte, s.grain)}
 }
 
 // Free implements Store.
 func (s *MemStore) Free(b Block, reuse bool) {
-	s.blocks.Add(-1)
-	s.reserved.Add(-1)
+	s.forget(1)
 	if reuse {
-		s.pool.Put(&b)
+		s.mu.Lock()
+		s.free = append(s.free, unsafe.SliceData(b.Data))
+		s.mu.Unlock()
 	}
 }
+
+// freeChunk bounds how many blocks FreeBatch stacks under one hold of the
+// lock, so that writers allocating meanwhile wait microseconds, not the
+// whole of a large release.
+const freeChunk = 4096
+
+// FreeBatch implements Store. It sorts bs by address, highest first, and
+// stacks them in that order, so the lowest is handed out first.
+func (s *MemStore) FreeBatch(bs []Block) {
+	s.forget(int64(len(bs)))
+	slices.SortFunc(bs, func(a, b Block) int {
+		return cmp.Compare(uintptr(unsafe.Pointer(unsafe.SliceData(b.Data))), uintptr(unsafe.Pointer(unsafe.SliceData(a.Data))))
+	})
+	for len(bs) > 0 {
+		chunk := bs[:min(len(bs), freeChunk)]
+		bs = bs[len(chunk):]
+		s.mu.Lock()
+		for _, b := range chunk {
+			s.free = append(s.free, unsafe.SliceData(b.Data))
+		}
+		s.mu.Unlock()
+	}
+}
+
+// forget accounts for n blocks freed.
+func (s *MemStore) forget(n int64) {
+	s.blocks.Add(-n)
+	if s.capacity != 0 {
+		s.reserved.Add(-n)
+	}
+}
+
+// collected lets go of the blocks that stayed at the bottom of the free
+// stack since the last collection; the collector takes them in the next.
+func (s *MemStore) collected() {
+	s.mu.Lock()
+	n := copy(s.free, s.free[s.low:])
+	clear(s.free[n:])
+	s.free = s.free[:n]
+	s.low = n
+	s.mu.Unlock()
+}
+
+// watchCollections calls the store's collected after every garbage
+// collection for as long as the store lives: a cleanup on a throwaway
+// object runs once the collection that found it unreachable is over, and
+// arms the next.
+func watchCollections(w weak.Pointer[MemStore]) {
+	runtime.AddCleanup(&collectionTick{}, func(w weak.Pointer[MemStore]) {
+		if s := w.Value(); s != nil {
+			s.collected()
+			watchCollections(w)
+		}
+	}, w)
+}
+
+// collectionTick holds a pointer so that it is not a tiny allocation, which
+// could share its memory with other objects and outlive a collection.
+type collectionTick struct{ _ *byte }
 
 // AddMeta implements Store.
 func (s *MemStore) AddMeta(delta int64) { s.meta.Add(delta) }
@@ -153,7 +248,15 @@ func (s *MemStore) Stats() StoreStats {
 	return StoreStats{
 		DataBytes:     s.blocks.Load() * g,
 		MetaBytes:     s.meta.Load(),
-		ReservedBytes: s.reserved.Load() * g,
+		ReservedBytes: s.reservedBlocks() * g,
 		CapacityBytes: s.capacity * g,
 	}
+}
+
+// reservedBlocks is what Stats reports as reserved, in blocks.
+func (s *MemStore) reservedBlocks() int64 {
+	if s.capacity == 0 {
+		return s.reserved.Load() + s.blocks.Load()
+	}
+	return s.reserved.Load()
 }

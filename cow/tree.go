@@ -168,8 +168,33 @@ const (
 )
 
 // releaseNode drops one reference to n, reclaiming it and, recursively,
-// whatever only it referenced (C5).
+// whatever only it referenced (C5). A drained release hands the blocks it
+// frees to the store in one batch (see Store.FreeBatch).
 func (g *geometry) releaseNode(n *node, reuse bool) {
+	if !reuse {
+		g.unref(n, nil)
+		return
+	}
+	freed, _ := freedBufs.Get().(*[]Block)
+	if freed == nil {
+		freed = new([]Block)
+	}
+	g.unref(n, freed)
+	if len(*freed) > 0 {
+		g.store.FreeBatch(*freed)
+	}
+	clear(*freed)
+	*freed = (*freed)[:0]
+	freedBufs.Put(freed)
+}
+
+// freedBufs holds the slices drained releases gather blocks in.
+var freedBufs sync.Pool
+
+// unref drops one reference to n and reclaims what only it referenced, as
+// releaseNode does. The blocks it frees go to *freed, or, when freed is nil
+// (a live release), back to the store one by one, not to be reused at once.
+func (g *geometry) unref(n *node, freed *[]Block) {
 	if n.refs.Add(-1) != 0 {
 		return
 	}
@@ -178,12 +203,18 @@ func (g *geometry) releaseNode(n *node, reuse bool) {
 	n.mu.Unlock()
 	for i := range n.kids {
 		if k := n.kids[i].Load(); k != nil {
-			g.releaseNode(k, reuse)
+			g.unref(k, freed)
 		}
 	}
 	for i := range n.pages {
-		if p := n.pages[i].Load(); p != nil {
-			g.releasePage(p, reuse)
+		p := n.pages[i].Load()
+		if p == nil || p == zeroPage || p.refs.Add(-1) != 0 {
+			continue
+		}
+		if freed != nil {
+			*freed = append(*freed, p.blk)
+		} else {
+			g.store.Free(p.blk, false)
 		}
 	}
 	g.store.AddMeta(-nodeBytes)

@@ -1,0 +1,92 @@
+package cow
+
+import (
+	"math/rand/v2"
+	"runtime"
+	"testing"
+	"time"
+	"unsafe"
+	"weak"
+
+	"github.com/stretchr/testify/require"
+)
+
+func addr(b Block) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b.Data))) }
+
+// TestMemStoreReusesInAddressOrder: blocks a batch frees come back lowest
+// address first, every one of them, and the accounts follow.
+func TestMemStoreReusesInAddressOrder(t *testing.T) {
+	const n = 3 * freeChunk / 2 // more than one hold of the lock
+	s := &MemStore{grain: 4096} // no collection watcher: nothing drops blocks
+	bs := make([]Block, n)
+	want := map[uintptr]bool{}
+	for i := range bs {
+		bs[i] = s.Alloc()
+		want[addr(bs[i])] = true
+	}
+	require.Equal(t, int64(n*4096), s.Stats().DataBytes)
+	rand.Shuffle(n, func(i, j int) { bs[i], bs[j] = bs[j], bs[i] })
+	s.FreeBatch(bs)
+	st := s.Stats()
+	require.Zero(t, st.DataBytes)
+	require.Zero(t, st.ReservedBytes)
+
+	prev := uintptr(0)
+	for i := range n {
+		b := s.Alloc()
+		a := addr(b)
+		require.Len(t, b.Data, 4096)
+		require.True(t, want[a], "block %d was not one of those freed", i)
+		delete(want, a)
+		require.Greater(t, a, prev, "block %d out of address order", i)
+		prev = a
+	}
+	require.Empty(t, s.free)
+	require.Equal(t, int64(n*4096), s.Stats().DataBytes)
+}
+
+// TestMemStoreLetsIdleBlocksGo: blocks that sat untouched at the bottom of
+// the free stack from one collection to the next are let go; blocks taken
+// and given back meanwhile stay.
+func TestMemStoreLetsIdleBlocksGo(t *testing.T) {
+	s := &MemStore{grain: 4096}
+	bs := make([]Block, 100)
+	for i := range bs {
+		bs[i] = s.Alloc()
+	}
+	s.FreeBatch(bs)
+	s.collected() // the first: nothing was counted as idle yet
+	require.Len(t, s.free, 100)
+	for range 10 {
+		b := s.Alloc()
+		s.Free(b, true)
+	}
+	s.collected()
+	require.Len(t, s.free, 1, "only the block the loop kept taking is left")
+	s.collected()
+	require.Empty(t, s.free, "untouched for a whole cycle since")
+	require.Zero(t, s.Stats().DataBytes)
+}
+
+// TestMemStoreWatcherLetsStoreGo: the collection watcher neither keeps the
+// store alive nor outlives it, and a store left idle through collections
+// empties its free stack.
+func TestMemStoreWatcherLetsStoreGo(t *testing.T) {
+	s, err := NewMemStore(4096, 0)
+	require.NoError(t, err)
+	b := s.Alloc()
+	s.Free(b, true)
+	require.Eventually(t, func() bool {
+		runtime.GC()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.free) == 0
+	}, 10*time.Second, time.Millisecond, "idle blocks kept through collections")
+
+	w := weak.Make(s)
+	s = nil //nolint:ineffassign,wastedassign // drop the last strong reference
+	require.Eventually(t, func() bool {
+		runtime.GC()
+		return w.Value() == nil
+	}, 10*time.Second, time.Millisecond, "store kept alive")
+}
