@@ -66,6 +66,9 @@ type Block struct {
 	ID uint64
 }
 
+// addr is where the block's data lies in memory.
+func (b Block) addr() uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b.Data))) }
+
 // StoreStats is a store's accounting.
 type StoreStats struct {
 	// DataBytes is the size of the blocks allocated and not freed.
@@ -187,7 +190,7 @@ const freeChunk = 4096
 func (s *MemStore) FreeBatch(bs []Block) {
 	s.forget(int64(len(bs)))
 	slices.SortFunc(bs, func(a, b Block) int {
-		return cmp.Compare(uintptr(unsafe.Pointer(unsafe.SliceData(b.Data))), uintptr(unsafe.Pointer(unsafe.SliceData(a.Data))))
+		return cmp.Compare(b.addr(), a.addr())
 	})
 	for len(bs) > 0 {
 		chunk := bs[:min(len(bs), freeChunk)]

@@ -5,13 +5,10 @@ import (
 	"runtime"
 	"testing"
 	"time"
-	"unsafe"
 	"weak"
 
 	"github.com/stretchr/testify/require"
 )
-
-func addr(b Block) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b.Data))) }
 
 // TestMemStoreReusesInAddressOrder: blocks a batch frees come back lowest
 // address first, every one of them, and the accounts follow.
@@ -22,7 +19,7 @@ func TestMemStoreReusesInAddressOrder(t *testing.T) {
 	want := map[uintptr]bool{}
 	for i := range bs {
 		bs[i] = s.Alloc()
-		want[addr(bs[i])] = true
+		want[bs[i].addr()] = true
 	}
 	require.Equal(t, int64(n*4096), s.Stats().DataBytes)
 	rand.Shuffle(n, func(i, j int) { bs[i], bs[j] = bs[j], bs[i] })
@@ -34,7 +31,7 @@ func TestMemStoreReusesInAddressOrder(t *testing.T) {
 	prev := uintptr(0)
 	for i := range n {
 		b := s.Alloc()
-		a := addr(b)
+		a := b.addr()
 		require.Len(t, b.Data, 4096)
 		require.True(t, want[a], "block %d was not one of those freed", i)
 		delete(want, a)

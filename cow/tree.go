@@ -192,8 +192,7 @@ func (g *geometry) releaseNode(n *node, reuse bool) {
 var freedBufs sync.Pool
 
 // unref drops one reference to n and reclaims what only it referenced, as
-// releaseNode does. The blocks it frees go to *freed, or, when freed is nil
-// (a live release), back to the store one by one, not to be reused at once.
+// releaseNode does; the blocks it frees go where releasePage sends them.
 func (g *geometry) unref(n *node, freed *[]Block) {
 	if n.refs.Add(-1) != 0 {
 		return
@@ -207,22 +206,24 @@ func (g *geometry) unref(n *node, freed *[]Block) {
 		}
 	}
 	for i := range n.pages {
-		p := n.pages[i].Load()
-		if p == nil || p == zeroPage || p.refs.Add(-1) != 0 {
-			continue
-		}
-		if freed != nil {
-			*freed = append(*freed, p.blk)
-		} else {
-			g.store.Free(p.blk, false)
+		if p := n.pages[i].Load(); p != nil {
+			g.releasePage(p, freed)
 		}
 	}
 	g.store.AddMeta(-nodeBytes)
 }
 
-func (g *geometry) releasePage(p *page, reuse bool) {
-	if p != zeroPage && p.refs.Add(-1) == 0 {
-		g.store.Free(p.blk, reuse)
+// releasePage drops one reference to p. When that was the last, its block
+// goes to *freed (a drained release), or, when freed is nil (a live
+// release), back to the store at once, not to be reused at once.
+func (g *geometry) releasePage(p *page, freed *[]Block) {
+	if p == zeroPage || p.refs.Add(-1) != 0 {
+		return
+	}
+	if freed != nil {
+		*freed = append(*freed, p.blk)
+	} else {
+		g.store.Free(p.blk, false)
 	}
 }
 
@@ -357,7 +358,7 @@ func (g *geometry) writeGrain(e *epoch, leaf *node, idx uint64, o int, src []byt
 	slot.Store(p)
 	leaf.mu.Unlock()
 	if old != nil {
-		g.releasePage(old, live)
+		g.releasePage(old, nil)
 	}
 	return true
 }
@@ -424,7 +425,7 @@ func (g *geometry) publish(leaf *node, fresh []freshPage) {
 	leaf.mu.Unlock()
 	for _, f := range fresh {
 		if f.p != nil {
-			g.releasePage(f.p, live)
+			g.releasePage(f.p, nil)
 		}
 	}
 }
@@ -453,7 +454,7 @@ func (g *geometry) setZeroPage(e *epoch, idx uint64) {
 	old := leaf.pages[idx&fanoutMask].Swap(zeroPage)
 	leaf.mu.Unlock()
 	if old != nil {
-		g.releasePage(old, live)
+		g.releasePage(old, nil)
 	}
 }
 
@@ -499,7 +500,7 @@ func (g *geometry) punch(e *epoch, owner *node, slot *atomic.Pointer[node], mu *
 			old := n.pages[i].Swap(nil)
 			n.mu.Unlock()
 			if old != nil {
-				g.releasePage(old, live)
+				g.releasePage(old, nil)
 			}
 			continue
 		}
