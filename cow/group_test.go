@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -167,6 +168,103 @@ func TestGroupMemberReleased(t *testing.T) {
 	_, err = g2.Commit()
 	require.NoError(t, err)
 	require.NoError(t, b.Release())
+}
+
+// TestCommitWaitsForGroupReady: I/O that arrives after a group's commit
+// point moves the volume on to the group's next epoch at once, while the
+// commit still drains the I/O admitted before it and has yet to hand the
+// next epoch its root. A Snapshot, Revert, Release or second group taken on
+// that epoch meanwhile must wait for it: reading the root too early gave a
+// second group's image without the writes the first group committed, and
+// leaked the root the first group then installed.
+func TestCommitWaitsForGroupReady(t *testing.T) {
+	for _, second := range []string{"group", "snapshot", "revert", "release"} {
+		t.Run(second, func(t *testing.T) {
+			store, vs := newVols(t, 1)
+			v := vs[0]
+			_, err := v.WriteAt(fill(4096, 9), 0)
+			require.NoError(t, err)
+			base, err := v.Snapshot()
+			require.NoError(t, err)
+			g1 := NewGroup()
+			img1, err := g1.Add(v)
+			require.NoError(t, err)
+			// The root changes after Add: the commit has a root to hand on.
+			_, err = v.WriteAt(fill(4096, 1), 0)
+			require.NoError(t, err)
+
+			// An operation in flight holds g1's commit in its drain.
+			e0, tok, err := v.enter()
+			require.NoError(t, err)
+			committed := make(chan error, 1)
+			go func() {
+				_, err := g1.Commit()
+				committed <- err
+			}()
+			for g1.state.Load() != groupCommitted {
+				runtime.Gosched()
+			}
+			v.catchUp(e0, e0.successor()) // as the next I/O to arrive does
+
+			var img2 *Image
+			done := make(chan error, 1)
+			go func() {
+				var err error
+				switch second {
+				case "group":
+					g2 := NewGroup()
+					if img2, err = g2.Add(v); err == nil {
+						_, err = g2.Commit()
+					}
+				case "snapshot":
+					img2, err = v.Snapshot()
+				case "revert":
+					err = v.Revert(base)
+				case "release":
+					err = v.Release()
+				}
+				done <- err
+			}()
+			// Let the second operation run as far as it can: to the end,
+			// or to waiting with the volume's lock held.
+			for held := 0; held < 3; {
+				select {
+				case err := <-done:
+					done <- err
+					held = 3
+					continue
+				default:
+				}
+				if v.mu.TryLock() {
+					v.mu.Unlock()
+					held = 0
+				} else {
+					held++
+				}
+				runtime.Gosched()
+			}
+			e0.inflight.Exit(tok)
+			require.NoError(t, <-committed)
+			require.NoError(t, <-done)
+
+			require.Equal(t, fill(4096, 1), readAll(t, img1)[:4096])
+			switch second {
+			case "group", "snapshot":
+				require.Equal(t, fill(4096, 1), readAll(t, img2)[:4096], "the second commit holds the first's writes")
+				require.Equal(t, fill(4096, 1), readAll(t, v)[:4096])
+				require.NoError(t, img2.Release())
+			case "revert":
+				require.Equal(t, fill(4096, 9), readAll(t, v)[:4096])
+			}
+			require.NoError(t, img1.Release())
+			require.NoError(t, base.Release())
+			if second != "release" {
+				require.NoError(t, v.Release())
+			}
+			require.Zero(t, store.Stats().DataBytes, "blocks leaked")
+			require.Zero(t, store.Stats().MetaBytes, "nodes leaked")
+		})
+	}
 }
 
 // TestGroupStress runs group commits, aborts, snapshots, reverts and I/O

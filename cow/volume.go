@@ -501,6 +501,14 @@ func (v *Volume) Release() error {
 func (v *Volume) settle() (*epoch, *member) {
 	for {
 		e := v.cur.Load()
+		if e.ready != nil {
+			// I/O catches cur up to a group's next epoch as soon as the
+			// group commits, before the commit has drained the epoch it
+			// ended and handed this one its root: until then root is
+			// only what the group expected, and ending the epoch would
+			// commit (or release) that and lose what the commit hands on.
+			e.ready.Wait()
+		}
 		m := e.link.Load()
 		if m == nil {
 			// An operation catching up drops the link after moving cur,
