@@ -100,11 +100,15 @@ for peer in "${peers[@]}"; do
 done
 
 # Rounds go over every job and peer in turn, so a slow spell of the machine
-# falls on all of them; the table shows each one's median round.
+# falls on all of them; the table shows each one's median round. Each round
+# starts one peer further down the list, so that no peer always runs right
+# after the same neighbour (the one snapshotting every second, say).
+npeers=${#peers[@]}
 for round in $(seq "$ROUNDS"); do
   for job in "${jobs[@]}"; do
     jname=${job%%|*}; jargs=${job#*|}
-    for peer in "${peers[@]}"; do
+    for k in $(seq 0 $((npeers - 1))); do
+      peer=${peers[$(((round - 1 + k) % npeers))]}
       echo "== round $round/$ROUNDS: $jname on $peer (${RUNTIME}s)" >&2
       # shellcheck disable=SC2086
       fio --name="$jname" --ioengine=nbd --uri="${uri[$peer]}" --size="$SIZE" $jargs \
