@@ -147,7 +147,7 @@ func (c *conn) worker() {
 			if r.errno == 0 {
 				c.handle(r)
 			}
-			c.reply(r)
+			c.reply(r, kept)
 			if !kept || !c.reclaimTurn() {
 				break
 			}

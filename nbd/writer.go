@@ -3,11 +3,13 @@ package nbd
 import "runtime"
 
 // reply sends r's reply and frees its slot. When r is the only request in
-// flight and the socket is free, it writes and flushes at once; otherwise
-// the reply joins the writer's queue, where it can share a write with
-// others.
-func (c *conn) reply(r *request) {
-	if c.alone() && c.writeMu.TryLock() {
+// flight, or one its worker kept (see lead), and the socket is free, it
+// writes and flushes at once; otherwise the reply joins the writer's queue,
+// where it can share a write with others. A kept request at depth is a large
+// write, whose reply would share a write with little and cost the writer a
+// wake-up.
+func (c *conn) reply(r *request, kept bool) {
+	if (kept || c.alone()) && c.writeMu.TryLock() {
 		c.send(r, false)
 		c.writeMu.Unlock()
 		c.release(r)
