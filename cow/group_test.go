@@ -227,21 +227,13 @@ func TestCommitWaitsForGroupReady(t *testing.T) {
 			}()
 			// Let the second operation run as far as it can: to the end,
 			// or to waiting with the volume's lock held.
-			for held := 0; held < 3; {
-				select {
-				case err := <-done:
-					done <- err
-					held = 3
-					continue
-				default:
-				}
+			for held := 0; held < 3 && len(done) == 0; runtime.Gosched() {
 				if v.mu.TryLock() {
 					v.mu.Unlock()
 					held = 0
 				} else {
 					held++
 				}
-				runtime.Gosched()
 			}
 			e0.inflight.Exit(tok)
 			require.NoError(t, <-committed)

@@ -494,10 +494,11 @@ func (v *Volume) Release() error {
 
 // settle returns the volume's current epoch for an operation that will end
 // it; v.mu is held. A group commit that has ended the epoch is finished
-// first (cur moves on once the group is ready); an aborted group's link is
-// dropped; an open group is returned held busy, so that its commit waits
-// while the caller installs the next epoch, and the caller must hand it on
-// with moveTo (or abort it). The group then commits the new epoch.
+// first (cur moves on, and the next epoch is used once the group is ready);
+// an aborted group's link is dropped; an open group is returned held busy,
+// so that its commit waits while the caller installs the next epoch, and the
+// caller must hand it on with moveTo (or abort it). The group then commits
+// the new epoch.
 func (v *Volume) settle() (*epoch, *member) {
 	for {
 		e := v.cur.Load()
@@ -521,8 +522,7 @@ func (v *Volume) settle() (*epoch, *member) {
 		}
 		switch m.g.state.Load() {
 		case groupCommitted:
-			m.g.ready.Wait()
-			v.catchUp(e, m.next)
+			v.catchUp(e, m.next) // the loop then waits for it to be ready
 		case groupAborted:
 			e.link.CompareAndSwap(m, nil)
 		case groupOpen:
