@@ -19,10 +19,12 @@ import (
 //
 // Free says whether a block may be handed out again at once. It may when it
 // was freed by releasing a volume, image or clone, whose I/O has drained, so
-// nothing can still touch it. It may not when it was freed while its tree was
-// live (a trim or zeroing dropping a grain): a write racing that trim may
-// still be copying into it, and reusing it would let those bytes land in
-// some other grain.
+// nothing writes to it any more; a read of another tree that shared the
+// block may still be copying from it, and checks afterwards that it did not
+// lose the block meanwhile (see geometry.read). It may not when it was freed
+// while its tree was live (a trim or zeroing dropping a grain): a write
+// racing that trim may still be copying into it, and reusing it would let
+// those bytes land in some other grain.
 type Store interface {
 	// GrainSize is the size of every block, a power of two from MinGrain to
 	// MaxGrain.

@@ -51,8 +51,9 @@ type node struct {
 	// them after. A trim that drops a subtree can reclaim a node that a
 	// racing writer of the same generation is about to change; the writer
 	// finds it dead and leaves it, as if its write had come before the
-	// trim.
-	dead  bool
+	// trim. Readers, which take no lock, load it to learn whether a page
+	// they copied may have been freed under them (see read).
+	dead  atomic.Bool
 	kids  []atomic.Pointer[node]
 	pages []atomic.Pointer[page]
 }
@@ -198,7 +199,7 @@ func (g *geometry) unref(n *node, freed *[]Block) {
 		return
 	}
 	n.mu.Lock()
-	n.dead = true
+	n.dead.Store(true)
 	n.mu.Unlock()
 	for i := range n.kids {
 		if k := n.kids[i].Load(); k != nil {
@@ -234,7 +235,7 @@ func (g *geometry) releasePage(p *page, freed *[]Block) {
 // returns nil when owner is dead.
 func (g *geometry) own(owner *node, slot *atomic.Pointer[node], mu *sync.Mutex, gen uint64, level int) *node {
 	mu.Lock()
-	if owner != nil && owner.dead {
+	if owner != nil && owner.dead.Load() {
 		mu.Unlock()
 		return nil
 	}
@@ -336,7 +337,7 @@ func (g *geometry) writeGrain(e *epoch, leaf *node, idx uint64, o int, src []byt
 		return false
 	}
 	leaf.mu.Lock()
-	if leaf.dead {
+	if leaf.dead.Load() {
 		leaf.mu.Unlock()
 		return false
 	}
@@ -377,7 +378,7 @@ func (g *geometry) grainDest(e *epoch, leaf *node, idx uint64) (dst []byte, fres
 		return p.blk.Data, nil
 	}
 	leaf.mu.Lock()
-	if leaf.dead {
+	if leaf.dead.Load() {
 		leaf.mu.Unlock()
 		return nil, nil
 	}
@@ -412,7 +413,7 @@ func (g *geometry) publish(leaf *node, fresh []freshPage) {
 	}
 	storeFence()
 	leaf.mu.Lock()
-	if leaf.dead {
+	if leaf.dead.Load() {
 		leaf.mu.Unlock()
 		for _, f := range fresh {
 			g.store.Free(f.p.blk, true) // never published: reusable at once
@@ -447,7 +448,7 @@ func (g *geometry) setZeroPage(e *epoch, idx uint64) {
 		return
 	}
 	leaf.mu.Lock()
-	if leaf.dead {
+	if leaf.dead.Load() {
 		leaf.mu.Unlock()
 		return
 	}
@@ -471,7 +472,7 @@ func (g *geometry) punch(e *epoch, owner *node, slot *atomic.Pointer[node], mu *
 	span := uint64(1) << (uint(level+1) * fanoutShift)
 	if lo <= base && base+span <= hi {
 		mu.Lock()
-		if owner != nil && owner.dead {
+		if owner != nil && owner.dead.Load() {
 			mu.Unlock()
 			return
 		}
@@ -493,7 +494,7 @@ func (g *geometry) punch(e *epoch, owner *node, slot *atomic.Pointer[node], mu *
 		cbase := base + uint64(i)*child
 		if level == 0 {
 			n.mu.Lock()
-			if n.dead {
+			if n.dead.Load() {
 				n.mu.Unlock()
 				return
 			}
@@ -511,7 +512,18 @@ func (g *geometry) punch(e *epoch, owner *node, slot *atomic.Pointer[node], mu *
 // read copies the volume's bytes from off into p, using the tree at root.
 // The range has been checked. It touches grains of the range readAhead
 // ahead of the one it copies.
-func (g *geometry) read(root *node, p []byte, off int64) {
+//
+// live, for a volume's read, is the epoch's root: the tree at root can
+// change while the read runs, and a page can leave it. A page that leaves a
+// volume's tree is not freed while someone may read it, but an image that
+// shared it can be released meanwhile and its block reused at once (see
+// Store.FreeBatch), by any volume of the store: the bytes a read copied
+// would then be another grain's. So after each copy read checks that the
+// leaf is alive and still holds the page, which keeps the block from being
+// freed, and otherwise reads the grain again from the epoch's current root;
+// a write racing the read changed the grain, and either content is right.
+// An image's tree does not change while it is read, and live is nil.
+func (g *geometry) read(root *node, live *atomic.Pointer[node], p []byte, off int64) {
 	var touched byte
 	for len(p) > 0 {
 		idx := uint64(off >> g.shift)
@@ -534,7 +546,15 @@ func (g *geometry) read(root *node, p []byte, off int64) {
 			if pg == nil || pg == zeroPage {
 				clear(p[:n])
 			} else {
+				if pageLoaded != nil {
+					pageLoaded()
+				}
 				copy(p[:n], pg.blk.Data[o:])
+				if live != nil && (leaf.dead.Load() || leaf.pages[idx&fanoutMask].Load() != pg) {
+					root = live.Load()
+					leaf = g.leafOf(root, idx)
+					continue
+				}
 			}
 			p, off, o = p[n:], off+int64(n), 0
 			idx++
@@ -545,6 +565,10 @@ func (g *geometry) read(root *node, p []byte, off int64) {
 	}
 	runtime.KeepAlive(touched)
 }
+
+// pageLoaded, when set (by tests only), runs in read between loading a page
+// and copying from it.
+var pageLoaded func()
 
 // walk calls visit for every run of grains in [lo, hi) in the tree at root
 // that share a kind, without visiting holes grain by grain.

@@ -147,7 +147,7 @@ func (v *Volume) ReadAt(p []byte, off int64) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	v.read(e.root.Load(), p, off)
+	v.read(e.root.Load(), &e.root, p, off)
 	e.inflight.Exit(t)
 	return len(p), nil
 }
@@ -595,7 +595,7 @@ func (im *Image) ReadAt(p []byte, off int64) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	im.read(im.root, p, off)
+	im.read(im.root, nil, p, off)
 	im.exit(t)
 	return len(p), nil
 }
