@@ -91,7 +91,9 @@
 // Concurrent writes to overlapping byte ranges land in an unspecified order,
 // as on a disk. A write that races a Trim or WriteZeroes of the same grain may
 // be lost. A read that races a write of the same bytes returns old, new or
-// mixed bytes, as a disk's would; it is a data race by Go's rules, so the
-// race detector reports it, and tests give concurrent readers and writers
-// bytes of their own.
+// mixed bytes, as a disk's would, and never bytes of another grain: a
+// block freed and reused while a read copied from it is read again (see
+// geometry.read). It is a data race by Go's rules, so the race detector
+// reports it, and tests give concurrent readers and writers bytes of their
+// own, or run without the detector.
 package cow
