@@ -474,14 +474,10 @@ func TestTrimRacingWritesKeepsAccounts(t *testing.T) {
 func TestReadOutlivesAFreedBlock(t *testing.T) {
 	for _, leafOwned := range []bool{false, true} {
 		t.Run(fmt.Sprintf("leaf-owned=%v", leafOwned), func(t *testing.T) {
-			store, err := NewMemStore(4096, 0)
-			require.NoError(t, err)
-			v, err := NewVolume(store, mib)
-			require.NoError(t, err)
-			other, err := NewVolume(store, mib)
-			require.NoError(t, err)
-			const g = 4096
-			_, err = v.WriteAt(fill(g, 'a'), 0)
+			_, vs := newVols(t, 2) // one store
+			v, other := vs[0], vs[1]
+			const g = DefaultGrain
+			_, err := v.WriteAt(fill(g, 'a'), 0)
 			require.NoError(t, err)
 			img := mustSnap(t, v)
 			if leafOwned {
@@ -532,16 +528,12 @@ func TestRacingReadsSeeOnlyTheirVolume(t *testing.T) {
 	if raceEnabled {
 		t.Skip("reads race writes of the same bytes by design; make test runs cow without -race too")
 	}
-	const grain, grains = 4096, 64
+	const grain, grains = DefaultGrain, 64
 	// More threads than cores, so that the system deschedules readers in
 	// the middle of a copy, opening the window wide.
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(max(8, runtime.GOMAXPROCS(0))))
-	store, err := NewMemStore(grain, 0)
-	require.NoError(t, err)
-	v, err := NewVolume(store, grain*grains)
-	require.NoError(t, err)
-	other, err := NewVolume(store, grain*grains)
-	require.NoError(t, err)
+	_, vs := newVols(t, 2) // one store
+	v, other := vs[0], vs[1]
 	const foreign = 0xff
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
@@ -566,13 +558,8 @@ func TestRacingReadsSeeOnlyTheirVolume(t *testing.T) {
 		}
 	})
 	wg.Go(func() { // v's writer: whole grains, so every write takes a fresh block after a snapshot
-		p := make([]byte, grain)
 		for i := 0; running(); i++ {
-			clear(p)
-			for j := range p {
-				p[j] = byte(i % foreign)
-			}
-			_, err := v.WriteAt(p, int64(i%grains)*grain)
+			_, err := v.WriteAt(fill(grain, byte(i%foreign)), int64(i%grains)*grain)
 			if !assert.NoError(t, err) {
 				return
 			}

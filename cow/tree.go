@@ -532,9 +532,11 @@ func (g *geometry) read(root *node, live *atomic.Pointer[node], p []byte, off in
 		// Serve every grain of this leaf that the read covers.
 		for {
 			n := min(len(p), int(g.grain)-o)
+			var slot *atomic.Pointer[page]
 			var pg *page
 			if leaf != nil {
-				pg = leaf.pages[idx&fanoutMask].Load()
+				slot = &leaf.pages[idx&fanoutMask]
+				pg = slot.Load()
 			}
 			// Touch the grain readAhead on, if this leaf and the range
 			// hold it, so that its miss overlaps this copy.
@@ -550,7 +552,7 @@ func (g *geometry) read(root *node, live *atomic.Pointer[node], p []byte, off in
 					pageLoaded()
 				}
 				copy(p[:n], pg.blk.Data[o:])
-				if live != nil && (leaf.dead.Load() || leaf.pages[idx&fanoutMask].Load() != pg) {
+				if live != nil && (leaf.dead.Load() || slot.Load() != pg) {
 					root = live.Load()
 					leaf = g.leafOf(root, idx)
 					continue
