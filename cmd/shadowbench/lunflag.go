@@ -7,7 +7,7 @@ import (
 
 	"github.com/dustin/go-humanize"
 
-	"github.com/shadowbench/shadowbench/coordinator/daemon"
+	"github.com/shadowbench/shadowbench/daemon"
 )
 
 // lunSpecs is the repeatable --lun flag; each value is

@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/shadowbench/shadowbench/coordinator/daemon"
+	"github.com/shadowbench/shadowbench/daemon"
 	"github.com/shadowbench/shadowbench/lun"
 	"github.com/shadowbench/shadowbench/nbd"
 	"github.com/shadowbench/shadowbench/nbd/gonbd"

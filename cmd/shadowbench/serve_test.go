@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shadowbench/shadowbench/coordinator/daemon"
+	"github.com/shadowbench/shadowbench/daemon"
 	"github.com/shadowbench/shadowbench/nbd"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"

@@ -10,7 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/shadowbench/shadowbench/coordinator/daemon"
+	"github.com/shadowbench/shadowbench/daemon"
 )
 
 // TestWriterAttach runs an external writer end to end: a shell script
