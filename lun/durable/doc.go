@@ -1,0 +1,65 @@
+// Package durable keeps an array on disk: the block maps of every volume,
+// image and clone, and the array's catalogue, in a data directory, so that
+// the array comes back when the daemon starts again, and after a crash
+// holds what design.md's D1-D3 promise.
+//
+// # Layout
+//
+// A data directory holds meta.db, a bbolt database, and data, the blocks
+// (cow/filestore). meta.db has:
+//
+//   - meta: the format version and the grain;
+//   - trees: one record for every tree (a cow volume or image) whose map is
+//     written down: its parent tree, the bucket holding its map, its size,
+//     whether it is live (a volume) and whether the catalogue still names it;
+//   - maps: one bucket per tree, grain index → the block behind it (or a
+//     hole or zero mark), holding only what differs from its parent's map;
+//   - the catalogue's own buckets (luns, sets...), written by the callers
+//     in the same transactions as the trees they name (Edit).
+//
+// A tree's map is its bucket over its parent's map, over the parent's
+// parent's, and so on: a snapshot commits by giving the live volume's
+// bucket to the new image and the volume a new, empty bucket under it,
+// which is one record whatever the data (D2), as dm-thin's snapshots share
+// their parent's b-tree. bbolt was chosen over pebble for the metadata: its
+// transactions are what every change here is (a few records, all or none,
+// durable at commit with one fdatasync of the file plus the meta page), it
+// has no background compactions competing with I/O for two cores, and its
+// reads at start are a cursor walk over a B+tree. A journal written by hand
+// would save one fsync per commit; not worth its recovery code yet.
+//
+// # When a write is durable
+//
+// The trees stay in memory (package cow). For every live volume the DB
+// keeps a cow image of exactly what is written down, its durable image; an
+// image tree keeps an image of its own. A checkpoint, which every NBD
+// FLUSH and FUA write asks for, snapshots every live volume (O(1) each),
+// fdatasyncs the data file, writes into each volume's bucket the grains in
+// which the new image differs from its durable image (cow.ChangedGrains:
+// in proportion to what was written since, C7), commits, and makes the new
+// images the durable ones. Concurrent flushes share one checkpoint: a
+// flush waits for the first checkpoint that starts after it was asked for.
+//
+// # Invariants
+//
+//   - D1 A write acknowledged before a FLUSH that completed, or written with
+//     FUA, is in the maps written down and in the blocks they name.
+//   - D2 A commit (CommitImages) returns once its images' maps and blocks
+//     are durable, in one transaction for every image of the set.
+//   - D3 Every block a map written down names is referenced in memory by a
+//     durable image, so cow never frees it, and so never reuses it, while a
+//     map names it: records are removed first (Delete, Revert, merges) and
+//     images released after. No block is named by two maps' entries; a
+//     crash leaves blocks named by none, which Open finds free.
+//   - D4 Memory is the cow trees (the mapping), never the data: blocks live
+//     in the page cache of the data file.
+//   - D5 A failed fdatasync of the data file fails the store (filestore's
+//     doc); a failed transaction leaves the records as they were, and the
+//     durable images with them, so a later checkpoint writes the same
+//     changes again.
+//
+// Trees the catalogue no longer names (a deleted snapshot others were
+// cloned from, the image under a snapshot made writable) stay as long as
+// they have two children or more; with one they are merged into it, the
+// smaller bucket into the larger, and with none deleted.
+package durable

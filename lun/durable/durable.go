@@ -1,0 +1,954 @@
+package durable
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/shadowbench/shadowbench/cow"
+	"github.com/shadowbench/shadowbench/cow/filestore"
+)
+
+// FormatVersion is the version of the data directory's layout this code
+// reads and writes.
+const FormatVersion = 1
+
+// File names inside a data directory.
+const (
+	MetaFile = "meta.db"
+	DataFile = "data"
+)
+
+// Errors.
+var (
+	// ErrLocked: another process has the data directory open.
+	ErrLocked = errors.New("durable: data directory in use by another process")
+	// ErrFormat: the data directory is of a format this code does not know.
+	ErrFormat = errors.New("durable: unknown data directory format")
+	// ErrCorrupt: the records contradict each other or the data file.
+	ErrCorrupt = errors.New("durable: data directory is inconsistent")
+	// ErrClosed: the DB was closed.
+	ErrClosed = errors.New("durable: closed")
+)
+
+var (
+	bucketMeta  = []byte("meta")
+	bucketTrees = []byte("trees")
+	bucketMaps  = []byte("maps")
+	keyFormat   = []byte("format")
+	keyGrain    = []byte("grain")
+)
+
+// Marks in a map for grains without a block.
+const (
+	holeMark = ^uint64(0)
+	zeroMark = ^uint64(0) - 1
+)
+
+// Options configure Open.
+type Options struct {
+	// Grain is the block size of a new directory; an existing one keeps
+	// its own. 0 for cow.DefaultGrain.
+	Grain int
+	// Capacity is the most data the store holds.
+	Capacity int64
+	// LockTimeout is how long Open waits for another process's lock; 0
+	// for 100 ms.
+	LockTimeout time.Duration
+}
+
+// Edit is a change to a catalogue record made in the same transaction as a
+// change to the trees: Value nil deletes the record.
+type Edit struct {
+	Bucket, Key string
+	Value       []byte
+}
+
+// Edits returns the catalogue edits of an operation, given the numbers of
+// the trees it creates (none for some), so that the records naming a new
+// tree are written in the transaction that creates it (D3). Nil for none.
+type Edits func(ids ...uint64) []Edit
+
+func (e Edits) of(ids ...uint64) []Edit {
+	if e == nil {
+		return nil
+	}
+	return e(ids...)
+}
+
+// Set returns Edits that make these edits whatever the trees.
+func Set(edits ...Edit) Edits { return func(...uint64) []Edit { return edits } }
+
+// treeRec is a tree's record.
+type treeRec struct {
+	Parent uint64 `json:"parent,omitempty"`
+	Bucket uint64 `json:"bucket"`
+	Size   int64  `json:"size"`
+	Live   bool   `json:"live,omitempty"`
+	// Named is true while a catalogue record names the tree.
+	Named bool `json:"named,omitempty"`
+}
+
+// Tree is a volume or image whose map is written down.
+type Tree struct {
+	id  uint64
+	rec treeRec
+	// vol is a live tree's volume; img is its durable image, or an image
+	// tree's image. Both under DB.mu.
+	vol      *cow.Volume
+	img      *cow.Image
+	children []*Tree
+	parent   *Tree
+}
+
+// ID returns the tree's number, which catalogue records name.
+func (t *Tree) ID() uint64 { return t.id }
+
+// Volume returns a live tree's volume.
+func (t *Tree) Volume() *cow.Volume { return t.vol }
+
+// Live reports whether the tree is a volume.
+func (t *Tree) Live() bool { return t.rec.Live }
+
+// DB is a durable array's data directory, open.
+type DB struct {
+	dir   string
+	db    *bolt.DB
+	store *filestore.Store
+	grain int
+
+	// mu serializes every change to the trees: checkpoints, commits,
+	// creations, deletions. I/O never takes it.
+	mu     sync.Mutex
+	trees  map[uint64]*Tree
+	closed bool
+
+	flush flusher
+}
+
+// Open opens the data directory dir, creating it and its files when they
+// do not exist, and rebuilds every tree written down. Catalogue records
+// are read with Records.
+func Open(dir string, opts Options) (*DB, error) {
+	if opts.Grain == 0 {
+		opts.Grain = cow.DefaultGrain
+	}
+	if opts.LockTimeout == 0 {
+		opts.LockTimeout = 100 * time.Millisecond
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("durable: %w", err)
+	}
+	metaPath := filepath.Join(dir, MetaFile)
+	bdb, err := bolt.Open(metaPath, 0o600, &bolt.Options{Timeout: opts.LockTimeout, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("%w: %s is locked (is another shadowbench serving it?)", ErrLocked, metaPath)
+		}
+		return nil, fmt.Errorf("durable: %s: %w", metaPath, err)
+	}
+	d := &DB{dir: dir, db: bdb, trees: make(map[uint64]*Tree)}
+	d.flush.cond.L = &d.flush.mu
+	if err := d.load(opts); err != nil {
+		if d.store != nil {
+			d.store.Close()
+		}
+		bdb.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// load checks the format, reads the trees, opens the data file with the
+// blocks they name, and rebuilds the trees in memory.
+func (d *DB) load(opts Options) error {
+	metaPath := filepath.Join(d.dir, MetaFile)
+	var recs map[uint64]treeRec
+	var used []uint64
+	err := d.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			if tx.Bucket(bucketTrees) != nil {
+				return fmt.Errorf("%w: %s has trees but no format record", ErrCorrupt, metaPath)
+			}
+			var err error
+			if meta, err = tx.CreateBucket(bucketMeta); err != nil {
+				return err
+			}
+			if err := meta.Put(keyFormat, []byte(strconv.Itoa(FormatVersion))); err != nil {
+				return err
+			}
+			if err := meta.Put(keyGrain, []byte(strconv.Itoa(opts.Grain))); err != nil {
+				return err
+			}
+			if _, err := tx.CreateBucket(bucketTrees); err != nil {
+				return err
+			}
+			if _, err := tx.CreateBucket(bucketMaps); err != nil {
+				return err
+			}
+		}
+		if v := string(meta.Get(keyFormat)); v != strconv.Itoa(FormatVersion) {
+			return fmt.Errorf("%w: %s is format %q, this shadowbench reads format %d", ErrFormat, metaPath, v, FormatVersion)
+		}
+		g, err := strconv.Atoi(string(meta.Get(keyGrain)))
+		if err != nil {
+			return fmt.Errorf("%w: %s: grain %q", ErrCorrupt, metaPath, meta.Get(keyGrain))
+		}
+		d.grain = g
+		recs, used, err = readTrees(tx, metaPath)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	d.store, err = filestore.Open(filepath.Join(d.dir, DataFile), filestore.Options{Grain: d.grain, Capacity: opts.Capacity, Used: used})
+	if err != nil {
+		return err
+	}
+	for id, rec := range recs {
+		d.trees[id] = &Tree{id: id, rec: rec}
+	}
+	var roots []*Tree
+	for _, t := range d.trees {
+		if t.rec.Parent == 0 {
+			roots = append(roots, t)
+			continue
+		}
+		p := d.trees[t.rec.Parent]
+		if p == nil || p.rec.Live {
+			return fmt.Errorf("%w: %s: tree %d's parent %d is missing or not an image", ErrCorrupt, metaPath, t.id, t.rec.Parent)
+		}
+		if p.rec.Size != t.rec.Size {
+			return fmt.Errorf("%w: %s: tree %d is %d bytes, its parent %d %d", ErrCorrupt, metaPath, t.id, t.rec.Size, p.id, p.rec.Size)
+		}
+		t.parent = p
+		p.children = append(p.children, t)
+	}
+	built := 0
+	var build func(t *Tree, base *cow.Image) error
+	build = func(t *Tree, base *cow.Image) error {
+		built++
+		var v *cow.Volume
+		var err error
+		if base == nil {
+			v, err = cow.NewVolume(d.store, t.rec.Size)
+		} else {
+			v, err = base.Clone()
+		}
+		if err != nil {
+			return fmt.Errorf("durable: tree %d: %w", t.id, err)
+		}
+		err = d.db.View(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketMaps).Bucket(key(t.rec.Bucket))
+			return b.ForEach(func(k, val []byte) error {
+				idx := binary.BigEndian.Uint64(k)
+				return v.Load(idx, d.grainOf(binary.BigEndian.Uint64(val)))
+			})
+		})
+		if err != nil {
+			return fmt.Errorf("%w: %s: tree %d: %w", ErrCorrupt, metaPath, t.id, err)
+		}
+		if t.img, err = v.Snapshot(); err != nil {
+			return err
+		}
+		if t.rec.Live {
+			t.vol = v
+		} else if err := v.Release(); err != nil {
+			return err
+		}
+		for _, c := range t.children {
+			if err := build(c, t.img); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, r := range roots {
+		if err := build(r, nil); err != nil {
+			return err
+		}
+	}
+	if built != len(d.trees) {
+		return fmt.Errorf("%w: %s: %d trees lie on a cycle of parents", ErrCorrupt, metaPath, len(d.trees)-built)
+	}
+	return nil
+}
+
+// readTrees reads every tree record and the blocks their maps name.
+func readTrees(tx *bolt.Tx, metaPath string) (map[uint64]treeRec, []uint64, error) {
+	recs := make(map[uint64]treeRec)
+	trees, maps := tx.Bucket(bucketTrees), tx.Bucket(bucketMaps)
+	if trees == nil || maps == nil {
+		return nil, nil, fmt.Errorf("%w: %s: no trees or maps bucket", ErrCorrupt, metaPath)
+	}
+	var used []uint64
+	err := trees.ForEach(func(k, v []byte) error {
+		if len(k) != 8 {
+			return fmt.Errorf("%w: %s: tree key %x", ErrCorrupt, metaPath, k)
+		}
+		id := binary.BigEndian.Uint64(k)
+		var rec treeRec
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return fmt.Errorf("%w: %s: tree %d: %w", ErrCorrupt, metaPath, id, err)
+		}
+		if rec.Size <= 0 {
+			return fmt.Errorf("%w: %s: tree %d: size %d", ErrCorrupt, metaPath, id, rec.Size)
+		}
+		b := maps.Bucket(key(rec.Bucket))
+		if b == nil {
+			return fmt.Errorf("%w: %s: tree %d: map bucket %d is missing", ErrCorrupt, metaPath, id, rec.Bucket)
+		}
+		err := b.ForEach(func(k, v []byte) error {
+			if len(k) != 8 || len(v) != 8 {
+				return fmt.Errorf("%w: %s: tree %d: map entry %x=%x", ErrCorrupt, metaPath, id, k, v)
+			}
+			if blk := binary.BigEndian.Uint64(v); blk < zeroMark {
+				used = append(used, blk)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		recs[id] = rec
+		return nil
+	})
+	return recs, used, err
+}
+
+func key(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
+
+func (d *DB) grainOf(v uint64) cow.Grain {
+	switch v {
+	case holeMark:
+		return cow.Grain{Kind: cow.Hole}
+	case zeroMark:
+		return cow.Grain{Kind: cow.Zero}
+	}
+	return cow.Grain{Kind: cow.Data, Block: d.store.Block(v)}
+}
+
+func markOf(g cow.Grain) uint64 {
+	switch g.Kind {
+	case cow.Hole:
+		return holeMark
+	case cow.Zero:
+		return zeroMark
+	}
+	return g.Block.ID
+}
+
+// Dir returns the data directory.
+func (d *DB) Dir() string { return d.dir }
+
+// Store returns the store every tree's data lives in.
+func (d *DB) Store() cow.Store { return d.store }
+
+// FileStore returns the store as what it is, for statistics.
+func (d *DB) FileStore() *filestore.Store { return d.store }
+
+// Tree returns tree id, or nil.
+func (d *DB) Tree(id uint64) *Tree {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.trees[id]
+}
+
+// Image returns a new handle on a tree's durable image (cow.Image.Dup),
+// which the caller releases.
+func (d *DB) Image(t *Tree) (*cow.Image, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return t.img.Dup()
+}
+
+// Records returns every record of a catalogue bucket, by key.
+func (d *DB) Records(bucket string) (map[string][]byte, error) {
+	out := make(map[string][]byte)
+	err := d.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(bucket))
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			out[string(k)] = slices.Clone(v)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Put applies catalogue edits in one transaction.
+func (d *DB) Put(edits ...Edit) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return ErrClosed
+	}
+	return d.db.Update(func(tx *bolt.Tx) error { return applyEdits(tx, edits) })
+}
+
+func applyEdits(tx *bolt.Tx, edits []Edit) error {
+	for _, e := range edits {
+		b, err := tx.CreateBucketIfNotExists([]byte(e.Bucket))
+		if err != nil {
+			return err
+		}
+		if e.Value == nil {
+			err = b.Delete([]byte(e.Key))
+		} else {
+			err = b.Put([]byte(e.Key), e.Value)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// newTreeLocked writes a new tree record with a new, empty bucket.
+func newTreeLocked(tx *bolt.Tx, rec treeRec) (uint64, treeRec, error) {
+	id, err := tx.Bucket(bucketTrees).NextSequence()
+	if err != nil {
+		return 0, rec, err
+	}
+	if rec.Bucket, err = newBucket(tx); err != nil {
+		return 0, rec, err
+	}
+	return id, rec, putTree(tx, id, rec)
+}
+
+// newBucket creates an empty map bucket and returns its number.
+func newBucket(tx *bolt.Tx) (uint64, error) {
+	maps := tx.Bucket(bucketMaps)
+	n, err := maps.NextSequence()
+	if err != nil {
+		return 0, err
+	}
+	_, err = maps.CreateBucket(key(n))
+	return n, err
+}
+
+func putTree(tx *bolt.Tx, id uint64, rec treeRec) error {
+	v, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketTrees).Put(key(id), v)
+}
+
+// NewVolume creates an empty live tree of size bytes, named by the
+// catalogue, with the edits.
+func (d *DB) NewVolume(size int64, edits Edits) (*Tree, error) {
+	v, err := cow.NewVolume(d.store, size)
+	if err != nil {
+		return nil, err
+	}
+	img, err := v.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t := &Tree{vol: v, img: img}
+	err = d.update(func(tx *bolt.Tx) error {
+		var err error
+		t.id, t.rec, err = newTreeLocked(tx, treeRec{Size: size, Live: true, Named: true})
+		if err != nil {
+			return err
+		}
+		return applyEdits(tx, edits.of(t.id))
+	})
+	if err != nil {
+		_ = img.Release()
+		_ = v.Release()
+		return nil, err
+	}
+	d.trees[t.id] = t
+	return t, nil
+}
+
+// update runs fn in a write transaction unless the DB is closed.
+func (d *DB) update(fn func(tx *bolt.Tx) error) error {
+	if d.closed {
+		return ErrClosed
+	}
+	if err := beforeUpdate(); err != nil {
+		return err
+	}
+	return d.db.Update(fn)
+}
+
+// beforeUpdate runs before every write transaction; tests make it fail.
+var beforeUpdate = func() error { return nil }
+
+// Flush makes every write completed before it was called durable (D1). It
+// waits for the first checkpoint that starts after the call.
+func (d *DB) Flush() error { return d.flush.do(d.checkpoint) }
+
+// flusher batches flushes into checkpoints: any number of Flush calls made
+// while a checkpoint runs are served by the next one.
+type flusher struct {
+	mu      sync.Mutex
+	cond    sync.Cond
+	running bool
+	started uint64 // checkpoints started
+	done    uint64 // checkpoints finished
+	// errs holds the errors of recent failed checkpoints, by number.
+	errs map[uint64]error
+}
+
+func (f *flusher) do(checkpoint func() error) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	want := f.started + 1
+	for f.done < want {
+		if f.running {
+			f.cond.Wait()
+			continue
+		}
+		f.running = true
+		f.started++
+		n := f.started
+		f.mu.Unlock()
+		err := checkpoint()
+		f.mu.Lock()
+		f.running = false
+		f.done = n
+		if err != nil {
+			if f.errs == nil {
+				f.errs = make(map[uint64]error)
+			}
+			f.errs[n] = err
+		}
+		for k := range f.errs {
+			if k+64 < n {
+				delete(f.errs, k)
+			}
+		}
+		f.cond.Broadcast()
+	}
+	return f.errs[want]
+}
+
+// checkpoint writes down every live tree's map as it is now.
+func (d *DB) checkpoint() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return ErrClosed
+	}
+	q := d.store.Seal()
+	type pending struct {
+		t   *Tree
+		img *cow.Image
+	}
+	var ps []pending
+	release := func() {
+		for _, p := range ps {
+			_ = p.img.Release()
+		}
+	}
+	for _, t := range d.trees {
+		if !t.rec.Live {
+			continue
+		}
+		img, err := t.vol.Snapshot()
+		if errors.Is(err, cow.ErrReleased) {
+			continue // deleted in memory; its records go with Delete
+		}
+		if err != nil {
+			release()
+			d.store.Promote(q)
+			return err
+		}
+		ps = append(ps, pending{t, img})
+	}
+	// Every volume has drained what it had admitted at Seal: no write
+	// racing a trim is still copying into a block the trim freed.
+	d.store.Promote(q)
+	if err := d.store.Sync(); err != nil {
+		release()
+		return err
+	}
+	err := d.update(func(tx *bolt.Tx) error {
+		for _, p := range ps {
+			if err := d.writeChanges(tx, p.t, p.img); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		release()
+		return fmt.Errorf("durable: checkpoint: %w", err)
+	}
+	for _, p := range ps {
+		_ = p.t.img.Release()
+		p.t.img = p.img
+	}
+	return nil
+}
+
+// writeChanges writes into t's bucket the grains in which img differs from
+// t's durable image.
+func (d *DB) writeChanges(tx *bolt.Tx, t *Tree, img *cow.Image) error {
+	b := tx.Bucket(bucketMaps).Bucket(key(t.rec.Bucket))
+	if b == nil {
+		return fmt.Errorf("%w: tree %d has no map bucket", ErrCorrupt, t.id)
+	}
+	// bbolt keeps what Put is given until the commit: one buffer for all
+	// the entries, each its own 16 bytes of it.
+	var buf []byte
+	return cow.ChangedGrains(t.img, img, func(idx uint64, g cow.Grain) error {
+		if g.Kind == cow.Hole && t.rec.Parent == 0 {
+			return b.Delete(key(idx))
+		}
+		if len(buf) < 16 {
+			buf = make([]byte, 16*1024)
+		}
+		k, v := buf[:8:8], buf[8:16:16]
+		buf = buf[16:]
+		binary.BigEndian.PutUint64(k, idx)
+		binary.BigEndian.PutUint64(v, markOf(g))
+		return b.Put(k, v)
+	})
+}
+
+// Commit is one image of a set: the live tree it was taken of, and the
+// image, committed by cow (a Group or Snapshot).
+type Commit struct {
+	Tree  *Tree
+	Image *cow.Image
+}
+
+// CommitImages writes down the images of a set in one transaction (D2),
+// with the edits, and returns their trees, in order. Each image takes its
+// volume's bucket, with what changed since the last checkpoint written
+// into it, and the volume goes on in a new, empty bucket under it: a few
+// records per image, whatever the data. The images stay the caller's; the
+// trees hold images of their own.
+func (d *DB) CommitImages(cs []Commit, edits Edits) ([]*Tree, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.store.Sync(); err != nil {
+		return nil, err
+	}
+	out := make([]*Tree, len(cs))
+	lives := make([]treeRec, len(cs))
+	err := d.update(func(tx *bolt.Tx) error {
+		trees := tx.Bucket(bucketTrees)
+		for i, c := range cs {
+			t := c.Tree
+			if err := d.writeChanges(tx, t, c.Image); err != nil {
+				return err
+			}
+			id, err := trees.NextSequence()
+			if err != nil {
+				return err
+			}
+			imgRec := treeRec{Parent: t.rec.Parent, Bucket: t.rec.Bucket, Size: t.rec.Size, Named: true}
+			if err := putTree(tx, id, imgRec); err != nil {
+				return err
+			}
+			b, err := newBucket(tx)
+			if err != nil {
+				return err
+			}
+			lives[i] = treeRec{Parent: id, Bucket: b, Size: t.rec.Size, Live: true, Named: t.rec.Named}
+			if err := putTree(tx, t.id, lives[i]); err != nil {
+				return err
+			}
+			out[i] = &Tree{id: id, rec: imgRec}
+		}
+		ids := make([]uint64, len(out))
+		for i, t := range out {
+			ids[i] = t.id
+		}
+		return applyEdits(tx, edits.of(ids...))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("durable: commit: %w", err)
+	}
+	for i, c := range cs {
+		t, n := c.Tree, out[i]
+		n.img, _ = c.Image.Dup()
+		dur, _ := c.Image.Dup()
+		_ = t.img.Release()
+		t.img = dur
+		n.parent = t.parent
+		if p := t.parent; p != nil {
+			p.children[slices.Index(p.children, t)] = n
+		}
+		n.children = []*Tree{t}
+		t.parent = n
+		t.rec = lives[i]
+		d.trees[n.id] = n
+	}
+	return out, nil
+}
+
+// Clone creates a live tree whose content starts as image tree src's,
+// named by the catalogue, with the edits.
+func (d *DB) Clone(src *Tree, edits Edits) (*Tree, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.branchLocked(src, true, edits)
+}
+
+// branchLocked adds a live tree under image tree src.
+func (d *DB) branchLocked(src *Tree, named bool, edits Edits) (*Tree, error) {
+	if src.rec.Live {
+		return nil, fmt.Errorf("durable: tree %d is not an image", src.id)
+	}
+	v, err := src.img.Clone()
+	if err != nil {
+		return nil, err
+	}
+	img, err := src.img.Dup()
+	if err != nil {
+		_ = v.Release()
+		return nil, err
+	}
+	t := &Tree{vol: v, img: img, parent: src}
+	err = d.update(func(tx *bolt.Tx) error {
+		var err error
+		t.id, t.rec, err = newTreeLocked(tx, treeRec{Parent: src.id, Size: src.rec.Size, Live: true, Named: named})
+		if err != nil {
+			return err
+		}
+		return applyEdits(tx, edits.of(t.id))
+	})
+	if err != nil {
+		_ = img.Release()
+		_ = v.Release()
+		return nil, err
+	}
+	src.children = append(src.children, t)
+	d.trees[t.id] = t
+	return t, nil
+}
+
+// MakeWritable turns image tree src, which a catalogue record names, into
+// a live one as far as the catalogue can see: a new live tree under it,
+// which the record (edited here) names instead, while src stays, unnamed,
+// under it.
+func (d *DB) MakeWritable(src *Tree, edits Edits) (*Tree, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t, err := d.branchLocked(src, true, edits)
+	if err != nil {
+		return nil, err
+	}
+	src.rec.Named = false
+	if err := d.update(func(tx *bolt.Tx) error { return putTree(tx, src.id, src.rec) }); err != nil {
+		// The record still says named: the tree stays until the next
+		// start, which finds the catalogue naming the new tree only and
+		// this one with one child, and keeps it. Nothing is lost.
+		return t, nil
+	}
+	return t, d.collapseLocked(src)
+}
+
+// Revert makes live tree t's content image tree src's: t's bucket is
+// dropped and t goes on, empty, under src; then t's volume is reverted in
+// memory (cow.Volume.Revert). Writes admitted meanwhile are discarded with
+// the tree they landed in.
+func (d *DB) Revert(t, src *Tree, edits Edits) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !t.rec.Live || src.rec.Live {
+		return fmt.Errorf("durable: revert tree %d to %d: not a volume and an image", t.id, src.id)
+	}
+	dur, err := src.img.Dup()
+	if err != nil {
+		return err
+	}
+	var rec treeRec
+	err = d.update(func(tx *bolt.Tx) error {
+		maps := tx.Bucket(bucketMaps)
+		if err := maps.DeleteBucket(key(t.rec.Bucket)); err != nil {
+			return err
+		}
+		b, err := maps.NextSequence()
+		if err != nil {
+			return err
+		}
+		if _, err := maps.CreateBucket(key(b)); err != nil {
+			return err
+		}
+		rec = treeRec{Parent: src.id, Bucket: b, Size: t.rec.Size, Live: true, Named: t.rec.Named}
+		if err := putTree(tx, t.id, rec); err != nil {
+			return err
+		}
+		return applyEdits(tx, edits.of())
+	})
+	if err != nil {
+		_ = dur.Release()
+		return fmt.Errorf("durable: revert: %w", err)
+	}
+	if err := t.vol.Revert(src.img); err != nil {
+		// The records say reverted; so will the next start.
+		_ = dur.Release()
+		return err
+	}
+	_ = t.img.Release()
+	t.img = dur
+	old := t.parent
+	if old != nil {
+		old.children = slices.DeleteFunc(old.children, func(c *Tree) bool { return c == t })
+	}
+	t.rec, t.parent = rec, src
+	src.children = append(src.children, t)
+	if old != nil {
+		return d.collapseLocked(old)
+	}
+	return nil
+}
+
+// Delete drops the catalogue's name for tree t, with the edits: a live
+// tree goes at once (its volume is the caller's to release), an image tree
+// stays as long as it has two children or more (see collapse).
+func (d *DB) Delete(t *Tree, edits Edits) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t.rec.Named = false
+	if err := d.update(func(tx *bolt.Tx) error {
+		if err := putTree(tx, t.id, t.rec); err != nil {
+			return err
+		}
+		return applyEdits(tx, edits.of())
+	}); err != nil {
+		t.rec.Named = true
+		return fmt.Errorf("durable: delete: %w", err)
+	}
+	return d.collapseLocked(t)
+}
+
+// collapseLocked deletes or merges t if no catalogue record names it: a
+// live tree or an image without children goes, an image with one child is
+// merged into it; then the same for t's parent, which lost a child.
+func (d *DB) collapseLocked(t *Tree) error {
+	for t != nil && !t.rec.Named {
+		parent := t.parent
+		switch {
+		case t.rec.Live || len(t.children) == 0:
+			if err := d.update(func(tx *bolt.Tx) error {
+				if err := tx.Bucket(bucketMaps).DeleteBucket(key(t.rec.Bucket)); err != nil {
+					return err
+				}
+				return tx.Bucket(bucketTrees).Delete(key(t.id))
+			}); err != nil {
+				return fmt.Errorf("durable: drop tree %d: %w", t.id, err)
+			}
+			d.forgetLocked(t)
+		case len(t.children) == 1:
+			if err := d.mergeLocked(t, t.children[0]); err != nil {
+				return err
+			}
+			return nil // the parent's children are as many as before
+		default:
+			return nil
+		}
+		t = parent
+	}
+	return nil
+}
+
+// forgetLocked takes t out of memory after its records are gone, and
+// releases its durable image: only now may the blocks only it named be
+// freed (D3).
+func (d *DB) forgetLocked(t *Tree) {
+	delete(d.trees, t.id)
+	if p := t.parent; p != nil {
+		p.children = slices.DeleteFunc(p.children, func(c *Tree) bool { return c == t })
+	}
+	if t.img != nil {
+		_ = t.img.Release()
+		t.img = nil
+	}
+}
+
+// mergeLocked merges unnamed image tree p into its only child c: c's map
+// becomes p's under c's, the smaller bucket written into the larger, and p
+// goes.
+func (d *DB) mergeLocked(p, c *Tree) error {
+	var rec treeRec
+	err := d.update(func(tx *bolt.Tx) error {
+		maps := tx.Bucket(bucketMaps)
+		pb, cb := maps.Bucket(key(p.rec.Bucket)), maps.Bucket(key(c.rec.Bucket))
+		rec = c.rec
+		rec.Parent = p.rec.Parent
+		if cb.Stats().KeyN <= pb.Stats().KeyN {
+			// c's entries override p's: write them into p's bucket.
+			if err := cb.ForEach(func(k, v []byte) error { return pb.Put(k, v) }); err != nil {
+				return err
+			}
+			if err := maps.DeleteBucket(key(c.rec.Bucket)); err != nil {
+				return err
+			}
+			rec.Bucket = p.rec.Bucket
+		} else {
+			// p's entries show through where c has none.
+			if err := pb.ForEach(func(k, v []byte) error {
+				if cb.Get(k) == nil {
+					return cb.Put(k, v)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			if err := maps.DeleteBucket(key(p.rec.Bucket)); err != nil {
+				return err
+			}
+		}
+		if err := putTree(tx, c.id, rec); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketTrees).Delete(key(p.id))
+	})
+	if err != nil {
+		return fmt.Errorf("durable: merge tree %d into %d: %w", p.id, c.id, err)
+	}
+	gp := p.parent
+	c.rec, c.parent = rec, gp
+	if gp != nil {
+		gp.children[slices.Index(gp.children, p)] = c
+	}
+	p.children, p.parent = nil, nil
+	delete(d.trees, p.id)
+	if p.img != nil {
+		_ = p.img.Release()
+		p.img = nil
+	}
+	return nil
+}
+
+// Close checkpoints nothing and frees nothing: it closes the files, and
+// what was not flushed is lost, as in a crash. Releasing the durable images
+// would free blocks the maps name, and the store would punch them out of
+// the file. The caller stops all I/O first: the volumes' blocks are
+// unmapped.
+func (d *DB) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil
+	}
+	d.closed = true
+	err := d.db.Close()
+	if serr := d.store.Close(); err == nil {
+		err = serr
+	}
+	return err
+}
