@@ -335,7 +335,9 @@ func (b *BackupComponents) ExposeSnapshot(ctx context.Context, id vss.ID) (strin
 	if err != nil {
 		return "", err
 	}
-	l.SetMasked(false)
+	if err := l.SetMasked(false); err != nil {
+		return "", err
+	}
 	return l.Name(), nil
 }
 

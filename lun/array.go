@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shadowbench/shadowbench/cow"
+	"github.com/shadowbench/shadowbench/lun/durable"
 )
 
 // DefaultMaxSnapshots is the per-LUN snapshot limit when Config leaves it 0.
@@ -46,7 +47,9 @@ type Options struct {
 // methods are safe for concurrent use.
 type Array struct {
 	cfg   Config
-	store *cow.MemStore
+	store cow.Store
+	// db keeps a durable array (Open); nil in memory (NewArray).
+	db *durable.DB
 
 	mu struct {
 		sync.RWMutex
@@ -54,8 +57,7 @@ type Array struct {
 	}
 }
 
-// NewArray returns an empty array.
-func NewArray(cfg Config) (*Array, error) {
+func (cfg Config) withDefaults() Config {
 	if cfg.Grain == 0 {
 		cfg.Grain = cow.DefaultGrain
 	}
@@ -65,6 +67,13 @@ func NewArray(cfg Config) (*Array, error) {
 	if cfg.HoldDeadline <= 0 {
 		cfg.HoldDeadline = DefaultHoldDeadline
 	}
+	return cfg
+}
+
+// NewArray returns an empty array in memory: nothing survives the
+// process (see Open for one that does).
+func NewArray(cfg Config) (*Array, error) {
+	cfg = cfg.withDefaults()
 	store, err := cow.NewMemStore(cfg.Grain, cfg.Capacity)
 	if err != nil {
 		return nil, err
@@ -119,22 +128,36 @@ func (a *Array) Create(name string, opts Options) (*LUN, error) {
 	if bs != 512 && bs != 4096 || opts.Size <= 0 || opts.Size%int64(bs) != 0 {
 		return nil, ErrBadGeometry
 	}
-	vol, err := cow.NewVolume(a.store, opts.Size)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadGeometry, err)
-	}
 	id := NewIdentity(ProductLUN)
 	if opts.Identity != nil {
 		id = *opts.Identity
 	}
 	l := a.newLUN(name, Original, id, opts.Size, bs)
-	l.data.Store(&data{vol: vol})
 	l.readOnly.Store(opts.ReadOnly)
 	l.masked.Store(opts.Masked)
+	// Reserve the name first, pending (no data), so that the record is
+	// written for a LUN no one else can create meanwhile.
 	if err := a.insert(l); err != nil {
-		_ = vol.Release()
 		return nil, err
 	}
+	var vol *cow.Volume
+	var err error
+	if a.db != nil {
+		var t *durable.Tree
+		if t, err = a.db.NewVolume(opts.Size, l.edits()); err == nil {
+			l.tree, vol = t, t.Volume()
+		}
+	} else {
+		vol, err = cow.NewVolume(a.store, opts.Size)
+	}
+	if err != nil {
+		a.remove(l)
+		if errors.Is(err, cow.ErrOutOfRange) || errors.Is(err, cow.ErrGrainSize) {
+			return nil, fmt.Errorf("%w: %w", ErrBadGeometry, err)
+		}
+		return nil, fmt.Errorf("lun: create %s: %w", name, err)
+	}
+	l.data.Store(&data{vol: vol})
 	return l, nil
 }
 
@@ -171,6 +194,10 @@ func (a *Array) Delete(name string) error {
 	a.mu.Lock()
 	l, ok := a.mu.luns[name]
 	if ok && !l.isPending() {
+		if err := a.forget(l); err != nil {
+			a.mu.Unlock()
+			return fmt.Errorf("lun: delete %s: %w", name, err)
+		}
 		delete(a.mu.luns, name)
 	}
 	a.mu.Unlock()
@@ -292,10 +319,20 @@ func (sg *SnapshotGroup) CommitAt(created time.Time) error {
 		return mapErr(err)
 	}
 	sg.state = groupCommitted
+	var snaps []*LUN
+	var kept []*cow.Image
 	for i, p := range sg.members {
 		if p.aborted {
 			_ = imgs[i].Release()
+		} else {
+			snaps, kept = append(snaps, p.lun), append(kept, imgs[i])
 		}
+	}
+	if err := sg.a.persistCommit(snaps, kept); err != nil {
+		// Not written down: the set did not happen, here as after a
+		// restart.
+		sg.Abort()
+		return fmt.Errorf("lun: commit: %w", err)
 	}
 	return nil
 }
@@ -439,6 +476,11 @@ func (a *Array) Snapshot(source, name string) (*LUN, error) {
 		return nil, mapErr(err)
 	}
 	l.created = created
+	if err := a.persistCommit([]*LUN{l}, []*cow.Image{img}); err != nil {
+		a.unreserve(src, l)
+		_ = img.Release()
+		return nil, fmt.Errorf("lun: snapshot %s: %w", source, err)
+	}
 	src.pushSnapshot(l) // before the LUN stops being pending, below
 	l.data.Store(&data{img: img})
 	return l, nil
@@ -493,17 +535,27 @@ func (a *Array) Clone(snapshot, name string) (*LUN, error) {
 	if d.img == nil {
 		return nil, fmt.Errorf("%w: %s", ErrNotSnapshot, snapshot)
 	}
-	vol, err := d.img.Clone()
-	if err != nil {
-		return nil, mapErr(err)
-	}
 	l := a.newLUN(name, Clone, NewIdentity(ProductLUN), snap.size, snap.blockSize)
 	l.parent = snap
-	l.data.Store(&data{vol: vol})
 	if err := a.insert(l); err != nil {
-		_ = vol.Release()
 		return nil, err
 	}
+	var vol *cow.Volume
+	if a.db != nil {
+		var t *durable.Tree
+		if st := snap.durableTree(); st == nil || st.Live() {
+			err = fmt.Errorf("%w: %s", ErrNotSnapshot, snapshot)
+		} else if t, err = a.db.Clone(st, l.edits()); err == nil {
+			l.tree, vol = t, t.Volume()
+		}
+	} else {
+		vol, err = d.img.Clone()
+	}
+	if err != nil {
+		a.remove(l)
+		return nil, fmt.Errorf("lun: clone %s: %w", snapshot, mapErr(err))
+	}
+	l.data.Store(&data{vol: vol})
 	return l, nil
 }
 
@@ -525,6 +577,16 @@ func (a *Array) Revert(source, snapshot string) error {
 	}
 	if dd.vol == nil {
 		return fmt.Errorf("%w: %s", ErrReadOnly, source)
+	}
+	if a.db != nil {
+		st, dt := snap.durableTree(), src.durableTree()
+		if dt == nil || st == nil || st.Live() {
+			return fmt.Errorf("%w: %s", ErrNotSnapshot, snapshot)
+		}
+		if err := a.db.Revert(dt, st, nil); err != nil {
+			return fmt.Errorf("lun: revert %s to %s: %w", source, snapshot, mapErr(err))
+		}
+		return nil
 	}
 	if err := dd.vol.Revert(sd.img); err != nil {
 		return mapErr(err)

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/shadowbench/shadowbench/cow"
 	"github.com/shadowbench/shadowbench/cow/inflight"
+	"github.com/shadowbench/shadowbench/lun/durable"
 )
 
 // Kind says what a LUN's data is.
@@ -67,6 +69,10 @@ type LUN struct {
 	faults atomic.Pointer[injectorBox]
 
 	data     atomic.Pointer[data]
+	// tree is the LUN's tree in a durable array's DB; nil in memory. It
+	// changes only under mu (MakeWritable).
+	tree *durable.Tree
+	mu   sync.Mutex
 	readOnly atomic.Bool
 	masked   atomic.Bool
 	deleted  atomic.Bool
@@ -118,8 +124,20 @@ func (l *LUN) ReadOnly() bool { return l.readOnly.Load() }
 // Snapshot LUNs are created masked; a provider's LocateLuns unmasks them.
 func (l *LUN) Masked() bool { return l.masked.Load() }
 
-// SetMasked masks or unmasks the LUN.
-func (l *LUN) SetMasked(m bool) { l.masked.Store(m) }
+// SetMasked masks or unmasks the LUN; a durable array writes it down.
+func (l *LUN) SetMasked(m bool) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	old := l.masked.Swap(m)
+	if old == m {
+		return nil
+	}
+	if err := l.rewrite(); err != nil {
+		l.masked.Store(old)
+		return fmt.Errorf("lun: mask %s: %w", l.name, err)
+	}
+	return nil
+}
 
 // Deleted reports whether the LUN has been deleted.
 func (l *LUN) Deleted() bool { return l.deleted.Load() }
@@ -239,13 +257,16 @@ func (l *LUN) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error 
 		return err
 	}
 	err = l.writable(func(v *cow.Volume) error {
-		if fua {
+		if fua && l.array.db == nil {
 			_, err := v.WriteAtFUA(p, off)
 			return err
 		}
 		_, err := v.WriteAt(p, off)
 		return err
 	})
+	if err == nil && fua && l.array.db != nil {
+		err = l.array.db.Flush()
+	}
 	l.end(tok, OpWrite, len(p), err)
 	return err
 }
@@ -264,7 +285,11 @@ func (l *LUN) Flush(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if d := l.data.Load(); d.vol != nil {
+	if l.array.db != nil {
+		// One checkpoint writes down every LUN of the array: a flush is
+		// the array's, as a disk's cache flush is the disk's.
+		err = l.array.db.Flush()
+	} else if d := l.data.Load(); d.vol != nil {
 		err = mapErr(d.vol.Flush())
 	}
 	l.end(tok, OpFlush, 0, err)
@@ -369,6 +394,9 @@ func (l *LUN) MakeWritable() error {
 	if l.deleted.Load() {
 		return ErrDeleted
 	}
+	if l.array.db != nil {
+		return l.makeWritableDurable()
+	}
 	d := l.data.Load()
 	if d.img == nil {
 		l.readOnly.Store(false)
@@ -383,6 +411,33 @@ func (l *LUN) MakeWritable() error {
 		return nil // made writable concurrently
 	}
 	l.readOnly.Store(false)
+	return mapErr(d.img.Release())
+}
+
+// makeWritableDurable is MakeWritable in a durable array: the LUN's record
+// names a new live tree under its image's, in one transaction.
+func (l *LUN) makeWritableDurable() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	d := l.data.Load()
+	if d.img == nil {
+		if !l.readOnly.Swap(false) {
+			return nil
+		}
+		if err := l.rewrite(); err != nil {
+			l.readOnly.Store(true)
+			return fmt.Errorf("lun: make %s writable: %w", l.name, err)
+		}
+		return nil
+	}
+	l.readOnly.Store(false)
+	t, err := l.array.db.MakeWritable(l.tree, l.edits())
+	if err != nil {
+		l.readOnly.Store(true)
+		return fmt.Errorf("lun: make %s writable: %w", l.name, mapErr(err))
+	}
+	l.tree = t
+	l.data.Store(&data{vol: t.Volume()})
 	return mapErr(d.img.Release())
 }
 

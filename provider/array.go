@@ -905,7 +905,9 @@ func (p *ArrayProvider) LocateLuns(ctx context.Context, luns []LunInfo) error {
 		return p.finish(m, vss.GUID_NULL, err)
 	}
 	for _, t := range targets {
-		t.lun.SetMasked(false)
+		if err := t.lun.SetMasked(false); err != nil {
+			return p.finish(m, vss.GUID_NULL, newError(m, vss.GUID_NULL, codeOf(err), err))
+		}
 	}
 	return p.finish(m, vss.GUID_NULL, nil)
 }
@@ -1017,7 +1019,9 @@ func (p *ArrayProvider) OnLunStateChange(ctx context.Context, snapshotLuns, orig
 			}
 		}
 		if flags&vss.VSS_ONLUNSTATECHANGE_DO_MASK_LUNS != 0 {
-			t.lun.SetMasked(true)
+			if err := t.lun.SetMasked(true); err != nil {
+				return p.finish(m, vss.GUID_NULL, newError(m, vss.GUID_NULL, codeOf(err), err))
+			}
 		}
 	}
 	return p.finish(m, vss.GUID_NULL, nil)
