@@ -68,11 +68,11 @@ type LUN struct {
 	stats  Stats
 	faults atomic.Pointer[injectorBox]
 
-	data     atomic.Pointer[data]
+	data atomic.Pointer[data]
 	// tree is the LUN's tree in a durable array's DB; nil in memory. It
 	// changes only under mu (MakeWritable).
-	tree *durable.Tree
-	mu   sync.Mutex
+	tree     *durable.Tree
+	mu       sync.Mutex
 	readOnly atomic.Bool
 	masked   atomic.Bool
 	deleted  atomic.Bool
