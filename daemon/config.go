@@ -81,7 +81,13 @@ type APIConfig struct {
 
 // ArrayConfig is the storage array.
 type ArrayConfig struct {
-	// Capacity bounds the data the array holds; 0 for no limit.
+	// DataDir keeps the array on disk: its LUNs, snapshots, clones and
+	// data come back when the daemon starts on it again. Empty for an
+	// array in memory, which nothing survives.
+	DataDir string `yaml:"data-dir"`
+	// Capacity bounds the data the array holds. 0 for the default: in
+	// memory, half the machine's RAM; on disk, the free space of DataDir's
+	// file system (with what the array already holds) less 1/32 of it.
 	Capacity Size `yaml:"capacity"`
 	// Grain is the copy-on-write grain; 0 for the default.
 	Grain Size `yaml:"grain"`
@@ -90,6 +96,8 @@ type ArrayConfig struct {
 	// LUNs are created at start. With none at all (here or from --lun),
 	// the daemon creates lun0 and lun1 of 1 GiB.
 	LUNs []LUNConfig `yaml:"luns"`
+
+	defaulted bool // LUNs are DefaultLUNs, none having been configured
 }
 
 // LUNConfig describes a LUN to create.
@@ -98,6 +106,10 @@ type LUNConfig struct {
 	Size      Size   `yaml:"size" json:"size"`
 	BlockSize int    `yaml:"block-size" json:"block_size,omitempty"` // 512 or 4096; 0 for 512
 	ReadOnly  bool   `yaml:"read-only" json:"read_only,omitempty"`
+	// Serial and NAA set the LUN's SCSI identity (page 80 serial; page 83
+	// NAA 6 designator, 32 hex digits); generated when empty.
+	Serial string `yaml:"serial" json:"serial,omitempty"`
+	NAA    string `yaml:"naa" json:"naa,omitempty"`
 }
 
 // DefaultLUNs are the LUNs of a daemon configured with none.
@@ -369,6 +381,7 @@ type Overrides struct {
 	ShutdownTimeout, Hold, Freeze, RemoteWriter               *time.Duration
 	LUNs                                                      []LUNConfig
 	Profile                                                   string
+	DataDir                                                   *string
 }
 
 // Apply applies the overrides.
@@ -383,6 +396,7 @@ func (c *Config) Apply(o Overrides) {
 	set(&c.NBD.DefaultExport, o.DefaultExport)
 	set(&c.API.Listen, o.APIListen)
 	set(&c.API.Socket, o.APISocket)
+	set(&c.Array.DataDir, o.DataDir)
 	if o.MaxInFlight != nil {
 		c.NBD.MaxInFlight = *o.MaxInFlight
 	}

@@ -123,7 +123,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error) 
 		}
 	}()
 
-	if d.array, err = BuildArray(cfg); err != nil {
+	if d.array, err = BuildArray(cfg, log); err != nil {
 		return nil, err
 	}
 	w := cfg.Windows
@@ -161,6 +161,11 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error) 
 	def := cfg.NBD.DefaultExport
 	if def == "" {
 		def = cfg.Array.LUNs[0].Name
+		if _, err := d.array.Get(def); err != nil {
+			if all := d.array.List(); len(all) > 0 {
+				def = all[0].Name()
+			}
+		}
 	}
 	d.nbd = nbd.NewServer(nbd.ArrayCatalog(d.array), nbd.Options{MaxInFlight: cfg.NBD.MaxInFlight,
 		DefaultExport: def, ShutdownTimeout: d.shutdownTimeout(), Logger: log})
@@ -169,25 +174,6 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error) 
 		BaseContext: func(net.Listener) context.Context { return d.reqCtx },
 		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	return d, nil
-}
-
-// BuildArray creates the configured array and its LUNs.
-func BuildArray(cfg *Config) (*lun.Array, error) {
-	a, err := lun.NewArray(lun.Config{Capacity: int64(cfg.Array.Capacity), Grain: int(cfg.Array.Grain),
-		MaxSnapshots: cfg.Array.MaxSnapshots, HoldDeadline: cfg.Windows.Hold})
-	if err != nil {
-		return nil, cfg.errAt(err, "array")
-	}
-	luns := cfg.Array.LUNs
-	if len(luns) == 0 {
-		luns = DefaultLUNs()
-	}
-	for i, l := range luns {
-		if _, err := a.Create(l.Name, lun.Options{Size: int64(l.Size), BlockSize: l.BlockSize, ReadOnly: l.ReadOnly}); err != nil {
-			return nil, cfg.errAt(fmt.Errorf("LUN %s: %w", l.Name, err), "array", "luns", i)
-		}
-	}
-	return a, nil
 }
 
 // ListenNBD opens the configured NBD listeners.
@@ -395,6 +381,11 @@ func (d *Daemon) releaseResources() {
 	}
 	for _, c := range d.closers {
 		_ = c()
+	}
+	if d.array != nil {
+		if err := d.array.Close(); err != nil {
+			d.log.Error("closing the array", "dir", d.array.Dir(), "err", err)
+		}
 	}
 	if d.reqCancel != nil {
 		d.reqCancel()

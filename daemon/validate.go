@@ -42,6 +42,7 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Array.LUNs) == 0 {
 		c.Array.LUNs = DefaultLUNs()
+		c.Array.defaulted = true
 	}
 	luns := map[string]bool{}
 	for i, l := range c.Array.LUNs {
@@ -152,6 +153,11 @@ func checkLUN(l LUNConfig) error {
 		return fmt.Errorf("block-size %d: want 512 or 4096", l.BlockSize)
 	case int64(l.Size)%int64(max(l.BlockSize, 512)) != 0:
 		return fmt.Errorf("size %d is not a multiple of the block size %d", l.Size, max(l.BlockSize, 512))
+	case len(l.Serial) > 64:
+		return fmt.Errorf("serial %q: at most 64 characters", l.Serial)
+	}
+	if _, err := parseNAA(l.NAA); err != nil {
+		return err
 	}
 	return nil
 }

@@ -14,7 +14,7 @@ import (
 
 // serveFlags are the flags of shadowbench serve.
 type serveFlags struct {
-	config, profile, listen, socket, defaultExport, api, apiSocket string
+	config, profile, listen, socket, defaultExport, api, apiSocket, dataDir string
 	luns                                                           lunSpecs
 	maxInFlight                                                    int
 	shutdownTimeout, hold, freeze, remoteWriter                    time.Duration
@@ -30,7 +30,16 @@ func newServeCmd(a *app) *cobra.Command {
 provider, and the HTTP API (JSON; Prometheus metrics at /metrics) until
 SIGINT or SIGTERM; then stop accepting, drain and flush. Without --config:
 LUNs lun0 and lun1 of 1 GiB on nbd://127.0.0.1:10809, the API on
-http://127.0.0.1:10810. --config reads a YAML file (array, providers and
+http://127.0.0.1:10810.
+
+Without --data-dir the array is in memory (capacity: half the RAM) and
+nothing survives the process. With --data-dir DIR it is kept in DIR (a
+bbolt catalogue, meta.db, and a sparse data file, data): it behaves as a
+disk with a volatile write cache, and after a restart or a kill holds every
+write a completed FLUSH covered or that carried FUA, every committed
+snapshot, and the LUNs' identities. One daemon per DIR. --lun then creates
+only the LUNs DIR does not have; the default LUNs are made in a new DIR
+only. --config reads a YAML file (array, providers and
 profiles, writers, volumes, windows); flags given override it and --lun
 adds to its LUNs. lun, snapshot, writer and status are the API's clients.`,
 		Args: cobra.NoArgs,
@@ -38,6 +47,7 @@ adds to its LUNs. lun, snapshot, writer and status are the API's clients.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.config, "config", "", "YAML configuration `FILE`")
+	fl.StringVar(&f.dataDir, "data-dir", "", "keep the array in `DIR`: LUNs, snapshots, clones and data survive restarts and crashes (a write is durable once a FLUSH after it completes, or at once with FUA); default: in memory, nothing survives")
 	fl.StringVar(&f.listen, "listen", daemon.DefaultNBDListen, "TCP address to serve NBD on; empty for none")
 	fl.StringVar(&f.socket, "socket", "", "unix socket to serve NBD on as well")
 	fl.StringVar(&f.api, "api", daemon.DefaultAPIListen, "loopback address of the HTTP API; empty for none")
@@ -75,7 +85,7 @@ func serve(ctx context.Context, log *slog.Logger, fl *pflag.FlagSet, f *serveFla
 		APISocket: given(fl, "api-socket", f.apiSocket), MaxInFlight: given(fl, "max-in-flight", f.maxInFlight),
 		ShutdownTimeout: given(fl, "shutdown-timeout", f.shutdownTimeout), Hold: given(fl, "hold-window", f.hold),
 		Freeze: given(fl, "freeze-window", f.freeze), RemoteWriter: given(fl, "remote-writer-timeout", f.remoteWriter),
-		LUNs: f.luns, Profile: f.profile})
+		LUNs: f.luns, Profile: f.profile, DataDir: given(fl, "data-dir", f.dataDir)})
 	if err := cfg.Validate(); err != nil {
 		return err
 	}

@@ -30,7 +30,7 @@ func (b *benchServeFlags) bind(fl *pflag.FlagSet) {
 // serveBench serves the configured LUNs with the chosen engine while the
 // snapshot schedule, if any, runs beside it; no coordinator and no API.
 func serveBench(ctx context.Context, log *slog.Logger, cfg *daemon.Config, b benchServeFlags) error {
-	arr, err := daemon.BuildArray(cfg)
+	arr, err := daemon.BuildArray(cfg, log)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,158 @@
+package daemon
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/shadowbench/shadowbench/lun"
+	"github.com/shadowbench/shadowbench/lun/durable"
+)
+
+// InMemoryNotice is the first thing a daemon on an in-memory array logs.
+const InMemoryNotice = "in memory: nothing survives a restart; --data-dir keeps the array"
+
+// BuildArray opens the configured array and creates its LUNs: in memory, or
+// kept in cfg.Array.DataDir. A durable array comes back with the LUNs it
+// had; of the configured LUNs only those it lacks are created, and the
+// default LUNs only in a new directory. The first line logged says which
+// kind of array it is.
+func BuildArray(cfg *Config, log *slog.Logger) (*lun.Array, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	lc := lun.Config{Capacity: int64(cfg.Array.Capacity), Grain: int(cfg.Array.Grain),
+		MaxSnapshots: cfg.Array.MaxSnapshots, HoldDeadline: cfg.Windows.Hold}
+	var a *lun.Array
+	var err error
+	if dir := cfg.Array.DataDir; dir != "" {
+		if lc.Capacity == 0 {
+			if lc.Capacity, err = diskCapacity(dir); err != nil {
+				return nil, cfg.errAt(err, "array", "data-dir")
+			}
+		}
+		t0 := time.Now()
+		if a, err = lun.Open(dir, lc); err != nil {
+			return nil, cfg.errAt(dataDirError(dir, err), "array", "data-dir")
+		}
+		ss := a.StoreStats()
+		log.Info("durable array", "dir", dir, "luns", len(a.List()), "data", Size(ss.DataBytes).String(),
+			"capacity", Size(ss.CapacityBytes).String(), "opened_in", time.Since(t0).Round(time.Millisecond))
+	} else {
+		if lc.Capacity == 0 {
+			lc.Capacity = memoryCapacity()
+		}
+		if a, err = lun.NewArray(lc); err != nil {
+			return nil, cfg.errAt(err, "array")
+		}
+		log.Warn(InMemoryNotice, "capacity", Size(lc.Capacity).String())
+	}
+	fresh := len(a.List()) == 0
+	for i, l := range cfg.Array.LUNs {
+		if cfg.Array.defaulted && !fresh {
+			break
+		}
+		if have, err := a.Get(l.Name); err == nil {
+			if have.Size() != int64(l.Size) || have.BlockSize() != max(l.BlockSize, 512) {
+				log.Warn("LUN kept as the data directory has it, not as configured", "lun", l.Name,
+					"size", Size(have.Size()).String(), "configured_size", l.Size.String(),
+					"block_size", have.BlockSize(), "configured_block_size", max(l.BlockSize, 512))
+			}
+			continue
+		}
+		opts := lun.Options{Size: int64(l.Size), BlockSize: l.BlockSize, ReadOnly: l.ReadOnly}
+		if l.Serial != "" || l.NAA != "" {
+			id := lun.NewIdentity(lun.ProductLUN)
+			if l.Serial != "" {
+				id.Serial = l.Serial
+			}
+			if l.NAA != "" {
+				id.NAA, _ = parseNAA(l.NAA) // checked by Validate
+			}
+			opts.Identity = &id
+		}
+		if _, err := a.Create(l.Name, opts); err != nil {
+			_ = a.Close()
+			return nil, cfg.errAt(fmt.Errorf("LUN %s: %w", l.Name, err), "array", "luns", i)
+		}
+	}
+	return a, nil
+}
+
+// dataDirError says what to do about a data directory that cannot be
+// opened.
+func dataDirError(dir string, err error) error {
+	switch {
+	case errors.Is(err, durable.ErrLocked):
+		return fmt.Errorf("data directory %s is in use by another shadowbench (one daemon per directory): %w", dir, err)
+	case errors.Is(err, durable.ErrFormat):
+		return fmt.Errorf("data directory %s was written by another version of shadowbench: %w", dir, err)
+	case errors.Is(err, durable.ErrCorrupt):
+		return fmt.Errorf("data directory %s is damaged (shadowbench check %s says more): %w", dir, dir, err)
+	}
+	return fmt.Errorf("data directory %s: %w", dir, err)
+}
+
+// parseNAA reads an NAA 6 designator written as 32 hex digits, with or
+// without "naa." before them; "" is the zero designator.
+func parseNAA(s string) ([16]byte, error) {
+	var naa [16]byte
+	if s == "" {
+		return naa, nil
+	}
+	b, err := hex.DecodeString(strings.TrimPrefix(strings.ToLower(s), "naa."))
+	if err != nil || len(b) != 16 || b[0]>>4 != 6 {
+		return naa, fmt.Errorf("naa %q: want 32 hex digits starting with 6 (an NAA 6 designator)", s)
+	}
+	copy(naa[:], b)
+	return naa, nil
+}
+
+// diskCapacity is the default capacity of a durable array in dir: what its
+// data file holds already plus the free space of the file system, less
+// 1/32 of that for the metadata and the file system's own needs.
+func diskCapacity(dir string) (int64, error) {
+	probe := dir
+	for {
+		if _, err := os.Stat(probe); err == nil {
+			break
+		}
+		parent := filepath.Dir(probe)
+		if parent == probe {
+			break
+		}
+		probe = parent
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(probe, &st); err != nil {
+		return 0, fmt.Errorf("data directory %s: %w", dir, err)
+	}
+	free := int64(st.Bavail) * st.Bsize
+	if fi, err := os.Stat(filepath.Join(dir, durable.DataFile)); err == nil {
+		if sys, ok := fi.Sys().(*unix.Stat_t); ok {
+			free += sys.Blocks * 512
+		}
+	}
+	c := free - free/32
+	if c < 64<<20 {
+		return 0, fmt.Errorf("data directory %s: %s free; a durable array needs at least 64 MiB", dir, Size(free))
+	}
+	return c, nil
+}
+
+// memoryCapacity is the default capacity of an array in memory: half the
+// machine's RAM.
+func memoryCapacity() int64 {
+	var si unix.Sysinfo_t
+	if err := unix.Sysinfo(&si); err != nil || si.Totalram == 0 {
+		return 1 << 30
+	}
+	return int64(si.Totalram) * int64(si.Unit) / 2
+}
