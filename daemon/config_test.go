@@ -79,6 +79,8 @@ func TestConfigErrors(t *testing.T) {
 		{"profile file bad", "providers:\n  - {name: p, profile: " + badProfile + "}\n", "bad-profile.yaml:2:10: commit.block"},
 		{"inline profile bad", "providers:\n  - name: p\n    profile:\n      comit: {}\n", `c.yaml:4:7: unknown key "comit"`},
 		{"writer kinds", "writers:\n  - {name: w}\n", "c.yaml:2: writers[0]: give exactly one of scripted, exec and fsfreeze"},
+		{"writer name", "writers:\n  - {name: my writer, exec: {command: [x]}}\n", `c.yaml:2: writers[0].name: writer names are 1-255 characters`},
+		{"writer name dots", "writers:\n  - {name: '..', exec: {command: [x]}}\n", `writers[0].name: writer names are 1-255 characters of [A-Za-z0-9._:-], other than . and ..: ".."`},
 		{"writer level", "writers:\n  - {name: w, level: middle, exec: {command: [x]}}\n", `writers[0].level: level "middle"`},
 		{"writer event", "writers:\n  - name: w\n    scripted:\n      on: {Freze: {}}\n", `c.yaml:4: writers[0].scripted: event "Freze": want one of Identify`},
 		{"writer veto without code", "writers:\n  - name: w\n    scripted:\n      on: {Freeze: {result: veto}}\n", "writers[0].scripted: coordinator: invalid writer script"},

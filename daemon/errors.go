@@ -42,6 +42,9 @@ var (
 	// ErrEventOver is an answer to a writer event whose window has passed,
 	// or that was answered already.
 	ErrEventOver = errors.New("daemon: the event is over (its window passed or it was answered)")
+	// ErrBadWriterName is a writer name that breaks the rule of LUN
+	// names [E_INVALIDARG].
+	ErrBadWriterName = errors.New("daemon: writer names are 1-255 characters of [A-Za-z0-9._:-], other than . and ..")
 	// ErrWriterInUse is an ephemeral writer named by two snapshot requests,
 	// or by one that is already subscribed.
 	ErrWriterInUse = errors.New("daemon: writer already takes part in a snapshot set")
@@ -134,7 +137,7 @@ func statusOf(err error) int {
 		return http.StatusGone
 	case is(ErrNoSuchLUN, ErrNoSuchWriter, ErrNoSuchObject, lun.ErrNotFound, vss.VSS_E_OBJECT_NOT_FOUND):
 		return http.StatusNotFound
-	case is(ErrBadRequest, ErrBadConfig, vss.E_INVALIDARG, lun.ErrBadName, lun.ErrBadGeometry):
+	case is(ErrBadRequest, ErrBadConfig, vss.E_INVALIDARG, lun.ErrBadName, lun.ErrBadGeometry, ErrBadWriterName):
 		return http.StatusBadRequest
 	case is(vss.E_ACCESSDENIED, lun.ErrReadOnly):
 		return http.StatusForbidden

@@ -79,6 +79,8 @@ func (c *Config) Validate() error {
 		switch {
 		case w.Name == "":
 			add(errors.New("a writer needs a name"), "writers", i)
+		case checkWriterName(w.Name) != nil:
+			add(checkWriterName(w.Name), "writers", i, "name")
 		case writers[w.Name]:
 			add(fmt.Errorf("writer %q is defined twice", w.Name), "writers", i, "name")
 		}
@@ -152,6 +154,29 @@ func checkLUN(l LUNConfig) error {
 		return fmt.Errorf("block-size %d: want 512 or 4096", l.BlockSize)
 	case int64(l.Size)%int64(max(l.BlockSize, 512)) != 0:
 		return fmt.Errorf("size %d is not a multiple of the block size %d", l.Size, max(l.BlockSize, 512))
+	}
+	return nil
+}
+
+// maxWriterName bounds a writer's name as lun bounds a LUN's.
+const maxWriterName = 255
+
+// checkWriterName holds writer names to the rule of LUN names: 1-255
+// characters of [A-Za-z0-9._:-], other than "." and "..". A name travels
+// in logs, in the text tables of the CLI and in the environment of exec
+// writers, so it carries no white space, no control characters and no
+// path separators; a bound on its length bounds what a remote writer's
+// registration makes the daemon keep.
+func checkWriterName(name string) error {
+	ok := name != "" && len(name) <= maxWriterName && name != "." && name != ".."
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("._:-", c)) {
+			ok = false
+		}
+	}
+	if !ok {
+		return &codedError{msg: fmt.Sprintf("%s: %.64q", strings.TrimPrefix(ErrBadWriterName.Error(), "daemon: "), name),
+			errs: []error{ErrBadWriterName, vss.E_INVALIDARG}}
 	}
 	return nil
 }

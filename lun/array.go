@@ -81,8 +81,8 @@ func (a *Array) Config() Config { return a.cfg }
 func (a *Array) StoreStats() cow.StoreStats { return a.store.Stats() }
 
 func checkName(name string) error {
-	if name == "" || len(name) > 255 {
-		return ErrBadName
+	if name == "" || len(name) > 255 || name == "." || name == ".." {
+		return ErrBadName // "." and ".." are path segments to every URL and NBD client
 	}
 	for _, c := range name {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("._:-", c)) {

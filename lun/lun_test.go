@@ -71,6 +71,8 @@ func TestBadInput(t *testing.T) {
 	}{
 		{"", Options{Size: mib}, ErrBadName},
 		{"a/b", Options{Size: mib}, ErrBadName},
+		{".", Options{Size: mib}, ErrBadName},  // a path segment: nbd://host/. is the root
+		{"..", Options{Size: mib}, ErrBadName}, // and nbd://host/.. its parent
 		{"x", Options{Size: 0}, ErrBadGeometry},
 		{"x", Options{Size: 1000}, ErrBadGeometry},
 		{"x", Options{Size: mib, BlockSize: 1024}, ErrBadGeometry},
@@ -78,6 +80,11 @@ func TestBadInput(t *testing.T) {
 	} {
 		_, err := a.Create(c.name, c.opts)
 		require.ErrorIs(t, err, c.err, "%q %+v", c.name, c.opts)
+	}
+	for _, name := range []string{"...", ".x", "x..", "a.b"} {
+		_, err := a.Create(name, Options{Size: mib})
+		require.NoError(t, err, "%q is a name, not a path segment", name)
+		require.NoError(t, a.Delete(name))
 	}
 	l := newLUN(t, a, "lun0", mib)
 	_, err := a.Create("lun0", Options{Size: mib})
