@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"weak"
 
 	"github.com/shadowbench/shadowbench/cow"
 )
@@ -368,7 +369,7 @@ func (p *PendingSnapshot) discard() {
 	}
 	l.gate.shut()
 	p.source.snapshots.Add(-1)
-	p.source.lastSnap.CompareAndSwap(l, l.prev)
+	p.source.lastSnap.CompareAndSwap(l, l.prev.Value())
 	l.release()
 }
 
@@ -388,9 +389,9 @@ func (l *LUN) pushSnapshot(snap *LUN) {
 		head := l.lastSnap.Load()
 		prev := head
 		for prev != nil && prev.isPending() {
-			prev = prev.prev
+			prev = prev.prev.Value()
 		}
-		snap.prev = prev
+		snap.prev = weak.Make(prev)
 		if l.lastSnap.CompareAndSwap(head, snap) {
 			return
 		}
