@@ -349,6 +349,40 @@ func (s *Service) Sets() []SetInfo {
 	return out
 }
 
+// ForgetSet removes a snapshot set's record (its state, result and
+// timeline) once nothing of the set is left: Set and Sets no longer know
+// it. It fails with VSS_E_OBJECT_NOT_FOUND for a set the service does not
+// know, with VSS_E_SNAPSHOT_SET_IN_PROGRESS for one still being created,
+// and with VSS_E_BAD_STATE while the set still holds snapshots (delete
+// them first). A set that failed or was abandoned holds none, and can be
+// forgotten at once.
+func (s *Service) ForgetSet(id vss.ID) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.mu.sets[id]
+	switch {
+	case !ok:
+		return vss.VSS_E_OBJECT_NOT_FOUND
+	case r.state == "creating" || r.state == "importing":
+		return vss.VSS_E_SNAPSHOT_SET_IN_PROGRESS
+	case s.holdsSnapshotsLocked(r):
+		return fmt.Errorf("%w: snapshot set %v still holds snapshots", vss.VSS_E_BAD_STATE, id)
+	}
+	delete(s.mu.sets, id)
+	return nil
+}
+
+// holdsSnapshotsLocked reports whether a snapshot of the set is still
+// held. s.mu is held.
+func (s *Service) holdsSnapshotsLocked(r *setRecord) bool {
+	for _, id := range r.snaps {
+		if _, ok := s.mu.snapshots[id]; ok {
+			return true
+		}
+	}
+	return false
+}
+
 // Close waits for the goroutines the service started (running sequences,
 // writer callbacks) to end, or ctx to.
 func (s *Service) Close(ctx context.Context) error {
