@@ -44,3 +44,40 @@ func TestForgetSet(t *testing.T) {
 	require.Empty(t, b.s.Sets())
 	require.NoError(t, bc.Close(ctx))
 }
+
+// TestSetHistoryBounded: past Config.SetHistory the oldest sets are
+// forgotten, except one that still holds snapshots.
+func TestSetHistoryBounded(t *testing.T) {
+	ctx := context.Background()
+	cfg := fast
+	cfg.SetHistory = 3
+	b := newBench(t, cfg, "lun0")
+
+	keep := b.s.NewBackupComponents()
+	require.NoError(t, keep.InitializeForBackup(nil))
+	require.NoError(t, keep.SetContext(vss.VSS_CTX_NAS_ROLLBACK))
+	kept, err := keep.StartSnapshotSet()
+	require.NoError(t, err)
+	_, err = keep.AddToSnapshotSet(ctx, "lun0", vss.GUID_NULL)
+	require.NoError(t, err)
+	a, err := keep.DoSnapshotSet(ctx)
+	require.NoError(t, err)
+	require.NoError(t, a.Wait(ctx))
+	require.NoError(t, keep.Close(ctx)) // persistent: the snapshot stays
+
+	var ids []vss.ID
+	for range 5 {
+		bc, a := b.backup(ctx, "lun0")
+		require.NoError(t, a.Wait(ctx))
+		require.NoError(t, bc.BackupComplete(ctx))
+		ids = append(ids, b.s.Sets()[len(b.s.Sets())-1].ID)
+		require.NoError(t, bc.Close(ctx)) // auto-release: its snapshot goes
+	}
+	var got []vss.ID
+	for _, s := range b.s.Sets() {
+		got = append(got, s.ID)
+	}
+	require.Equal(t, []vss.ID{kept, ids[3], ids[4]}, got, "the set holding a snapshot, then the newest")
+	_, ok := b.s.Set(ids[0])
+	require.False(t, ok)
+}

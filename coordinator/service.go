@@ -26,6 +26,9 @@ const (
 	DefaultProviderTimeout = 60 * time.Second
 	// MaxVolumes is the most volumes one set can hold (vss-spec.md F.9).
 	MaxVolumes = 64
+	// DefaultSetHistory is how many snapshot sets the service remembers
+	// when Config sets no SetHistory.
+	DefaultSetHistory = 1000
 )
 
 // Event-log IDs the coordinator writes, as Windows' VSS source does.
@@ -54,6 +57,12 @@ type Config struct {
 	EventWindow time.Duration
 	// ProviderTimeout bounds each provider call outside the hold window.
 	ProviderTimeout time.Duration
+	// SetHistory bounds the sets Set and Sets know: past it, starting a
+	// set forgets the oldest one that holds no snapshot and is not being
+	// created. A set that holds snapshots is never forgotten, so the
+	// history exceeds the bound only by sets the snapshot limits bound.
+	// 0 for DefaultSetHistory.
+	SetHistory int
 	// Logger receives the structured event log; slog.Default when nil.
 	Logger *slog.Logger
 }
@@ -69,6 +78,9 @@ func (c *Config) fill() {
 	def(&c.PrepareWindow, DefaultPrepareWindow)
 	def(&c.EventWindow, DefaultEventWindow)
 	def(&c.ProviderTimeout, DefaultProviderTimeout)
+	if c.SetHistory <= 0 {
+		c.SetHistory = DefaultSetHistory
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -337,7 +349,8 @@ func (s *Service) Set(id vss.ID) (SetInfo, bool) {
 	return r.info(), true
 }
 
-// Sets lists every snapshot set the service has run, newest last.
+// Sets lists the snapshot sets the service remembers (Config.SetHistory),
+// newest last.
 func (s *Service) Sets() []SetInfo {
 	s.mu.Lock()
 	out := make([]SetInfo, 0, len(s.mu.sets))
@@ -370,6 +383,28 @@ func (s *Service) ForgetSet(id vss.ID) error {
 	}
 	delete(s.mu.sets, id)
 	return nil
+}
+
+// addSetLocked records a set and forgets the oldest sets past the
+// history's bound (Config.SetHistory). Usually one is forgotten, so a
+// scan for the oldest beats keeping the records ordered. s.mu is held.
+func (s *Service) addSetLocked(r *setRecord) {
+	s.mu.sets[r.id] = r
+	for len(s.mu.sets) > s.cfg.SetHistory {
+		var oldest *setRecord
+		for _, o := range s.mu.sets {
+			if o.state == "creating" || o.state == "importing" || s.holdsSnapshotsLocked(o) {
+				continue
+			}
+			if oldest == nil || o.started.Before(oldest.started) {
+				oldest = o
+			}
+		}
+		if oldest == nil {
+			return // every set is in use
+		}
+		delete(s.mu.sets, oldest.id)
+	}
 }
 
 // holdsSnapshotsLocked reports whether a snapshot of the set is still

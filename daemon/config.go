@@ -47,6 +47,7 @@ type Config struct {
 	Writers   []WriterConfig   `yaml:"writers"`
 	Volumes   []VolumeConfig   `yaml:"volumes"`
 	Windows   WindowsConfig    `yaml:"windows"`
+	Sets      SetsConfig       `yaml:"sets"`
 
 	// root is the parsed file, for the lines of errors found after
 	// decoding.
@@ -188,6 +189,14 @@ type WindowsConfig struct {
 	RemoteWriter time.Duration `yaml:"remote-writer"`
 }
 
+// SetsConfig is what the daemon remembers of the snapshot sets it ran.
+type SetsConfig struct {
+	// History is how many sets GET /v1/sets lists: past it, the oldest
+	// set that holds no snapshot is forgotten (a deleted set is forgotten
+	// at once). 0 for coordinator.DefaultSetHistory.
+	History int `yaml:"history"`
+}
+
 // DefaultConfig is the configuration of serve without a file: NBD on
 // DefaultNBDListen, the API on DefaultAPIListen, and (since it names no
 // LUN) the DefaultLUNs.
@@ -226,7 +235,7 @@ func ParseConfig(file string, data []byte) (cfg *Config, err error) {
 		return nil, yamlErrors(file, err)
 	}
 	if len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
-		return nil, &ConfigError{File: file, Line: root.Line, Err: errors.New("the configuration must be a mapping of keys (nbd, api, array, providers, writers, volumes, windows)")}
+		return nil, &ConfigError{File: file, Line: root.Line, Err: errors.New("the configuration must be a mapping of keys (nbd, api, array, providers, writers, volumes, windows, sets)")}
 	}
 	cfg = DefaultConfig()
 	strict := yaml.NewDecoder(bytes.NewReader(data))
@@ -365,7 +374,7 @@ func (c *Config) errAt(err error, path ...any) *ConfigError {
 // set, is the profile file of the first provider.
 type Overrides struct {
 	NBDListen, NBDSocket, DefaultExport, APIListen, APISocket *string
-	MaxInFlight                                               *int
+	MaxInFlight, SetHistory                                   *int
 	ShutdownTimeout, Hold, Freeze, RemoteWriter               *time.Duration
 	LUNs                                                      []LUNConfig
 	Profile                                                   string
@@ -385,6 +394,9 @@ func (c *Config) Apply(o Overrides) {
 	set(&c.API.Socket, o.APISocket)
 	if o.MaxInFlight != nil {
 		c.NBD.MaxInFlight = *o.MaxInFlight
+	}
+	if o.SetHistory != nil {
+		c.Sets.History = *o.SetHistory
 	}
 	for _, d := range []struct{ dst, v *time.Duration }{{&c.NBD.ShutdownTimeout, o.ShutdownTimeout},
 		{&c.Windows.Hold, o.Hold}, {&c.Windows.Freeze, o.Freeze}, {&c.Windows.RemoteWriter, o.RemoteWriter}} {

@@ -34,6 +34,7 @@ func TestParseConfigExample(t *testing.T) {
 	require.Equal(t, []string{"/bin/true"}, cfg.Writers[1].Exec.Command)
 	require.Equal(t, []VolumeConfig{{Name: "data", LUNs: []string{"db", "logs"}}}, cfg.Volumes)
 	require.Equal(t, 2*time.Minute, cfg.Windows.Prepare)
+	require.Equal(t, 1000, cfg.Sets.History)
 }
 
 func TestConfigDefaults(t *testing.T) {
@@ -90,6 +91,7 @@ func TestConfigErrors(t *testing.T) {
 		{"volume LUN", "volumes:\n  - {name: v, luns: [lun0, nope]}\n", `c.yaml:2: volumes[0].luns[1]: LUN "nope" is not in array.luns`},
 		{"volume empty", "volumes:\n  - {name: v}\n", "volumes[0].luns: a volume needs at least one LUN"},
 		{"negative window", "windows:\n  freeze: -1s\n", "c.yaml:2: windows.freeze: must not be negative"},
+		{"negative history", "sets:\n  history: -1\n", "c.yaml:2: sets.history: must not be negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := ParseConfig("c.yaml", []byte(tc.yaml))

@@ -128,7 +128,8 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error) 
 	}
 	w := cfg.Windows
 	d.svc = coordinator.New(d.array, coordinator.Config{HoldWindow: w.Hold, FreezeWindow: w.Freeze,
-		PrepareWindow: w.Prepare, EventWindow: w.Event, ProviderTimeout: w.Provider, Logger: log})
+		PrepareWindow: w.Prepare, EventWindow: w.Event, ProviderTimeout: w.Provider, SetHistory: cfg.Sets.History,
+		Logger: log})
 	for _, p := range cfg.Providers {
 		prov, err := provider.NewArray(d.array, p.profile, provider.WithLogger(log))
 		if err != nil {

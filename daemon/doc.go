@@ -47,9 +47,9 @@
 // api (listen, socket), array (capacity, grain, max-snapshots, luns),
 // providers (name, type, priority, profile: a file or inline, seed),
 // writers (name, level, freeze-timeout, and one of scripted, exec or
-// fsfreeze), volumes (name, luns) and windows (hold, freeze, prepare,
-// event, provider, remote-writer). Sizes are numbers or "1GiB"; durations
-// are Go durations.
+// fsfreeze), volumes (name, luns), windows (hold, freeze, prepare,
+// event, provider, remote-writer) and sets (history). Sizes are numbers
+// or "1GiB"; durations are Go durations.
 //
 // # API
 //

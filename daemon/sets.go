@@ -138,7 +138,25 @@ func (d *Daemon) createSet(ctx context.Context, req CreateSetRequest) (*SetRepor
 	}
 	d.metrics.observeSet(d, setID)
 	rep, _ := d.setReport(setID)
+	d.forgetRecords()
 	return rep, err
+}
+
+// forgetRecords drops the daemon's records of the sets the service no
+// longer remembers, since its history is bounded (sets.history). It runs
+// under d.seq, so no set is between its start and its record.
+func (d *Daemon) forgetRecords() {
+	known := map[vss.ID]bool{}
+	for _, s := range d.svc.Sets() {
+		known[s.ID] = true
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for id := range d.mu.sets {
+		if !known[id] {
+			delete(d.mu.sets, id)
+		}
+	}
 }
 
 // startSet is A.1 to A.4: up to StartSnapshotSet.

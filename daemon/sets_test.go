@@ -253,3 +253,40 @@ func TestSetsCostNothingOnceDeleted(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, sets)
 }
+
+// TestSetHistoryKeepsTheNewest: past sets.history the oldest sets are
+// forgotten, their memory with them, while the outcome counters go on
+// counting every set.
+func TestSetHistoryKeepsTheNewest(t *testing.T) {
+	cfg := testConfig()
+	cfg.Sets.History = 50
+	d, c := start(t, cfg)
+	ctx := context.Background()
+	var last vss.ID
+	abandon := func(n int) {
+		for range n {
+			rep, err := d.createSet(ctx, CreateSetRequest{Targets: []string{"nope"}})
+			require.ErrorIs(t, err, vss.VSS_E_OBJECT_NOT_FOUND)
+			last = rep.ID
+		}
+	}
+	abandon(100)
+	before := heapInUse()
+	abandon(2000)
+	after := heapInUse()
+	grown := int64(after) - int64(before)
+	t.Logf("heap %d B after 100 sets, %d B after 2100: %d B a set", before, after, grown/2000)
+	require.Less(t, grown, int64(2000*128), "sets past the history keep less than 128 B each")
+
+	sets, err := c.Sets(ctx)
+	require.NoError(t, err)
+	require.Len(t, sets, 50)
+	require.Equal(t, last, sets[len(sets)-1].ID, "the newest are kept")
+	d.mu.Lock()
+	records := len(d.mu.sets)
+	d.mu.Unlock()
+	require.Equal(t, 50, records, "the daemon's records follow the history")
+	text, err := c.Metrics(ctx)
+	require.NoError(t, err)
+	require.Contains(t, text, `shadowbench_snapshot_sets_total{outcome="abandoned"} 2100`, "counted, not recounted from the history")
+}

@@ -37,6 +37,9 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	if c.Sets.History < 0 {
+		add(errors.New("must not be negative"), "sets", "history")
+	}
 	if c.Array.Capacity < 0 || c.Array.Grain < 0 || c.Array.MaxSnapshots < 0 {
 		add(errors.New("capacity, grain and max-snapshots must not be negative"), "array")
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/shadowbench/shadowbench/coordinator"
 	"github.com/shadowbench/shadowbench/daemon"
 	"github.com/shadowbench/shadowbench/nbd"
 )
@@ -16,7 +17,7 @@ import (
 type serveFlags struct {
 	config, profile, listen, socket, defaultExport, api, apiSocket string
 	luns                                                           lunSpecs
-	maxInFlight                                                    int
+	maxInFlight, setHistory                                        int
 	shutdownTimeout, hold, freeze, remoteWriter                    time.Duration
 	bench                                                          benchServeFlags
 }
@@ -49,6 +50,7 @@ adds to its LUNs. lun, snapshot, writer and status are the API's clients.`,
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for requests in flight")
 	fl.DurationVar(&f.hold, "hold-window", 10*time.Second, "the flush & hold window")
 	fl.DurationVar(&f.freeze, "freeze-window", 60*time.Second, "writers' default freeze window")
+	fl.IntVar(&f.setHistory, "set-history", coordinator.DefaultSetHistory, "snapshot sets the daemon lists: past it the oldest set without snapshots is forgotten")
 	fl.DurationVar(&f.remoteWriter, "remote-writer-timeout", daemon.DefaultRemoteWriterTimeout, "how long an attached writer may stay silent before it is dropped")
 	f.bench.bind(fl)
 	return cmd
@@ -73,6 +75,7 @@ func serve(ctx context.Context, log *slog.Logger, fl *pflag.FlagSet, f *serveFla
 	cfg.Apply(daemon.Overrides{NBDListen: given(fl, "listen", f.listen), NBDSocket: given(fl, "socket", f.socket),
 		DefaultExport: given(fl, "default-export", f.defaultExport), APIListen: given(fl, "api", f.api),
 		APISocket: given(fl, "api-socket", f.apiSocket), MaxInFlight: given(fl, "max-in-flight", f.maxInFlight),
+		SetHistory:      given(fl, "set-history", f.setHistory),
 		ShutdownTimeout: given(fl, "shutdown-timeout", f.shutdownTimeout), Hold: given(fl, "hold-window", f.hold),
 		Freeze: given(fl, "freeze-window", f.freeze), RemoteWriter: given(fl, "remote-writer-timeout", f.remoteWriter),
 		LUNs: f.luns, Profile: f.profile})
