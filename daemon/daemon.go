@@ -153,7 +153,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error) 
 			return nil, cfg.errAt(err, "volumes", i)
 		}
 	}
-	if d.nbdLs, err = ListenNBD(cfg); err != nil {
+	if d.nbdLs, err = ListenNBD(cfg, log); err != nil {
 		return nil, err
 	}
 	if err := d.listenAPI(); err != nil {
@@ -191,8 +191,9 @@ func BuildArray(cfg *Config) (*lun.Array, error) {
 	return a, nil
 }
 
-// ListenNBD opens the configured NBD listeners.
-func ListenNBD(cfg *Config) (ls []net.Listener, err error) {
+// ListenNBD opens the configured NBD listeners. A stale unix socket is
+// replaced, and said so in log (see listenUnix).
+func ListenNBD(cfg *Config, log *slog.Logger) (ls []net.Listener, err error) {
 	defer func() {
 		if err != nil {
 			closeAll(ls)
@@ -203,7 +204,12 @@ func ListenNBD(cfg *Config) (ls []net.Listener, err error) {
 		if a.addr == "" {
 			continue
 		}
-		l, err := net.Listen(a.network, a.addr)
+		var l net.Listener
+		if a.network == "unix" {
+			l, err = listenUnix(a.addr, log)
+		} else {
+			l, err = net.Listen(a.network, a.addr)
+		}
 		if err != nil {
 			return ls, fmt.Errorf("%s %s: %w", a.what, a.addr, err)
 		}
@@ -226,7 +232,7 @@ func (d *Daemon) listenAPI() error {
 		d.apiLs = append(d.apiLs, l)
 	}
 	if p := d.cfg.API.Socket; p != "" {
-		l, err := net.Listen("unix", p)
+		l, err := listenUnix(p, d.log)
 		if err != nil {
 			return fmt.Errorf("api socket %s: %w", p, err)
 		}

@@ -109,4 +109,8 @@
 //     fields, trailing data, oversize bodies are refused) and checked
 //     before any state changes; every error is JSON with the HRESULT's name
 //     and value when there is one.
+//   - D7 A unix socket (the API's or NBD's) that a killed daemon left
+//     behind is removed at start once a connection to it is refused; one
+//     another process listens on, or a file that is not a socket, is
+//     refused and left alone.
 package daemon
