@@ -218,7 +218,22 @@ func ListenNBD(cfg *Config, log *slog.Logger) (ls []net.Listener, err error) {
 	if len(ls) == 0 {
 		return nil, ErrNothingToServe
 	}
+	warnExposed(log, ls)
 	return ls, nil
+}
+
+// warnExposed warns of each NBD listener that reaches beyond loopback.
+// NBD has no authentication of its own, and the daemon sets up no TLS
+// for it, so any host that reaches such an address reads and writes
+// every LUN. Listening there stays allowed, as NBD servers allow it: an
+// isolated test network is a fair use.
+func warnExposed(log *slog.Logger, ls []net.Listener) {
+	for _, l := range ls {
+		if a, ok := l.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {
+			log.Warn("NBD listens beyond loopback, without TLS: any host that reaches this address can read and write every LUN",
+				"addr", a.String())
+		}
+	}
 }
 
 // listenAPI opens the API listeners: loopback TCP, and a unix socket only

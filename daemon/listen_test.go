@@ -1,7 +1,9 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -72,4 +74,25 @@ func TestStaleSockets(t *testing.T) {
 	b, err := os.ReadFile(plain)
 	require.NoError(t, err)
 	require.Equal(t, "keep me", string(b))
+}
+
+// TestWarnsOfExposedNBD: serving NBD beyond loopback is allowed, and
+// said in the log; on loopback nothing is said.
+func TestWarnsOfExposedNBD(t *testing.T) {
+	for _, tc := range []struct {
+		listen string
+		warn   bool
+	}{{"127.0.0.1:0", false}, {"0.0.0.0:0", true}} {
+		var log bytes.Buffer
+		cfg := testConfig()
+		cfg.NBD.Listen = tc.listen
+		d, err := New(context.Background(), cfg, Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
+		require.NoError(t, err)
+		require.NoError(t, d.Close())
+		if tc.warn {
+			require.Contains(t, log.String(), `level=WARN msg="NBD listens beyond loopback, without TLS`, tc.listen)
+		} else {
+			require.NotContains(t, log.String(), "beyond loopback", tc.listen)
+		}
+	}
 }
