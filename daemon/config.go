@@ -78,7 +78,34 @@ type APIConfig struct {
 	Listen string `yaml:"listen"`
 	// Socket is a unix socket, created with mode 0600; "" for none.
 	Socket string `yaml:"socket"`
+	// ReadTimeout bounds the reading of a request, header and body; 0 for
+	// DefaultAPIReadTimeout.
+	ReadTimeout time.Duration `yaml:"read-timeout"`
+	// WriteTimeout bounds a request from its header to its answer, and the
+	// writing of the answer of the long requests (a snapshot set, the
+	// management calls that reach providers, a writer's long poll), which
+	// are not otherwise bounded by it; 0 for DefaultAPIWriteTimeout.
+	WriteTimeout time.Duration `yaml:"write-timeout"`
+	// IdleTimeout closes a keep-alive connection idle that long; 0 for
+	// DefaultAPIIdleTimeout.
+	IdleTimeout time.Duration `yaml:"idle-timeout"`
+	// MaxConnections caps the open connections of each API listener: past
+	// it a new connection is answered 503 and closed. 0 for
+	// DefaultAPIMaxConnections.
+	MaxConnections int `yaml:"max-connections"`
 }
+
+// The API's limits when the configuration sets none. The read timeout
+// is the header timeout the API always had; a request's body is at most
+// 1 MiB, which loopback carries in microseconds. 256 connections serve
+// every CLI call and remote writer a machine runs, and cost at most a few
+// MiB.
+const (
+	DefaultAPIReadTimeout    = 10 * time.Second
+	DefaultAPIWriteTimeout   = 30 * time.Second
+	DefaultAPIIdleTimeout    = 60 * time.Second
+	DefaultAPIMaxConnections = 256
+)
 
 // ArrayConfig is the storage array.
 type ArrayConfig struct {

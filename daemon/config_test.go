@@ -35,6 +35,8 @@ func TestParseConfigExample(t *testing.T) {
 	require.Equal(t, []VolumeConfig{{Name: "data", LUNs: []string{"db", "logs"}}}, cfg.Volumes)
 	require.Equal(t, 2*time.Minute, cfg.Windows.Prepare)
 	require.Equal(t, 1000, cfg.Sets.History)
+	require.Equal(t, APIConfig{Listen: "127.0.0.1:10810", ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
+		IdleTimeout: time.Minute, MaxConnections: 256}, cfg.API)
 }
 
 func TestConfigDefaults(t *testing.T) {
@@ -92,6 +94,8 @@ func TestConfigErrors(t *testing.T) {
 		{"volume empty", "volumes:\n  - {name: v}\n", "volumes[0].luns: a volume needs at least one LUN"},
 		{"negative window", "windows:\n  freeze: -1s\n", "c.yaml:2: windows.freeze: must not be negative"},
 		{"negative history", "sets:\n  history: -1\n", "c.yaml:2: sets.history: must not be negative"},
+		{"negative API timeout", "api:\n  idle-timeout: -1s\n", "c.yaml:2: api.idle-timeout: must not be negative"},
+		{"negative connection cap", "api:\n  max-connections: -1\n", "c.yaml:2: api.max-connections: must not be negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := ParseConfig("c.yaml", []byte(tc.yaml))

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -46,7 +47,7 @@ type Daemon struct {
 	provs   []*providerEntry
 	nbd     *nbd.Server
 	nbdLs   []net.Listener
-	apiLs   []net.Listener
+	apiLs   []net.Listener // each a *capListener
 	http    *http.Server
 	metrics *metrics
 	closers []func() error // writers that hold resources (fsfreeze)
@@ -68,6 +69,7 @@ type Daemon struct {
 	// counts API requests in flight, which net/http runs.
 	wg       sync.WaitGroup
 	handlers tracker
+	bodies   bodyReads
 	runOnce  sync.Once
 
 	// mu guards the daemon's own records. It is never held across a call
@@ -166,9 +168,19 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error) 
 	d.nbd = nbd.NewServer(nbd.ArrayCatalog(d.array), nbd.Options{MaxInFlight: cfg.NBD.MaxInFlight,
 		DefaultExport: def, ShutdownTimeout: d.shutdownTimeout(), Logger: log})
 	d.metrics = newMetrics(d)
-	d.http = &http.Server{Handler: d.routes(), ReadHeaderTimeout: 10 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return d.reqCtx },
-		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	// ReadTimeout covers the body too, so a client that sends a header and
+	// no body is answered 408 and closed, as one that sends half a header
+	// is closed, and IdleTimeout closes idle keep-alive connections: all
+	// of them used to stay open for good. The long requests lift the
+	// deadlines once their body is read (see serve).
+	api := cfg.API
+	d.http = &http.Server{Handler: d.routes(),
+		ReadHeaderTimeout: cmp.Or(api.ReadTimeout, DefaultAPIReadTimeout),
+		ReadTimeout:       cmp.Or(api.ReadTimeout, DefaultAPIReadTimeout),
+		WriteTimeout:      d.writeTimeout(),
+		IdleTimeout:       cmp.Or(api.IdleTimeout, DefaultAPIIdleTimeout),
+		BaseContext:       func(net.Listener) context.Context { return d.reqCtx },
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	return d, nil
 }
 
@@ -237,26 +249,31 @@ func warnExposed(log *slog.Logger, ls []net.Listener) {
 }
 
 // listenAPI opens the API listeners: loopback TCP, and a unix socket only
-// its owner may use.
+// its owner may use, each with its cap of connections.
 func (d *Daemon) listenAPI() error {
+	limit := cmp.Or(d.cfg.API.MaxConnections, DefaultAPIMaxConnections)
 	if a := d.cfg.API.Listen; a != "" {
 		l, err := net.Listen("tcp", a)
 		if err != nil {
 			return fmt.Errorf("api listen %s: %w", a, err)
 		}
-		d.apiLs = append(d.apiLs, l)
+		d.apiLs = append(d.apiLs, newCapListener(l, limit))
 	}
 	if p := d.cfg.API.Socket; p != "" {
 		l, err := listenUnix(p, d.log)
 		if err != nil {
 			return fmt.Errorf("api socket %s: %w", p, err)
 		}
-		d.apiLs = append(d.apiLs, l)
+		d.apiLs = append(d.apiLs, newCapListener(l, limit))
 		if err := os.Chmod(p, 0o600); err != nil {
 			return fmt.Errorf("api socket %s: %w", p, err)
 		}
 	}
 	return nil
+}
+
+func (d *Daemon) writeTimeout() time.Duration {
+	return cmp.Or(d.cfg.API.WriteTimeout, DefaultAPIWriteTimeout)
 }
 
 func (d *Daemon) shutdownTimeout() time.Duration {
@@ -368,6 +385,7 @@ func (d *Daemon) shutdown() error {
 	}
 	d.mu.Unlock()
 	close(d.stop)
+	d.bodies.cut()
 	for _, e := range remotes {
 		d.dropWriter(e.info.ID, "the daemon is shutting down")
 	}

@@ -44,7 +44,8 @@
 //
 // testdata/daemon.yaml is a complete, commented configuration. Its keys:
 // nbd (listen, socket, default-export, max-in-flight, shutdown-timeout),
-// api (listen, socket), array (capacity, grain, max-snapshots, luns),
+// api (listen, socket, read-timeout, write-timeout, idle-timeout,
+// max-connections), array (capacity, grain, max-snapshots, luns),
 // providers (name, type, priority, profile: a file or inline, seed),
 // writers (name, level, freeze-timeout, and one of scripted, exec or
 // fsfreeze), volumes (name, luns), windows (hold, freeze, prepare,
@@ -113,4 +114,12 @@
 //     behind is removed at start once a connection to it is refused; one
 //     another process listens on, or a file that is not a socket, is
 //     refused and left alone.
+//   - D8 No client holds the API: a request's header and body must
+//     arrive within api.read-timeout (408 otherwise) and its answer leave
+//     within api.write-timeout (a set, a management call reaching
+//     providers and a long poll are bounded by their own windows), an
+//     idle keep-alive connection is closed after api.idle-timeout, each
+//     listener has at most api.max-connections open (past it 503 at once,
+//     counted in /metrics), and shutdown ends the reads of bodies that
+//     have not arrived instead of waiting for them.
 package daemon

@@ -51,6 +51,9 @@ var (
 	// ErrStopping is a request that arrives while the daemon shuts down
 	// [E_ABORT].
 	ErrStopping = errors.New("daemon: shutting down")
+	// ErrRequestTimeout is a request whose body did not arrive within the
+	// read timeout (api.read-timeout).
+	ErrRequestTimeout = errors.New("daemon: the request's body did not arrive within the read timeout (api.read-timeout)")
 )
 
 // Errors of the client.
@@ -133,6 +136,8 @@ func statusOf(err error) int {
 	switch {
 	case is(ErrStopping):
 		return http.StatusServiceUnavailable
+	case is(ErrRequestTimeout):
+		return http.StatusRequestTimeout
 	case is(ErrEventOver, ErrWriterDropped):
 		return http.StatusGone
 	case is(ErrNoSuchLUN, ErrNoSuchWriter, ErrNoSuchObject, lun.ErrNotFound, vss.VSS_E_OBJECT_NOT_FOUND):

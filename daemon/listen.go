@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -48,4 +50,73 @@ func listenUnix(path string, log *slog.Logger) (net.Listener, error) {
 	}
 	log.Info("removed a stale socket nobody listened on", "path", path)
 	return net.Listen("unix", path)
+}
+
+// capListener caps the connections a listener has open. Past the cap a
+// new connection is answered 503 at once and closed, and counted.
+//
+// netutil.LimitListener (golang.org/x/net) was rejected: past its cap it
+// stops accepting, so new connections wait in the kernel's backlog, and a
+// client learns nothing until its own timeout; here it gets an answer
+// that says why. Each listener has a cap of its own, so that a flood of
+// TCP connections leaves the unix socket usable.
+type capListener struct {
+	net.Listener
+	slots   chan struct{}
+	open    atomic.Int64
+	refused atomic.Int64
+}
+
+// tooMany is the answer to a connection past the cap, written whole
+// before the request is read.
+var tooMany = func() []byte {
+	body := `{"error":"too many connections to the API; try again later"}` + "\n"
+	return fmt.Appendf(nil, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"+
+		"Content-Length: %d\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s", len(body), body)
+}()
+
+func newCapListener(l net.Listener, max int) *capListener {
+	return &capListener{Listener: l, slots: make(chan struct{}, max)}
+}
+
+// Accept returns the next connection within the cap. A connection past
+// it gets tooMany, written with a short deadline so that Accept never
+// waits on a client, and is closed. The answer is best effort: closing a
+// socket whose request has arrived unread resets it, and a client may
+// see the reset first (1 in 100 here, where requests follow the
+// connect at once). Draining the request first would need a goroutine
+// per refused connection, which a flood would multiply.
+func (l *capListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.slots <- struct{}{}:
+			l.open.Add(1)
+			return &cappedConn{Conn: c, l: l}, nil
+		default:
+			l.refused.Add(1)
+			_ = c.SetWriteDeadline(time.Now().Add(10 * time.Millisecond))
+			_, _ = c.Write(tooMany)
+			_ = c.Close()
+		}
+	}
+}
+
+// cappedConn gives its slot back when it closes, once.
+type cappedConn struct {
+	net.Conn
+	l    *capListener
+	once sync.Once
+}
+
+func (c *cappedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		c.l.open.Add(-1)
+		<-c.l.slots
+	})
+	return err
 }

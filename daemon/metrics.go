@@ -131,6 +131,7 @@ type collector struct {
 	setsInProgress, snapshots, held                  *prometheus.Desc
 	commit                                           *prometheus.Desc
 	writers, build, start                            *prometheus.Desc
+	apiConns, apiRefused                             *prometheus.Desc
 }
 
 func newCollector(d *Daemon) *collector {
@@ -153,6 +154,8 @@ func newCollector(d *Daemon) *collector {
 		writers:        desc("shadowbench_writers", "Writers the daemon knows, by kind.", "kind"),
 		build:          desc("shadowbench_build_info", "The daemon's version.", "version"),
 		start:          desc("shadowbench_start_time_seconds", "When the daemon started, in seconds since the epoch."),
+		apiConns:       desc("shadowbench_api_connections", "Open connections of each API listener.", "listener"),
+		apiRefused:     desc("shadowbench_api_connections_refused_total", "Connections each API listener refused past api.max-connections.", "listener"),
 	}
 }
 
@@ -160,7 +163,7 @@ func newCollector(d *Daemon) *collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.lunOps, c.lunBytes, c.lunErrors, c.lunLatency, c.lunSize,
 		c.storeData, c.storeMeta, c.storeCapacity, c.setsInProgress, c.snapshots, c.held,
-		c.commit, c.writers, c.build, c.start} {
+		c.commit, c.writers, c.build, c.start, c.apiConns, c.apiRefused} {
 		ch <- d
 	}
 }
@@ -213,6 +216,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for k, n := range kinds {
 		gauge(c.writers, float64(n), k)
+	}
+	urls := d.APIURLs()
+	for i, l := range d.apiLs {
+		cl := l.(*capListener)
+		gauge(c.apiConns, float64(cl.open.Load()), urls[i])
+		counter(c.apiRefused, float64(cl.refused.Load()), urls[i])
 	}
 	gauge(c.build, 1, d.version)
 	gauge(c.start, float64(d.started.UnixNano())/1e9)

@@ -37,6 +37,12 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	neg(c.API.ReadTimeout, "api", "read-timeout")
+	neg(c.API.WriteTimeout, "api", "write-timeout")
+	neg(c.API.IdleTimeout, "api", "idle-timeout")
+	if c.API.MaxConnections < 0 {
+		add(errors.New("must not be negative"), "api", "max-connections")
+	}
 	if c.Sets.History < 0 {
 		add(errors.New("must not be negative"), "sets", "history")
 	}
