@@ -23,6 +23,7 @@ func rawCall(t *testing.T, d *Daemon, method, path, body string) (int, http.Head
 	}
 	req, err := http.NewRequest(method, d.APIURLs()[0]+path, rd)
 	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+d.token)
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
@@ -114,7 +115,7 @@ func TestAPIErrors(t *testing.T) {
 }
 
 func mustClient(t *testing.T, d *Daemon) *Client {
-	c, err := NewClient(d.APIURLs()[0])
+	c, err := NewClient(d.APIURLs()[0], WithToken(d.token))
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
 	return c

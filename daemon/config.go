@@ -78,6 +78,12 @@ type APIConfig struct {
 	Listen string `yaml:"listen"`
 	// Socket is a unix socket, created with mode 0600; "" for none.
 	Socket string `yaml:"socket"`
+	// Auth is how the TCP API tells who calls it: AuthToken (the default,
+	// also "") or AuthNone. The unix socket needs no token.
+	Auth string `yaml:"auth"`
+	// TokenFile is where the daemon writes the TCP API's token; "" for
+	// DefaultTokenFile.
+	TokenFile string `yaml:"token-file"`
 	// ReadTimeout bounds the reading of a request, header and body; 0 for
 	// DefaultAPIReadTimeout.
 	ReadTimeout time.Duration `yaml:"read-timeout"`
@@ -401,6 +407,7 @@ func (c *Config) errAt(err error, path ...any) *ConfigError {
 // set, is the profile file of the first provider.
 type Overrides struct {
 	NBDListen, NBDSocket, DefaultExport, APIListen, APISocket *string
+	APIAuth, APITokenFile                                     *string
 	MaxInFlight, SetHistory                                   *int
 	ShutdownTimeout, Hold, Freeze, RemoteWriter               *time.Duration
 	LUNs                                                      []LUNConfig
@@ -419,6 +426,8 @@ func (c *Config) Apply(o Overrides) {
 	set(&c.NBD.DefaultExport, o.DefaultExport)
 	set(&c.API.Listen, o.APIListen)
 	set(&c.API.Socket, o.APISocket)
+	set(&c.API.Auth, o.APIAuth)
+	set(&c.API.TokenFile, o.APITokenFile)
 	if o.MaxInFlight != nil {
 		c.NBD.MaxInFlight = *o.MaxInFlight
 	}

@@ -35,7 +35,7 @@ func TestParseConfigExample(t *testing.T) {
 	require.Equal(t, []VolumeConfig{{Name: "data", LUNs: []string{"db", "logs"}}}, cfg.Volumes)
 	require.Equal(t, 2*time.Minute, cfg.Windows.Prepare)
 	require.Equal(t, 1000, cfg.Sets.History)
-	require.Equal(t, APIConfig{Listen: "127.0.0.1:10810", ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
+	require.Equal(t, APIConfig{Listen: "127.0.0.1:10810", Auth: AuthToken, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
 		IdleTimeout: time.Minute, MaxConnections: 256}, cfg.API)
 }
 

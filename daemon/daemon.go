@@ -42,15 +42,18 @@ type Daemon struct {
 	version string
 	started time.Time
 
-	array   *lun.Array
-	svc     *coordinator.Service
-	provs   []*providerEntry
-	nbd     *nbd.Server
-	nbdLs   []net.Listener
-	apiLs   []net.Listener // each a *capListener
-	http    *http.Server
-	metrics *metrics
-	closers []func() error // writers that hold resources (fsfreeze)
+	array *lun.Array
+	svc   *coordinator.Service
+	provs []*providerEntry
+	nbd   *nbd.Server
+	nbdLs []net.Listener
+	apiLs []net.Listener // each a *capListener
+	// token is the TCP API's bearer token, "" when it takes none;
+	// tokenFile is where it was written.
+	token, tokenFile string
+	http             *http.Server
+	metrics          *metrics
+	closers          []func() error // writers that hold resources (fsfreeze)
 
 	// seq serializes the daemon's snapshot sets (B.1): a second request
 	// waits for the first rather than failing with
@@ -161,6 +164,9 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error) 
 	if err := d.listenAPI(); err != nil {
 		return nil, err
 	}
+	if err := d.setUpAuth(); err != nil {
+		return nil, err
+	}
 	def := cfg.NBD.DefaultExport
 	if def == "" {
 		def = cfg.Array.LUNs[0].Name
@@ -174,7 +180,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error) 
 	// of them used to stay open for good. The long requests lift the
 	// deadlines once their body is read (see serve).
 	api := cfg.API
-	d.http = &http.Server{Handler: d.routes(),
+	d.http = &http.Server{Handler: d.authorize(d.routes()), ConnContext: withConnNetwork,
 		ReadHeaderTimeout: cmp.Or(api.ReadTimeout, DefaultAPIReadTimeout),
 		ReadTimeout:       cmp.Or(api.ReadTimeout, DefaultAPIReadTimeout),
 		WriteTimeout:      d.writeTimeout(),
@@ -427,9 +433,11 @@ func (d *Daemon) release() {
 	closeAll(d.nbdLs)
 }
 
-// releaseResources closes the providers and the writers' resources (an
-// fsfreeze writer thaws); the servers close their own listeners.
+// releaseResources removes the token file and closes the providers and
+// the writers' resources (an fsfreeze writer thaws); the servers close
+// their own listeners.
 func (d *Daemon) releaseResources() {
+	d.removeToken()
 	for _, p := range d.provs {
 		_ = p.prov.Close()
 	}

@@ -44,8 +44,8 @@
 //
 // testdata/daemon.yaml is a complete, commented configuration. Its keys:
 // nbd (listen, socket, default-export, max-in-flight, shutdown-timeout),
-// api (listen, socket, read-timeout, write-timeout, idle-timeout,
-// max-connections), array (capacity, grain, max-snapshots, luns),
+// api (listen, socket, auth, token-file, read-timeout, write-timeout,
+// idle-timeout, max-connections), array (capacity, grain, max-snapshots, luns),
 // providers (name, type, priority, profile: a file or inline, seed),
 // writers (name, level, freeze-timeout, and one of scripted, exec or
 // fsfreeze), volumes (name, luns), windows (hold, freeze, prepare,
@@ -91,8 +91,13 @@
 //
 // # Invariants
 //
-//   - D1 The API is never offered to the network: TCP addresses must be on
-//     loopback, and the unix socket is created with mode 0600.
+//   - D1 The API is never offered to the network, nor to other local
+//     users: TCP addresses must be on loopback, and every request over TCP
+//     but those for /metrics carries the bearer token the daemon writes at
+//     start to its token file (mode 0600, in $XDG_RUNTIME_DIR/shadowbench
+//     unless api.token-file says otherwise), or is answered 401; api.auth
+//     none lifts that, and the log says so. The unix socket needs no
+//     token: it is created with mode 0600.
 //   - D2 A remote writer never holds a sequence past the event's window:
 //     the callback returns at the window's end, or at once when the writer
 //     is detached or dropped, with the answer a detached writer gives (true

@@ -51,6 +51,9 @@ var (
 	// ErrStopping is a request that arrives while the daemon shuts down
 	// [E_ABORT].
 	ErrStopping = errors.New("daemon: shutting down")
+	// ErrUnauthorized is a request over TCP without the daemon's bearer
+	// token.
+	ErrUnauthorized = errors.New("daemon: the TCP API needs the bearer token the daemon writes at start (the shadowbench CLI reads it by itself: --api-token-file, $" + EnvAPITokenFile + ")")
 	// ErrRequestTimeout is a request whose body did not arrive within the
 	// read timeout (api.read-timeout).
 	ErrRequestTimeout = errors.New("daemon: the request's body did not arrive within the read timeout (api.read-timeout)")
@@ -136,6 +139,8 @@ func statusOf(err error) int {
 	switch {
 	case is(ErrStopping):
 		return http.StatusServiceUnavailable
+	case is(ErrUnauthorized):
+		return http.StatusUnauthorized
 	case is(ErrRequestTimeout):
 		return http.StatusRequestTimeout
 	case is(ErrEventOver, ErrWriterDropped):

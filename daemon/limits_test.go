@@ -32,24 +32,25 @@ func needFiles(t *testing.T, n uint64) {
 	}
 }
 
-// withoutBody opens a connection that sends a request header announcing a
-// body, and no body.
-func withoutBody(t *testing.T, addr string) net.Conn {
+// withoutBody opens a connection to d's TCP API that sends a request
+// header announcing a body, and no body.
+func withoutBody(t *testing.T, d *Daemon) net.Conn {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
+	c, err := net.Dial("tcp", d.apiLs[0].Addr().String())
 	require.NoError(t, err)
-	_, err = io.WriteString(c, "POST /v1/luns HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n")
+	_, err = io.WriteString(c, "POST /v1/luns HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+d.token+
+		"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n")
 	require.NoError(t, err)
 	return c
 }
 
-// idle opens a keep-alive connection, makes one request on it and leaves
-// it idle. It returns the connection with its reader.
-func idle(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+// idle opens a keep-alive connection to d's TCP API, makes one request on
+// it and leaves it idle. It returns the connection with its reader.
+func idle(t *testing.T, d *Daemon) (net.Conn, *bufio.Reader) {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
+	c, err := net.Dial("tcp", d.apiLs[0].Addr().String())
 	require.NoError(t, err)
-	_, err = io.WriteString(c, "GET /v1/luns HTTP/1.1\r\nHost: x\r\n\r\n")
+	_, err = io.WriteString(c, "GET /v1/luns HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+d.token+"\r\n\r\n")
 	require.NoError(t, err)
 	br := bufio.NewReader(c)
 	resp, err := http.ReadResponse(br, nil)
@@ -90,12 +91,11 @@ func TestAPITimeouts(t *testing.T) {
 	cfg.API.ReadTimeout, cfg.API.IdleTimeout = 200*time.Millisecond, 200*time.Millisecond
 	cfg.API.MaxConnections = noBodyConns + idleConns + 10
 	d, c := start(t, cfg)
-	addr := d.apiLs[0].Addr().String()
 
 	t0 := time.Now()
 	var slow []net.Conn
 	for range noBodyConns {
-		slow = append(slow, withoutBody(t, addr))
+		slow = append(slow, withoutBody(t, d))
 	}
 	type conn struct {
 		c  net.Conn
@@ -103,7 +103,7 @@ func TestAPITimeouts(t *testing.T) {
 	}
 	var idles []conn
 	for range idleConns {
-		c, br := idle(t, addr)
+		c, br := idle(t, d)
 		idles = append(idles, conn{c, br})
 	}
 	deadline := time.Now().Add(3 * time.Second)
@@ -132,13 +132,12 @@ func TestAPIShutdownCutsSlowClients(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
-	addr := d.apiLs[0].Addr().String()
 	var conns []net.Conn
 	for range noBodyConns {
-		conns = append(conns, withoutBody(t, addr))
+		conns = append(conns, withoutBody(t, d))
 	}
 	for range idleConns {
-		c, _ := idle(t, addr)
+		c, _ := idle(t, d)
 		conns = append(conns, c)
 	}
 	require.Eventually(t, func() bool { return d.apiLs[0].(*capListener).open.Load() == noBodyConns+idleConns },
@@ -166,7 +165,7 @@ func TestAPIConnectionCap(t *testing.T) {
 	addr := d.apiLs[0].Addr().String()
 	var held []net.Conn
 	for range 20 {
-		c, _ := idle(t, addr)
+		c, _ := idle(t, d)
 		held = append(held, c)
 	}
 	for range 5 {
@@ -193,7 +192,7 @@ func TestAPIConnectionCap(t *testing.T) {
 			return false
 		}
 		defer c.Close()
-		_, err = io.WriteString(c, "GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n")
+		_, err = io.WriteString(c, "GET /v1/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+d.token+"\r\n\r\n")
 		if err != nil {
 			return false
 		}

@@ -37,6 +37,9 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	if a := c.API.Auth; a != "" && a != AuthToken && a != AuthNone {
+		add(fmt.Errorf("%q: want token or none", a), "api", "auth")
+	}
 	neg(c.API.ReadTimeout, "api", "read-timeout")
 	neg(c.API.WriteTimeout, "api", "write-timeout")
 	neg(c.API.IdleTimeout, "api", "idle-timeout")

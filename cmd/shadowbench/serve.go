@@ -8,18 +8,18 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/shadowbench/shadowbench/coordinator"
 	"github.com/shadowbench/shadowbench/daemon"
 	"github.com/shadowbench/shadowbench/nbd"
 )
 
 // serveFlags are the flags of shadowbench serve.
 type serveFlags struct {
-	config, profile, listen, socket, defaultExport, api, apiSocket string
-	luns                                                           lunSpecs
-	maxInFlight, setHistory                                        int
-	shutdownTimeout, hold, freeze, remoteWriter                    time.Duration
-	bench                                                          benchServeFlags
+	config, profile, listen, socket, defaultExport string
+	luns                                           lunSpecs
+	maxInFlight                                    int
+	shutdownTimeout, hold, freeze, remoteWriter    time.Duration
+	api                                            apiServeFlags
+	bench                                          benchServeFlags
 }
 
 func newServeCmd(a *app) *cobra.Command {
@@ -31,7 +31,8 @@ func newServeCmd(a *app) *cobra.Command {
 provider, and the HTTP API (JSON; Prometheus metrics at /metrics) until
 SIGINT or SIGTERM; then stop accepting, drain and flush. Without --config:
 LUNs lun0 and lun1 of 1 GiB on nbd://127.0.0.1:10809, the API on
-http://127.0.0.1:10810. --config reads a YAML file (array, providers and
+http://127.0.0.1:10810, whose bearer token is written to --api-token-file
+for the CLI to read. --config reads a YAML file (array, providers and
 profiles, writers, volumes, windows); flags given override it and --lun
 adds to its LUNs. lun, snapshot, writer and status are the API's clients.`,
 		Args: cobra.NoArgs,
@@ -41,8 +42,7 @@ adds to its LUNs. lun, snapshot, writer and status are the API's clients.`,
 	fl.StringVar(&f.config, "config", "", "YAML configuration `FILE`")
 	fl.StringVar(&f.listen, "listen", daemon.DefaultNBDListen, "TCP address to serve NBD on; empty for none")
 	fl.StringVar(&f.socket, "socket", "", "unix socket to serve NBD on as well")
-	fl.StringVar(&f.api, "api", daemon.DefaultAPIListen, "loopback address of the HTTP API; empty for none")
-	fl.StringVar(&f.apiSocket, "api-socket", "", "unix socket (mode 0600) to serve the HTTP API on as well")
+	f.api.bind(fl)
 	fl.Var(&f.luns, "lun", "a LUN, name=NAME,size=SIZE[,blocksize=512|4096][,readonly=true]; repeatable (default: lun0 and lun1 of 1 GiB)")
 	fl.StringVar(&f.profile, "profile", "", "firmware profile `FILE` of the (first) array provider")
 	fl.StringVar(&f.defaultExport, "default-export", "", "export for clients that name none (default: the first LUN)")
@@ -50,7 +50,6 @@ adds to its LUNs. lun, snapshot, writer and status are the API's clients.`,
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for requests in flight")
 	fl.DurationVar(&f.hold, "hold-window", 10*time.Second, "the flush & hold window")
 	fl.DurationVar(&f.freeze, "freeze-window", 60*time.Second, "writers' default freeze window")
-	fl.IntVar(&f.setHistory, "set-history", coordinator.DefaultSetHistory, "snapshot sets the daemon lists: past it the oldest set without snapshots is forgotten")
 	fl.DurationVar(&f.remoteWriter, "remote-writer-timeout", daemon.DefaultRemoteWriterTimeout, "how long an attached writer may stay silent before it is dropped")
 	f.bench.bind(fl)
 	return cmd
@@ -72,13 +71,13 @@ func serve(ctx context.Context, log *slog.Logger, fl *pflag.FlagSet, f *serveFla
 			return err
 		}
 	}
-	cfg.Apply(daemon.Overrides{NBDListen: given(fl, "listen", f.listen), NBDSocket: given(fl, "socket", f.socket),
-		DefaultExport: given(fl, "default-export", f.defaultExport), APIListen: given(fl, "api", f.api),
-		APISocket: given(fl, "api-socket", f.apiSocket), MaxInFlight: given(fl, "max-in-flight", f.maxInFlight),
-		SetHistory:      given(fl, "set-history", f.setHistory),
+	o := daemon.Overrides{NBDListen: given(fl, "listen", f.listen), NBDSocket: given(fl, "socket", f.socket),
+		DefaultExport: given(fl, "default-export", f.defaultExport), MaxInFlight: given(fl, "max-in-flight", f.maxInFlight),
 		ShutdownTimeout: given(fl, "shutdown-timeout", f.shutdownTimeout), Hold: given(fl, "hold-window", f.hold),
 		Freeze: given(fl, "freeze-window", f.freeze), RemoteWriter: given(fl, "remote-writer-timeout", f.remoteWriter),
-		LUNs: f.luns, Profile: f.profile})
+		LUNs: f.luns, Profile: f.profile}
+	f.api.apply(fl, &o)
+	cfg.Apply(o)
 	if err := cfg.Validate(); err != nil {
 		return err
 	}

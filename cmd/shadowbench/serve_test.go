@@ -15,7 +15,19 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain checks that no test leaves a goroutine behind, and gives the
+// daemons a runtime directory of their own for their token files.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "shadowbench-cmd-test-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("XDG_RUNTIME_DIR", dir)
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		_ = os.RemoveAll(dir)
+		os.Exit(code)
+	}))
+}
 
 // execute runs the command line and returns its stderr and error.
 func execute(ctx context.Context, args ...string) (string, error) {
