@@ -302,7 +302,7 @@ func (b *BackupComponents) ImportSnapshots(ctx context.Context) (vss.HRESULT, er
 	if orig, ok := s.mu.sets[run.id]; ok {
 		run.rec = orig // keep the set's creation record; the import's spans are the requester's
 	} else {
-		s.mu.sets[run.id] = run.rec
+		s.addSetLocked(run.rec)
 	}
 	s.mu.Unlock()
 	s.record(run)

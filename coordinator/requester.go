@@ -306,7 +306,7 @@ func (b *BackupComponents) StartSnapshotSet() (vss.ID, error) {
 	}
 	run := newSetRun(b.s, b.mu.ctx)
 	b.s.mu.creating = b
-	b.s.mu.sets[run.id] = run.rec
+	b.s.addSetLocked(run.rec)
 	b.mu.set = run
 	b.mu.lastSet = run.id
 	b.mu.state = reqSetStarted

@@ -26,6 +26,9 @@ const (
 	DefaultProviderTimeout = 60 * time.Second
 	// MaxVolumes is the most volumes one set can hold (vss-spec.md F.9).
 	MaxVolumes = 64
+	// DefaultSetHistory is how many snapshot sets the service remembers
+	// when Config sets no SetHistory.
+	DefaultSetHistory = 1000
 )
 
 // Event-log IDs the coordinator writes, as Windows' VSS source does.
@@ -54,6 +57,12 @@ type Config struct {
 	EventWindow time.Duration
 	// ProviderTimeout bounds each provider call outside the hold window.
 	ProviderTimeout time.Duration
+	// SetHistory bounds the sets Set and Sets know: past it, starting a
+	// set forgets the oldest one that holds no snapshot and is not being
+	// created. A set that holds snapshots is never forgotten, so the
+	// history exceeds the bound only by sets the snapshot limits bound.
+	// 0 for DefaultSetHistory.
+	SetHistory int
 	// Logger receives the structured event log; slog.Default when nil.
 	Logger *slog.Logger
 }
@@ -69,6 +78,9 @@ func (c *Config) fill() {
 	def(&c.PrepareWindow, DefaultPrepareWindow)
 	def(&c.EventWindow, DefaultEventWindow)
 	def(&c.ProviderTimeout, DefaultProviderTimeout)
+	if c.SetHistory <= 0 {
+		c.SetHistory = DefaultSetHistory
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -337,7 +349,8 @@ func (s *Service) Set(id vss.ID) (SetInfo, bool) {
 	return r.info(), true
 }
 
-// Sets lists every snapshot set the service has run, newest last.
+// Sets lists the snapshot sets the service remembers (Config.SetHistory),
+// newest last.
 func (s *Service) Sets() []SetInfo {
 	s.mu.Lock()
 	out := make([]SetInfo, 0, len(s.mu.sets))
@@ -347,6 +360,62 @@ func (s *Service) Sets() []SetInfo {
 	s.mu.Unlock()
 	slices.SortFunc(out, func(a, b SetInfo) int { return a.Started.Compare(b.Started) })
 	return out
+}
+
+// ForgetSet removes a snapshot set's record (its state, result and
+// timeline) once nothing of the set is left: Set and Sets no longer know
+// it. It fails with VSS_E_OBJECT_NOT_FOUND for a set the service does not
+// know, with VSS_E_SNAPSHOT_SET_IN_PROGRESS for one still being created,
+// and with VSS_E_BAD_STATE while the set still holds snapshots (delete
+// them first). A set that failed or was abandoned holds none, and can be
+// forgotten at once.
+func (s *Service) ForgetSet(id vss.ID) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.mu.sets[id]
+	switch {
+	case !ok:
+		return vss.VSS_E_OBJECT_NOT_FOUND
+	case r.state == "creating" || r.state == "importing":
+		return vss.VSS_E_SNAPSHOT_SET_IN_PROGRESS
+	case s.holdsSnapshotsLocked(r):
+		return fmt.Errorf("%w: snapshot set %v still holds snapshots", vss.VSS_E_BAD_STATE, id)
+	}
+	delete(s.mu.sets, id)
+	return nil
+}
+
+// addSetLocked records a set and forgets the oldest sets past the
+// history's bound (Config.SetHistory). Usually one is forgotten, so a
+// scan for the oldest beats keeping the records ordered. s.mu is held.
+func (s *Service) addSetLocked(r *setRecord) {
+	s.mu.sets[r.id] = r
+	for len(s.mu.sets) > s.cfg.SetHistory {
+		var oldest *setRecord
+		for _, o := range s.mu.sets {
+			if o.state == "creating" || o.state == "importing" || s.holdsSnapshotsLocked(o) {
+				continue
+			}
+			if oldest == nil || o.started.Before(oldest.started) {
+				oldest = o
+			}
+		}
+		if oldest == nil {
+			return // every set is in use
+		}
+		delete(s.mu.sets, oldest.id)
+	}
+}
+
+// holdsSnapshotsLocked reports whether a snapshot of the set is still
+// held. s.mu is held.
+func (s *Service) holdsSnapshotsLocked(r *setRecord) bool {
+	for _, id := range r.snaps {
+		if _, ok := s.mu.snapshots[id]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // Close waits for the goroutines the service started (running sequences,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -26,7 +27,13 @@ const maxPollWait = time.Minute
 func (d *Daemon) routes() http.Handler {
 	mux := http.NewServeMux()
 	handle := func(pattern string, fn func(*http.Request) (int, any, error)) {
-		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) { d.serve(w, r, fn) })
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) { d.serve(w, r, fn, false) })
+	}
+	// long routes may work past the write timeout: a whole snapshot set,
+	// the management calls that go to providers (each bounded by
+	// windows.provider), a writer's long poll.
+	long := func(pattern string, fn func(*http.Request) (int, any, error)) {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) { d.serve(w, r, fn, true) })
 	}
 	handle("GET /v1/status", func(*http.Request) (int, any, error) { return http.StatusOK, d.status(), nil })
 
@@ -70,7 +77,7 @@ func (d *Daemon) routes() http.Handler {
 	handle("GET /v1/volumes", func(*http.Request) (int, any, error) { return http.StatusOK, d.svc.Volumes(), nil })
 
 	handle("GET /v1/sets", func(*http.Request) (int, any, error) { return http.StatusOK, d.sets(), nil })
-	handle("POST /v1/sets", func(r *http.Request) (int, any, error) {
+	long("POST /v1/sets", func(r *http.Request) (int, any, error) {
 		var req CreateSetRequest
 		if err := decode(r, &req, true); err != nil {
 			return 0, nil, err
@@ -89,7 +96,7 @@ func (d *Daemon) routes() http.Handler {
 		rep, err := d.setReport(id)
 		return http.StatusOK, rep, err
 	})
-	handle("DELETE /v1/sets/{id}", func(r *http.Request) (int, any, error) {
+	long("DELETE /v1/sets/{id}", func(r *http.Request) (int, any, error) {
 		id, err := pathID(r)
 		if err != nil {
 			return 0, nil, err
@@ -97,7 +104,7 @@ func (d *Daemon) routes() http.Handler {
 		res, err := d.deleteSet(r.Context(), id)
 		return http.StatusOK, res, err
 	})
-	handle("POST /v1/sets/{id}/break", func(r *http.Request) (int, any, error) {
+	long("POST /v1/sets/{id}/break", func(r *http.Request) (int, any, error) {
 		id, err := pathID(r)
 		if err != nil {
 			return 0, nil, err
@@ -128,7 +135,7 @@ func (d *Daemon) routes() http.Handler {
 		}
 		return http.StatusOK, d.snapshotInfo(p), nil
 	})
-	handle("DELETE /v1/snapshots/{id}", func(r *http.Request) (int, any, error) {
+	long("DELETE /v1/snapshots/{id}", func(r *http.Request) (int, any, error) {
 		id, err := pathID(r)
 		if err != nil {
 			return 0, nil, err
@@ -136,7 +143,7 @@ func (d *Daemon) routes() http.Handler {
 		res, err := d.deleteSnapshot(r.Context(), id)
 		return http.StatusOK, res, err
 	})
-	handle("POST /v1/snapshots/{id}/expose", func(r *http.Request) (int, any, error) {
+	long("POST /v1/snapshots/{id}/expose", func(r *http.Request) (int, any, error) {
 		id, err := pathID(r)
 		if err != nil {
 			return 0, nil, err
@@ -144,7 +151,7 @@ func (d *Daemon) routes() http.Handler {
 		res, err := d.expose(r.Context(), id)
 		return http.StatusOK, res, err
 	})
-	handle("POST /v1/snapshots/{id}/revert", func(r *http.Request) (int, any, error) {
+	long("POST /v1/snapshots/{id}/revert", func(r *http.Request) (int, any, error) {
 		id, err := pathID(r)
 		if err != nil {
 			return 0, nil, err
@@ -181,7 +188,7 @@ func (d *Daemon) routes() http.Handler {
 		info, err := d.dropWriter(id, "")
 		return http.StatusOK, info, err
 	})
-	handle("GET /v1/writers/{id}/events", d.poll)
+	long("GET /v1/writers/{id}/events", d.poll)
 	handle("POST /v1/writers/{id}/events/{event}", func(r *http.Request) (int, any, error) {
 		id, err := pathID(r)
 		if err != nil {
@@ -261,8 +268,12 @@ func (e *setError) Error() string { return e.err.Error() }
 func (e *setError) Unwrap() error { return e.err }
 
 // serve runs one handler: it refuses requests once shutdown has begun,
-// contains panics, and writes the answer or the error as JSON.
-func (d *Daemon) serve(w http.ResponseWriter, r *http.Request, fn func(*http.Request) (int, any, error)) {
+// reads the body within the read timeout, contains panics, and writes the
+// answer or the error as JSON. For a long request the connection's read
+// and write deadlines are lifted once the body is in, so that neither
+// ends the work (a read deadline that passes cancels the request's
+// context), and the answer gets the write timeout of its own.
+func (d *Daemon) serve(w http.ResponseWriter, r *http.Request, fn func(*http.Request) (int, any, error), long bool) {
 	if !d.handlers.enter() {
 		writeJSON(w, http.StatusServiceUnavailable, errorBody(ErrStopping))
 		return
@@ -274,6 +285,15 @@ func (d *Daemon) serve(w http.ResponseWriter, r *http.Request, fn func(*http.Req
 		return
 	default:
 	}
+	rc := http.NewResponseController(w)
+	if err := d.readBody(rc, r); err != nil {
+		writeJSON(w, statusOf(err), errorBody(err))
+		return
+	}
+	if long {
+		_ = rc.SetReadDeadline(time.Time{})
+		_ = rc.SetWriteDeadline(time.Time{})
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			d.log.Error("API handler panicked", "method", r.Method, "path", r.URL.Path, "panic", p, "stack", string(debug.Stack()))
@@ -281,6 +301,9 @@ func (d *Daemon) serve(w http.ResponseWriter, r *http.Request, fn func(*http.Req
 		}
 	}()
 	status, v, err := fn(r)
+	if long {
+		_ = rc.SetWriteDeadline(time.Now().Add(d.writeTimeout()))
+	}
 	if err != nil {
 		body := errorBody(err)
 		var se *setError
@@ -312,6 +335,77 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(append(b, '\n'))
+}
+
+// readBody reads the request's body, at most maxBody+1 bytes (decode
+// tells a larger one), before the handler runs: under the read timeout
+// (a body that does not come in time is ErrRequestTimeout), and cut short
+// when shutdown begins, so that a client that sent a header and no body
+// holds shutdown no longer than it takes to answer 503.
+func (d *Daemon) readBody(rc *http.ResponseController, r *http.Request) error {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil
+	}
+	d.bodies.begin(rc)
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	d.bodies.end(rc)
+	switch {
+	case err == nil:
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		return nil
+	case d.stopping():
+		return ErrStopping
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return ErrRequestTimeout
+	}
+	return badRequest("reading the body: %v", err)
+}
+
+func (d *Daemon) stopping() bool {
+	select {
+	case <-d.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// bodyReads are the requests whose body is being read, so that shutdown
+// can end the reads at once (by a read deadline in the past) instead of
+// waiting for their timeout.
+type bodyReads struct {
+	mu    sync.Mutex
+	cuts  bool
+	reads map[*http.ResponseController]struct{}
+}
+
+func (b *bodyReads) begin(rc *http.ResponseController) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cuts {
+		_ = rc.SetReadDeadline(time.Now())
+		return
+	}
+	if b.reads == nil {
+		b.reads = map[*http.ResponseController]struct{}{}
+	}
+	b.reads[rc] = struct{}{}
+}
+
+func (b *bodyReads) end(rc *http.ResponseController) {
+	b.mu.Lock()
+	delete(b.reads, rc)
+	b.mu.Unlock()
+}
+
+// cut ends the reads in progress and those that begin from now on.
+func (b *bodyReads) cut() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.cuts = true
+	for rc := range b.reads {
+		_ = rc.SetReadDeadline(time.Now())
+	}
 }
 
 // decode reads a JSON body strictly: unknown fields, trailing data and

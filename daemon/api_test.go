@@ -23,6 +23,7 @@ func rawCall(t *testing.T, d *Daemon, method, path, body string) (int, http.Head
 	}
 	req, err := http.NewRequest(method, d.APIURLs()[0]+path, rd)
 	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+d.token)
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
@@ -57,6 +58,9 @@ func TestAPIErrors(t *testing.T) {
 		{"POST", "/v1/luns", `{"name":"x","size":"lots"}`, 400, `size "lots"`, "E_INVALIDARG", "0x80070057"},
 		{"POST", "/v1/luns", `{"name":"x","size":1000}`, 400, "size 1000 is not a multiple of the block size 512", "E_INVALIDARG", "0x80070057"},
 		{"POST", "/v1/luns", `{"name":"bad/name","size":4096}`, 400, "LUN names are 1-255 characters", "", ""},
+		{"POST", "/v1/luns", `{"name":".","size":4096}`, 400, "LUN names are 1-255 characters of [A-Za-z0-9._:-], other than . and ..", "", ""},
+		{"POST", "/v1/luns", `{"name":"..","size":4096}`, 400, "other than . and ..", "", ""},
+		{"POST", "/v1/luns", `{"name":"` + strings.Repeat("n", 256) + `","size":4096}`, 400, "LUN names are 1-255", "", ""},
 		{"POST", "/v1/luns", `{"name":"lun0","size":4096}`, 409, "a LUN of that name exists", "", ""},
 		{"POST", "/v1/luns/lun0/faults", `{"ops":["write"]}`, 400, "a fault needs a latency, an error or both", "E_INVALIDARG", "0x80070057"},
 		{"POST", "/v1/luns/lun0/faults", `{"error":"EBADF"}`, 400, `error "EBADF": want EIO`, "E_INVALIDARG", "0x80070057"},
@@ -70,6 +74,10 @@ func TestAPIErrors(t *testing.T) {
 		{"POST", "/v1/sets", `{"targets":["nope"]}`, 404, "AddToSnapshotSet(nope)", "VSS_E_OBJECT_NOT_FOUND", "0x80042308"},
 		{"POST", "/v1/sets", `{"targets":["lun0"],"writers":["` + nullID + `"]}`, 404, "no such writer", "VSS_E_OBJECT_NOT_FOUND", "0x80042308"},
 		{"POST", "/v1/writers", `{"level":"back-end"}`, 400, "a writer needs a name", "E_INVALIDARG", "0x80070057"},
+		{"POST", "/v1/writers", `{"name":"a writer"}`, 400, `writer names are 1-255 characters of [A-Za-z0-9._:-], other than . and ..: "a writer"`, "E_INVALIDARG", "0x80070057"},
+		{"POST", "/v1/writers", `{"name":".."}`, 400, "writer names are 1-255", "E_INVALIDARG", "0x80070057"},
+		{"POST", "/v1/writers", `{"name":"w\n"}`, 400, "writer names are 1-255", "E_INVALIDARG", "0x80070057"},
+		{"POST", "/v1/writers", `{"name":"` + strings.Repeat("w", 256) + `"}`, 400, "writer names are 1-255", "E_INVALIDARG", "0x80070057"},
 		{"POST", "/v1/writers", `{"name":"w","level":"middle"}`, 400, `level "middle"`, "E_INVALIDARG", "0x80070057"},
 		{"GET", "/v1/writers/" + nullID + "/events?wait=soon", "", 400, `wait "soon"`, "E_INVALIDARG", "0x80070057"},
 		{"POST", "/v1/sets/" + nullID + "/break", `{"revert_identity":"some"}`, 400, `revert_identity "some"`, "E_INVALIDARG", "0x80070057"},
@@ -107,7 +115,7 @@ func TestAPIErrors(t *testing.T) {
 }
 
 func mustClient(t *testing.T, d *Daemon) *Client {
-	c, err := NewClient(d.APIURLs()[0])
+	c, err := NewClient(d.APIURLs()[0], WithToken(d.token))
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
 	return c

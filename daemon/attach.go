@@ -34,10 +34,12 @@ type LocalWriter struct {
 // "exec:COMMAND [ARGS...]" (split at white space, no shell; the event's
 // name is appended, as coordinator.ExecWriter does) or
 // "fsfreeze:MOUNTPOINT". The writer is named after spec, with a random
-// suffix so that two clients' writers never collide.
+// suffix so that two clients' writers never collide; characters a writer
+// name may not hold (white space, slashes) become '_', and a long spec is
+// cut, so that the name keeps the rule of LUN names (checkWriterName).
 func ParseLocalWriter(spec string, log *slog.Logger) (LocalWriter, error) {
 	kind, arg, _ := strings.Cut(spec, ":")
-	name := fmt.Sprintf("%s#%04x", spec, rand.Uint32N(1<<16))
+	name := fmt.Sprintf("%s-%04x", writerNameOf(spec, maxWriterName-5), rand.Uint32N(1<<16))
 	lw := LocalWriter{Registration: WriterRegistration{Name: name, Ephemeral: true}}
 	switch kind {
 	case "exec":
@@ -215,4 +217,16 @@ func (c *Client) CreateSetWith(ctx context.Context, req CreateSetRequest, local 
 		wg.Go(func() { _ = a.Serve(sctx, lw.Writer, report) })
 	}
 	return c.CreateSet(ctx, req)
+}
+
+// writerNameOf makes s a writer name of at most n bytes: every character
+// outside [A-Za-z0-9._:-] becomes '_'.
+func writerNameOf(s string, n int) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("._:-", c) >= 0) {
+			b[i] = '_'
+		}
+	}
+	return string(b[:min(len(b), n)])
 }

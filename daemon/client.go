@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -20,10 +21,18 @@ import (
 
 // Client talks to a daemon's API. Its methods are safe for concurrent use.
 type Client struct {
-	base string // http://host:port, or http://unix for a socket
-	addr string // as given, for errors
-	hc   *http.Client
+	base  string // http://host:port, or http://unix for a socket
+	addr  string // as given, for errors
+	hc    *http.Client
+	token string // the bearer token; "" for none
 }
+
+// ClientOption configures a Client.
+type ClientOption func(*Client)
+
+// WithToken makes the client send token as its bearer token, which the
+// TCP API asks for (ReadToken reads it from the daemon's token file).
+func WithToken(token string) ClientOption { return func(c *Client) { c.token = token } }
 
 // ResolveAPI returns the API address a client uses: flag when it is set,
 // else $SHADOWBENCH_API, else DefaultAPI.
@@ -33,8 +42,11 @@ func ResolveAPI(flag string) string {
 
 // NewClient returns a client of the API at addr: "http://HOST:PORT",
 // "HOST:PORT" or "unix:/PATH".
-func NewClient(addr string) (*Client, error) {
+func NewClient(addr string, opts ...ClientOption) (*Client, error) {
 	c := &Client{addr: addr}
+	for _, o := range opts {
+		o(c)
+	}
 	tr := &http.Transport{MaxIdleConnsPerHost: 8, IdleConnTimeout: 30 * time.Second}
 	switch {
 	case strings.HasPrefix(addr, "unix:"):
@@ -62,6 +74,30 @@ func NewClient(addr string) (*Client, error) {
 	return c, nil
 }
 
+// ClientFor returns a client of the API at addr as the CLI makes one: for
+// a TCP address, with the token in tokenFile (resolved by
+// ResolveTokenFile). A token file that is missing where no flag or
+// variable named it is no error: a daemon with api.auth none writes
+// none, and one that wants a token says so.
+func ClientFor(addr, tokenFile string) (*Client, error) {
+	if IsUnix(addr) {
+		return NewClient(addr)
+	}
+	named := cmp.Or(tokenFile, os.Getenv(EnvAPITokenFile)) != ""
+	path, err := ResolveTokenFile(tokenFile)
+	if err != nil {
+		return nil, err
+	}
+	token, err := ReadToken(path)
+	switch {
+	case err == nil:
+		return NewClient(addr, WithToken(token))
+	case errors.Is(err, fs.ErrNotExist) && !named:
+		return NewClient(addr)
+	}
+	return nil, err
+}
+
 // Close releases the client's idle connections.
 func (c *Client) Close() { c.hc.CloseIdleConnections() }
 
@@ -84,6 +120,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) (int,
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	c.authorize(req)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -106,6 +143,16 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) (int,
 	}
 	return resp.StatusCode, nil
 }
+
+// authorize adds the bearer token, if the client has one.
+func (c *Client) authorize(req *http.Request) {
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+}
+
+// IsUnix reports whether addr names a unix socket, which needs no token.
+func IsUnix(addr string) bool { return strings.HasPrefix(addr, "unix:") }
 
 // apiError decodes an error body.
 func apiError(status int, data []byte) error {

@@ -47,6 +47,7 @@ type Config struct {
 	Writers   []WriterConfig   `yaml:"writers"`
 	Volumes   []VolumeConfig   `yaml:"volumes"`
 	Windows   WindowsConfig    `yaml:"windows"`
+	Sets      SetsConfig       `yaml:"sets"`
 
 	// root is the parsed file, for the lines of errors found after
 	// decoding.
@@ -77,7 +78,40 @@ type APIConfig struct {
 	Listen string `yaml:"listen"`
 	// Socket is a unix socket, created with mode 0600; "" for none.
 	Socket string `yaml:"socket"`
+	// Auth is how the TCP API tells who calls it: AuthToken (the default,
+	// also "") or AuthNone. The unix socket needs no token.
+	Auth string `yaml:"auth"`
+	// TokenFile is where the daemon writes the TCP API's token; "" for
+	// DefaultTokenFile.
+	TokenFile string `yaml:"token-file"`
+	// ReadTimeout bounds the reading of a request, header and body; 0 for
+	// DefaultAPIReadTimeout.
+	ReadTimeout time.Duration `yaml:"read-timeout"`
+	// WriteTimeout bounds a request from its header to its answer, and the
+	// writing of the answer of the long requests (a snapshot set, the
+	// management calls that reach providers, a writer's long poll), which
+	// are not otherwise bounded by it; 0 for DefaultAPIWriteTimeout.
+	WriteTimeout time.Duration `yaml:"write-timeout"`
+	// IdleTimeout closes a keep-alive connection idle that long; 0 for
+	// DefaultAPIIdleTimeout.
+	IdleTimeout time.Duration `yaml:"idle-timeout"`
+	// MaxConnections caps the open connections of each API listener: past
+	// it a new connection is answered 503 and closed. 0 for
+	// DefaultAPIMaxConnections.
+	MaxConnections int `yaml:"max-connections"`
 }
+
+// The API's limits when the configuration sets none. The read timeout
+// is the header timeout the API always had; a request's body is at most
+// 1 MiB, which loopback carries in microseconds. 256 connections serve
+// every CLI call and remote writer a machine runs, and cost at most a few
+// MiB.
+const (
+	DefaultAPIReadTimeout    = 10 * time.Second
+	DefaultAPIWriteTimeout   = 30 * time.Second
+	DefaultAPIIdleTimeout    = 60 * time.Second
+	DefaultAPIMaxConnections = 256
+)
 
 // ArrayConfig is the storage array.
 type ArrayConfig struct {
@@ -200,6 +234,14 @@ type WindowsConfig struct {
 	RemoteWriter time.Duration `yaml:"remote-writer"`
 }
 
+// SetsConfig is what the daemon remembers of the snapshot sets it ran.
+type SetsConfig struct {
+	// History is how many sets GET /v1/sets lists: past it, the oldest
+	// set that holds no snapshot is forgotten (a deleted set is forgotten
+	// at once). 0 for coordinator.DefaultSetHistory.
+	History int `yaml:"history"`
+}
+
 // DefaultConfig is the configuration of serve without a file: NBD on
 // DefaultNBDListen, the API on DefaultAPIListen, and (since it names no
 // LUN) the DefaultLUNs.
@@ -238,7 +280,7 @@ func ParseConfig(file string, data []byte) (cfg *Config, err error) {
 		return nil, yamlErrors(file, err)
 	}
 	if len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
-		return nil, &ConfigError{File: file, Line: root.Line, Err: errors.New("the configuration must be a mapping of keys (nbd, api, array, providers, writers, volumes, windows)")}
+		return nil, &ConfigError{File: file, Line: root.Line, Err: errors.New("the configuration must be a mapping of keys (nbd, api, array, providers, writers, volumes, windows, sets)")}
 	}
 	cfg = DefaultConfig()
 	strict := yaml.NewDecoder(bytes.NewReader(data))
@@ -377,7 +419,8 @@ func (c *Config) errAt(err error, path ...any) *ConfigError {
 // set, is the profile file of the first provider.
 type Overrides struct {
 	NBDListen, NBDSocket, DefaultExport, APIListen, APISocket *string
-	MaxInFlight                                               *int
+	APIAuth, APITokenFile                                     *string
+	MaxInFlight, SetHistory                                   *int
 	ShutdownTimeout, Hold, Freeze, RemoteWriter               *time.Duration
 	LUNs                                                      []LUNConfig
 	Profile                                                   string
@@ -397,8 +440,13 @@ func (c *Config) Apply(o Overrides) {
 	set(&c.API.Listen, o.APIListen)
 	set(&c.API.Socket, o.APISocket)
 	set(&c.Array.DataDir, o.DataDir)
+	set(&c.API.Auth, o.APIAuth)
+	set(&c.API.TokenFile, o.APITokenFile)
 	if o.MaxInFlight != nil {
 		c.NBD.MaxInFlight = *o.MaxInFlight
+	}
+	if o.SetHistory != nil {
+		c.Sets.History = *o.SetHistory
 	}
 	for _, d := range []struct{ dst, v *time.Duration }{{&c.NBD.ShutdownTimeout, o.ShutdownTimeout},
 		{&c.Windows.Hold, o.Hold}, {&c.Windows.Freeze, o.Freeze}, {&c.Windows.RemoteWriter, o.RemoteWriter}} {

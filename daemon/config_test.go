@@ -34,6 +34,9 @@ func TestParseConfigExample(t *testing.T) {
 	require.Equal(t, []string{"/bin/true"}, cfg.Writers[1].Exec.Command)
 	require.Equal(t, []VolumeConfig{{Name: "data", LUNs: []string{"db", "logs"}}}, cfg.Volumes)
 	require.Equal(t, 2*time.Minute, cfg.Windows.Prepare)
+	require.Equal(t, 1000, cfg.Sets.History)
+	require.Equal(t, APIConfig{Listen: "127.0.0.1:10810", Auth: AuthToken, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
+		IdleTimeout: time.Minute, MaxConnections: 256}, cfg.API)
 }
 
 func TestConfigDefaults(t *testing.T) {
@@ -79,6 +82,8 @@ func TestConfigErrors(t *testing.T) {
 		{"profile file bad", "providers:\n  - {name: p, profile: " + badProfile + "}\n", "bad-profile.yaml:2:10: commit.block"},
 		{"inline profile bad", "providers:\n  - name: p\n    profile:\n      comit: {}\n", `c.yaml:4:7: unknown key "comit"`},
 		{"writer kinds", "writers:\n  - {name: w}\n", "c.yaml:2: writers[0]: give exactly one of scripted, exec and fsfreeze"},
+		{"writer name", "writers:\n  - {name: my writer, exec: {command: [x]}}\n", `c.yaml:2: writers[0].name: writer names are 1-255 characters`},
+		{"writer name dots", "writers:\n  - {name: '..', exec: {command: [x]}}\n", `writers[0].name: writer names are 1-255 characters of [A-Za-z0-9._:-], other than . and ..: ".."`},
 		{"writer level", "writers:\n  - {name: w, level: middle, exec: {command: [x]}}\n", `writers[0].level: level "middle"`},
 		{"writer event", "writers:\n  - name: w\n    scripted:\n      on: {Freze: {}}\n", `c.yaml:4: writers[0].scripted: event "Freze": want one of Identify`},
 		{"writer veto without code", "writers:\n  - name: w\n    scripted:\n      on: {Freeze: {result: veto}}\n", "writers[0].scripted: coordinator: invalid writer script"},
@@ -88,6 +93,9 @@ func TestConfigErrors(t *testing.T) {
 		{"volume LUN", "volumes:\n  - {name: v, luns: [lun0, nope]}\n", `c.yaml:2: volumes[0].luns[1]: LUN "nope" is not in array.luns`},
 		{"volume empty", "volumes:\n  - {name: v}\n", "volumes[0].luns: a volume needs at least one LUN"},
 		{"negative window", "windows:\n  freeze: -1s\n", "c.yaml:2: windows.freeze: must not be negative"},
+		{"negative history", "sets:\n  history: -1\n", "c.yaml:2: sets.history: must not be negative"},
+		{"negative API timeout", "api:\n  idle-timeout: -1s\n", "c.yaml:2: api.idle-timeout: must not be negative"},
+		{"negative connection cap", "api:\n  max-connections: -1\n", "c.yaml:2: api.max-connections: must not be negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := ParseConfig("c.yaml", []byte(tc.yaml))

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -41,15 +42,18 @@ type Daemon struct {
 	version string
 	started time.Time
 
-	array   *lun.Array
-	svc     *coordinator.Service
-	provs   []*providerEntry
-	nbd     *nbd.Server
-	nbdLs   []net.Listener
-	apiLs   []net.Listener
-	http    *http.Server
-	metrics *metrics
-	closers []func() error // writers that hold resources (fsfreeze)
+	array *lun.Array
+	svc   *coordinator.Service
+	provs []*providerEntry
+	nbd   *nbd.Server
+	nbdLs []net.Listener
+	apiLs []net.Listener // each a *capListener
+	// token is the TCP API's bearer token, "" when it takes none;
+	// tokenFile is where it was written.
+	token, tokenFile string
+	http             *http.Server
+	metrics          *metrics
+	closers          []func() error // writers that hold resources (fsfreeze)
 
 	// seq serializes the daemon's snapshot sets (B.1): a second request
 	// waits for the first rather than failing with
@@ -68,6 +72,7 @@ type Daemon struct {
 	// counts API requests in flight, which net/http runs.
 	wg       sync.WaitGroup
 	handlers tracker
+	bodies   bodyReads
 	runOnce  sync.Once
 
 	// mu guards the daemon's own records. It is never held across a call
@@ -128,7 +133,8 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error) 
 	}
 	w := cfg.Windows
 	d.svc = coordinator.New(d.array, coordinator.Config{HoldWindow: w.Hold, FreezeWindow: w.Freeze,
-		PrepareWindow: w.Prepare, EventWindow: w.Event, ProviderTimeout: w.Provider, Logger: log})
+		PrepareWindow: w.Prepare, EventWindow: w.Event, ProviderTimeout: w.Provider, SetHistory: cfg.Sets.History,
+		Logger: log})
 	for _, p := range cfg.Providers {
 		prov, err := provider.NewArray(d.array, p.profile, provider.WithLogger(log))
 		if err != nil {
@@ -152,10 +158,13 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error) 
 			return nil, cfg.errAt(err, "volumes", i)
 		}
 	}
-	if d.nbdLs, err = ListenNBD(cfg); err != nil {
+	if d.nbdLs, err = ListenNBD(cfg, log); err != nil {
 		return nil, err
 	}
 	if err := d.listenAPI(); err != nil {
+		return nil, err
+	}
+	if err := d.setUpAuth(); err != nil {
 		return nil, err
 	}
 	def := cfg.NBD.DefaultExport
@@ -170,14 +179,25 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error) 
 	d.nbd = nbd.NewServer(nbd.ArrayCatalog(d.array), nbd.Options{MaxInFlight: cfg.NBD.MaxInFlight,
 		DefaultExport: def, ShutdownTimeout: d.shutdownTimeout(), Logger: log})
 	d.metrics = newMetrics(d)
-	d.http = &http.Server{Handler: d.routes(), ReadHeaderTimeout: 10 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return d.reqCtx },
-		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	// ReadTimeout covers the body too, so a client that sends a header and
+	// no body is answered 408 and closed, as one that sends half a header
+	// is closed, and IdleTimeout closes idle keep-alive connections: all
+	// of them used to stay open for good. The long requests lift the
+	// deadlines once their body is read (see serve).
+	api := cfg.API
+	d.http = &http.Server{Handler: d.authorize(d.routes()), ConnContext: withConnNetwork,
+		ReadHeaderTimeout: cmp.Or(api.ReadTimeout, DefaultAPIReadTimeout),
+		ReadTimeout:       cmp.Or(api.ReadTimeout, DefaultAPIReadTimeout),
+		WriteTimeout:      d.writeTimeout(),
+		IdleTimeout:       cmp.Or(api.IdleTimeout, DefaultAPIIdleTimeout),
+		BaseContext:       func(net.Listener) context.Context { return d.reqCtx },
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	return d, nil
 }
 
-// ListenNBD opens the configured NBD listeners.
-func ListenNBD(cfg *Config) (ls []net.Listener, err error) {
+// ListenNBD opens the configured NBD listeners. A stale unix socket is
+// replaced, and said so in log (see listenUnix).
+func ListenNBD(cfg *Config, log *slog.Logger) (ls []net.Listener, err error) {
 	defer func() {
 		if err != nil {
 			closeAll(ls)
@@ -188,7 +208,12 @@ func ListenNBD(cfg *Config) (ls []net.Listener, err error) {
 		if a.addr == "" {
 			continue
 		}
-		l, err := net.Listen(a.network, a.addr)
+		var l net.Listener
+		if a.network == "unix" {
+			l, err = listenUnix(a.addr, log)
+		} else {
+			l, err = net.Listen(a.network, a.addr)
+		}
 		if err != nil {
 			return ls, fmt.Errorf("%s %s: %w", a.what, a.addr, err)
 		}
@@ -197,30 +222,50 @@ func ListenNBD(cfg *Config) (ls []net.Listener, err error) {
 	if len(ls) == 0 {
 		return nil, ErrNothingToServe
 	}
+	warnExposed(log, ls)
 	return ls, nil
 }
 
+// warnExposed warns of each NBD listener that reaches beyond loopback.
+// NBD has no authentication of its own, and the daemon sets up no TLS
+// for it, so any host that reaches such an address reads and writes
+// every LUN. Listening there stays allowed, as NBD servers allow it: an
+// isolated test network is a fair use.
+func warnExposed(log *slog.Logger, ls []net.Listener) {
+	for _, l := range ls {
+		if a, ok := l.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {
+			log.Warn("NBD listens beyond loopback, without TLS: any host that reaches this address can read and write every LUN",
+				"addr", a.String())
+		}
+	}
+}
+
 // listenAPI opens the API listeners: loopback TCP, and a unix socket only
-// its owner may use.
+// its owner may use, each with its cap of connections.
 func (d *Daemon) listenAPI() error {
+	limit := cmp.Or(d.cfg.API.MaxConnections, DefaultAPIMaxConnections)
 	if a := d.cfg.API.Listen; a != "" {
 		l, err := net.Listen("tcp", a)
 		if err != nil {
 			return fmt.Errorf("api listen %s: %w", a, err)
 		}
-		d.apiLs = append(d.apiLs, l)
+		d.apiLs = append(d.apiLs, newCapListener(l, limit))
 	}
 	if p := d.cfg.API.Socket; p != "" {
-		l, err := net.Listen("unix", p)
+		l, err := listenUnix(p, d.log)
 		if err != nil {
 			return fmt.Errorf("api socket %s: %w", p, err)
 		}
-		d.apiLs = append(d.apiLs, l)
+		d.apiLs = append(d.apiLs, newCapListener(l, limit))
 		if err := os.Chmod(p, 0o600); err != nil {
 			return fmt.Errorf("api socket %s: %w", p, err)
 		}
 	}
 	return nil
+}
+
+func (d *Daemon) writeTimeout() time.Duration {
+	return cmp.Or(d.cfg.API.WriteTimeout, DefaultAPIWriteTimeout)
 }
 
 func (d *Daemon) shutdownTimeout() time.Duration {
@@ -332,6 +377,7 @@ func (d *Daemon) shutdown() error {
 	}
 	d.mu.Unlock()
 	close(d.stop)
+	d.bodies.cut()
 	for _, e := range remotes {
 		d.dropWriter(e.info.ID, "the daemon is shutting down")
 	}
@@ -373,9 +419,11 @@ func (d *Daemon) release() {
 	closeAll(d.nbdLs)
 }
 
-// releaseResources closes the providers and the writers' resources (an
-// fsfreeze writer thaws); the servers close their own listeners.
+// releaseResources removes the token file and closes the providers and
+// the writers' resources (an fsfreeze writer thaws); the servers close
+// their own listeners.
 func (d *Daemon) releaseResources() {
+	d.removeToken()
 	for _, p := range d.provs {
 		_ = p.prov.Close()
 	}

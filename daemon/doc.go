@@ -44,12 +44,13 @@
 //
 // testdata/daemon.yaml is a complete, commented configuration. Its keys:
 // nbd (listen, socket, default-export, max-in-flight, shutdown-timeout),
-// api (listen, socket), array (capacity, grain, max-snapshots, luns),
+// api (listen, socket, auth, token-file, read-timeout, write-timeout,
+// idle-timeout, max-connections), array (capacity, grain, max-snapshots, luns),
 // providers (name, type, priority, profile: a file or inline, seed),
 // writers (name, level, freeze-timeout, and one of scripted, exec or
-// fsfreeze), volumes (name, luns) and windows (hold, freeze, prepare,
-// event, provider, remote-writer). Sizes are numbers or "1GiB"; durations
-// are Go durations.
+// fsfreeze), volumes (name, luns), windows (hold, freeze, prepare,
+// event, provider, remote-writer) and sets (history). Sizes are numbers
+// or "1GiB"; durations are Go durations.
 //
 // # API
 //
@@ -90,8 +91,13 @@
 //
 // # Invariants
 //
-//   - D1 The API is never offered to the network: TCP addresses must be on
-//     loopback, and the unix socket is created with mode 0600.
+//   - D1 The API is never offered to the network, nor to other local
+//     users: TCP addresses must be on loopback, and every request over TCP
+//     but those for /metrics carries the bearer token the daemon writes at
+//     start to its token file (mode 0600, in $XDG_RUNTIME_DIR/shadowbench
+//     unless api.token-file says otherwise), or is answered 401; api.auth
+//     none lifts that, and the log says so. The unix socket needs no
+//     token: it is created with mode 0600.
 //   - D2 A remote writer never holds a sequence past the event's window:
 //     the callback returns at the window's end, or at once when the writer
 //     is detached or dropped, with the answer a detached writer gives (true
@@ -109,4 +115,16 @@
 //     fields, trailing data, oversize bodies are refused) and checked
 //     before any state changes; every error is JSON with the HRESULT's name
 //     and value when there is one.
+//   - D7 A unix socket (the API's or NBD's) that a killed daemon left
+//     behind is removed at start once a connection to it is refused; one
+//     another process listens on, or a file that is not a socket, is
+//     refused and left alone.
+//   - D8 No client holds the API: a request's header and body must
+//     arrive within api.read-timeout (408 otherwise) and its answer leave
+//     within api.write-timeout (a set, a management call reaching
+//     providers and a long poll are bounded by their own windows), an
+//     idle keep-alive connection is closed after api.idle-timeout, each
+//     listener has at most api.max-connections open (past it 503 at once,
+//     counted in /metrics), and shutdown ends the reads of bodies that
+//     have not arrived instead of waiting for them.
 package daemon

@@ -42,12 +42,21 @@ var (
 	// ErrEventOver is an answer to a writer event whose window has passed,
 	// or that was answered already.
 	ErrEventOver = errors.New("daemon: the event is over (its window passed or it was answered)")
+	// ErrBadWriterName is a writer name that breaks the rule of LUN
+	// names [E_INVALIDARG].
+	ErrBadWriterName = errors.New("daemon: writer names are 1-255 characters of [A-Za-z0-9._:-], other than . and ..")
 	// ErrWriterInUse is an ephemeral writer named by two snapshot requests,
 	// or by one that is already subscribed.
 	ErrWriterInUse = errors.New("daemon: writer already takes part in a snapshot set")
 	// ErrStopping is a request that arrives while the daemon shuts down
 	// [E_ABORT].
 	ErrStopping = errors.New("daemon: shutting down")
+	// ErrUnauthorized is a request over TCP without the daemon's bearer
+	// token.
+	ErrUnauthorized = errors.New("daemon: the TCP API needs the bearer token the daemon writes at start (the shadowbench CLI reads it by itself: --api-token-file, $" + EnvAPITokenFile + ")")
+	// ErrRequestTimeout is a request whose body did not arrive within the
+	// read timeout (api.read-timeout).
+	ErrRequestTimeout = errors.New("daemon: the request's body did not arrive within the read timeout (api.read-timeout)")
 )
 
 // Errors of the client.
@@ -130,11 +139,15 @@ func statusOf(err error) int {
 	switch {
 	case is(ErrStopping):
 		return http.StatusServiceUnavailable
+	case is(ErrUnauthorized):
+		return http.StatusUnauthorized
+	case is(ErrRequestTimeout):
+		return http.StatusRequestTimeout
 	case is(ErrEventOver, ErrWriterDropped):
 		return http.StatusGone
 	case is(ErrNoSuchLUN, ErrNoSuchWriter, ErrNoSuchObject, lun.ErrNotFound, vss.VSS_E_OBJECT_NOT_FOUND):
 		return http.StatusNotFound
-	case is(ErrBadRequest, ErrBadConfig, vss.E_INVALIDARG, lun.ErrBadName, lun.ErrBadGeometry):
+	case is(ErrBadRequest, ErrBadConfig, vss.E_INVALIDARG, lun.ErrBadName, lun.ErrBadGeometry, ErrBadWriterName):
 		return http.StatusBadRequest
 	case is(vss.E_ACCESSDENIED, lun.ErrReadOnly):
 		return http.StatusForbidden

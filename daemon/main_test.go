@@ -3,6 +3,8 @@ package daemon
 import (
 	"context"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -10,7 +12,19 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain checks that no test leaves a goroutine behind, and gives the
+// daemons a runtime directory of their own for their token files.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "shadowbench-daemon-test-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("XDG_RUNTIME_DIR", dir)
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		_ = os.RemoveAll(dir)
+		os.Exit(code)
+	}))
+}
 
 // quiet discards the daemon's log; -v tests can swap it for stderr.
 var quiet = slog.New(slog.DiscardHandler)
@@ -27,15 +41,19 @@ func testConfig() *Config {
 	return cfg
 }
 
-// start runs a daemon until the test ends, and returns it with a client.
+// start runs a daemon until the test ends, and returns it with a client,
+// which reads the daemon's token from its token file (one per test).
 func start(t *testing.T, cfg *Config) (*Daemon, *Client) {
 	t.Helper()
+	if cfg.API.TokenFile == "" {
+		cfg.API.TokenFile = filepath.Join(t.TempDir(), "api-token")
+	}
 	d, err := New(context.Background(), cfg, Options{Logger: quiet, Version: "test"})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
-	c, err := NewClient(d.APIURLs()[0])
+	c, err := ClientFor(d.APIURLs()[0], cfg.API.TokenFile)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		cancel()

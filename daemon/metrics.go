@@ -2,7 +2,7 @@ package daemon
 
 import (
 	"net/http"
-	"sync"
+	"slices"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,13 +39,17 @@ type metrics struct {
 	freeze       *prometheus.HistogramVec
 	providerCall *prometheus.HistogramVec
 	writerEvents *prometheus.CounterVec
-
-	mu       sync.Mutex
-	observed map[vss.ID]bool
+	// sets counts the sets that ended, by outcome, as they end: counting
+	// the service's history at scrape time would go backwards once it
+	// forgets a set.
+	sets *prometheus.CounterVec
 }
 
+// setOutcomes are the states a set ends in.
+var setOutcomes = []string{"created", "failed", "cancelled", "abandoned"}
+
 func newMetrics(d *Daemon) *metrics {
-	m := &metrics{reg: prometheus.NewRegistry(), observed: map[vss.ID]bool{}}
+	m := &metrics{reg: prometheus.NewRegistry()}
 	hist := func(name, help string, labels ...string) *prometheus.HistogramVec {
 		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: durationBuckets}, labels)
 	}
@@ -62,7 +66,12 @@ func newMetrics(d *Daemon) *metrics {
 	m.writerEvents = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shadowbench_writer_events_total",
 		Help: "Writer events delivered during sets, by writer, event and result (true, false, timeout, panic)."},
 		[]string{"writer", "event", "result"})
-	m.reg.MustRegister(m.setDuration, m.phase, m.hold, m.freeze, m.providerCall, m.writerEvents, newCollector(d),
+	m.sets = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shadowbench_snapshot_sets_total",
+		Help: "Snapshot sets that ended, by outcome: created, failed, cancelled, abandoned."}, []string{"outcome"})
+	for _, o := range setOutcomes {
+		m.sets.WithLabelValues(o) // every outcome is exported from the start, at 0
+	}
+	m.reg.MustRegister(m.setDuration, m.phase, m.hold, m.freeze, m.providerCall, m.writerEvents, m.sets, newCollector(d),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -71,14 +80,19 @@ func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
 
-// observeSet records a finished set's timeline, once.
+// observeSet records a finished set: its outcome and its timeline.
+// createSet calls it once per set, when the set has ended. It used to
+// keep every set's ID to make sure of that, which cost memory for each
+// set ever run.
 func (m *metrics) observeSet(d *Daemon, id vss.ID) {
 	info, ok := d.svc.Set(id)
-	m.mu.Lock()
-	seen := m.observed[id]
-	m.observed[id] = true
-	m.mu.Unlock()
-	if !ok || seen || info.Timeline == nil {
+	if !ok {
+		return
+	}
+	if slices.Contains(setOutcomes, info.State) {
+		m.sets.WithLabelValues(info.State).Inc()
+	}
+	if info.Timeline == nil {
 		return
 	}
 	d.mu.Lock()
@@ -114,9 +128,10 @@ type collector struct {
 
 	lunOps, lunBytes, lunErrors, lunLatency, lunSize *prometheus.Desc
 	storeData, storeMeta, storeCapacity              *prometheus.Desc
-	sets, setsInProgress, snapshots, held            *prometheus.Desc
+	setsInProgress, snapshots, held                  *prometheus.Desc
 	commit                                           *prometheus.Desc
 	writers, build, start                            *prometheus.Desc
+	apiConns, apiRefused                             *prometheus.Desc
 }
 
 func newCollector(d *Daemon) *collector {
@@ -132,7 +147,6 @@ func newCollector(d *Daemon) *collector {
 		storeData:      desc("shadowbench_store_data_bytes", "Data blocks allocated in the array's copy-on-write store."),
 		storeMeta:      desc("shadowbench_store_meta_bytes", "Block-map nodes alive in the array's store."),
 		storeCapacity:  desc("shadowbench_store_capacity_bytes", "The array's capacity; 0 for no limit."),
-		sets:           desc("shadowbench_snapshot_sets_total", "Snapshot sets that ended, by outcome: created, failed, cancelled, abandoned.", "outcome"),
 		setsInProgress: desc("shadowbench_snapshot_sets_in_progress", "Snapshot sets being created."),
 		snapshots:      desc("shadowbench_snapshots", "Snapshots the coordinator holds."),
 		held:           desc("shadowbench_held_sets", "Auto-release sets whose requester the daemon holds open."),
@@ -140,14 +154,16 @@ func newCollector(d *Daemon) *collector {
 		writers:        desc("shadowbench_writers", "Writers the daemon knows, by kind.", "kind"),
 		build:          desc("shadowbench_build_info", "The daemon's version.", "version"),
 		start:          desc("shadowbench_start_time_seconds", "When the daemon started, in seconds since the epoch."),
+		apiConns:       desc("shadowbench_api_connections", "Open connections of each API listener.", "listener"),
+		apiRefused:     desc("shadowbench_api_connections_refused_total", "Connections each API listener refused past api.max-connections.", "listener"),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.lunOps, c.lunBytes, c.lunErrors, c.lunLatency, c.lunSize,
-		c.storeData, c.storeMeta, c.storeCapacity, c.sets, c.setsInProgress, c.snapshots, c.held,
-		c.commit, c.writers, c.build, c.start} {
+		c.storeData, c.storeMeta, c.storeCapacity, c.setsInProgress, c.snapshots, c.held,
+		c.commit, c.writers, c.build, c.start, c.apiConns, c.apiRefused} {
 		ch <- d
 	}
 }
@@ -179,17 +195,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.storeMeta, float64(ss.MetaBytes))
 	gauge(c.storeCapacity, float64(ss.CapacityBytes))
 
-	outcomes := map[string]int{"created": 0, "failed": 0, "cancelled": 0, "abandoned": 0}
 	inProgress := 0
 	for _, s := range d.svc.Sets() {
-		if _, ok := outcomes[s.State]; ok {
-			outcomes[s.State]++
-		} else {
+		if !slices.Contains(setOutcomes, s.State) {
 			inProgress++
 		}
-	}
-	for o, n := range outcomes {
-		counter(c.sets, float64(n), o)
 	}
 	gauge(c.setsInProgress, float64(inProgress))
 	gauge(c.snapshots, float64(len(d.svc.Query())))
@@ -206,6 +216,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for k, n := range kinds {
 		gauge(c.writers, float64(n), k)
+	}
+	urls := d.APIURLs()
+	for i, l := range d.apiLs {
+		cl := l.(*capListener)
+		gauge(c.apiConns, float64(cl.open.Load()), urls[i])
+		counter(c.apiRefused, float64(cl.refused.Load()), urls[i])
 	}
 	gauge(c.build, 1, d.version)
 	gauge(c.start, float64(d.started.UnixNano())/1e9)

@@ -116,12 +116,17 @@ func (f FaultList) WriteText(w io.Writer) error {
 
 // WriteText implements Texter.
 func (r DeleteResult) WriteText(w io.Writer) error {
-	if len(r.Deleted) == 0 {
+	if len(r.Deleted) == 0 && r.Set == nil {
 		_, err := fmt.Fprintln(w, "nothing deleted")
 		return err
 	}
 	for _, d := range r.Deleted {
 		if _, err := fmt.Fprintln(w, "deleted", d); err != nil {
+			return err
+		}
+	}
+	if r.Set != nil {
+		if _, err := fmt.Fprintln(w, "deleted set", r.Set.String()); err != nil {
 			return err
 		}
 	}

@@ -138,7 +138,25 @@ func (d *Daemon) createSet(ctx context.Context, req CreateSetRequest) (*SetRepor
 	}
 	d.metrics.observeSet(d, setID)
 	rep, _ := d.setReport(setID)
+	d.forgetRecords()
 	return rep, err
+}
+
+// forgetRecords drops the daemon's records of the sets the service no
+// longer remembers, since its history is bounded (sets.history). It runs
+// under d.seq, so no set is between its start and its record.
+func (d *Daemon) forgetRecords() {
+	known := map[vss.ID]bool{}
+	for _, s := range d.svc.Sets() {
+		known[s.ID] = true
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for id := range d.mu.sets {
+		if !known[id] {
+			delete(d.mu.sets, id)
+		}
+	}
 }
 
 // startSet is A.1 to A.4: up to StartSnapshotSet.
@@ -259,7 +277,8 @@ func (d *Daemon) setReport(id vss.ID) (*SetReport, error) {
 	return rep, nil
 }
 
-// sets lists every set the service ran.
+// sets lists the sets the service ran and still knows: deleted ones are
+// not listed.
 func (d *Daemon) sets() []SetSummary {
 	counts := map[vss.ID]int{}
 	for _, p := range d.svc.Query() {
@@ -267,7 +286,7 @@ func (d *Daemon) sets() []SetSummary {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var out []SetSummary
+	out := []SetSummary{}
 	for _, s := range d.svc.Sets() {
 		_, held := d.mu.sessions[s.ID]
 		out = append(out, SetSummary{ID: s.ID, State: s.State, Result: s.Result.Name(), Started: s.Started,
@@ -328,11 +347,17 @@ func (d *Daemon) deleteSnapshot(ctx context.Context, id vss.ID) (DeleteResult, e
 	return DeleteResult{Deleted: []string{id.String()}}, nil
 }
 
-// deleteSet deletes every snapshot of a set: by releasing its held
+// deleteSet deletes every snapshot of a set, by releasing its held
 // requester if the daemon holds one (as Windows deletes auto-release
-// snapshots), otherwise with DeleteSnapshots.
+// snapshots) or else with DeleteSnapshots, and then the set itself: it
+// leaves the listing. A set with no snapshot left (one that failed, was
+// abandoned, or whose snapshots were deleted one by one) is deleted at
+// once; one still being created is refused.
 func (d *Daemon) deleteSet(ctx context.Context, id vss.ID) (DeleteResult, error) {
-	var res DeleteResult
+	if _, ok := d.svc.Set(id); !ok {
+		return DeleteResult{}, notFound(ErrNoSuchObject, "snapshot set "+id.String())
+	}
+	res := DeleteResult{Deleted: []string{}}
 	for _, p := range d.svc.Query() {
 		if p.SnapshotSetID == id {
 			res.Deleted = append(res.Deleted, p.SnapshotID.String())
@@ -342,23 +367,27 @@ func (d *Daemon) deleteSet(ctx context.Context, id vss.ID) (DeleteResult, error)
 	s, held := d.mu.sessions[id]
 	delete(d.mu.sessions, id)
 	d.mu.Unlock()
-	if held {
-		if err := s.close(ctx); err != nil {
-			return DeleteResult{}, err
-		}
-		return res, nil
+	var err error
+	switch {
+	case held:
+		err = s.close(ctx)
+	case len(res.Deleted) > 0:
+		err = d.manage(ctx, func(bc *coordinator.BackupComponents) error {
+			_, _, err := bc.DeleteSnapshots(ctx, id, vss.VSS_OBJECT_SNAPSHOT_SET, false /* force */)
+			return err
+		})
 	}
-	if len(res.Deleted) == 0 {
-		if _, ok := d.svc.Set(id); !ok {
-			return DeleteResult{}, notFound(ErrNoSuchObject, "snapshot set "+id.String())
-		}
-		return DeleteResult{}, fmt.Errorf("snapshot set %v has no snapshot left: %w", id, vss.VSS_E_OBJECT_NOT_FOUND)
+	if err != nil {
+		return DeleteResult{}, err
 	}
-	err := d.manage(ctx, func(bc *coordinator.BackupComponents) error {
-		_, _, err := bc.DeleteSnapshots(ctx, id, vss.VSS_OBJECT_SNAPSHOT_SET, false /* force */)
-		return err
-	})
-	return res, err
+	if err := d.svc.ForgetSet(id); err != nil {
+		return DeleteResult{}, fmt.Errorf("snapshot set %v: %w", id, err)
+	}
+	d.mu.Lock()
+	delete(d.mu.sets, id)
+	d.mu.Unlock()
+	res.Set = &id
+	return res, nil
 }
 
 // releaseIfEmpty releases a held requester whose set has no snapshot

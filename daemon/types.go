@@ -202,9 +202,11 @@ type SnapshotInfo struct {
 	Broken   bool     `json:"broken"`
 }
 
-// DeleteResult is the answer of the DELETE routes.
+// DeleteResult is the answer of the DELETE routes: what was deleted, and
+// for DELETE /v1/sets/{id} the set, which the listing no longer has.
 type DeleteResult struct {
 	Deleted []string `json:"deleted"`
+	Set     *vss.ID  `json:"set,omitempty"`
 }
 
 // ExposeResult is POST /v1/snapshots/{id}/expose.

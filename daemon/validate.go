@@ -37,6 +37,18 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	if a := c.API.Auth; a != "" && a != AuthToken && a != AuthNone {
+		add(fmt.Errorf("%q: want token or none", a), "api", "auth")
+	}
+	neg(c.API.ReadTimeout, "api", "read-timeout")
+	neg(c.API.WriteTimeout, "api", "write-timeout")
+	neg(c.API.IdleTimeout, "api", "idle-timeout")
+	if c.API.MaxConnections < 0 {
+		add(errors.New("must not be negative"), "api", "max-connections")
+	}
+	if c.Sets.History < 0 {
+		add(errors.New("must not be negative"), "sets", "history")
+	}
 	if c.Array.Capacity < 0 || c.Array.Grain < 0 || c.Array.MaxSnapshots < 0 {
 		add(errors.New("capacity, grain and max-snapshots must not be negative"), "array")
 	}
@@ -80,6 +92,8 @@ func (c *Config) Validate() error {
 		switch {
 		case w.Name == "":
 			add(errors.New("a writer needs a name"), "writers", i)
+		case checkWriterName(w.Name) != nil:
+			add(checkWriterName(w.Name), "writers", i, "name")
 		case writers[w.Name]:
 			add(fmt.Errorf("writer %q is defined twice", w.Name), "writers", i, "name")
 		}
@@ -158,6 +172,29 @@ func checkLUN(l LUNConfig) error {
 	}
 	if _, err := parseNAA(l.NAA); err != nil {
 		return err
+	}
+	return nil
+}
+
+// maxWriterName bounds a writer's name as lun bounds a LUN's.
+const maxWriterName = 255
+
+// checkWriterName holds writer names to the rule of LUN names: 1-255
+// characters of [A-Za-z0-9._:-], other than "." and "..". A name travels
+// in logs, in the text tables of the CLI and in the environment of exec
+// writers, so it carries no white space, no control characters and no
+// path separators; a bound on its length bounds what a remote writer's
+// registration makes the daemon keep.
+func checkWriterName(name string) error {
+	ok := name != "" && len(name) <= maxWriterName && name != "." && name != ".."
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("._:-", c)) {
+			ok = false
+		}
+	}
+	if !ok {
+		return &codedError{msg: fmt.Sprintf("%s: %.64q", strings.TrimPrefix(ErrBadWriterName.Error(), "daemon: "), name),
+			errs: []error{ErrBadWriterName, vss.E_INVALIDARG}}
 	}
 	return nil
 }

@@ -68,6 +68,9 @@ func (d *Daemon) registerRemote(reg WriterRegistration) (WriterInfo, error) {
 	if reg.Name == "" {
 		return WriterInfo{}, badRequest("a writer needs a name")
 	}
+	if err := checkWriterName(reg.Name); err != nil {
+		return WriterInfo{}, err
+	}
 	level, err := parseLevel(reg.Level)
 	if err != nil {
 		return WriterInfo{}, badRequest("%v", err)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"weak"
 
 	"github.com/shadowbench/shadowbench/cow"
 	"github.com/shadowbench/shadowbench/lun/durable"
@@ -90,8 +91,8 @@ func (a *Array) Config() Config { return a.cfg }
 func (a *Array) StoreStats() cow.StoreStats { return a.store.Stats() }
 
 func checkName(name string) error {
-	if name == "" || len(name) > 255 {
-		return ErrBadName
+	if name == "" || len(name) > 255 || name == "." || name == ".." {
+		return ErrBadName // "." and ".." are path segments to every URL and NBD client
 	}
 	for _, c := range name {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("._:-", c)) {
@@ -405,7 +406,7 @@ func (p *PendingSnapshot) discard() {
 	}
 	l.gate.shut()
 	p.source.snapshots.Add(-1)
-	p.source.lastSnap.CompareAndSwap(l, l.prev)
+	p.source.lastSnap.CompareAndSwap(l, l.prev.Value())
 	l.release()
 }
 
@@ -425,9 +426,9 @@ func (l *LUN) pushSnapshot(snap *LUN) {
 		head := l.lastSnap.Load()
 		prev := head
 		for prev != nil && prev.isPending() {
-			prev = prev.prev
+			prev = prev.prev.Value()
 		}
-		snap.prev = prev
+		snap.prev = weak.Make(prev)
 		if l.lastSnap.CompareAndSwap(head, snap) {
 			return
 		}

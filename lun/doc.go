@@ -36,4 +36,7 @@
 //     the hold is released or expires.
 //   - L3 A hold never outlives its deadline.
 //   - L4 Every LUN, snapshot LUNs included, has its own NAA designator.
+//   - L5 A deleted LUN costs the array nothing: nothing the array keeps
+//     holds it, so a schedule that takes and deletes snapshots runs in
+//     constant memory.
 package lun

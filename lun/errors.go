@@ -14,7 +14,7 @@ var (
 	ErrExists = errors.New("lun: a LUN of that name exists")
 	// ErrBadName is returned for an empty name, one over 255 bytes, or
 	// one with characters outside [A-Za-z0-9._:-].
-	ErrBadName = errors.New("lun: LUN names are 1-255 characters of [A-Za-z0-9._:-]")
+	ErrBadName = errors.New("lun: LUN names are 1-255 characters of [A-Za-z0-9._:-], other than . and ..")
 	// ErrBadGeometry is returned for a block size other than 512 or 4096, or
 	// a size that is not a positive multiple of the block size.
 	ErrBadGeometry = errors.New("lun: size must be a positive multiple of a 512 or 4096 byte block size")

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"slices"
 	"time"
+	"weak"
 
 	"github.com/shadowbench/shadowbench/cow"
 	"github.com/shadowbench/shadowbench/lun/durable"
@@ -102,7 +103,7 @@ func (a *Array) rebuild() error {
 		slices.SortFunc(ss, func(x, y *LUN) int { return x.created.Compare(y.created) })
 		for i, s := range ss {
 			if i > 0 {
-				s.prev = ss[i-1]
+				s.prev = weak.Make(ss[i-1])
 			}
 		}
 		src.lastSnap.Store(ss[len(ss)-1])

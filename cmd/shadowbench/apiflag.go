@@ -15,23 +15,30 @@ import (
 // apiFlags are the flags shared by the subcommands that talk to the
 // daemon: where its API is, and whether to print JSON.
 type apiFlags struct {
-	api  string
-	json bool
+	api, tokenFile string
+	json           bool
 }
 
-// bind adds --api and --json to a command group; its subcommands share
-// them.
+// bind adds --api, --api-token-file and --json to a command group; its
+// subcommands share them.
 func (f *apiFlags) bind(cmd *cobra.Command) {
 	cmd.PersistentFlags().StringVar(&f.api, "api", "", "the daemon's API: http://HOST:PORT, HOST:PORT or unix:/PATH (default $"+
 		daemon.EnvAPI+", else "+daemon.DefaultAPI+")")
+	cmd.PersistentFlags().StringVar(&f.tokenFile, "api-token-file", "", "`FILE` holding the TCP API's token (default $"+
+		daemon.EnvAPITokenFile+", else the daemon's default, $XDG_RUNTIME_DIR/shadowbench/api-token)")
 	cmd.PersistentFlags().BoolVar(&f.json, "json", false, "print the daemon's answer as JSON")
+}
+
+// client returns a client of the daemon, with its token for a TCP API.
+func (f *apiFlags) client() (*daemon.Client, error) {
+	return daemon.ClientFor(daemon.ResolveAPI(f.api), f.tokenFile)
 }
 
 // call runs fn with a client of the daemon and prints what it returns: the
 // text form, or JSON with --json. A snapshot set that failed after it
 // started is printed too, before the error.
 func (f *apiFlags) call(cmd *cobra.Command, fn func(ctx context.Context, c *daemon.Client) (daemon.Texter, error)) error {
-	c, err := daemon.NewClient(daemon.ResolveAPI(f.api))
+	c, err := f.client()
 	if err != nil {
 		return err
 	}

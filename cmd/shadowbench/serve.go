@@ -14,11 +14,12 @@ import (
 
 // serveFlags are the flags of shadowbench serve.
 type serveFlags struct {
-	config, profile, listen, socket, defaultExport, api, apiSocket, dataDir string
-	luns                                                           lunSpecs
-	maxInFlight                                                    int
-	shutdownTimeout, hold, freeze, remoteWriter                    time.Duration
-	bench                                                          benchServeFlags
+	config, profile, listen, socket, defaultExport, dataDir string
+	luns                                                    lunSpecs
+	maxInFlight                                             int
+	shutdownTimeout, hold, freeze, remoteWriter             time.Duration
+	api                                                     apiServeFlags
+	bench                                                   benchServeFlags
 }
 
 func newServeCmd(a *app) *cobra.Command {
@@ -30,7 +31,8 @@ func newServeCmd(a *app) *cobra.Command {
 provider, and the HTTP API (JSON; Prometheus metrics at /metrics) until
 SIGINT or SIGTERM; then stop accepting, drain and flush. Without --config:
 LUNs lun0 and lun1 of 1 GiB on nbd://127.0.0.1:10809, the API on
-http://127.0.0.1:10810.
+http://127.0.0.1:10810, whose bearer token is written to --api-token-file
+for the CLI to read.
 
 Without --data-dir the array is in memory (capacity: half the RAM) and
 nothing survives the process. With --data-dir DIR it is kept in DIR (a
@@ -50,8 +52,7 @@ adds to its LUNs. lun, snapshot, writer and status are the API's clients.`,
 	fl.StringVar(&f.dataDir, "data-dir", "", "keep the array in `DIR`: LUNs, snapshots, clones and data survive restarts and crashes (a write is durable once a FLUSH after it completes, or at once with FUA); default: in memory, nothing survives")
 	fl.StringVar(&f.listen, "listen", daemon.DefaultNBDListen, "TCP address to serve NBD on; empty for none")
 	fl.StringVar(&f.socket, "socket", "", "unix socket to serve NBD on as well")
-	fl.StringVar(&f.api, "api", daemon.DefaultAPIListen, "loopback address of the HTTP API; empty for none")
-	fl.StringVar(&f.apiSocket, "api-socket", "", "unix socket (mode 0600) to serve the HTTP API on as well")
+	f.api.bind(fl)
 	fl.Var(&f.luns, "lun", "a LUN, name=NAME,size=SIZE[,blocksize=512|4096][,readonly=true]; repeatable (default: lun0 and lun1 of 1 GiB)")
 	fl.StringVar(&f.profile, "profile", "", "firmware profile `FILE` of the (first) array provider")
 	fl.StringVar(&f.defaultExport, "default-export", "", "export for clients that name none (default: the first LUN)")
@@ -80,12 +81,13 @@ func serve(ctx context.Context, log *slog.Logger, fl *pflag.FlagSet, f *serveFla
 			return err
 		}
 	}
-	cfg.Apply(daemon.Overrides{NBDListen: given(fl, "listen", f.listen), NBDSocket: given(fl, "socket", f.socket),
-		DefaultExport: given(fl, "default-export", f.defaultExport), APIListen: given(fl, "api", f.api),
-		APISocket: given(fl, "api-socket", f.apiSocket), MaxInFlight: given(fl, "max-in-flight", f.maxInFlight),
+	o := daemon.Overrides{NBDListen: given(fl, "listen", f.listen), NBDSocket: given(fl, "socket", f.socket),
+		DefaultExport: given(fl, "default-export", f.defaultExport), MaxInFlight: given(fl, "max-in-flight", f.maxInFlight),
 		ShutdownTimeout: given(fl, "shutdown-timeout", f.shutdownTimeout), Hold: given(fl, "hold-window", f.hold),
 		Freeze: given(fl, "freeze-window", f.freeze), RemoteWriter: given(fl, "remote-writer-timeout", f.remoteWriter),
-		LUNs: f.luns, Profile: f.profile, DataDir: given(fl, "data-dir", f.dataDir)})
+		LUNs: f.luns, Profile: f.profile, DataDir: given(fl, "data-dir", f.dataDir)}
+	f.api.apply(fl, &o)
+	cfg.Apply(o)
 	if err := cfg.Validate(); err != nil {
 		return err
 	}

@@ -34,7 +34,7 @@ func serveBench(ctx context.Context, log *slog.Logger, cfg *daemon.Config, b ben
 	if err != nil {
 		return err
 	}
-	ls, err := daemon.ListenNBD(cfg)
+	ls, err := daemon.ListenNBD(cfg, log)
 	if err != nil {
 		return err
 	}

@@ -15,7 +15,19 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain checks that no test leaves a goroutine behind, and gives the
+// daemons a runtime directory of their own for their token files.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "shadowbench-cmd-test-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("XDG_RUNTIME_DIR", dir)
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		_ = os.RemoveAll(dir)
+		os.Exit(code)
+	}))
+}
 
 // execute runs the command line and returns its stderr and error.
 func execute(ctx context.Context, args ...string) (string, error) {
@@ -41,6 +53,7 @@ func TestServeRejectsBadFlags(t *testing.T) {
 		{[]string{"serve", "--profile", "/nonexistent/profile.yaml"}, "providers[0].profile: provider:"},
 		{[]string{"serve", "--hold-window", "-1s"}, "windows.hold: must not be negative"},
 		{[]string{"serve", "--max-in-flight", "-1"}, "nbd.max-in-flight: must not be negative"},
+		{[]string{"serve", "--set-history", "-1"}, "sets.history: must not be negative"},
 		{[]string{"serve", "--listen", "127.0.0.1:0", "--api", "", "--engine", "bogus"}, `--engine "bogus": want go-nbd or nothing`},
 		{[]string{"serve", "extra"}, `unknown command "extra"`},
 		{[]string{"--log-level", "loud", "serve"}, `--log-level "loud"`},

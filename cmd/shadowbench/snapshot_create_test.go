@@ -64,10 +64,10 @@ exit 0
 	require.NoError(t, jsonUnmarshal(out, &rep))
 	require.Equal(t, "created", rep.State, "a veto does not fail the set")
 	require.Len(t, rep.Writers, 1)
-	require.Regexp(t, `^exec:.*hook\.sh#[0-9a-f]{4}$`, rep.Writers[0].Name)
+	require.Regexp(t, `^exec:[A-Za-z0-9._:-]*hook\.sh-[0-9a-f]{4}$`, rep.Writers[0].Name)
 	require.Equal(t, "VSS_WS_FAILED_AT_FREEZE", rep.Writers[0].State)
 	require.Equal(t, "VSS_E_WRITERERROR_RETRYABLE", rep.Writers[0].Failure)
-	require.Regexp(t, `hook\.sh#[0-9a-f]{4} Freeze set \{[0-9A-F-]{36}\}: veto VSS_E_WRITERERROR_RETRYABLE in `, stderr,
+	require.Regexp(t, `hook\.sh-[0-9a-f]{4} Freeze set \{[0-9A-F-]{36}\}: veto VSS_E_WRITERERROR_RETRYABLE in `, stderr,
 		"each event is reported on stderr")
 	events, err := os.ReadFile(filepath.Join(dir, "events"))
 	require.NoError(t, err)

@@ -14,9 +14,11 @@ func newSnapshotDeleteCmd(f *apiFlags) *cobra.Command {
 		Use:   "delete SNAPSHOT-ID | --set SET-ID",
 		Short: "Delete a snapshot, or every snapshot of a set",
 		Long: `Delete one snapshot (DeleteSnapshots with VSS_OBJECT_SNAPSHOT) or, with
---set, every snapshot of a set. The provider reclaims each target LUN
-(FillInLunInfo, then OnLunEmpty). For an auto-release set the daemon
-releases the requester it holds, which sends BackupShutdown to the writers.`,
+--set, every snapshot of a set and then the set, which leaves the listing.
+The provider reclaims each target LUN (FillInLunInfo, then OnLunEmpty). For
+an auto-release set the daemon releases the requester it holds, which sends
+BackupShutdown to the writers. A set with no snapshot left (it failed, was
+abandoned, or its snapshots were deleted one by one) is deleted at once.`,
 		Example: "  shadowbench snapshot delete {8121ADFD-64AF-4750-876C-61F2B0015D95}\n" +
 			"  shadowbench snapshot delete --set {675A76AA-4447-484E-B28F-68BC910E5D46}",
 		Args: cobra.ExactArgs(1),
@@ -33,6 +35,6 @@ releases the requester it holds, which sends BackupShutdown to the writers.`,
 			})
 		},
 	}
-	cmd.Flags().BoolVar(&set, "set", false, "the ID is a snapshot set's: delete all its snapshots")
+	cmd.Flags().BoolVar(&set, "set", false, "the ID is a snapshot set's: delete all its snapshots, then the set")
 	return cmd
 }

@@ -19,6 +19,10 @@ func TestSnapshotDelete(t *testing.T) {
 	var res daemon.DeleteResult
 	cliJSON(t, &res, "snapshot", "delete", "--set", rep.ID.String(), "--api", api)
 	require.Equal(t, []string{rep.Snapshots[1].ID.String()}, res.Deleted)
+	require.Equal(t, rep.ID, *res.Set)
+	var sets []daemon.SetSummary
+	cliJSON(t, &sets, "snapshot", "list", "--sets", "--api", api)
+	require.Empty(t, sets, "the deleted set left the listing")
 	var ls []daemon.LUNInfo
 	cliJSON(t, &ls, "lun", "list", "--api", api)
 	require.Len(t, ls, 2, "the snapshot LUNs are gone")
@@ -26,7 +30,7 @@ func TestSnapshotDelete(t *testing.T) {
 	_, _, err = cli(context.Background(), "snapshot", "delete", rep.Snapshots[0].ID.String(), "--api", api)
 	require.ErrorContains(t, err, "no such snapshot or snapshot set: snapshot")
 	_, _, err = cli(context.Background(), "snapshot", "delete", "--set", rep.ID.String(), "--api", api)
-	require.ErrorContains(t, err, "has no snapshot left: VSS_E_OBJECT_NOT_FOUND")
+	require.ErrorContains(t, err, "no such snapshot or snapshot set: snapshot set")
 	_, _, err = cli(context.Background(), "snapshot", "delete", "x", "--api", api)
 	require.ErrorContains(t, err, `ID "x": want an ID`)
 }

@@ -14,8 +14,8 @@ func newSnapshotListCmd(f *apiFlags) *cobra.Command {
 		Use:   "list [--sets]",
 		Short: "List the snapshots, or the snapshot sets",
 		Long: `List the snapshots the coordinator holds, with their set, volume, target
-LUNs and NBD exports. With --sets, list every snapshot set the daemon ran,
-failed ones included, with its outcome.`,
+LUNs and NBD exports. With --sets, list the snapshot sets the daemon ran,
+failed ones included, with their outcome; a deleted set is not listed.`,
 		Example: "  shadowbench snapshot list\n  shadowbench snapshot list --sets --json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

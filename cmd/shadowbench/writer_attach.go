@@ -40,7 +40,7 @@ vanishes, the daemon drops the writer after its remote-writer timeout.`,
 			if err != nil {
 				return err
 			}
-			c, err := daemon.NewClient(daemon.ResolveAPI(f.api))
+			c, err := f.client()
 			if err != nil {
 				return err
 			}
