@@ -4,6 +4,7 @@ GO        ?= go
 PKGS      ?= ./...
 BENCHTIME ?= 1s
 FUZZTIME  ?= 10s
+CRASH_ROUNDS ?= 200
 STATICCHECK_VERSION ?= v0.8.2
 
 .DEFAULT_GOAL := help
@@ -40,6 +41,11 @@ bench: ## Run the go test benchmarks (BENCHTIME=1s, PKGS=./...).
 .PHONY: bench-commit
 bench-commit: ## Commit latency only: cow Snapshot and the provider's CommitSnapshots.
 	$(GO) test -run '^$$' -bench Commit -benchtime $(BENCHTIME) $(PKGS)
+
+.PHONY: crash
+crash: ## kill -9 a durable serve under NBD load CRASH_ROUNDS=200 times, checking every block against the model; and the durable model test at length.
+	$(GO) test -count=1 -timeout 60m ./daemon/crashtest -crash.rounds $(CRASH_ROUNDS) -v -run TestKillUnderLoad
+	$(GO) test -count=1 -timeout 60m ./lun/durable -run TestModel -durable.runs 20 -durable.steps 600
 
 .PHONY: fuzz
 fuzz: ## A short run (FUZZTIME=10s) of every fuzz target.
