@@ -70,6 +70,11 @@ type Server struct {
 	// shutting is set once by Shutdown or Close, before mu is taken, so a
 	// connection registering itself afterwards sees it (see track).
 	shutting atomic.Bool
+	// closed is closed with shutting set; it cuts Serve's pauses short.
+	closed    chan struct{}
+	closeOnce sync.Once
+	// acceptLog paces the warnings of failed accepts.
+	acceptLog logLimiter
 
 	// mu guards the listeners and connections being served.
 	mu struct {
@@ -83,7 +88,7 @@ type Server struct {
 
 // NewServer returns a server of the exports in cat.
 func NewServer(cat Catalog, opts Options) *Server {
-	s := &Server{cat: cat, opts: opts.withDefaults()}
+	s := &Server{cat: cat, opts: opts.withDefaults(), closed: make(chan struct{})}
 	s.log = s.opts.Logger
 	s.mu.listeners = make(map[net.Listener]struct{})
 	s.mu.conns = make(map[*conn]struct{})
@@ -91,11 +96,18 @@ func NewServer(cat Catalog, opts Options) *Server {
 }
 
 // Serve accepts connections on l and serves each on its own goroutines. It
-// returns ErrServerClosed after Shutdown or Close, the listener's error if
-// accepting fails, or ctx.Err() when ctx is done, in which case it closes l
-// and every connection it accepted at once. ctx is also the parent of every
+// returns ErrServerClosed after Shutdown or Close, the listener's error once
+// l is closed, or ctx.Err() when ctx is done, in which case it closes l and
+// every connection it accepted at once. ctx is also the parent of every
 // backend call of those connections. Serve returns only after the
 // connections it accepted are closed and their goroutines have exited.
+//
+// An accept error on an open listener never ends Serve: running out of
+// descriptors (EMFILE, ENFILE) or any other failure is retried after a
+// pause that doubles from 5 ms to 1 s, as net/http's Server does, so the
+// connections already served go on and new ones are taken as soon as
+// descriptors come back. The failures are logged at most once every
+// 10 s, with their count.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	if !s.addListener(l) {
 		return ErrServerClosed
@@ -116,13 +128,16 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return err
 			}
-			return err
+			delay = min(max(2*delay, minAcceptDelay), maxAcceptDelay)
+			if n, ok := s.acceptLog.tick(); ok {
+				s.log.Warn("nbd: accept failed; retrying", "addr", l.Addr().String(), "err", err,
+					"retry_in", delay, "failures", n)
+			}
+			s.pause(ctx, delay) // cut short at shutdown: the next Accept says so
+			continue
 		}
 		delay = 0
 		c := newConn(s, ctx, nc)
@@ -138,6 +153,53 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			c.serve()
 		}()
 	}
+}
+
+// The pause after a failed accept doubles from minAcceptDelay to
+// maxAcceptDelay, as net/http's Server.Serve does.
+const (
+	minAcceptDelay = 5 * time.Millisecond
+	maxAcceptDelay = time.Second
+)
+
+// pause waits for d, or until ctx ends or the server closes.
+func (s *Server) pause(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	case <-s.closed:
+	}
+}
+
+// logEvery paces the warnings a flood of failures logs (failed accepts,
+// refused connections): one line per interval, with the count since the
+// last.
+const logEvery = 10 * time.Second
+
+// logLimiter lets one event in logEvery through and counts the others. A
+// log line per failure was rejected: out of descriptors, accept fails once
+// a second for as long as the flood lasts, from every listener.
+type logLimiter struct {
+	mu     sync.Mutex
+	last   time.Time
+	missed uint64
+}
+
+// tick counts an event. It returns true, with the events since the last
+// line logged (this one included), when this one is to be logged.
+func (l *logLimiter) tick() (uint64, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.missed++
+	now := time.Now()
+	if !l.last.IsZero() && now.Sub(l.last) < logEvery {
+		return 0, false
+	}
+	n := l.missed
+	l.last, l.missed = now, 0
+	return n, true
 }
 
 // Run serves on every listener until ctx is done or one of them fails, then
@@ -179,7 +241,7 @@ func (s *Server) Run(ctx context.Context, ls ...net.Listener) error {
 // returned; either way Shutdown returns after every connection goroutine has
 // exited.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.shutting.Store(true)
+	s.setShutting()
 	s.mu.Lock()
 	for l := range s.mu.listeners {
 		_ = l.Close()
@@ -208,7 +270,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // requests in flight are abandoned. It returns after every connection
 // goroutine has exited.
 func (s *Server) Close() error {
-	s.shutting.Store(true)
+	s.setShutting()
 	s.mu.Lock()
 	for l := range s.mu.listeners {
 		_ = l.Close()
@@ -217,6 +279,13 @@ func (s *Server) Close() error {
 	s.closeConns()
 	s.conns.Wait()
 	return nil
+}
+
+// setShutting marks the server as stopping, before mu is taken (see track),
+// and wakes Serve from a pause.
+func (s *Server) setShutting() {
+	s.shutting.Store(true)
+	s.closeOnce.Do(func() { close(s.closed) })
 }
 
 func (s *Server) closeConns() {
