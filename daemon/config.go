@@ -65,6 +65,10 @@ type NBDConfig struct {
 	// MaxInFlight bounds the requests in flight per connection; 0 for
 	// nbd.DefaultMaxInFlight.
 	MaxInFlight int `yaml:"max-in-flight"`
+	// MaxConnections bounds the NBD connections served at once; past it a
+	// new one is closed at once and counted in /metrics. 0 for
+	// nbd.DefaultMaxConnections (RLIMIT_NOFILE less 256, at least 64).
+	MaxConnections int `yaml:"max-connections"`
 	// ShutdownTimeout bounds the drain of NBD and API requests at
 	// shutdown; 0 for 10 s.
 	ShutdownTimeout time.Duration `yaml:"shutdown-timeout"`
@@ -365,7 +369,7 @@ func (c *Config) errAt(err error, path ...any) *ConfigError {
 // set, is the profile file of the first provider.
 type Overrides struct {
 	NBDListen, NBDSocket, DefaultExport, APIListen, APISocket *string
-	MaxInFlight                                               *int
+	MaxInFlight, MaxConnections                               *int
 	ShutdownTimeout, Hold, Freeze, RemoteWriter               *time.Duration
 	LUNs                                                      []LUNConfig
 	Profile                                                   string
@@ -383,8 +387,11 @@ func (c *Config) Apply(o Overrides) {
 	set(&c.NBD.DefaultExport, o.DefaultExport)
 	set(&c.API.Listen, o.APIListen)
 	set(&c.API.Socket, o.APISocket)
-	if o.MaxInFlight != nil {
-		c.NBD.MaxInFlight = *o.MaxInFlight
+	for _, d := range []struct{ dst, v *int }{{&c.NBD.MaxInFlight, o.MaxInFlight},
+		{&c.NBD.MaxConnections, o.MaxConnections}} {
+		if d.v != nil {
+			*d.dst = *d.v
+		}
 	}
 	for _, d := range []struct{ dst, v *time.Duration }{{&c.NBD.ShutdownTimeout, o.ShutdownTimeout},
 		{&c.Windows.Hold, o.Hold}, {&c.Windows.Freeze, o.Freeze}, {&c.Windows.RemoteWriter, o.RemoteWriter}} {

@@ -18,6 +18,7 @@ func TestParseConfigExample(t *testing.T) {
 	require.NoError(t, cfg.Validate())
 	require.Equal(t, "127.0.0.1:10809", cfg.NBD.Listen)
 	require.Equal(t, 64, cfg.NBD.MaxInFlight)
+	require.Equal(t, 1000, cfg.NBD.MaxConnections)
 	require.Equal(t, 5*time.Second, cfg.NBD.ShutdownTimeout)
 	require.Equal(t, Size(8<<30), cfg.Array.Capacity)
 	require.Equal(t, Size(64<<10), cfg.Array.Grain)

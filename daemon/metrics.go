@@ -117,6 +117,7 @@ type collector struct {
 	sets, setsInProgress, snapshots, held            *prometheus.Desc
 	commit                                           *prometheus.Desc
 	writers, build, start                            *prometheus.Desc
+	nbdOpen, nbdAccepted, nbdRefused, nbdMaxConns    *prometheus.Desc
 }
 
 func newCollector(d *Daemon) *collector {
@@ -140,6 +141,10 @@ func newCollector(d *Daemon) *collector {
 		writers:        desc("shadowbench_writers", "Writers the daemon knows, by kind.", "kind"),
 		build:          desc("shadowbench_build_info", "The daemon's version.", "version"),
 		start:          desc("shadowbench_start_time_seconds", "When the daemon started, in seconds since the epoch."),
+		nbdOpen:        desc("shadowbench_nbd_connections", "NBD connections served now."),
+		nbdAccepted:    desc("shadowbench_nbd_connections_accepted_total", "NBD connections accepted and served."),
+		nbdRefused:     desc("shadowbench_nbd_connections_refused_total", "NBD connections closed at once because max-connections were open."),
+		nbdMaxConns:    desc("shadowbench_nbd_max_connections", "The cap on NBD connections served at once."),
 	}
 }
 
@@ -147,7 +152,7 @@ func newCollector(d *Daemon) *collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.lunOps, c.lunBytes, c.lunErrors, c.lunLatency, c.lunSize,
 		c.storeData, c.storeMeta, c.storeCapacity, c.sets, c.setsInProgress, c.snapshots, c.held,
-		c.commit, c.writers, c.build, c.start} {
+		c.commit, c.writers, c.build, c.start, c.nbdOpen, c.nbdAccepted, c.nbdRefused, c.nbdMaxConns} {
 		ch <- d
 	}
 }
@@ -207,6 +212,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for k, n := range kinds {
 		gauge(c.writers, float64(n), k)
 	}
+	ns := d.nbd.Stats()
+	gauge(c.nbdOpen, float64(ns.Open))
+	counter(c.nbdAccepted, float64(ns.Accepted))
+	counter(c.nbdRefused, float64(ns.Refused))
+	gauge(c.nbdMaxConns, float64(ns.MaxConnections))
 	gauge(c.build, 1, d.version)
 	gauge(c.start, float64(d.started.UnixNano())/1e9)
 }

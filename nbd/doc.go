@@ -66,6 +66,10 @@
 //   - N7 Transmission flags are truthful: READ_ONLY on read-only exports and
 //     no write-side flags there, SEND_DF only with structured replies,
 //     HAS_FLAGS always.
+//   - N8 Load never ends the server: an accept error is retried after a
+//     pause (5 ms doubling to 1 s), and at most MaxConnections connections
+//     are served at once; past that a new one is closed before the
+//     greeting and counted, so the rest of the process keeps descriptors.
 //
 // Backend errors become protocol error values: a syscall.Errno (fault
 // injection) keeps its value where the protocol defines it, the storage

@@ -2,6 +2,7 @@ package nbd
 
 import (
 	"errors"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -94,4 +95,44 @@ func TestLogLimiterCountsWhatItHolds(t *testing.T) {
 	n, ok = l.tick()
 	require.True(t, ok)
 	require.Equal(t, uint64(6), n, "the five held back and this one")
+}
+
+func TestConnectionCap(t *testing.T) {
+	var logs syncBuffer
+	ts := serveOn(t, "tcp", newCatalog(map[string]*memBackend{"lun0": newMem(testSize)}),
+		Options{MaxConnections: 2, Logger: slogTo(&logs)})
+	a := leanDial(t, "tcp", ts.addr, "lun0")
+	leanDial(t, "tcp", ts.addr, "lun0")
+	require.Equal(t, ServerStats{Open: 2, Accepted: 2, MaxConnections: 2}, ts.Stats())
+
+	// The third and fourth are closed before the server says anything.
+	for range 2 {
+		over := leanDial(t, "tcp", ts.addr, "")
+		require.NoError(t, over.SetReadDeadline(time.Now().Add(5*time.Second)))
+		n, err := over.Read(make([]byte, 1))
+		require.Equal(t, 0, n)
+		require.ErrorIs(t, err, io.EOF)
+	}
+	require.Equal(t, ServerStats{Open: 2, Accepted: 2, Refused: 2, MaxConnections: 2}, ts.Stats())
+	require.Equal(t, 1, strings.Count(logs.String(), "connections refused"), "one warning for the burst: %s", logs.String())
+
+	// A place freed is taken again.
+	require.NoError(t, a.Close())
+	require.Eventually(t, func() bool { return ts.Stats().Open == 1 }, 5*time.Second, time.Millisecond)
+	c := ts.dial(t, &DialOptions{Export: "lun0"})
+	require.NoError(t, c.Write(tctx(t), []byte("x"), 0, 0))
+	require.Equal(t, ServerStats{Open: 2, Accepted: 3, Refused: 2, MaxConnections: 2}, ts.Stats())
+}
+
+func TestDefaultMaxConnectionsFollowsTheDescriptorLimit(t *testing.T) {
+	var rl syscall.Rlimit
+	require.NoError(t, syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl))
+	require.Equal(t, defaultMaxConnections(rl.Cur), DefaultMaxConnections())
+	require.Equal(t, DefaultMaxConnections(), NewServer(newCatalog(nil), Options{}).Stats().MaxConnections)
+	for _, c := range []struct {
+		nofile uint64
+		want   int
+	}{{1024, 768}, {20000, 19744}, {256, 64}, {100, 64}, {1 << 40, 1<<30 - 256}} {
+		require.Equal(t, c.want, defaultMaxConnections(c.nofile), "RLIMIT_NOFILE %d", c.nofile)
+	}
 }

@@ -21,6 +21,11 @@ type Options struct {
 	// EINVAL. It is advertised as the maximum block size. Default
 	// DefaultMaxPayload; at most 64 MiB.
 	MaxPayload int
+	// MaxConnections bounds the connections served at once, so that a
+	// flood of them cannot take every descriptor the process has. Past
+	// it, a new connection is closed as soon as it is accepted, and
+	// counted in Stats. Default DefaultMaxConnections().
+	MaxConnections int
 	// HandshakeTimeout bounds option haggling. Default 30 s.
 	HandshakeTimeout time.Duration
 	// ShutdownTimeout bounds the drain of Run's graceful shutdown.
@@ -48,6 +53,9 @@ func (o Options) withDefaults() Options {
 		o.MaxPayload = DefaultMaxPayload
 	}
 	o.MaxPayload = min(o.MaxPayload, maxPayloadLimit)
+	if o.MaxConnections <= 0 {
+		o.MaxConnections = DefaultMaxConnections()
+	}
 	if o.HandshakeTimeout <= 0 {
 		o.HandshakeTimeout = 30 * time.Second
 	}
@@ -73,8 +81,16 @@ type Server struct {
 	// closed is closed with shutting set; it cuts Serve's pauses short.
 	closed    chan struct{}
 	closeOnce sync.Once
-	// acceptLog paces the warnings of failed accepts.
-	acceptLog logLimiter
+	// acceptLog and refuseLog pace the warnings of failed accepts and of
+	// connections refused past MaxConnections.
+	acceptLog, refuseLog logLimiter
+
+	// open counts the connections served now: Serve adds one before it
+	// serves a connection and refuses the connection when that passes
+	// MaxConnections. accepted and refused count since NewServer.
+	open     atomic.Int64
+	accepted atomic.Uint64
+	refused  atomic.Uint64
 
 	// mu guards the listeners and connections being served.
 	mu struct {
@@ -107,7 +123,8 @@ func NewServer(cat Catalog, opts Options) *Server {
 // pause that doubles from 5 ms to 1 s, as net/http's Server does, so the
 // connections already served go on and new ones are taken as soon as
 // descriptors come back. The failures are logged at most once every
-// 10 s, with their count.
+// 10 s, with their count. A connection past MaxConnections is closed at
+// once and counted (Stats).
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	if !s.addListener(l) {
 		return ErrServerClosed
@@ -140,15 +157,22 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			continue
 		}
 		delay = 0
+		if s.open.Add(1) > int64(s.opts.MaxConnections) {
+			s.refuse(nc)
+			continue
+		}
 		c := newConn(s, ctx, nc)
 		if !s.track(c) {
+			s.open.Add(-1)
 			_ = nc.Close()
 			continue
 		}
+		s.accepted.Add(1)
 		mine.Add(1)
 		go func() {
 			defer mine.Done()
 			defer s.conns.Done()
+			defer s.open.Add(-1)
 			defer s.untrack(c)
 			c.serve()
 		}()
@@ -200,6 +224,39 @@ func (l *logLimiter) tick() (uint64, bool) {
 	n := l.missed
 	l.last, l.missed = now, 0
 	return n, true
+}
+
+// refuse closes a connection accepted past MaxConnections and counts it.
+// The caller has counted it in open; refuse takes it out again. Closing at
+// once, before the greeting, was chosen over a queue of waiting
+// connections: each waiting one would hold the descriptor the cap is
+// there to keep free.
+func (s *Server) refuse(nc net.Conn) {
+	s.open.Add(-1)
+	s.refused.Add(1)
+	_ = nc.Close()
+	if n, ok := s.refuseLog.tick(); ok {
+		s.log.Warn("nbd: connections refused: too many open", "max_connections", s.opts.MaxConnections,
+			"refused", n)
+	}
+}
+
+// ServerStats are a server's connection counters, for metrics.
+type ServerStats struct {
+	// Open is the number of connections served now.
+	Open int64
+	// Accepted counts the connections served since NewServer; Refused
+	// those closed at once because MaxConnections were open.
+	Accepted, Refused uint64
+	// MaxConnections is the cap on Open.
+	MaxConnections int
+}
+
+// Stats returns the server's counters. Each is read atomically; together
+// they are not one snapshot.
+func (s *Server) Stats() ServerStats {
+	return ServerStats{Open: s.open.Load(), Accepted: s.accepted.Load(), Refused: s.refused.Load(),
+		MaxConnections: s.opts.MaxConnections}
 }
 
 // Run serves on every listener until ctx is done or one of them fails, then

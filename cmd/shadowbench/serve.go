@@ -16,7 +16,7 @@ import (
 type serveFlags struct {
 	config, profile, listen, socket, defaultExport, api, apiSocket string
 	luns                                                           lunSpecs
-	maxInFlight                                                    int
+	maxInFlight, maxConnections                                    int
 	shutdownTimeout, hold, freeze, remoteWriter                    time.Duration
 	bench                                                          benchServeFlags
 }
@@ -46,6 +46,7 @@ adds to its LUNs. lun, snapshot, writer and status are the API's clients.`,
 	fl.StringVar(&f.profile, "profile", "", "firmware profile `FILE` of the (first) array provider")
 	fl.StringVar(&f.defaultExport, "default-export", "", "export for clients that name none (default: the first LUN)")
 	fl.IntVar(&f.maxInFlight, "max-in-flight", nbd.DefaultMaxInFlight, "requests in flight per connection")
+	fl.IntVar(&f.maxConnections, "max-connections", 0, "NBD connections served at once; past it a new one is closed at once (default: RLIMIT_NOFILE less 256, at least 64)")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for requests in flight")
 	fl.DurationVar(&f.hold, "hold-window", 10*time.Second, "the flush & hold window")
 	fl.DurationVar(&f.freeze, "freeze-window", 60*time.Second, "writers' default freeze window")
@@ -73,6 +74,7 @@ func serve(ctx context.Context, log *slog.Logger, fl *pflag.FlagSet, f *serveFla
 	cfg.Apply(daemon.Overrides{NBDListen: given(fl, "listen", f.listen), NBDSocket: given(fl, "socket", f.socket),
 		DefaultExport: given(fl, "default-export", f.defaultExport), APIListen: given(fl, "api", f.api),
 		APISocket: given(fl, "api-socket", f.apiSocket), MaxInFlight: given(fl, "max-in-flight", f.maxInFlight),
+		MaxConnections:  given(fl, "max-connections", f.maxConnections),
 		ShutdownTimeout: given(fl, "shutdown-timeout", f.shutdownTimeout), Hold: given(fl, "hold-window", f.hold),
 		Freeze: given(fl, "freeze-window", f.freeze), RemoteWriter: given(fl, "remote-writer-timeout", f.remoteWriter),
 		LUNs: f.luns, Profile: f.profile})
