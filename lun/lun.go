@@ -229,6 +229,23 @@ func (l *LUN) ReadAt(ctx context.Context, p []byte, off int64) error {
 	return err
 }
 
+// ReadHoles is a read of [off, off+length) that its caller answers as
+// zeros from Extents, as an NBD server's hole chunks are: it passes the
+// gate and the read faults as ReadAt does and is counted as a read of
+// length bytes, but copies nothing. Without it a read of a never-written
+// range would escape every read fault, since nothing else reads it.
+func (l *LUN) ReadHoles(ctx context.Context, off, length int64) error {
+	if off < 0 || length < 0 || off > l.size || length > l.size-off {
+		return cow.ErrOutOfRange
+	}
+	tok, err := l.begin(ctx, OpRead)
+	if err != nil {
+		return err
+	}
+	l.end(tok, OpRead, int(min(length, 1<<62)), nil)
+	return nil
+}
+
 // WriteAt writes p at off; with fua it returns once the data is durable.
 func (l *LUN) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error {
 	if l.readOnly.Load() {

@@ -417,6 +417,23 @@ func TestFaultInjectors(t *testing.T) {
 	l.SetFaults(nil)
 }
 
+// TestReadHolesIsARead checks that a read answered from the extents goes
+// through the read faults and is counted as a read of its length.
+func TestReadHolesIsARead(t *testing.T) {
+	ctx := context.Background()
+	a := newArray(t, Config{})
+	l := newLUN(t, a, "lun0", mib)
+	require.NoError(t, l.ReadHoles(ctx, 4096, 8192))
+	require.EqualValues(t, 1, l.Stats()[OpRead].Ops)
+	require.EqualValues(t, 8192, l.Stats()[OpRead].Bytes)
+	l.SetFaults(Only(Fail(EIO), OpRead))
+	require.ErrorIs(t, l.ReadHoles(ctx, 4096, 8192), syscall.EIO)
+	require.EqualValues(t, 1, l.Stats()[OpRead].Errors)
+	l.SetFaults(nil)
+	require.ErrorIs(t, l.ReadHoles(ctx, mib-1, 2), cow.ErrOutOfRange)
+	require.ErrorIs(t, l.ReadHoles(ctx, -1, 1), cow.ErrOutOfRange)
+}
+
 func TestIdentityUnique(t *testing.T) {
 	seen := map[[16]byte]bool{}
 	for range 1000 {

@@ -39,7 +39,9 @@
 //
 // With structured replies, a READ answers with data chunks for the data and
 // hole chunks for zero runs of at least 4 KiB (one data chunk with
-// NBD_CMD_FLAG_DF), and errors carry a message. BLOCK_STATUS looks at most
+// NBD_CMD_FLAG_DF), and errors carry a message. Each READ is one read of
+// the backend, holes included (HoleReader), so a read fault or a read
+// statistic sees every READ once. BLOCK_STATUS looks at most
 // 256 MiB and returns at most 16384 descriptors per context; the protocol
 // lets a server answer less, and clients continue where the reply ends.
 //

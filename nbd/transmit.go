@@ -386,36 +386,40 @@ func (c *conn) markDirty() {
 }
 
 // read fills r for a READ. With structured replies, zero runs of at least
-// minHoleChunk become hole chunks and only the data is read and sent.
+// minHoleChunk become hole chunks and only the data is sent.
+//
+// Every READ is one read of the backend, so that its read faults and
+// statistics see each request once, whatever its chunks: a range with
+// data is read whole, its holes copied as zeros that are not sent, and a
+// range of holes only goes through readHoles. Reading each data chunk on
+// its own was rejected: a read fault's delay would be paid once per
+// chunk, and a read of holes only would meet no fault at all.
 func (c *conn) read(r *request) error {
 	ctx, off, n := c.ctx, int64(r.off), int64(r.length)
 	if !c.structured {
 		r.bp, r.data = getBuf(int(n))
 		return c.b.ReadAt(ctx, r.data, off)
 	}
-	if n == 0 {
-		return nil
+	if n > 0 {
+		r.chunks = holeChunks(ctx, r.chunks[:0], c.b, off, n)
+		if r.flags&CmdFlagDF != 0 && len(r.chunks) > 1 {
+			r.chunks = append(r.chunks[:0], chunk{0, n, false})
+		}
 	}
-	r.chunks = holeChunks(ctx, r.chunks[:0], c.b, off, n)
-	if r.flags&CmdFlagDF != 0 && len(r.chunks) > 1 {
-		r.chunks = append(r.chunks[:0], chunk{0, n, false})
-	}
-	if len(r.chunks) == 1 && r.chunks[0].hole {
-		return nil
+	if n == 0 || len(r.chunks) == 1 && r.chunks[0].hole {
+		return c.readHoles(ctx, off, n)
 	}
 	r.bp, r.data = getBuf(int(n))
-	if len(r.chunks) == 1 {
-		return c.b.ReadAt(ctx, r.data, off)
+	return c.b.ReadAt(ctx, r.data, off)
+}
+
+// readHoles passes a READ answered without data through the backend's
+// read path (see HoleReader).
+func (c *conn) readHoles(ctx context.Context, off, n int64) error {
+	if hr, ok := c.b.(HoleReader); ok {
+		return hr.ReadHoles(ctx, off, n)
 	}
-	for _, ch := range r.chunks {
-		if ch.hole {
-			continue
-		}
-		if err := c.b.ReadAt(ctx, r.data[ch.off:ch.off+ch.n], off+ch.off); err != nil {
-			return err
-		}
-	}
-	return nil
+	return c.b.ReadAt(ctx, nil, off)
 }
 
 // holeChunks splits [off, off+n) into data and hole chunks by the backend's
