@@ -70,6 +70,12 @@ type conn struct {
 	log  *slog.Logger
 	ctx  context.Context
 	stop context.CancelFunc
+	// reqs is the context of backend calls: ctx's child, also cancelled
+	// when the client is gone (see endReading), so that a request it can
+	// no longer receive the answer to (one in an injected delay, or
+	// waiting at a held gate) ends then, and not when it would have.
+	reqs       context.Context
+	cancelReqs context.CancelFunc
 
 	// draining is set by Server.Shutdown before it interrupts the reader
 	// with a past read deadline; the reader then ends gracefully.
@@ -109,6 +115,7 @@ type conn struct {
 func newConn(s *Server, ctx context.Context, nc net.Conn) *conn {
 	c := &conn{s: s, raw: nc, rw: nc, maxPayload: uint32(s.opts.MaxPayload)}
 	c.ctx, c.stop = context.WithCancel(ctx)
+	c.reqs, c.cancelReqs = context.WithCancel(c.ctx)
 	c.log = s.log.With("remote", nc.RemoteAddr().String())
 	return c
 }

@@ -1,6 +1,8 @@
 package nbd
 
 import (
+	"context"
+	"io"
 	"os/exec"
 	"testing"
 	"time"
@@ -8,6 +10,7 @@ import (
 	"github.com/shadowbench/shadowbench/lun"
 	"github.com/shadowbench/shadowbench/nbd/nbdtest"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 )
 
 // readOps returns the LUN's count of reads and of bytes read.
@@ -103,4 +106,63 @@ func TestRealReadFaultsReachHoles(t *testing.T) {
 			require.Contains(t, string(out), "Input/output error")
 		})
 	}
+}
+
+// delayReads installs a read fault of an hour on l and returns a channel
+// that receives once per read entering the delay.
+func delayReads(l *lun.LUN) <-chan struct{} {
+	entered := make(chan struct{}, 16)
+	l.SetFaults(lun.Only(lun.All(lun.InjectorFunc(func(context.Context, lun.Op) error {
+		entered <- struct{}{}
+		return nil
+	}), lun.Delay(lun.Fixed(time.Hour))), lun.OpRead))
+	return entered
+}
+
+// TestKilledClientEndsItsDelayedRead checks that a client gone while its
+// READ sits in an injected delay (closed without NBD_CMD_DISC, as a killed
+// process's socket is) ends the delay: the server closes the socket and
+// the connection's goroutines exit, and none of the server's is left.
+func TestKilledClientEndsItsDelayedRead(t *testing.T) {
+	a := newArray(t, testSize, "lun0")
+	l := getLUN(t, a, "lun0")
+	ts := serveOn(t, "tcp", ArrayCatalog(a), Options{})
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	entered := delayReads(l)
+	defer l.SetFaults(nil)
+
+	for _, structured := range []bool{false, true} {
+		r := rawDial(t, ts)
+		r.goExport("lun0", structured)
+		r.request(0, CmdRead, 1, 0, 4096, nil)
+		r.request(0, CmdRead, 2, 1<<20, 4096, nil)
+		<-entered
+		<-entered
+		require.NoError(t, r.c.Close())
+		require.Eventually(t, func() bool { return ts.Stats().Open == 0 }, 2*time.Second, time.Millisecond,
+			"the connection of a client gone is closed")
+	}
+}
+
+// TestClearedFaultReleasesADelayedRead checks that clearing a LUN's faults
+// ends a delay already running: the READ is answered, with its data.
+func TestClearedFaultReleasesADelayedRead(t *testing.T) {
+	a := newArray(t, testSize, "lun0")
+	l := getLUN(t, a, "lun0")
+	want := pattern(4096, 5)
+	require.NoError(t, l.WriteAt(tctx(t), want, 0, false))
+	ts := serveOn(t, "tcp", ArrayCatalog(a), Options{})
+	entered := delayReads(l)
+	r := rawDial(t, ts)
+	r.goExport("lun0", false)
+	r.request(0, CmdRead, 7, 0, 4096, nil)
+	<-entered
+	l.SetFaults(nil)
+	errno, handle := r.simple()
+	require.Equal(t, Errno(0), errno)
+	require.Equal(t, uint64(7), handle)
+	got := make([]byte, 4096)
+	_, err := io.ReadFull(r.br, got)
+	require.NoError(t, err)
+	require.Equal(t, want, got)
 }

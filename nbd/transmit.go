@@ -209,17 +209,28 @@ func (c *conn) passTurn() {
 // alone reports whether the caller's request is the only one in flight.
 func (c *conn) alone() bool { return len(c.free) == cap(c.free)-1 }
 
-// errEndOfRequests ends reading without an error: NBD_CMD_DISC, the client
-// closing its end, or Shutdown's drain.
+// errEndOfRequests ends reading without an error: NBD_CMD_DISC or
+// Shutdown's drain. The requests in flight are answered.
 var errEndOfRequests = errors.New("nbd: end of requests")
 
+// endReading ends reading on err. After NBD_CMD_DISC or a drain, the
+// requests in flight finish and are answered. Anything else (the client
+// closed its end without NBD_CMD_DISC, the socket failed, the stream broke)
+// means no answer will be read: the requests in flight are cancelled, and
+// the connection closes as soon as they return. Letting them finish was
+// rejected: a client killed while its READ sat in an hour's injected delay
+// left the socket in CLOSE-WAIT, and its goroutines, for that hour.
 func (c *conn) endReading(err error) {
+	if errors.Is(err, errEndOfRequests) {
+		return
+	}
+	c.cancelReqs()
 	switch {
-	case errors.Is(err, errEndOfRequests):
 	case errors.Is(err, errBadMagic), errors.Is(err, errPayloadTooBig):
 		c.log.Warn("nbd: closing connection on a protocol violation", "export", c.name, "err", err)
 		c.abort()
-	case !c.aborted.Load():
+	case errors.Is(err, io.EOF), c.aborted.Load():
+	default:
 		c.log.Debug("nbd: connection ended", "export", c.name, "err", err)
 	}
 }
@@ -230,7 +241,7 @@ func (c *conn) endReading(err error) {
 func (c *conn) readRequest() (*request, error) {
 	h := c.rhdr[:]
 	if _, err := io.ReadFull(c.br, h); err != nil {
-		if c.draining.Load() && isTimeout(err) || err == io.EOF {
+		if c.draining.Load() && isTimeout(err) {
 			return nil, errEndOfRequests
 		}
 		return nil, err
@@ -345,7 +356,7 @@ func (c *conn) handle(r *request) {
 			r.errno, r.msg = EIO, "internal server error"
 		}
 	}()
-	ctx, b := c.ctx, c.b
+	ctx, b := c.reqs, c.b
 	off, n := int64(r.off), int64(r.length)
 	fua := r.flags&CmdFlagFUA != 0
 	var err error
@@ -395,7 +406,7 @@ func (c *conn) markDirty() {
 // its own was rejected: a read fault's delay would be paid once per
 // chunk, and a read of holes only would meet no fault at all.
 func (c *conn) read(r *request) error {
-	ctx, off, n := c.ctx, int64(r.off), int64(r.length)
+	ctx, off, n := c.reqs, int64(r.off), int64(r.length)
 	if !c.structured {
 		r.bp, r.data = getBuf(int(n))
 		return c.b.ReadAt(ctx, r.data, off)
@@ -452,7 +463,7 @@ func holeChunks(ctx context.Context, chs []chunk, b Backend, off, n int64) []chu
 
 // blockStatus fills r's descriptors for every selected context.
 func (c *conn) blockStatus(r *request) error {
-	ctx, off := c.ctx, int64(r.off)
+	ctx, off := c.reqs, int64(r.off)
 	span := min(int64(r.length), maxStatusSpan)
 	end := off + span
 	r.nstatus = 0
