@@ -69,6 +69,10 @@ type NBDConfig struct {
 	// new one is closed at once and counted in /metrics. 0 for
 	// nbd.DefaultMaxConnections (RLIMIT_NOFILE less 256, at least 64).
 	MaxConnections int `yaml:"max-connections"`
+	// RequestTimeout bounds how long an NBD request takes to arrive once
+	// begun (a header from its first byte, a WRITE's payload); a client
+	// that stalls half-way is disconnected. 0 for 30 s.
+	RequestTimeout time.Duration `yaml:"request-timeout"`
 	// ShutdownTimeout bounds the drain of NBD and API requests at
 	// shutdown; 0 for 10 s.
 	ShutdownTimeout time.Duration `yaml:"shutdown-timeout"`
@@ -368,11 +372,11 @@ func (c *Config) errAt(err error, path ...any) *ConfigError {
 // the configuration's values; LUNs are added to its LUNs; Profile, when
 // set, is the profile file of the first provider.
 type Overrides struct {
-	NBDListen, NBDSocket, DefaultExport, APIListen, APISocket *string
-	MaxInFlight, MaxConnections                               *int
-	ShutdownTimeout, Hold, Freeze, RemoteWriter               *time.Duration
-	LUNs                                                      []LUNConfig
-	Profile                                                   string
+	NBDListen, NBDSocket, DefaultExport, APIListen, APISocket   *string
+	MaxInFlight, MaxConnections                                 *int
+	RequestTimeout, ShutdownTimeout, Hold, Freeze, RemoteWriter *time.Duration
+	LUNs                                                        []LUNConfig
+	Profile                                                     string
 }
 
 // Apply applies the overrides.
@@ -393,7 +397,8 @@ func (c *Config) Apply(o Overrides) {
 			*d.dst = *d.v
 		}
 	}
-	for _, d := range []struct{ dst, v *time.Duration }{{&c.NBD.ShutdownTimeout, o.ShutdownTimeout},
+	for _, d := range []struct{ dst, v *time.Duration }{{&c.NBD.RequestTimeout, o.RequestTimeout},
+		{&c.NBD.ShutdownTimeout, o.ShutdownTimeout},
 		{&c.Windows.Hold, o.Hold}, {&c.Windows.Freeze, o.Freeze}, {&c.Windows.RemoteWriter, o.RemoteWriter}} {
 		if d.v != nil {
 			*d.dst = *d.v

@@ -163,8 +163,8 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error) 
 		def = cfg.Array.LUNs[0].Name
 	}
 	d.nbd = nbd.NewServer(nbd.ArrayCatalog(d.array), nbd.Options{MaxInFlight: cfg.NBD.MaxInFlight,
-		MaxConnections: cfg.NBD.MaxConnections,
-		DefaultExport:  def, ShutdownTimeout: d.shutdownTimeout(), Logger: log})
+		MaxConnections: cfg.NBD.MaxConnections, RequestTimeout: cfg.NBD.RequestTimeout,
+		DefaultExport: def, ShutdownTimeout: d.shutdownTimeout(), Logger: log})
 	d.metrics = newMetrics(d)
 	d.http = &http.Server{Handler: d.routes(), ReadHeaderTimeout: 10 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return d.reqCtx },

@@ -33,6 +33,7 @@ func (c *Config) Validate() error {
 	if c.NBD.MaxConnections < 0 {
 		add(errors.New("must not be negative"), "nbd", "max-connections")
 	}
+	neg(c.NBD.RequestTimeout, "nbd", "request-timeout")
 	neg(c.NBD.ShutdownTimeout, "nbd", "shutdown-timeout")
 	if c.API.Listen != "" {
 		if err := checkLoopback(c.API.Listen); err != nil {

@@ -110,6 +110,9 @@ type conn struct {
 	wtmp        [32]byte
 	dirty       atomic.Bool
 	opt         []byte // handshake option data, reused
+	// idle is set by the reader when a session ends for want of requests
+	// (see readRequest); session reads it after the workers are gone.
+	idle bool
 }
 
 func newConn(s *Server, ctx context.Context, nc net.Conn) *conn {
@@ -141,16 +144,13 @@ func (c *conn) serve() {
 	stop := context.AfterFunc(c.ctx, c.abort)
 	defer stop()
 
-	c.br = bufio.NewReaderSize(c.rw, readBufSize)
-	c.bw = bufio.NewWriterSize(c.rw, ioBufSize)
+	c.takeBuffers()
+	defer c.dropBuffers()
 	ok, err := c.handshake()
-	if err != nil {
-		if !c.draining.Load() && !c.aborted.Load() {
+	if err != nil || !ok {
+		if err != nil && !c.draining.Load() && !c.aborted.Load() {
 			c.log.Debug("nbd: handshake ended", "err", err)
 		}
-		return
-	}
-	if !ok {
 		return
 	}
 	c.opt = nil

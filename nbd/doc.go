@@ -23,7 +23,15 @@
 // a snapshot LUN, the previous snapshot of its source). Queries are exact
 // names or a bare namespace ("base:", "shadowbench:").
 //
-// Each connection in transmission runs MaxInFlight+1 workers, and one
+// A connection in transmission with nothing in flight for IdleRelease
+// (1 s) holds its socket and its serving goroutine only: it waits for the
+// next request parked in the runtime's poller, without a buffer, and takes
+// its workers, writer, request slots and socket buffers again when the
+// client sends. Between requests a client may wait for ever; a request
+// begun must arrive within RequestTimeout (30 s): its header from its
+// first byte, a WRITE's payload from when the server reads it.
+//
+// While requests come, a connection runs MaxInFlight+1 workers, and one
 // writer. The worker holding the reading turn validates a request before
 // anything is allocated for it and reads a WRITE payload into a pooled
 // buffer. When the client has sent nothing after it and nothing else is in
@@ -64,7 +72,8 @@
 //   - N6 Every goroutine has an owner: Serve returns after the connections it
 //     accepted are closed; Shutdown stops reading new requests, lets those
 //     in flight finish and their replies go out, flushes each written export
-//     and closes; Close does the same at once.
+//     and closes; Close does the same at once. A client that leaves without
+//     NBD_CMD_DISC has its requests in flight cancelled.
 //   - N7 Transmission flags are truthful: READ_ONLY on read-only exports and
 //     no write-side flags there, SEND_DF only with structured replies,
 //     HAS_FLAGS always.
@@ -72,6 +81,9 @@
 //     pause (5 ms doubling to 1 s), and at most MaxConnections connections
 //     are served at once; past that a new one is closed before the
 //     greeting and counted, so the rest of the process keeps descriptors.
+//   - N9 An idle connection costs its socket and one goroutine; a client
+//     that stops half-way through a request is disconnected after
+//     RequestTimeout, and a handshake is bounded by HandshakeTimeout.
 //
 // Backend errors become protocol error values: a syscall.Errno (fault
 // injection) keeps its value where the protocol defines it, the storage

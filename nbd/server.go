@@ -28,6 +28,16 @@ type Options struct {
 	MaxConnections int
 	// HandshakeTimeout bounds option haggling. Default 30 s.
 	HandshakeTimeout time.Duration
+	// RequestTimeout bounds the time a request takes to arrive once it
+	// has begun: its header, from its first byte, and a WRITE's payload,
+	// from when the server reads it. A client that sends part of one and
+	// stalls is disconnected. Between requests a connection may stay idle
+	// for ever. Default 30 s.
+	RequestTimeout time.Duration
+	// IdleRelease is how long a connection with nothing in flight keeps
+	// its workers and buffers before it gives them back, to wait on with
+	// its socket and one goroutine only. Default 1 s.
+	IdleRelease time.Duration
 	// ShutdownTimeout bounds the drain of Run's graceful shutdown.
 	// Default 10 s.
 	ShutdownTimeout time.Duration
@@ -42,6 +52,9 @@ type Options struct {
 	// slog.Default().
 	Logger *slog.Logger
 }
+
+// DefaultRequestTimeout is the default of Options.RequestTimeout.
+const DefaultRequestTimeout = 30 * time.Second
 
 const maxPayloadLimit = 1 << maxBufShift
 
@@ -58,6 +71,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.HandshakeTimeout <= 0 {
 		o.HandshakeTimeout = 30 * time.Second
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = DefaultRequestTimeout
+	}
+	if o.IdleRelease <= 0 {
+		o.IdleRelease = time.Second
 	}
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = 10 * time.Second

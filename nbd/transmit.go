@@ -66,6 +66,26 @@ type descriptor struct{ length, flags uint32 }
 // fails, or Shutdown drains it, then waits for every request in flight to be
 // answered and flushes the export if the connection wrote to it.
 //
+// An idle connection costs its socket and its serving goroutine: transmit
+// waits for the client's next request holding no buffer (see
+// awaitRequest), then runs a session (see session) with the workers, the
+// writer, the request slots and the socket buffers, which ends when the
+// connection has had nothing in flight for Options.IdleRelease and gives
+// all of them back.
+func (c *conn) transmit() {
+	for c.awaitRequest() && c.session() {
+	}
+	if c.dirty.Load() && !c.aborted.Load() {
+		if err := c.b.Flush(c.ctx); err != nil {
+			c.log.Warn("nbd: flush at disconnect failed", "export", c.name, "err", err)
+		}
+	}
+}
+
+// session serves requests until reading ends, and reports whether it ended
+// because the connection was idle (see readRequest), so that transmit waits
+// for the next request with nothing held.
+//
 // MaxInFlight+1 workers share the connection. One at a time holds the
 // reading turn (see lead); the others run requests. A request that is
 // alone in flight, with nothing more from the client in the read buffer,
@@ -75,7 +95,9 @@ type descriptor struct{ length, flags uint32 }
 // wake-up each, and often a thread's. Under load, requests and replies
 // queue on channels, and the writer sends replies that finish together in
 // one write.
-func (c *conn) transmit() {
+func (c *conn) session() (idle bool) {
+	c.takeBuffers()
+	c.idle = false
 	n := c.s.opts.MaxInFlight
 	c.free = make(chan *request, n)
 	c.work = make(chan *request, n+1)
@@ -100,11 +122,12 @@ func (c *conn) transmit() {
 	c.turnTimer.Stop()
 	close(c.replies)
 	<-writerDone
-	if c.dirty.Load() && !c.aborted.Load() {
-		if err := c.b.Flush(c.ctx); err != nil {
-			c.log.Warn("nbd: flush at disconnect failed", "export", c.name, "err", err)
-		}
+	c.free, c.work, c.replies, c.turnTimer = nil, nil, nil, nil
+	if !c.idle {
+		return false
 	}
+	c.dropBuffers()
+	return true
 }
 
 // keepWriteLen is the WRITE length from which the worker that read the
@@ -221,11 +244,18 @@ var errEndOfRequests = errors.New("nbd: end of requests")
 // rejected: a client killed while its READ sat in an hour's injected delay
 // left the socket in CLOSE-WAIT, and its goroutines, for that hour.
 func (c *conn) endReading(err error) {
-	if errors.Is(err, errEndOfRequests) {
+	switch {
+	case errors.Is(err, errIdle):
+		c.idle = true
+		return
+	case errors.Is(err, errEndOfRequests), c.draining.Load() && isTimeout(err):
 		return
 	}
 	c.cancelReqs()
 	switch {
+	case errors.Is(err, errRequestTimeout):
+		c.log.Debug("nbd: closing connection: a request was not received in time", "export", c.name,
+			"timeout", c.s.opts.RequestTimeout)
 	case errors.Is(err, errBadMagic), errors.Is(err, errPayloadTooBig):
 		c.log.Warn("nbd: closing connection on a protocol violation", "export", c.name, "err", err)
 		c.abort()
@@ -239,11 +269,11 @@ func (c *conn) endReading(err error) {
 // free slot and validates it. A request that fails validation comes back
 // with its errno set and its payload discarded, to be answered.
 func (c *conn) readRequest() (*request, error) {
+	if err := c.awaitHeader(); err != nil {
+		return nil, err
+	}
 	h := c.rhdr[:]
-	if _, err := io.ReadFull(c.br, h); err != nil {
-		if c.draining.Load() && isTimeout(err) {
-			return nil, errEndOfRequests
-		}
+	if err := c.readPart(h); err != nil {
 		return nil, err
 	}
 	if be.Uint32(h[0:]) != magicRequest {
@@ -270,7 +300,7 @@ func (c *conn) readRequest() (*request, error) {
 				c.release(r)
 				return nil, errPayloadTooBig
 			}
-			if _, err := c.br.Discard(int(r.length)); err != nil {
+			if err := c.discardPart(int(r.length)); err != nil {
 				c.release(r)
 				return nil, err
 			}
@@ -280,7 +310,7 @@ func (c *conn) readRequest() (*request, error) {
 	}
 	if cmd == CmdWrite {
 		r.bp, r.data = getBuf(int(r.length))
-		if _, err := io.ReadFull(c.br, r.data); err != nil {
+		if err := c.readPart(r.data); err != nil {
 			c.release(r)
 			return nil, err
 		}

@@ -17,7 +17,7 @@ type serveFlags struct {
 	config, profile, listen, socket, defaultExport, api, apiSocket string
 	luns                                                           lunSpecs
 	maxInFlight, maxConnections                                    int
-	shutdownTimeout, hold, freeze, remoteWriter                    time.Duration
+	requestTimeout, shutdownTimeout, hold, freeze, remoteWriter    time.Duration
 	bench                                                          benchServeFlags
 }
 
@@ -47,6 +47,7 @@ adds to its LUNs. lun, snapshot, writer and status are the API's clients.`,
 	fl.StringVar(&f.defaultExport, "default-export", "", "export for clients that name none (default: the first LUN)")
 	fl.IntVar(&f.maxInFlight, "max-in-flight", nbd.DefaultMaxInFlight, "requests in flight per connection")
 	fl.IntVar(&f.maxConnections, "max-connections", 0, "NBD connections served at once; past it a new one is closed at once (default: RLIMIT_NOFILE less 256, at least 64)")
+	fl.DurationVar(&f.requestTimeout, "request-timeout", nbd.DefaultRequestTimeout, "how long an NBD request may take to arrive once begun; an idle connection waits for ever")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for requests in flight")
 	fl.DurationVar(&f.hold, "hold-window", 10*time.Second, "the flush & hold window")
 	fl.DurationVar(&f.freeze, "freeze-window", 60*time.Second, "writers' default freeze window")
@@ -75,6 +76,7 @@ func serve(ctx context.Context, log *slog.Logger, fl *pflag.FlagSet, f *serveFla
 		DefaultExport: given(fl, "default-export", f.defaultExport), APIListen: given(fl, "api", f.api),
 		APISocket: given(fl, "api-socket", f.apiSocket), MaxInFlight: given(fl, "max-in-flight", f.maxInFlight),
 		MaxConnections:  given(fl, "max-connections", f.maxConnections),
+		RequestTimeout:  given(fl, "request-timeout", f.requestTimeout),
 		ShutdownTimeout: given(fl, "shutdown-timeout", f.shutdownTimeout), Hold: given(fl, "hold-window", f.hold),
 		Freeze: given(fl, "freeze-window", f.freeze), RemoteWriter: given(fl, "remote-writer-timeout", f.remoteWriter),
 		LUNs: f.luns, Profile: f.profile})
