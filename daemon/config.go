@@ -69,6 +69,11 @@ type NBDConfig struct {
 	// new one is closed at once and counted in /metrics. 0 for
 	// nbd.DefaultMaxConnections (RLIMIT_NOFILE less 256, at least 64).
 	MaxConnections int `yaml:"max-connections"`
+	// MaxInFlightBytes bounds the NBD server's payload memory (replies
+	// not yet sent, writes not yet done); a request past it waits. 0 for
+	// nbd.DefaultMaxInFlightBytes (a sixteenth of RAM, 64 MiB to 4 GiB).
+	// One connection may hold a sixteenth of it.
+	MaxInFlightBytes Size `yaml:"max-in-flight-bytes"`
 	// RequestTimeout bounds how long an NBD request takes to arrive once
 	// begun (a header from its first byte, a WRITE's payload); a client
 	// that stalls half-way is disconnected. 0 for 30 s.
@@ -374,6 +379,7 @@ func (c *Config) errAt(err error, path ...any) *ConfigError {
 type Overrides struct {
 	NBDListen, NBDSocket, DefaultExport, APIListen, APISocket   *string
 	MaxInFlight, MaxConnections                                 *int
+	MaxInFlightBytes                                            *Size
 	RequestTimeout, ShutdownTimeout, Hold, Freeze, RemoteWriter *time.Duration
 	LUNs                                                        []LUNConfig
 	Profile                                                     string
@@ -403,6 +409,9 @@ func (c *Config) Apply(o Overrides) {
 		if d.v != nil {
 			*d.dst = *d.v
 		}
+	}
+	if o.MaxInFlightBytes != nil {
+		c.NBD.MaxInFlightBytes = *o.MaxInFlightBytes
 	}
 	c.Array.LUNs = append(c.Array.LUNs, o.LUNs...)
 	if o.Profile != "" {

@@ -164,7 +164,8 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error) 
 	}
 	d.nbd = nbd.NewServer(nbd.ArrayCatalog(d.array), nbd.Options{MaxInFlight: cfg.NBD.MaxInFlight,
 		MaxConnections: cfg.NBD.MaxConnections, RequestTimeout: cfg.NBD.RequestTimeout,
-		DefaultExport: def, ShutdownTimeout: d.shutdownTimeout(), Logger: log})
+		MaxInFlightBytes: int64(cfg.NBD.MaxInFlightBytes),
+		DefaultExport:    def, ShutdownTimeout: d.shutdownTimeout(), Logger: log})
 	d.metrics = newMetrics(d)
 	d.http = &http.Server{Handler: d.routes(), ReadHeaderTimeout: 10 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return d.reqCtx },

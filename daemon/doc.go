@@ -44,7 +44,7 @@
 //
 // testdata/daemon.yaml is a complete, commented configuration. Its keys:
 // nbd (listen, socket, default-export, max-in-flight, max-connections,
-// request-timeout, shutdown-timeout),
+// max-in-flight-bytes, request-timeout, shutdown-timeout),
 // api (listen, socket), array (capacity, grain, max-snapshots, luns),
 // providers (name, type, priority, profile: a file or inline, seed),
 // writers (name, level, freeze-timeout, and one of scripted, exec or

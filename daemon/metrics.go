@@ -118,6 +118,7 @@ type collector struct {
 	commit                                           *prometheus.Desc
 	writers, build, start                            *prometheus.Desc
 	nbdOpen, nbdAccepted, nbdRefused, nbdMaxConns    *prometheus.Desc
+	nbdInFlight, nbdMaxInFlight, nbdInFlightWaits    *prometheus.Desc
 }
 
 func newCollector(d *Daemon) *collector {
@@ -145,6 +146,10 @@ func newCollector(d *Daemon) *collector {
 		nbdAccepted:    desc("shadowbench_nbd_connections_accepted_total", "NBD connections accepted and served."),
 		nbdRefused:     desc("shadowbench_nbd_connections_refused_total", "NBD connections closed at once because max-connections were open."),
 		nbdMaxConns:    desc("shadowbench_nbd_max_connections", "The cap on NBD connections served at once."),
+		nbdInFlight:    desc("shadowbench_nbd_in_flight_bytes", "Payload memory the NBD server holds: READ replies not yet sent, WRITE payloads not yet written."),
+		nbdMaxInFlight: desc("shadowbench_nbd_max_in_flight_bytes", "The cap on shadowbench_nbd_in_flight_bytes (max-in-flight-bytes)."),
+		nbdInFlightWaits: desc("shadowbench_nbd_in_flight_waits_total",
+			"NBD requests that waited for payload memory, their connection's share or the server's."),
 	}
 }
 
@@ -152,7 +157,8 @@ func newCollector(d *Daemon) *collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.lunOps, c.lunBytes, c.lunErrors, c.lunLatency, c.lunSize,
 		c.storeData, c.storeMeta, c.storeCapacity, c.sets, c.setsInProgress, c.snapshots, c.held,
-		c.commit, c.writers, c.build, c.start, c.nbdOpen, c.nbdAccepted, c.nbdRefused, c.nbdMaxConns} {
+		c.commit, c.writers, c.build, c.start, c.nbdOpen, c.nbdAccepted, c.nbdRefused, c.nbdMaxConns,
+		c.nbdInFlight, c.nbdMaxInFlight, c.nbdInFlightWaits} {
 		ch <- d
 	}
 }
@@ -217,6 +223,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.nbdAccepted, float64(ns.Accepted))
 	counter(c.nbdRefused, float64(ns.Refused))
 	gauge(c.nbdMaxConns, float64(ns.MaxConnections))
+	gauge(c.nbdInFlight, float64(ns.InFlightBytes))
+	gauge(c.nbdMaxInFlight, float64(ns.MaxInFlightBytes))
+	counter(c.nbdInFlightWaits, float64(ns.InFlightWaits))
 	gauge(c.build, 1, d.version)
 	gauge(c.start, float64(d.started.UnixNano())/1e9)
 }

@@ -69,6 +69,7 @@ func TestMetrics(t *testing.T) {
 func TestMetricsCountRefusedConnections(t *testing.T) {
 	cfg := testConfig()
 	cfg.NBD.MaxConnections = 1
+	cfg.NBD.MaxInFlightBytes = 256 << 20
 	d, c := start(t, cfg)
 	ctx := context.Background()
 	addr := d.NBDAddrs()[0].String()
@@ -90,6 +91,9 @@ func TestMetricsCountRefusedConnections(t *testing.T) {
 		"shadowbench_nbd_connections_accepted_total 1\n",
 		"shadowbench_nbd_connections_refused_total 1\n",
 		"shadowbench_nbd_max_connections 1\n",
+		"shadowbench_nbd_in_flight_bytes 0\n",
+		"shadowbench_nbd_in_flight_waits_total 0\n",
+		"shadowbench_nbd_max_in_flight_bytes 2.68435456e+08\n",
 	} {
 		require.Contains(t, text, want)
 	}

@@ -33,6 +33,9 @@ func (c *Config) Validate() error {
 	if c.NBD.MaxConnections < 0 {
 		add(errors.New("must not be negative"), "nbd", "max-connections")
 	}
+	if c.NBD.MaxInFlightBytes < 0 {
+		add(errors.New("must not be negative"), "nbd", "max-in-flight-bytes")
+	}
 	neg(c.NBD.RequestTimeout, "nbd", "request-timeout")
 	neg(c.NBD.ShutdownTimeout, "nbd", "shutdown-timeout")
 	if c.API.Listen != "" {

@@ -110,6 +110,8 @@ type conn struct {
 	wtmp        [32]byte
 	dirty       atomic.Bool
 	opt         []byte // handshake option data, reused
+	// mem is the connection's payload memory (MaxConnInFlightBytes).
+	mem budget
 	// idle is set by the reader when a session ends for want of requests
 	// (see readRequest); session reads it after the workers are gone.
 	idle bool
@@ -117,6 +119,7 @@ type conn struct {
 
 func newConn(s *Server, ctx context.Context, nc net.Conn) *conn {
 	c := &conn{s: s, raw: nc, rw: nc, maxPayload: uint32(s.opts.MaxPayload)}
+	c.mem.size = s.opts.MaxConnInFlightBytes
 	c.ctx, c.stop = context.WithCancel(ctx)
 	c.reqs, c.cancelReqs = context.WithCancel(c.ctx)
 	c.log = s.log.With("remote", nc.RemoteAddr().String())

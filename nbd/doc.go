@@ -58,7 +58,11 @@
 //   - N1 Memory per connection is bounded: an option is at most MaxOptionLen
 //     bytes, a name or query at most MaxStringLen, a READ or WRITE at most
 //     MaxPayload, and at most MaxInFlight requests hold buffers at once.
-//     Lengths are checked before anything is allocated.
+//     Lengths are checked before anything is allocated. The payload
+//     buffers of all connections together stay under MaxInFlightBytes,
+//     and one connection's under MaxConnInFlightBytes: a request past
+//     either waits for memory (in arrival order), it is never failed, and
+//     a client that stops reading its replies holds only its own share.
 //   - N2 The stream stays in step: a WRITE refused for any reason has its
 //     payload read and discarded (up to 128 MiB; beyond, the connection is
 //     closed), and every other request is answered exactly once.

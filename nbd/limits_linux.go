@@ -15,3 +15,14 @@ func DefaultMaxConnections() int {
 	}
 	return defaultMaxConnections(rl.Cur)
 }
+
+// DefaultMaxInFlightBytes is the default of Options.MaxInFlightBytes: a
+// sixteenth of the machine's memory (sysinfo's total RAM), at least 64 MiB
+// and at most 4 GiB; 1 GiB if the memory cannot be read.
+func DefaultMaxInFlightBytes() int64 {
+	var si unix.Sysinfo_t
+	if err := unix.Sysinfo(&si); err != nil || si.Totalram == 0 {
+		return fallbackInFlightBytes
+	}
+	return defaultMaxInFlightBytes(uint64(si.Totalram) * uint64(max(si.Unit, 1)))
+}

@@ -21,6 +21,17 @@ type Options struct {
 	// EINVAL. It is advertised as the maximum block size. Default
 	// DefaultMaxPayload; at most 64 MiB.
 	MaxPayload int
+	// MaxInFlightBytes bounds the payload memory of the whole server: the
+	// buffers of READ replies not yet sent and of WRITE payloads not yet
+	// written. A request past it waits for memory, it is never failed;
+	// since a READ's buffer is held until its reply is sent, a client that
+	// stops reading holds its share until it reads again. Default
+	// DefaultMaxInFlightBytes(); at least MaxConnInFlightBytes.
+	MaxInFlightBytes int64
+	// MaxConnInFlightBytes bounds the same memory for one connection, so
+	// that one client cannot hold all of it. Default a sixteenth of
+	// MaxInFlightBytes; at least MaxPayload.
+	MaxConnInFlightBytes int64
 	// MaxConnections bounds the connections served at once, so that a
 	// flood of them cannot take every descriptor the process has. Past
 	// it, a new connection is closed as soon as it is accepted, and
@@ -66,6 +77,14 @@ func (o Options) withDefaults() Options {
 		o.MaxPayload = DefaultMaxPayload
 	}
 	o.MaxPayload = min(o.MaxPayload, maxPayloadLimit)
+	if o.MaxInFlightBytes <= 0 {
+		o.MaxInFlightBytes = DefaultMaxInFlightBytes()
+	}
+	if o.MaxConnInFlightBytes <= 0 {
+		o.MaxConnInFlightBytes = o.MaxInFlightBytes / connInFlightShare
+	}
+	o.MaxConnInFlightBytes = max(o.MaxConnInFlightBytes, int64(o.MaxPayload))
+	o.MaxInFlightBytes = max(o.MaxInFlightBytes, o.MaxConnInFlightBytes)
 	if o.MaxConnections <= 0 {
 		o.MaxConnections = DefaultMaxConnections()
 	}
@@ -111,6 +130,9 @@ type Server struct {
 	accepted atomic.Uint64
 	refused  atomic.Uint64
 
+	// mem is the payload memory of every connection (MaxInFlightBytes).
+	mem *budget
+
 	// mu guards the listeners and connections being served.
 	mu struct {
 		sync.Mutex
@@ -124,6 +146,7 @@ type Server struct {
 // NewServer returns a server of the exports in cat.
 func NewServer(cat Catalog, opts Options) *Server {
 	s := &Server{cat: cat, opts: opts.withDefaults(), closed: make(chan struct{})}
+	s.mem = newBudget(s.opts.MaxInFlightBytes)
 	s.log = s.opts.Logger
 	s.mu.listeners = make(map[net.Listener]struct{})
 	s.mu.conns = make(map[*conn]struct{})
@@ -269,13 +292,18 @@ type ServerStats struct {
 	Accepted, Refused uint64
 	// MaxConnections is the cap on Open.
 	MaxConnections int
+	// InFlightBytes is the payload memory held now, MaxInFlightBytes its
+	// cap, and InFlightWaits counts the requests that waited for it.
+	InFlightBytes, MaxInFlightBytes int64
+	InFlightWaits                   uint64
 }
 
 // Stats returns the server's counters. Each is read atomically; together
 // they are not one snapshot.
 func (s *Server) Stats() ServerStats {
 	return ServerStats{Open: s.open.Load(), Accepted: s.accepted.Load(), Refused: s.refused.Load(),
-		MaxConnections: s.opts.MaxConnections}
+		MaxConnections: s.opts.MaxConnections, InFlightBytes: s.mem.used.Load(),
+		MaxInFlightBytes: s.opts.MaxInFlightBytes, InFlightWaits: s.mem.waits.Load()}
 }
 
 // Run serves on every listener until ctx is done or one of them fails, then

@@ -38,8 +38,9 @@ type request struct {
 	off    uint64
 	length uint32
 
-	bp   *[]byte // pooled payload buffer
-	data []byte  // read data or write payload
+	bp      *[]byte // pooled payload buffer
+	data    []byte  // read data or write payload
+	charged int64   // payload memory taken for data (see charge)
 
 	errno Errno
 	msg   string // static explanation for structured error replies
@@ -309,6 +310,10 @@ func (c *conn) readRequest() (*request, error) {
 		return r, nil
 	}
 	if cmd == CmdWrite {
+		if err := c.charge(r, int64(r.length)); err != nil {
+			c.release(r)
+			return nil, err
+		}
 		r.bp, r.data = getBuf(int(r.length))
 		if err := c.readPart(r.data); err != nil {
 			c.release(r)
@@ -396,6 +401,7 @@ func (c *conn) handle(r *request) {
 	case CmdWrite:
 		c.markDirty()
 		err = b.WriteAt(ctx, r.data, off, fua)
+		c.dropPayload(r) // its reply carries no data
 	case CmdFlush:
 		err = b.Flush(ctx)
 	case CmdTrim:
@@ -438,6 +444,9 @@ func (c *conn) markDirty() {
 func (c *conn) read(r *request) error {
 	ctx, off, n := c.reqs, int64(r.off), int64(r.length)
 	if !c.structured {
+		if err := c.charge(r, n); err != nil {
+			return err
+		}
 		r.bp, r.data = getBuf(int(n))
 		return c.b.ReadAt(ctx, r.data, off)
 	}
@@ -450,8 +459,30 @@ func (c *conn) read(r *request) error {
 	if n == 0 || len(r.chunks) == 1 && r.chunks[0].hole {
 		return c.readHoles(ctx, off, n)
 	}
+	if err := c.charge(r, n); err != nil {
+		return err
+	}
 	r.bp, r.data = getBuf(int(n))
 	return c.b.ReadAt(ctx, r.data, off)
+}
+
+// charge takes n bytes of payload memory for r, from the connection's
+// budget and then the server's, waiting as long as that takes (or until
+// the client is gone). The connection's comes first, so a connection
+// waiting for its own share takes nothing from the others.
+func (c *conn) charge(r *request, n int64) error {
+	if n == 0 {
+		return nil
+	}
+	if err := c.mem.acquire(c.reqs, n); err != nil {
+		return err
+	}
+	if err := c.s.mem.acquire(c.reqs, n); err != nil {
+		c.mem.release(n)
+		return err
+	}
+	r.charged = n
+	return nil
 }
 
 // readHoles passes a READ answered without data through the backend's
@@ -571,10 +602,22 @@ func allocFlags(k cow.ExtentKind) uint32 {
 	return 0
 }
 
-// release returns r's buffer to the pool and r to the free list.
-func (c *conn) release(r *request) {
+// dropPayload returns r's buffer to the pool and its memory to the
+// budgets.
+func (c *conn) dropPayload(r *request) {
 	putBuf(r.bp)
 	r.bp, r.data = nil, nil
+	if r.charged > 0 {
+		c.mem.release(r.charged)
+		c.s.mem.release(r.charged)
+		r.charged = 0
+	}
+}
+
+// release returns r's buffer to the pool, its memory to the budgets and r
+// to the free list.
+func (c *conn) release(r *request) {
+	c.dropPayload(r)
 	r.errno, r.msg = 0, ""
 	r.chunks = r.chunks[:0]
 	if cap(r.chunks) > maxKeptChunks {

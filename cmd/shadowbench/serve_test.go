@@ -43,6 +43,7 @@ func TestServeRejectsBadFlags(t *testing.T) {
 		{[]string{"serve", "--max-in-flight", "-1"}, "nbd.max-in-flight: must not be negative"},
 		{[]string{"serve", "--max-connections", "-1"}, "nbd.max-connections: must not be negative"},
 		{[]string{"serve", "--request-timeout", "-1s"}, "nbd.request-timeout: must not be negative"},
+		{[]string{"serve", "--max-in-flight-bytes", "lots"}, `invalid argument "lots" for "--max-in-flight-bytes" flag: size "lots"`},
 		{[]string{"serve", "--listen", "127.0.0.1:0", "--api", "", "--engine", "bogus"}, `--engine "bogus": want go-nbd or nothing`},
 		{[]string{"serve", "extra"}, `unknown command "extra"`},
 		{[]string{"--log-level", "loud", "serve"}, `--log-level "loud"`},
