@@ -23,7 +23,9 @@ type budget struct {
 	size  int64
 	used  atomic.Int64
 	nwait atomic.Int32
-	waits atomic.Uint64 // acquires that had to wait, since the start
+	// waits counts the acquires that had to wait; the server's budget and
+	// its connections' share one counter.
+	waits *atomic.Uint64
 
 	mu      sync.Mutex
 	waiters []*budgetWaiter // FIFO; guarded by mu
@@ -34,7 +36,7 @@ type budgetWaiter struct {
 	ready chan struct{}
 }
 
-func newBudget(size int64) *budget { return &budget{size: size} }
+func newBudget(size int64, waits *atomic.Uint64) *budget { return &budget{size: size, waits: waits} }
 
 // acquire takes n bytes (at most size: the caller never asks for more).
 func (b *budget) acquire(ctx context.Context, n int64) error {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,7 +14,7 @@ import (
 )
 
 func TestBudgetWaitsInOrder(t *testing.T) {
-	b := newBudget(10)
+	b := newBudget(10, new(atomic.Uint64))
 	ctx := context.Background()
 	require.NoError(t, b.acquire(ctx, 8))
 	got := make(chan int64, 2)
@@ -53,7 +54,7 @@ func TestBudgetWaitsInOrder(t *testing.T) {
 func TestBudgetUnderRace(t *testing.T) {
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
-	b := newBudget(100)
+	b := newBudget(100, new(atomic.Uint64))
 	var wg sync.WaitGroup
 	for g := range 8 {
 		rng := rand.New(rand.NewPCG(seed, uint64(g)))
@@ -117,6 +118,7 @@ func TestInFlightBytesBound(t *testing.T) {
 	a.goExport("lun0", false)
 	stallReads(a, 16, mib)
 	held(2 * mib)
+	require.Positive(t, ts.Stats().InFlightWaits, "a's third READ waits for its connection's share")
 
 	b := ts.dial(t, &DialOptions{Export: "lun0", NoStructuredReplies: true}) // a hole needs no memory
 	buf := make([]byte, mib)

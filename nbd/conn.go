@@ -119,7 +119,7 @@ type conn struct {
 
 func newConn(s *Server, ctx context.Context, nc net.Conn) *conn {
 	c := &conn{s: s, raw: nc, rw: nc, maxPayload: uint32(s.opts.MaxPayload)}
-	c.mem.size = s.opts.MaxConnInFlightBytes
+	c.mem.size, c.mem.waits = s.opts.MaxConnInFlightBytes, &s.memWaits
 	c.ctx, c.stop = context.WithCancel(ctx)
 	c.reqs, c.cancelReqs = context.WithCancel(c.ctx)
 	c.log = s.log.With("remote", nc.RemoteAddr().String())

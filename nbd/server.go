@@ -130,8 +130,10 @@ type Server struct {
 	accepted atomic.Uint64
 	refused  atomic.Uint64
 
-	// mem is the payload memory of every connection (MaxInFlightBytes).
-	mem *budget
+	// mem is the payload memory of every connection (MaxInFlightBytes);
+	// memWaits counts the waits for it and for connections' shares.
+	mem      *budget
+	memWaits atomic.Uint64
 
 	// mu guards the listeners and connections being served.
 	mu struct {
@@ -146,7 +148,7 @@ type Server struct {
 // NewServer returns a server of the exports in cat.
 func NewServer(cat Catalog, opts Options) *Server {
 	s := &Server{cat: cat, opts: opts.withDefaults(), closed: make(chan struct{})}
-	s.mem = newBudget(s.opts.MaxInFlightBytes)
+	s.mem = newBudget(s.opts.MaxInFlightBytes, &s.memWaits)
 	s.log = s.opts.Logger
 	s.mu.listeners = make(map[net.Listener]struct{})
 	s.mu.conns = make(map[*conn]struct{})
@@ -293,7 +295,8 @@ type ServerStats struct {
 	// MaxConnections is the cap on Open.
 	MaxConnections int
 	// InFlightBytes is the payload memory held now, MaxInFlightBytes its
-	// cap, and InFlightWaits counts the requests that waited for it.
+	// cap, and InFlightWaits counts the times a request waited for it or
+	// for its connection's share.
 	InFlightBytes, MaxInFlightBytes int64
 	InFlightWaits                   uint64
 }
@@ -303,7 +306,7 @@ type ServerStats struct {
 func (s *Server) Stats() ServerStats {
 	return ServerStats{Open: s.open.Load(), Accepted: s.accepted.Load(), Refused: s.refused.Load(),
 		MaxConnections: s.opts.MaxConnections, InFlightBytes: s.mem.used.Load(),
-		MaxInFlightBytes: s.opts.MaxInFlightBytes, InFlightWaits: s.mem.waits.Load()}
+		MaxInFlightBytes: s.opts.MaxInFlightBytes, InFlightWaits: s.memWaits.Load()}
 }
 
 // Run serves on every listener until ctx is done or one of them fails, then
