@@ -66,6 +66,19 @@ type NBDConfig struct {
 	// MaxInFlight bounds the requests in flight per connection; 0 for
 	// nbd.DefaultMaxInFlight.
 	MaxInFlight int `yaml:"max-in-flight"`
+	// MaxConnections bounds the NBD connections served at once; past it a
+	// new one is closed at once and counted in /metrics. 0 for
+	// nbd.DefaultMaxConnections (RLIMIT_NOFILE less 256, at least 64).
+	MaxConnections int `yaml:"max-connections"`
+	// MaxInFlightBytes bounds the NBD server's payload memory (replies
+	// not yet sent, writes not yet done); a request past it waits. 0 for
+	// nbd.DefaultMaxInFlightBytes (a sixteenth of RAM, 64 MiB to 4 GiB).
+	// One connection may hold a sixteenth of it.
+	MaxInFlightBytes Size `yaml:"max-in-flight-bytes"`
+	// RequestTimeout bounds how long an NBD request takes to arrive once
+	// begun (a header from its first byte, a WRITE's payload); a client
+	// that stalls half-way is disconnected. 0 for 30 s.
+	RequestTimeout time.Duration `yaml:"request-timeout"`
 	// ShutdownTimeout bounds the drain of NBD and API requests at
 	// shutdown; 0 for 10 s.
 	ShutdownTimeout time.Duration `yaml:"shutdown-timeout"`
@@ -418,13 +431,14 @@ func (c *Config) errAt(err error, path ...any) *ConfigError {
 // the configuration's values; LUNs are added to its LUNs; Profile, when
 // set, is the profile file of the first provider.
 type Overrides struct {
-	NBDListen, NBDSocket, DefaultExport, APIListen, APISocket *string
-	APIAuth, APITokenFile                                     *string
-	MaxInFlight, SetHistory                                   *int
-	ShutdownTimeout, Hold, Freeze, RemoteWriter               *time.Duration
-	LUNs                                                      []LUNConfig
-	Profile                                                   string
-	DataDir                                                   *string
+	NBDListen, NBDSocket, DefaultExport, APIListen, APISocket   *string
+	APIAuth, APITokenFile                                       *string
+	MaxInFlight, MaxConnections, SetHistory                     *int
+	MaxInFlightBytes                                            *Size
+	RequestTimeout, ShutdownTimeout, Hold, Freeze, RemoteWriter *time.Duration
+	LUNs                                                        []LUNConfig
+	Profile                                                     string
+	DataDir                                                     *string
 }
 
 // Apply applies the overrides.
@@ -442,17 +456,24 @@ func (c *Config) Apply(o Overrides) {
 	set(&c.Array.DataDir, o.DataDir)
 	set(&c.API.Auth, o.APIAuth)
 	set(&c.API.TokenFile, o.APITokenFile)
-	if o.MaxInFlight != nil {
-		c.NBD.MaxInFlight = *o.MaxInFlight
-	}
 	if o.SetHistory != nil {
 		c.Sets.History = *o.SetHistory
 	}
-	for _, d := range []struct{ dst, v *time.Duration }{{&c.NBD.ShutdownTimeout, o.ShutdownTimeout},
+	for _, d := range []struct{ dst, v *int }{{&c.NBD.MaxInFlight, o.MaxInFlight},
+		{&c.NBD.MaxConnections, o.MaxConnections}} {
+		if d.v != nil {
+			*d.dst = *d.v
+		}
+	}
+	for _, d := range []struct{ dst, v *time.Duration }{{&c.NBD.RequestTimeout, o.RequestTimeout},
+		{&c.NBD.ShutdownTimeout, o.ShutdownTimeout},
 		{&c.Windows.Hold, o.Hold}, {&c.Windows.Freeze, o.Freeze}, {&c.Windows.RemoteWriter, o.RemoteWriter}} {
 		if d.v != nil {
 			*d.dst = *d.v
 		}
+	}
+	if o.MaxInFlightBytes != nil {
+		c.NBD.MaxInFlightBytes = *o.MaxInFlightBytes
 	}
 	c.Array.LUNs = append(c.Array.LUNs, o.LUNs...)
 	if o.Profile != "" {

@@ -18,7 +18,10 @@ func TestParseConfigExample(t *testing.T) {
 	require.NoError(t, cfg.Validate())
 	require.Equal(t, "127.0.0.1:10809", cfg.NBD.Listen)
 	require.Equal(t, 64, cfg.NBD.MaxInFlight)
+	require.Equal(t, 1000, cfg.NBD.MaxConnections)
+	require.Equal(t, Size(512<<20), cfg.NBD.MaxInFlightBytes)
 	require.Equal(t, 5*time.Second, cfg.NBD.ShutdownTimeout)
+	require.Equal(t, 10*time.Second, cfg.NBD.RequestTimeout)
 	require.Equal(t, Size(8<<30), cfg.Array.Capacity)
 	require.Equal(t, Size(64<<10), cfg.Array.Grain)
 	require.Equal(t, []LUNConfig{{Name: "lun0", Size: 1 << 30}, {Name: "db", Size: 256 << 20, BlockSize: 4096},

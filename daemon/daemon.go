@@ -177,7 +177,9 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error) 
 		}
 	}
 	d.nbd = nbd.NewServer(nbd.ArrayCatalog(d.array), nbd.Options{MaxInFlight: cfg.NBD.MaxInFlight,
-		DefaultExport: def, ShutdownTimeout: d.shutdownTimeout(), Logger: log})
+		MaxConnections: cfg.NBD.MaxConnections, RequestTimeout: cfg.NBD.RequestTimeout,
+		MaxInFlightBytes: int64(cfg.NBD.MaxInFlightBytes),
+		DefaultExport:    def, ShutdownTimeout: d.shutdownTimeout(), Logger: log})
 	d.metrics = newMetrics(d)
 	// ReadTimeout covers the body too, so a client that sends a header and
 	// no body is answered 408 and closed, as one that sends half a header

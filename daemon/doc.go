@@ -43,9 +43,11 @@
 // # Configuration
 //
 // testdata/daemon.yaml is a complete, commented configuration. Its keys:
-// nbd (listen, socket, default-export, max-in-flight, shutdown-timeout),
+// nbd (listen, socket, default-export, max-in-flight, max-connections,
+// max-in-flight-bytes, request-timeout, shutdown-timeout),
 // api (listen, socket, auth, token-file, read-timeout, write-timeout,
-// idle-timeout, max-connections), array (capacity, grain, max-snapshots, luns),
+// idle-timeout, max-connections), array (data-dir, capacity, grain,
+// max-snapshots, luns),
 // providers (name, type, priority, profile: a file or inline, seed),
 // writers (name, level, freeze-timeout, and one of scripted, exec or
 // fsfreeze), volumes (name, luns), windows (hold, freeze, prepare,

@@ -132,6 +132,8 @@ type collector struct {
 	commit                                           *prometheus.Desc
 	writers, build, start                            *prometheus.Desc
 	apiConns, apiRefused                             *prometheus.Desc
+	nbdOpen, nbdAccepted, nbdRefused, nbdMaxConns    *prometheus.Desc
+	nbdInFlight, nbdMaxInFlight, nbdInFlightWaits    *prometheus.Desc
 }
 
 func newCollector(d *Daemon) *collector {
@@ -156,6 +158,14 @@ func newCollector(d *Daemon) *collector {
 		start:          desc("shadowbench_start_time_seconds", "When the daemon started, in seconds since the epoch."),
 		apiConns:       desc("shadowbench_api_connections", "Open connections of each API listener.", "listener"),
 		apiRefused:     desc("shadowbench_api_connections_refused_total", "Connections each API listener refused past api.max-connections.", "listener"),
+		nbdOpen:        desc("shadowbench_nbd_connections", "NBD connections served now."),
+		nbdAccepted:    desc("shadowbench_nbd_connections_accepted_total", "NBD connections accepted and served."),
+		nbdRefused:     desc("shadowbench_nbd_connections_refused_total", "NBD connections closed at once because max-connections were open."),
+		nbdMaxConns:    desc("shadowbench_nbd_max_connections", "The cap on NBD connections served at once."),
+		nbdInFlight:    desc("shadowbench_nbd_in_flight_bytes", "Payload memory the NBD server holds: READ replies not yet sent, WRITE payloads not yet written."),
+		nbdMaxInFlight: desc("shadowbench_nbd_max_in_flight_bytes", "The cap on shadowbench_nbd_in_flight_bytes (max-in-flight-bytes)."),
+		nbdInFlightWaits: desc("shadowbench_nbd_in_flight_waits_total",
+			"NBD requests that waited for payload memory, their connection's share or the server's."),
 	}
 }
 
@@ -163,7 +173,8 @@ func newCollector(d *Daemon) *collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.lunOps, c.lunBytes, c.lunErrors, c.lunLatency, c.lunSize,
 		c.storeData, c.storeMeta, c.storeCapacity, c.setsInProgress, c.snapshots, c.held,
-		c.commit, c.writers, c.build, c.start, c.apiConns, c.apiRefused} {
+		c.commit, c.writers, c.build, c.start, c.apiConns, c.apiRefused, c.nbdOpen, c.nbdAccepted,
+		c.nbdRefused, c.nbdMaxConns, c.nbdInFlight, c.nbdMaxInFlight, c.nbdInFlightWaits} {
 		ch <- d
 	}
 }
@@ -223,6 +234,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.apiConns, float64(cl.open.Load()), urls[i])
 		counter(c.apiRefused, float64(cl.refused.Load()), urls[i])
 	}
+	ns := d.nbd.Stats()
+	gauge(c.nbdOpen, float64(ns.Open))
+	counter(c.nbdAccepted, float64(ns.Accepted))
+	counter(c.nbdRefused, float64(ns.Refused))
+	gauge(c.nbdMaxConns, float64(ns.MaxConnections))
+	gauge(c.nbdInFlight, float64(ns.InFlightBytes))
+	gauge(c.nbdMaxInFlight, float64(ns.MaxInFlightBytes))
+	counter(c.nbdInFlightWaits, float64(ns.InFlightWaits))
 	gauge(c.build, 1, d.version)
 	gauge(c.start, float64(d.started.UnixNano())/1e9)
 }

@@ -2,8 +2,11 @@ package daemon
 
 import (
 	"context"
+	"io"
+	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -58,5 +61,40 @@ func TestMetrics(t *testing.T) {
 			f := strings.Fields(line)[2]
 			require.True(t, strings.HasPrefix(f, "shadowbench_") || strings.HasPrefix(f, "go_") || strings.HasPrefix(f, "process_"), f)
 		}
+	}
+}
+
+// TestMetricsCountRefusedConnections checks that a connection past
+// nbd.max-connections is closed at once and counted.
+func TestMetricsCountRefusedConnections(t *testing.T) {
+	cfg := testConfig()
+	cfg.NBD.MaxConnections = 1
+	cfg.NBD.MaxInFlightBytes = 256 << 20
+	d, c := start(t, cfg)
+	ctx := context.Background()
+	addr := d.NBDAddrs()[0].String()
+	nc, err := nbd.Dial(ctx, "tcp", addr, &nbd.DialOptions{Export: "lun0"})
+	require.NoError(t, err)
+	defer nc.Close()
+	over, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer over.Close()
+	require.NoError(t, over.SetReadDeadline(time.Now().Add(5*time.Second)))
+	_, err = over.Read(make([]byte, 1))
+	require.ErrorIs(t, err, io.EOF, "closed before the greeting")
+	require.NoError(t, nc.Read(ctx, make([]byte, 512), 0), "the connection served goes on")
+
+	text, err := c.Metrics(ctx)
+	require.NoError(t, err)
+	for _, want := range []string{
+		"shadowbench_nbd_connections 1\n",
+		"shadowbench_nbd_connections_accepted_total 1\n",
+		"shadowbench_nbd_connections_refused_total 1\n",
+		"shadowbench_nbd_max_connections 1\n",
+		"shadowbench_nbd_in_flight_bytes 0\n",
+		"shadowbench_nbd_in_flight_waits_total 0\n",
+		"shadowbench_nbd_max_in_flight_bytes 2.68435456e+08\n",
+	} {
+		require.Contains(t, text, want)
 	}
 }

@@ -30,6 +30,13 @@ func (c *Config) Validate() error {
 	if c.NBD.MaxInFlight < 0 {
 		add(errors.New("must not be negative"), "nbd", "max-in-flight")
 	}
+	if c.NBD.MaxConnections < 0 {
+		add(errors.New("must not be negative"), "nbd", "max-connections")
+	}
+	if c.NBD.MaxInFlightBytes < 0 {
+		add(errors.New("must not be negative"), "nbd", "max-in-flight-bytes")
+	}
+	neg(c.NBD.RequestTimeout, "nbd", "request-timeout")
 	neg(c.NBD.ShutdownTimeout, "nbd", "shutdown-timeout")
 	if c.API.Listen != "" {
 		if err := checkLoopback(c.API.Listen); err != nil {

@@ -17,6 +17,14 @@
 // VSS_E_HOLD_WRITES_TIMEOUT. Admission is two atomic adds on sharded
 // counters (cow/inflight) while the gate is open.
 //
+// # Fault injection
+//
+// SetFaults installs an Injector (Fail, Delay and their combinators) that
+// every operation runs before it reaches cow; ReadHoles gives a reader
+// that answers zeros from Extents (an NBD server's hole chunks) the same
+// read path. Clearing the faults ends the injections running then: a
+// delay returns at once, and its operation goes on as if never faulted.
+//
 // # Snapshots
 //
 // A SnapshotGroup is a consistency group: SnapshotGroup.Prepare does, per

@@ -75,6 +75,9 @@ type LUN struct {
 	gate   *Gate
 	stats  Stats
 	faults atomic.Pointer[injectorBox]
+	// faultMu orders SetFaults calls, so that a clearing one ends the
+	// injections of every injector it removes.
+	faultMu sync.Mutex
 
 	data atomic.Pointer[data]
 	// tree is the LUN's tree in a durable array's DB; nil in memory. It
@@ -90,7 +93,29 @@ type LUN struct {
 	lastSnap  atomic.Pointer[LUN]
 }
 
-type injectorBox struct{ Injector }
+// injectorBox is an installed injector. cleared ends when SetFaults(nil)
+// removes it; injectors installed one after another without a clearing
+// share it, so that clearing ends the injections of them all.
+type injectorBox struct {
+	Injector
+	cleared context.Context
+	clear   context.CancelFunc
+}
+
+// inject runs the injector for op. An injection running when the faults
+// are cleared (a delay, most often) ends at once, and the operation goes
+// on as it would without faults: a cleared fault has no effect left.
+func (b *injectorBox) inject(ctx context.Context, op Op) error {
+	ictx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(b.cleared, cancel)
+	err := b.Inject(ictx, op)
+	stop()
+	cancel()
+	if err != nil && b.cleared.Err() != nil && ctx.Err() == nil {
+		return nil
+	}
+	return err
+}
 
 // isPending reports whether the LUN is a prepared snapshot not yet
 // committed, and so invisible: its image is committed by its group.
@@ -176,13 +201,28 @@ func (l *LUN) BeginHold(deadline time.Duration) (*Hold, error) {
 	return l.gate.Close(deadline)
 }
 
-// SetFaults installs an injector for the LUN's operations; nil removes it.
+// SetFaults installs an injector for the LUN's operations, in place of
+// the one installed before; nil removes it, and ends the injections
+// running then (a delay returns at once and its operation goes on). An
+// injector replaced by another is left to finish what it started.
 func (l *LUN) SetFaults(inj Injector) {
+	l.faultMu.Lock()
+	defer l.faultMu.Unlock()
+	old := l.faults.Load()
 	if inj == nil {
 		l.faults.Store(nil)
+		if old != nil {
+			old.clear()
+		}
 		return
 	}
-	l.faults.Store(&injectorBox{inj})
+	b := &injectorBox{Injector: inj}
+	if old != nil {
+		b.cleared, b.clear = old.cleared, old.clear
+	} else {
+		b.cleared, b.clear = context.WithCancel(context.Background())
+	}
+	l.faults.Store(b)
 }
 
 // Stats returns a copy of the LUN's statistics.
@@ -215,7 +255,7 @@ func (l *LUN) begin(ctx context.Context, op Op) (tok gateToken, err error) {
 	}
 	tok.start = time.Now()
 	if f := l.faults.Load(); f != nil {
-		if err := f.Inject(ctx, op); err != nil {
+		if err := f.inject(ctx, op); err != nil {
 			l.end(tok, op, 0, err)
 			return tok, err
 		}
@@ -253,6 +293,23 @@ func (l *LUN) ReadAt(ctx context.Context, p []byte, off int64) error {
 	err = mapErr(err)
 	l.end(tok, OpRead, len(p), err)
 	return err
+}
+
+// ReadHoles is a read of [off, off+length) that its caller answers as
+// zeros from Extents, as an NBD server's hole chunks are: it passes the
+// gate and the read faults as ReadAt does and is counted as a read of
+// length bytes, but copies nothing. Without it a read of a never-written
+// range would escape every read fault, since nothing else reads it.
+func (l *LUN) ReadHoles(ctx context.Context, off, length int64) error {
+	if off < 0 || length < 0 || off > l.size || length > l.size-off {
+		return cow.ErrOutOfRange
+	}
+	tok, err := l.begin(ctx, OpRead)
+	if err != nil {
+		return err
+	}
+	l.end(tok, OpRead, int(min(length, 1<<62)), nil)
+	return nil
 }
 
 // WriteAt writes p at off; with fua it returns once the data is durable.

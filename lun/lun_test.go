@@ -425,6 +425,66 @@ func TestFaultInjectors(t *testing.T) {
 	l.SetFaults(nil)
 }
 
+// TestReadHolesIsARead checks that a read answered from the extents goes
+// through the read faults and is counted as a read of its length.
+func TestReadHolesIsARead(t *testing.T) {
+	ctx := context.Background()
+	a := newArray(t, Config{})
+	l := newLUN(t, a, "lun0", mib)
+	require.NoError(t, l.ReadHoles(ctx, 4096, 8192))
+	require.EqualValues(t, 1, l.Stats()[OpRead].Ops)
+	require.EqualValues(t, 8192, l.Stats()[OpRead].Bytes)
+	l.SetFaults(Only(Fail(EIO), OpRead))
+	require.ErrorIs(t, l.ReadHoles(ctx, 4096, 8192), syscall.EIO)
+	require.EqualValues(t, 1, l.Stats()[OpRead].Errors)
+	l.SetFaults(nil)
+	require.ErrorIs(t, l.ReadHoles(ctx, mib-1, 2), cow.ErrOutOfRange)
+	require.ErrorIs(t, l.ReadHoles(ctx, -1, 1), cow.ErrOutOfRange)
+}
+
+// TestClearingFaultsEndsTheirDelays checks that a delay running when the
+// faults are cleared ends at once and its operation succeeds, and that
+// replacing the injector (a rule added) lets the delay run on.
+func TestClearingFaultsEndsTheirDelays(t *testing.T) {
+	ctx := context.Background()
+	a := newArray(t, Config{})
+	l := newLUN(t, a, "lun0", mib)
+	require.NoError(t, l.WriteAt(ctx, []byte("kept"), 0, false))
+	entered := make(chan struct{}, 1)
+	l.SetFaults(Only(All(InjectorFunc(func(context.Context, Op) error {
+		entered <- struct{}{}
+		return nil
+	}), Delay(Fixed(time.Hour)), Fail(EIO)), OpRead))
+	done := make(chan error, 1)
+	p := make([]byte, 4)
+	go func() { done <- l.ReadAt(ctx, p, 0) }()
+	<-entered
+
+	l.SetFaults(Only(Fail(EIO), OpWrite))
+	select {
+	case err := <-done:
+		t.Fatalf("replacing the faults ended the delay: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	start := time.Now()
+	l.SetFaults(nil)
+	select {
+	case err := <-done:
+		require.NoError(t, err, "a cleared fault fails nothing")
+		require.Equal(t, "kept", string(p))
+		require.Less(t, time.Since(start), time.Second)
+	case <-time.After(5 * time.Second):
+		t.Fatal("clearing the faults left the delay running")
+	}
+
+	// Faults installed after a clearing delay as before.
+	l.SetFaults(Only(Delay(Fixed(30*time.Millisecond)), OpRead))
+	start = time.Now()
+	require.NoError(t, l.ReadAt(ctx, p, 0))
+	require.GreaterOrEqual(t, time.Since(start), 30*time.Millisecond)
+	l.SetFaults(nil)
+}
+
 func TestIdentityUnique(t *testing.T) {
 	seen := map[[16]byte]bool{}
 	for range 1000 {

@@ -37,6 +37,16 @@ type ChangeTracker interface {
 	Changed(ctx context.Context, off, length int64) ([]cow.Range, error)
 }
 
+// HoleReader is a Backend that can pass a read it does not copy through
+// its read path: ReadHoles does for [off, off+length) what ReadAt does
+// before and after its copy (for a LUN: the I/O gate, read faults and
+// statistics). The server calls it for a structured READ that it answers
+// with hole chunks only; for a backend without it, it calls ReadAt with an
+// empty buffer at off, which applies the read path but counts no bytes.
+type HoleReader interface {
+	ReadHoles(ctx context.Context, off, length int64) error
+}
+
 // ExportInfo names an export in NBD_OPT_LIST.
 type ExportInfo struct {
 	Name        string

@@ -70,6 +70,12 @@ type conn struct {
 	log  *slog.Logger
 	ctx  context.Context
 	stop context.CancelFunc
+	// reqs is the context of backend calls: ctx's child, also cancelled
+	// when the client is gone (see endReading), so that a request it can
+	// no longer receive the answer to (one in an injected delay, or
+	// waiting at a held gate) ends then, and not when it would have.
+	reqs       context.Context
+	cancelReqs context.CancelFunc
 
 	// draining is set by Server.Shutdown before it interrupts the reader
 	// with a past read deadline; the reader then ends gracefully.
@@ -104,11 +110,18 @@ type conn struct {
 	wtmp        [32]byte
 	dirty       atomic.Bool
 	opt         []byte // handshake option data, reused
+	// mem is the connection's payload memory (MaxConnInFlightBytes).
+	mem budget
+	// idle is set by the reader when a session ends for want of requests
+	// (see readRequest); session reads it after the workers are gone.
+	idle bool
 }
 
 func newConn(s *Server, ctx context.Context, nc net.Conn) *conn {
 	c := &conn{s: s, raw: nc, rw: nc, maxPayload: uint32(s.opts.MaxPayload)}
+	c.mem.size, c.mem.waits = s.opts.MaxConnInFlightBytes, &s.memWaits
 	c.ctx, c.stop = context.WithCancel(ctx)
+	c.reqs, c.cancelReqs = context.WithCancel(c.ctx)
 	c.log = s.log.With("remote", nc.RemoteAddr().String())
 	return c
 }
@@ -134,16 +147,13 @@ func (c *conn) serve() {
 	stop := context.AfterFunc(c.ctx, c.abort)
 	defer stop()
 
-	c.br = bufio.NewReaderSize(c.rw, readBufSize)
-	c.bw = bufio.NewWriterSize(c.rw, ioBufSize)
+	c.takeBuffers()
+	defer c.dropBuffers()
 	ok, err := c.handshake()
-	if err != nil {
-		if !c.draining.Load() && !c.aborted.Load() {
+	if err != nil || !ok {
+		if err != nil && !c.draining.Load() && !c.aborted.Load() {
 			c.log.Debug("nbd: handshake ended", "err", err)
 		}
-		return
-	}
-	if !ok {
 		return
 	}
 	c.opt = nil

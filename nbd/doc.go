@@ -23,7 +23,15 @@
 // a snapshot LUN, the previous snapshot of its source). Queries are exact
 // names or a bare namespace ("base:", "shadowbench:").
 //
-// Each connection in transmission runs MaxInFlight+1 workers, and one
+// A connection in transmission with nothing in flight for IdleRelease
+// (1 s) holds its socket and its serving goroutine only: it waits for the
+// next request parked in the runtime's poller, without a buffer, and takes
+// its workers, writer, request slots and socket buffers again when the
+// client sends. Between requests a client may wait for ever; a request
+// begun must arrive within RequestTimeout (30 s): its header from its
+// first byte, a WRITE's payload from when the server reads it.
+//
+// While requests come, a connection runs MaxInFlight+1 workers, and one
 // writer. The worker holding the reading turn validates a request before
 // anything is allocated for it and reads a WRITE payload into a pooled
 // buffer. When the client has sent nothing after it and nothing else is in
@@ -39,7 +47,9 @@
 //
 // With structured replies, a READ answers with data chunks for the data and
 // hole chunks for zero runs of at least 4 KiB (one data chunk with
-// NBD_CMD_FLAG_DF), and errors carry a message. BLOCK_STATUS looks at most
+// NBD_CMD_FLAG_DF), and errors carry a message. Each READ is one read of
+// the backend, holes included (HoleReader), so a read fault or a read
+// statistic sees every READ once. BLOCK_STATUS looks at most
 // 256 MiB and returns at most 16384 descriptors per context; the protocol
 // lets a server answer less, and clients continue where the reply ends.
 //
@@ -48,7 +58,11 @@
 //   - N1 Memory per connection is bounded: an option is at most MaxOptionLen
 //     bytes, a name or query at most MaxStringLen, a READ or WRITE at most
 //     MaxPayload, and at most MaxInFlight requests hold buffers at once.
-//     Lengths are checked before anything is allocated.
+//     Lengths are checked before anything is allocated. The payload
+//     buffers of all connections together stay under MaxInFlightBytes,
+//     and one connection's under MaxConnInFlightBytes: a request past
+//     either waits for memory (in arrival order), it is never failed, and
+//     a client that stops reading its replies holds only its own share.
 //   - N2 The stream stays in step: a WRITE refused for any reason has its
 //     payload read and discarded (up to 128 MiB; beyond, the connection is
 //     closed), and every other request is answered exactly once.
@@ -62,10 +76,18 @@
 //   - N6 Every goroutine has an owner: Serve returns after the connections it
 //     accepted are closed; Shutdown stops reading new requests, lets those
 //     in flight finish and their replies go out, flushes each written export
-//     and closes; Close does the same at once.
+//     and closes; Close does the same at once. A client that leaves without
+//     NBD_CMD_DISC has its requests in flight cancelled.
 //   - N7 Transmission flags are truthful: READ_ONLY on read-only exports and
 //     no write-side flags there, SEND_DF only with structured replies,
 //     HAS_FLAGS always.
+//   - N8 Load never ends the server: an accept error is retried after a
+//     pause (5 ms doubling to 1 s), and at most MaxConnections connections
+//     are served at once; past that a new one is closed before the
+//     greeting and counted, so the rest of the process keeps descriptors.
+//   - N9 An idle connection costs its socket and one goroutine; a client
+//     that stops half-way through a request is disconnected after
+//     RequestTimeout, and a handshake is bounded by HandshakeTimeout.
 //
 // Backend errors become protocol error values: a syscall.Errno (fault
 // injection) keeps its value where the protocol defines it, the storage

@@ -11,6 +11,7 @@ import (
 var (
 	_ Backend       = (*lun.LUN)(nil)
 	_ ChangeTracker = (*lun.LUN)(nil)
+	_ HoleReader    = (*lun.LUN)(nil)
 	_ Catalog       = arrayCatalog{}
 )
 

@@ -131,3 +131,41 @@ func (r *rawConn) closed() {
 		require.False(r.t, isTimeout(err), "server should close the connection: %v", err)
 	}
 }
+
+// leanDial opens a connection and, with export set, negotiates NBD_OPT_GO
+// without keeping a buffer: all that stays on the client's side is the
+// socket, so what an idle connection costs is the server's part.
+func leanDial(t testing.TB, network, addr, export string) net.Conn {
+	t.Helper()
+	c, err := net.Dial(network, addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	if export == "" {
+		return c
+	}
+	require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
+	var hello [18]byte
+	_, err = io.ReadFull(c, hello[:])
+	require.NoError(t, err)
+	b := be.AppendUint32(nil, clFlagFixedNewstyle|clFlagNoZeroes)
+	q := be.AppendUint16(appendString32(nil, export), 0)
+	b = be.AppendUint64(b, magicOption)
+	b = be.AppendUint32(b, optGo)
+	b = be.AppendUint32(b, uint32(len(q)))
+	_, err = c.Write(append(b, q...))
+	require.NoError(t, err)
+	for {
+		var h [20]byte
+		_, err := io.ReadFull(c, h[:])
+		require.NoError(t, err)
+		_, err = io.CopyN(io.Discard, c, int64(be.Uint32(h[16:])))
+		require.NoError(t, err)
+		typ := be.Uint32(h[12:])
+		if typ == repAck {
+			break
+		}
+		require.Equal(t, repInfo, typ)
+	}
+	require.NoError(t, c.SetDeadline(time.Time{}))
+	return c
+}

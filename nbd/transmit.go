@@ -38,8 +38,9 @@ type request struct {
 	off    uint64
 	length uint32
 
-	bp   *[]byte // pooled payload buffer
-	data []byte  // read data or write payload
+	bp      *[]byte // pooled payload buffer
+	data    []byte  // read data or write payload
+	charged int64   // payload memory taken for data (see charge)
 
 	errno Errno
 	msg   string // static explanation for structured error replies
@@ -66,6 +67,26 @@ type descriptor struct{ length, flags uint32 }
 // fails, or Shutdown drains it, then waits for every request in flight to be
 // answered and flushes the export if the connection wrote to it.
 //
+// An idle connection costs its socket and its serving goroutine: transmit
+// waits for the client's next request holding no buffer (see
+// awaitRequest), then runs a session (see session) with the workers, the
+// writer, the request slots and the socket buffers, which ends when the
+// connection has had nothing in flight for Options.IdleRelease and gives
+// all of them back.
+func (c *conn) transmit() {
+	for c.awaitRequest() && c.session() {
+	}
+	if c.dirty.Load() && !c.aborted.Load() {
+		if err := c.b.Flush(c.ctx); err != nil {
+			c.log.Warn("nbd: flush at disconnect failed", "export", c.name, "err", err)
+		}
+	}
+}
+
+// session serves requests until reading ends, and reports whether it ended
+// because the connection was idle (see readRequest), so that transmit waits
+// for the next request with nothing held.
+//
 // MaxInFlight+1 workers share the connection. One at a time holds the
 // reading turn (see lead); the others run requests. A request that is
 // alone in flight, with nothing more from the client in the read buffer,
@@ -75,7 +96,9 @@ type descriptor struct{ length, flags uint32 }
 // wake-up each, and often a thread's. Under load, requests and replies
 // queue on channels, and the writer sends replies that finish together in
 // one write.
-func (c *conn) transmit() {
+func (c *conn) session() (idle bool) {
+	c.takeBuffers()
+	c.idle = false
 	n := c.s.opts.MaxInFlight
 	c.free = make(chan *request, n)
 	c.work = make(chan *request, n+1)
@@ -100,11 +123,12 @@ func (c *conn) transmit() {
 	c.turnTimer.Stop()
 	close(c.replies)
 	<-writerDone
-	if c.dirty.Load() && !c.aborted.Load() {
-		if err := c.b.Flush(c.ctx); err != nil {
-			c.log.Warn("nbd: flush at disconnect failed", "export", c.name, "err", err)
-		}
+	c.free, c.work, c.replies, c.turnTimer = nil, nil, nil, nil
+	if !c.idle {
+		return false
 	}
+	c.dropBuffers()
+	return true
 }
 
 // keepWriteLen is the WRITE length from which the worker that read the
@@ -209,17 +233,35 @@ func (c *conn) passTurn() {
 // alone reports whether the caller's request is the only one in flight.
 func (c *conn) alone() bool { return len(c.free) == cap(c.free)-1 }
 
-// errEndOfRequests ends reading without an error: NBD_CMD_DISC, the client
-// closing its end, or Shutdown's drain.
+// errEndOfRequests ends reading without an error: NBD_CMD_DISC or
+// Shutdown's drain. The requests in flight are answered.
 var errEndOfRequests = errors.New("nbd: end of requests")
 
+// endReading ends reading on err. After NBD_CMD_DISC or a drain, the
+// requests in flight finish and are answered. Anything else (the client
+// closed its end without NBD_CMD_DISC, the socket failed, the stream broke)
+// means no answer will be read: the requests in flight are cancelled, and
+// the connection closes as soon as they return. Letting them finish was
+// rejected: a client killed while its READ sat in an hour's injected delay
+// left the socket in CLOSE-WAIT, and its goroutines, for that hour.
 func (c *conn) endReading(err error) {
 	switch {
-	case errors.Is(err, errEndOfRequests):
+	case errors.Is(err, errIdle):
+		c.idle = true
+		return
+	case errors.Is(err, errEndOfRequests), c.draining.Load() && isTimeout(err):
+		return
+	}
+	c.cancelReqs()
+	switch {
+	case errors.Is(err, errRequestTimeout):
+		c.log.Debug("nbd: closing connection: a request was not received in time", "export", c.name,
+			"timeout", c.s.opts.RequestTimeout)
 	case errors.Is(err, errBadMagic), errors.Is(err, errPayloadTooBig):
 		c.log.Warn("nbd: closing connection on a protocol violation", "export", c.name, "err", err)
 		c.abort()
-	case !c.aborted.Load():
+	case errors.Is(err, io.EOF), c.aborted.Load():
+	default:
 		c.log.Debug("nbd: connection ended", "export", c.name, "err", err)
 	}
 }
@@ -228,11 +270,11 @@ func (c *conn) endReading(err error) {
 // free slot and validates it. A request that fails validation comes back
 // with its errno set and its payload discarded, to be answered.
 func (c *conn) readRequest() (*request, error) {
+	if err := c.awaitHeader(); err != nil {
+		return nil, err
+	}
 	h := c.rhdr[:]
-	if _, err := io.ReadFull(c.br, h); err != nil {
-		if c.draining.Load() && isTimeout(err) || err == io.EOF {
-			return nil, errEndOfRequests
-		}
+	if err := c.readPart(h); err != nil {
 		return nil, err
 	}
 	if be.Uint32(h[0:]) != magicRequest {
@@ -259,7 +301,7 @@ func (c *conn) readRequest() (*request, error) {
 				c.release(r)
 				return nil, errPayloadTooBig
 			}
-			if _, err := c.br.Discard(int(r.length)); err != nil {
+			if err := c.discardPart(int(r.length)); err != nil {
 				c.release(r)
 				return nil, err
 			}
@@ -268,8 +310,12 @@ func (c *conn) readRequest() (*request, error) {
 		return r, nil
 	}
 	if cmd == CmdWrite {
+		if err := c.charge(r, int64(r.length)); err != nil {
+			c.release(r)
+			return nil, err
+		}
 		r.bp, r.data = getBuf(int(r.length))
-		if _, err := io.ReadFull(c.br, r.data); err != nil {
+		if err := c.readPart(r.data); err != nil {
 			c.release(r)
 			return nil, err
 		}
@@ -345,7 +391,7 @@ func (c *conn) handle(r *request) {
 			r.errno, r.msg = EIO, "internal server error"
 		}
 	}()
-	ctx, b := c.ctx, c.b
+	ctx, b := c.reqs, c.b
 	off, n := int64(r.off), int64(r.length)
 	fua := r.flags&CmdFlagFUA != 0
 	var err error
@@ -355,6 +401,7 @@ func (c *conn) handle(r *request) {
 	case CmdWrite:
 		c.markDirty()
 		err = b.WriteAt(ctx, r.data, off, fua)
+		c.dropPayload(r) // its reply carries no data
 	case CmdFlush:
 		err = b.Flush(ctx)
 	case CmdTrim:
@@ -386,36 +433,65 @@ func (c *conn) markDirty() {
 }
 
 // read fills r for a READ. With structured replies, zero runs of at least
-// minHoleChunk become hole chunks and only the data is read and sent.
+// minHoleChunk become hole chunks and only the data is sent.
+//
+// Every READ is one read of the backend, so that its read faults and
+// statistics see each request once, whatever its chunks: a range with
+// data is read whole, its holes copied as zeros that are not sent, and a
+// range of holes only goes through readHoles. Reading each data chunk on
+// its own was rejected: a read fault's delay would be paid once per
+// chunk, and a read of holes only would meet no fault at all.
 func (c *conn) read(r *request) error {
-	ctx, off, n := c.ctx, int64(r.off), int64(r.length)
+	ctx, off, n := c.reqs, int64(r.off), int64(r.length)
 	if !c.structured {
+		if err := c.charge(r, n); err != nil {
+			return err
+		}
 		r.bp, r.data = getBuf(int(n))
 		return c.b.ReadAt(ctx, r.data, off)
 	}
+	if n > 0 {
+		r.chunks = holeChunks(ctx, r.chunks[:0], c.b, off, n)
+		if r.flags&CmdFlagDF != 0 && len(r.chunks) > 1 {
+			r.chunks = append(r.chunks[:0], chunk{0, n, false})
+		}
+	}
+	if n == 0 || len(r.chunks) == 1 && r.chunks[0].hole {
+		return c.readHoles(ctx, off, n)
+	}
+	if err := c.charge(r, n); err != nil {
+		return err
+	}
+	r.bp, r.data = getBuf(int(n))
+	return c.b.ReadAt(ctx, r.data, off)
+}
+
+// charge takes n bytes of payload memory for r, from the connection's
+// budget and then the server's, waiting as long as that takes (or until
+// the client is gone). The connection's comes first, so a connection
+// waiting for its own share takes nothing from the others.
+func (c *conn) charge(r *request, n int64) error {
 	if n == 0 {
 		return nil
 	}
-	r.chunks = holeChunks(ctx, r.chunks[:0], c.b, off, n)
-	if r.flags&CmdFlagDF != 0 && len(r.chunks) > 1 {
-		r.chunks = append(r.chunks[:0], chunk{0, n, false})
+	if err := c.mem.acquire(c.reqs, n); err != nil {
+		return err
 	}
-	if len(r.chunks) == 1 && r.chunks[0].hole {
-		return nil
+	if err := c.s.mem.acquire(c.reqs, n); err != nil {
+		c.mem.release(n)
+		return err
 	}
-	r.bp, r.data = getBuf(int(n))
-	if len(r.chunks) == 1 {
-		return c.b.ReadAt(ctx, r.data, off)
-	}
-	for _, ch := range r.chunks {
-		if ch.hole {
-			continue
-		}
-		if err := c.b.ReadAt(ctx, r.data[ch.off:ch.off+ch.n], off+ch.off); err != nil {
-			return err
-		}
-	}
+	r.charged = n
 	return nil
+}
+
+// readHoles passes a READ answered without data through the backend's
+// read path (see HoleReader).
+func (c *conn) readHoles(ctx context.Context, off, n int64) error {
+	if hr, ok := c.b.(HoleReader); ok {
+		return hr.ReadHoles(ctx, off, n)
+	}
+	return c.b.ReadAt(ctx, nil, off)
 }
 
 // holeChunks splits [off, off+n) into data and hole chunks by the backend's
@@ -448,7 +524,7 @@ func holeChunks(ctx context.Context, chs []chunk, b Backend, off, n int64) []chu
 
 // blockStatus fills r's descriptors for every selected context.
 func (c *conn) blockStatus(r *request) error {
-	ctx, off := c.ctx, int64(r.off)
+	ctx, off := c.reqs, int64(r.off)
 	span := min(int64(r.length), maxStatusSpan)
 	end := off + span
 	r.nstatus = 0
@@ -526,10 +602,22 @@ func allocFlags(k cow.ExtentKind) uint32 {
 	return 0
 }
 
-// release returns r's buffer to the pool and r to the free list.
-func (c *conn) release(r *request) {
+// dropPayload returns r's buffer to the pool and its memory to the
+// budgets.
+func (c *conn) dropPayload(r *request) {
 	putBuf(r.bp)
 	r.bp, r.data = nil, nil
+	if r.charged > 0 {
+		c.mem.release(r.charged)
+		c.s.mem.release(r.charged)
+		r.charged = 0
+	}
+}
+
+// release returns r's buffer to the pool, its memory to the budgets and r
+// to the free list.
+func (c *conn) release(r *request) {
+	c.dropPayload(r)
 	r.errno, r.msg = 0, ""
 	r.chunks = r.chunks[:0]
 	if cap(r.chunks) > maxKeptChunks {

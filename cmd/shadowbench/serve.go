@@ -14,12 +14,13 @@ import (
 
 // serveFlags are the flags of shadowbench serve.
 type serveFlags struct {
-	config, profile, listen, socket, defaultExport, dataDir string
-	luns                                                    lunSpecs
-	maxInFlight                                             int
-	shutdownTimeout, hold, freeze, remoteWriter             time.Duration
-	api                                                     apiServeFlags
-	bench                                                   benchServeFlags
+	config, profile, listen, socket, defaultExport, dataDir     string
+	luns                                                        lunSpecs
+	maxInFlightBytes                                            sizeFlag
+	maxInFlight, maxConnections                                 int
+	requestTimeout, shutdownTimeout, hold, freeze, remoteWriter time.Duration
+	api                                                         apiServeFlags
+	bench                                                       benchServeFlags
 }
 
 func newServeCmd(a *app) *cobra.Command {
@@ -57,6 +58,9 @@ adds to its LUNs. lun, snapshot, writer and status are the API's clients.`,
 	fl.StringVar(&f.profile, "profile", "", "firmware profile `FILE` of the (first) array provider")
 	fl.StringVar(&f.defaultExport, "default-export", "", "export for clients that name none (default: the first LUN)")
 	fl.IntVar(&f.maxInFlight, "max-in-flight", nbd.DefaultMaxInFlight, "requests in flight per connection")
+	fl.IntVar(&f.maxConnections, "max-connections", 0, "NBD connections served at once; past it a new one is closed at once (default: RLIMIT_NOFILE less 256, at least 64)")
+	fl.Var(&f.maxInFlightBytes, "max-in-flight-bytes", "payload memory of the NBD server (replies unsent, writes undone); past it a request waits, and one connection holds at most a sixteenth (default: a sixteenth of RAM, 64 MiB to 4 GiB)")
+	fl.DurationVar(&f.requestTimeout, "request-timeout", nbd.DefaultRequestTimeout, "how long an NBD request may take to arrive once begun; an idle connection waits for ever")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for requests in flight")
 	fl.DurationVar(&f.hold, "hold-window", 10*time.Second, "the flush & hold window")
 	fl.DurationVar(&f.freeze, "freeze-window", 60*time.Second, "writers' default freeze window")
@@ -64,6 +68,24 @@ adds to its LUNs. lun, snapshot, writer and status are the API's clients.`,
 	f.bench.bind(fl)
 	return cmd
 }
+
+// sizeFlag is a size flag, "64MiB" or "1GiB"; it shows no default, as
+// its zero value means a default computed at start.
+type sizeFlag struct{ v daemon.Size }
+
+func (s *sizeFlag) String() string {
+	if s.v == 0 {
+		return ""
+	}
+	return s.v.String()
+}
+
+func (s *sizeFlag) Set(v string) (err error) {
+	s.v, err = daemon.ParseSize(v)
+	return err
+}
+
+func (s *sizeFlag) Type() string { return "size" }
 
 // given returns &v when the flag was set on the command line, else nil.
 func given[T any](fl *pflag.FlagSet, name string, v T) *T {
@@ -83,7 +105,10 @@ func serve(ctx context.Context, log *slog.Logger, fl *pflag.FlagSet, f *serveFla
 	}
 	o := daemon.Overrides{NBDListen: given(fl, "listen", f.listen), NBDSocket: given(fl, "socket", f.socket),
 		DefaultExport: given(fl, "default-export", f.defaultExport), MaxInFlight: given(fl, "max-in-flight", f.maxInFlight),
-		ShutdownTimeout: given(fl, "shutdown-timeout", f.shutdownTimeout), Hold: given(fl, "hold-window", f.hold),
+		MaxConnections:   given(fl, "max-connections", f.maxConnections),
+		MaxInFlightBytes: given(fl, "max-in-flight-bytes", f.maxInFlightBytes.v),
+		RequestTimeout:   given(fl, "request-timeout", f.requestTimeout),
+		ShutdownTimeout:  given(fl, "shutdown-timeout", f.shutdownTimeout), Hold: given(fl, "hold-window", f.hold),
 		Freeze: given(fl, "freeze-window", f.freeze), RemoteWriter: given(fl, "remote-writer-timeout", f.remoteWriter),
 		LUNs: f.luns, Profile: f.profile, DataDir: given(fl, "data-dir", f.dataDir)}
 	f.api.apply(fl, &o)
