@@ -181,12 +181,11 @@ func (d *daemon) snapshot(t *testing.T) error {
 
 // load writes, flushes and snapshots until ctx ends, updating the model.
 // Errors once the daemon is killed are expected and end the load.
-func load(ctx context.Context, t *testing.T, d *daemon, m *model, rng *rand.Rand, snaps *int) {
+func load(ctx context.Context, t *testing.T, d *daemon, m *model, seeds []uint64, snaps *int) {
 	c, err := nbd.Dial(ctx, "tcp", d.nbd, &nbd.DialOptions{Export: "c0"})
 	require.NoError(t, err)
 	defer c.Close()
 	var wg sync.WaitGroup
-	seeds := []uint64{rng.Uint64(), rng.Uint64(), rng.Uint64(), rng.Uint64(), rng.Uint64()}
 	for w := range workers {
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(seeds[w], 1))
@@ -301,9 +300,10 @@ func TestKillUnderLoad(t *testing.T) {
 	for round := 1; round <= *roundsFlag; round++ {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
+		seeds := []uint64{rng.Uint64(), rng.Uint64(), rng.Uint64(), rng.Uint64(), rng.Uint64()}
 		go func() {
 			defer close(done)
-			load(ctx, t, d, m, rng, &snaps)
+			load(ctx, t, d, m, seeds, &snaps)
 		}()
 		time.Sleep(time.Duration(150+rng.IntN(600)) * time.Millisecond)
 		d.kill(t)

@@ -20,8 +20,8 @@ import (
 
 var (
 	seedFlag  = flag.Uint64("durable.seed", 0, "seed of TestModel (0: from the clock)")
-	stepsFlag = flag.Int("durable.steps", 400, "operations per run of TestModel")
-	runsFlag  = flag.Int("durable.runs", 4, "runs of TestModel, each from its own seed")
+	stepsFlag = flag.Int("durable.steps", 250, "operations per run of TestModel")
+	runsFlag  = flag.Int("durable.runs", 2, "runs of TestModel, each from its own seed")
 	crashAll  = flag.Bool("durable.crashall", false, "crash after every operation of TestModel (slow; it finds the operation that broke a promise)")
 )
 

@@ -1,0 +1,121 @@
+package filestore
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/shadowbench/shadowbench/cow"
+)
+
+const grain = 4096
+
+func open(t *testing.T, path string, used ...uint64) *Store {
+	t.Helper()
+	s, err := Open(path, Options{Grain: grain, Capacity: 64 << 20, Used: used})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func alloc(t *testing.T, s *Store, b byte) cow.Block {
+	t.Helper()
+	require.NoError(t, s.Reserve(1))
+	blk := s.Alloc()
+	for i := range blk.Data {
+		blk.Data[i] = b
+	}
+	return blk
+}
+
+// TestReuseLowestFirst checks that freed blocks are handed out again lowest
+// first, as MemStore does, and that adopted blocks are never handed out.
+func TestReuseLowestFirst(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "data")
+	s := open(t, path)
+	var bs []cow.Block
+	for i := range 8 {
+		bs = append(bs, alloc(t, s, byte(i+1)))
+	}
+	s.Free(bs[5], true)
+	s.Free(bs[2], true)
+	require.Equal(t, bs[2].ID, alloc(t, s, 9).ID)
+	require.Equal(t, bs[5].ID, alloc(t, s, 9).ID)
+	require.NoError(t, s.Sync())
+	require.NoError(t, s.Close())
+
+	// Adopt blocks 1 and 6 only: the others are free, and the data of the
+	// adopted ones is kept.
+	s = open(t, path, bs[1].ID, bs[6].ID)
+	require.Equal(t, byte(2), s.Block(bs[1].ID).Data[0])
+	require.Equal(t, byte(7), s.Block(bs[6].ID).Data[0])
+	seen := map[uint64]bool{}
+	for range 6 {
+		id := alloc(t, s, 0xee).ID
+		require.NotEqual(t, bs[1].ID, id)
+		require.NotEqual(t, bs[6].ID, id)
+		require.False(t, seen[id])
+		seen[id] = true
+	}
+	require.Equal(t, byte(2), s.Block(bs[1].ID).Data[0])
+}
+
+// TestAdoptBadInput checks that Open refuses blocks a data file cannot
+// hold or names twice, with the path in the error.
+func TestAdoptBadInput(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "data")
+	_, err := Open(path, Options{Grain: grain, Capacity: 64 << 20, Used: []uint64{1 << 40}})
+	require.Error(t, err)
+	require.Contains(t, err.Error(), path)
+	_, err = Open(path, Options{Grain: grain, Capacity: 64 << 20, Used: []uint64{3, 3}})
+	require.Error(t, err)
+}
+
+// TestPunchFreeRuns checks that a batch of freed blocks goes back to the
+// file system: the file's allocated size falls.
+func TestPunchFreeRuns(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "data")
+	s := open(t, path)
+	var bs []cow.Block
+	for range 2048 {
+		bs = append(bs, alloc(t, s, 0xab))
+	}
+	require.NoError(t, s.Sync())
+	before := allocated(t, path)
+	s.FreeBatch(bs)
+	after := allocated(t, path)
+	require.Less(t, after, before-int64(len(bs))*grain/2, "allocated %d bytes before the frees, %d after", before, after)
+}
+
+func allocated(t *testing.T, path string) int64 {
+	var st unix.Stat_t
+	require.NoError(t, unix.Stat(path, &st))
+	return st.Blocks * 512
+}
+
+// TestFailedSyncFailsTheStore checks D5: after a failed fdatasync the store
+// refuses every later sync with ErrFailed, so no flush is acknowledged
+// whose data the kernel may have dropped; a new Open starts afresh.
+func TestFailedSyncFailsTheStore(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "data")
+	s := open(t, path)
+	alloc(t, s, 1)
+	old := syncFile
+	defer func() { syncFile = old }()
+	syncFile = func(*os.File) error { return syscall.EIO }
+	err := s.Sync()
+	require.ErrorIs(t, err, ErrFailed)
+	require.ErrorIs(t, err, syscall.EIO)
+	require.Contains(t, err.Error(), path)
+	syncFile = old
+	require.ErrorIs(t, s.Sync(), ErrFailed, "a sync after a failed one must fail too")
+	require.NoError(t, s.Close())
+	s = open(t, path)
+	require.NoError(t, s.Sync())
+	require.False(t, errors.Is(s.Sync(), ErrFailed))
+}
