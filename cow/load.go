@@ -35,32 +35,8 @@ func (im *Image) Grains(visit func(idx uint64, g Grain) error) error {
 		return err
 	}
 	defer im.exit(t)
-	return im.walkGrains(im.root, im.levels-1, 0, visit)
-}
-
-func (g *geometry) walkGrains(n *node, level int, base uint64, visit func(idx uint64, gr Grain) error) error {
-	if n == nil {
-		return nil
-	}
-	child := uint64(1) << (uint(level) * fanoutShift)
-	for i := range fanout {
-		idx := base + uint64(i)*child
-		if idx >= g.grains {
-			return nil
-		}
-		if level == 0 {
-			if p := n.pages[i].Load(); p != nil {
-				if err := visit(idx, grainOf(p)); err != nil {
-					return err
-				}
-			}
-			continue
-		}
-		if err := g.walkGrains(n.kids[i].Load(), level-1, idx, visit); err != nil {
-			return err
-		}
-	}
-	return nil
+	// Every grain of im is one in which it differs from an empty tree.
+	return im.changedGrains(nil, im.root, im.levels-1, 0, visit)
 }
 
 // ChangedGrains calls visit, in ascending order, for every grain in which

@@ -460,19 +460,28 @@ func (d *DB) NewVolume(size int64, edits Edits) (*Tree, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	t := &Tree{vol: v, img: img}
-	err = d.update(func(tx *bolt.Tx) error {
+	return d.addLiveLocked(&Tree{vol: v, img: img}, treeRec{Size: size, Live: true, Named: true}, edits)
+}
+
+// addLiveLocked writes down live tree t, whose volume and durable image
+// are made, with record rec and the edits, and adds it under its parent.
+// On error it releases both.
+func (d *DB) addLiveLocked(t *Tree, rec treeRec, edits Edits) (*Tree, error) {
+	err := d.update(func(tx *bolt.Tx) error {
 		var err error
-		t.id, t.rec, err = newTreeLocked(tx, treeRec{Size: size, Live: true, Named: true})
+		t.id, t.rec, err = newTreeLocked(tx, rec)
 		if err != nil {
 			return err
 		}
 		return applyEdits(tx, edits.of(t.id))
 	})
 	if err != nil {
-		_ = img.Release()
-		_ = v.Release()
+		_ = t.img.Release()
+		_ = t.vol.Release()
 		return nil, err
+	}
+	if t.parent != nil {
+		t.parent.children = append(t.parent.children, t)
 	}
 	d.trees[t.id] = t
 	return t, nil
@@ -720,23 +729,8 @@ func (d *DB) branchLocked(src *Tree, named bool, edits Edits) (*Tree, error) {
 		_ = v.Release()
 		return nil, err
 	}
-	t := &Tree{vol: v, img: img, parent: src}
-	err = d.update(func(tx *bolt.Tx) error {
-		var err error
-		t.id, t.rec, err = newTreeLocked(tx, treeRec{Parent: src.id, Size: src.rec.Size, Live: true, Named: named})
-		if err != nil {
-			return err
-		}
-		return applyEdits(tx, edits.of(t.id))
-	})
-	if err != nil {
-		_ = img.Release()
-		_ = v.Release()
-		return nil, err
-	}
-	src.children = append(src.children, t)
-	d.trees[t.id] = t
-	return t, nil
+	return d.addLiveLocked(&Tree{vol: v, img: img, parent: src},
+		treeRec{Parent: src.id, Size: src.rec.Size, Live: true, Named: named}, edits)
 }
 
 // MakeWritable turns image tree src, which a catalogue record names, into
