@@ -45,7 +45,7 @@ bench-commit: ## Commit latency only: cow Snapshot and the provider's CommitSnap
 .PHONY: crash
 crash: ## kill -9 a durable serve under NBD load CRASH_ROUNDS=200 times, checking every block against the model; and the durable model test at length.
 	$(GO) test -count=1 -timeout 60m ./daemon/crashtest -crash.rounds $(CRASH_ROUNDS) -v -run TestKillUnderLoad
-	$(GO) test -count=1 -timeout 60m ./lun/durable -run TestModel -durable.runs 20 -durable.steps 600
+	$(GO) test -count=1 -timeout 60m ./lun/durable -run TestModel -durable.runs 8 -durable.steps 400
 
 .PHONY: fuzz
 fuzz: ## A short run (FUZZTIME=10s) of every fuzz target.
