@@ -68,6 +68,14 @@
 //   - C7 Changed-block tracking falls out of the map: Diff lists the ranges
 //     that differ between two images of one family without reading data,
 //     skipping every subtree they share.
+//   - C8 A Checkpoint's image fixes the map, not the data: it is C1, C5 and
+//     C7 as any image, and every grain stays behind the block it named, but
+//     the volume writes in place into the grains it owned at the checkpoint
+//     instead of copying them. It is what a durable store needs of the map
+//     it has written down (a flush must not make the next write of every
+//     grain a copy, as a disk's cache does not), and nothing else may
+//     clone it or revert to it. Nodes are still copied on the first write
+//     after it, a leaf's 2 KiB, not the grain.
 //
 // # Grain size
 //

@@ -37,4 +37,7 @@ var (
 	// ErrNotCommitted is returned for the use of an image whose Group has
 	// not committed (or aborted).
 	ErrNotCommitted = errors.New("cow: image not committed")
+	// ErrMapOnly is returned for a Clone or Revert of a Checkpoint's
+	// image, whose data the volume still writes in place (C8).
+	ErrMapOnly = errors.New("cow: a checkpoint image fixes a map, not data: it cannot be cloned or reverted to")
 )

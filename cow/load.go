@@ -115,7 +115,7 @@ func (im *Image) Dup() (*Image, error) {
 	if im.root != nil {
 		im.root.refs.Add(1)
 	}
-	return &Image{geometry: im.geometry, root: im.root, readers: newEpoch(nil, nil)}, nil
+	return &Image{geometry: im.geometry, root: im.root, mapOnly: im.mapOnly, readers: newEpoch(nil, nil)}, nil
 }
 
 // Load installs g as grain idx of the volume, replacing what was there, for
@@ -146,7 +146,7 @@ func (v *Volume) Load(idx uint64, g Grain) error {
 	}
 	leaf := v.ownLeaf(e, idx, true)
 	p := &page{blk: g.Block}
-	p.gen.Store(e.gen)
+	p.gen.Store(e.pageGen)
 	p.refs.Store(1)
 	leaf.mu.Lock()
 	old := leaf.pages[idx&fanoutMask].Swap(p)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -61,6 +62,49 @@ type trackedImage struct {
 	want []byte
 }
 
+// writeThrough is a MemStore written through WriteBlocks, as a file store
+// is, for BlockWriter's paths in cow.
+type writeThrough struct {
+	*MemStore
+	calls atomic.Int64
+}
+
+func (s *writeThrough) WriteBlocks(ws []BlockWrite) error {
+	s.calls.Add(1)
+	for _, w := range ws {
+		copy(w.Block.Data[w.Off:], w.Data)
+	}
+	return nil
+}
+
+// trackedMap is a checkpoint image and the map it had when taken.
+type trackedMap struct {
+	img    *Image
+	grains map[uint64]mapEntry
+}
+
+// mapEntry is a grain of a map: its kind and the block behind it, named by
+// its memory and ID.
+type mapEntry struct {
+	kind ExtentKind
+	at   *byte
+	id   uint64
+}
+
+func grainMap(t *testing.T, im *Image) map[uint64]mapEntry {
+	t.Helper()
+	m := map[uint64]mapEntry{}
+	require.NoError(t, im.Grains(func(idx uint64, g Grain) error {
+		e := mapEntry{kind: g.Kind, id: g.Block.ID}
+		if g.Kind == Data {
+			e.at = &g.Block.Data[0]
+		}
+		m[idx] = e
+		return nil
+	}))
+	return m
+}
+
 type trackedClone struct {
 	vol   *Volume
 	model []byte
@@ -89,8 +133,13 @@ func TestModel(t *testing.T) {
 	}
 	region := int64(3*grain + 1234) // unaligned: neighbours share grains
 	size := workers*region + int64(grain) + 777
-	store, err := NewMemStore(grain, 0)
+	mem, err := NewMemStore(grain, 0)
 	require.NoError(t, err)
+	var store Store = mem
+	if rng.IntN(2) == 0 {
+		store = &writeThrough{MemStore: mem} // BlockWriter's paths
+	}
+	t.Logf("store %T", store)
 	v, err := NewVolume(store, size)
 	require.NoError(t, err)
 	// spare is a second volume that group commits take along with v.
@@ -100,6 +149,7 @@ func TestModel(t *testing.T) {
 	live := make([]byte, size)
 	var images []trackedImage
 	var clones []trackedClone
+	var checkpoints []trackedMap
 	if rng.IntN(2) == 0 {
 		// Writes of a grain or more take the large-write path (see
 		// writeStreamed).
@@ -186,6 +236,14 @@ func TestModel(t *testing.T) {
 			for i, w := range ws {
 				p.lo[i] = w.acked.Load()
 			}
+			if rng.IntN(2) == 0 {
+				// A checkpoint between the snapshots, as a durable
+				// store's flush takes: the writes after it go in place,
+				// and the snapshots must not see them (C8, C2).
+				cp, err := v.Checkpoint()
+				require.NoError(t, err)
+				checkpoints = append(checkpoints, trackedMap{cp, grainMap(t, cp)})
+			}
 			img, err := snapshotSomehow(rng, v, spare)
 			require.NoError(t, err)
 			for i, w := range ws {
@@ -223,6 +281,17 @@ func TestModel(t *testing.T) {
 			images = append(images, trackedImage{img: p.img, want: want})
 		}
 		check(fmt.Sprintf("round %d live volume", round), readAll(t, v), live)
+		for i, c := range checkpoints {
+			if !maps.Equal(c.grains, grainMap(t, c.img)) {
+				t.Fatalf("seed %d round %d: checkpoint %d's map changed (C8)", seed, round, i)
+			}
+			if i < len(checkpoints)-1 {
+				require.NoError(t, c.img.Release())
+			}
+		}
+		if n := len(checkpoints); n > 0 {
+			checkpoints = checkpoints[n-1:]
+		}
 
 		// Quiet phase: structural operations, then a full comparison.
 		for range 3 {
@@ -281,6 +350,9 @@ func TestModel(t *testing.T) {
 
 	for _, im := range images {
 		require.NoError(t, im.img.Release())
+	}
+	for _, c := range checkpoints {
+		require.NoError(t, c.img.Release())
 	}
 	for _, c := range clones {
 		require.NoError(t, c.vol.Release())

@@ -59,6 +59,26 @@ type Store interface {
 	Stats() StoreStats
 }
 
+// BlockWriter is implemented by a Store whose blocks are written through
+// it rather than through their memory, which is then read-only: a file
+// store whose mapping serves reads, while writes go through pwrite, since
+// a write through a shared mapping of a file costs a write fault per page
+// after every writeback, which made a flush ten times dearer (filestore's
+// doc). cow then never writes into Block.Data.
+type BlockWriter interface {
+	// WriteBlocks writes each w.Data at offset w.Off of block w.Block.
+	// Several writes into consecutive blocks may go out as one. An error
+	// leaves what was written unspecified.
+	WriteBlocks(ws []BlockWrite) error
+}
+
+// BlockWrite is one write of a BlockWriter: Data at offset Off of Block.
+type BlockWrite struct {
+	Block Block
+	Off   int
+	Data  []byte
+}
+
 // Block is one grain of data owned by a Store.
 type Block struct {
 	// Data is GrainSize bytes.

@@ -21,9 +21,11 @@ const (
 )
 
 // page is one grain of data. gen is the generation that owns it: a writer
-// of generation gen may write into it in place, any other writer copies it
-// first, or adopts it when nothing else points at it (see adopt). refs
-// counts the leaf slots, across every tree, that point at it.
+// whose epoch's page generation is gen may write into it in place, any
+// other writer copies it first, or adopts it when nothing else points at it
+// (see adopt). An epoch's page generation is its own, except after a
+// Checkpoint (C8). refs counts the leaf slots, across every tree, that
+// point at it.
 type page struct {
 	gen  atomic.Uint64
 	refs atomic.Int32
@@ -69,6 +71,9 @@ type geometry struct {
 	// limited is true when the store has a capacity, so writes count the
 	// blocks they need before changing anything.
 	limited bool
+	// bw is the store when its blocks are written through it, not through
+	// their memory (BlockWriter).
+	bw BlockWriter
 }
 
 func newGeometry(store Store, size int64) (geometry, error) {
@@ -89,6 +94,7 @@ func newGeometry(store Store, size int64) (geometry, error) {
 		g.levels++
 	}
 	g.limited = store.Stats().CapacityBytes != 0
+	g.bw, _ = store.(BlockWriter)
 	return g, nil
 }
 
@@ -329,67 +335,104 @@ func takeOver(p *page, gen uint64) bool {
 
 // writeGrain copies src into grain idx at offset o within the grain, in
 // leaf, the leaf covering idx that ownLeaf returned for e. It reports
-// whether it allocated a block.
-func (g *geometry) writeGrain(e *epoch, leaf *node, idx uint64, o int, src []byte) bool {
+// whether it allocated a block, and the error of a store that is written
+// through (BlockWriter).
+func (g *geometry) writeGrain(e *epoch, leaf *node, idx uint64, o int, src []byte) (bool, error) {
 	slot := &leaf.pages[idx&fanoutMask]
-	if p := slot.Load(); ownedBy(p, e.gen) {
-		copy(p.blk.Data[o:], src)
-		return false
+	if p := slot.Load(); ownedBy(p, e.pageGen) {
+		return false, g.writeBlock(p.blk, o, src)
 	}
 	leaf.mu.Lock()
 	if leaf.dead.Load() {
 		leaf.mu.Unlock()
-		return false
+		return false, nil
 	}
 	old := slot.Load()
-	if ownedBy(old, e.gen) || takeOver(old, e.gen) {
+	if ownedBy(old, e.pageGen) || takeOver(old, e.pageGen) {
 		leaf.mu.Unlock()
-		copy(old.blk.Data[o:], src)
-		return false
+		return false, g.writeBlock(old.blk, o, src)
 	}
-	p := g.newPage(e.gen)
-	if len(src) < int(g.grain) { // a partial write keeps the grain's other bytes
-		if old != nil && old != zeroPage {
-			copy(p.blk.Data, old.blk.Data)
-		} else {
-			clear(p.blk.Data)
+	p := g.newPage(e.pageGen)
+	var err error
+	if g.bw != nil {
+		err = g.fillThrough(p, old, o, src)
+	} else {
+		if len(src) < int(g.grain) { // a partial write keeps the grain's other bytes
+			if old != nil && old != zeroPage {
+				copy(p.blk.Data, old.blk.Data)
+			} else {
+				clear(p.blk.Data)
+			}
 		}
+		copy(p.blk.Data[o:], src)
 	}
-	copy(p.blk.Data[o:], src)
 	slot.Store(p)
 	leaf.mu.Unlock()
 	if old != nil {
 		g.releasePage(old, nil)
 	}
-	return true
+	return true, err
 }
 
-// grainDest returns where a write of the whole of grain idx puts its bytes,
-// in leaf, the leaf covering idx that ownLeaf returned for e: the grain's own
-// block when it is written in place (see writeGrain), or else a fresh page's,
-// returned as fresh, which the caller fills and then publishes. The grain's
-// old bytes are not kept: the write covers all of them. Until the fresh page
-// is published no reader can reach it, so it can be filled without the
-// leaf's lock and with streamed stores, fenced once for many grains. dst is
-// nil when leaf is dead.
-func (g *geometry) grainDest(e *epoch, leaf *node, idx uint64) (dst []byte, fresh *page) {
+// writeBlock writes src at offset o of block b: a copy into its memory, or through
+// the store (BlockWriter).
+func (g *geometry) writeBlock(b Block, o int, src []byte) error {
+	if g.bw == nil {
+		copy(b.Data[o:], src)
+		return nil
+	}
+	w := [1]BlockWrite{{Block: b, Off: o, Data: src}}
+	return g.bw.WriteBlocks(w[:])
+}
+
+// fillThrough writes the whole of fresh page p through the store: src at
+// o, and around it what old holds (zeros for a hole), since a reused block
+// holds another grain's bytes. The leaf's lock is held, so old is not
+// freed meanwhile.
+func (g *geometry) fillThrough(p, old *page, o int, src []byte) error {
+	if len(src) == int(g.grain) {
+		return g.writeBlock(p.blk, 0, src)
+	}
+	buf := grainBufs.Get().(*[MaxGrain]byte)
+	defer grainBufs.Put(buf)
+	b := buf[:g.grain]
+	if old != nil && old != zeroPage {
+		copy(b, old.blk.Data)
+	} else {
+		clear(b)
+	}
+	copy(b[o:], src)
+	return g.writeBlock(p.blk, 0, b)
+}
+
+// grainBufs holds the buffers fillThrough assembles grains in.
+var grainBufs = sync.Pool{New: func() any { return new([MaxGrain]byte) }}
+
+// grainDest returns the page a write of the whole of grain idx puts its
+// bytes in, in leaf, the leaf covering idx that ownLeaf returned for e: the
+// grain's own when it is written in place (see writeGrain), or else a fresh
+// page, with fresh true, which the caller fills and then publishes. The
+// grain's old bytes are not kept: the write covers all of them. Until the
+// fresh page is published no reader can reach it, so it can be filled
+// without the leaf's lock and with streamed stores, fenced once for many
+// grains. dst is nil when leaf is dead.
+func (g *geometry) grainDest(e *epoch, leaf *node, idx uint64) (dst *page, fresh bool) {
 	slot := &leaf.pages[idx&fanoutMask]
-	if p := slot.Load(); ownedBy(p, e.gen) {
-		return p.blk.Data, nil
+	if p := slot.Load(); ownedBy(p, e.pageGen) {
+		return p, false
 	}
 	leaf.mu.Lock()
 	if leaf.dead.Load() {
 		leaf.mu.Unlock()
-		return nil, nil
+		return nil, false
 	}
 	old := slot.Load()
-	if ownedBy(old, e.gen) || takeOver(old, e.gen) {
+	if ownedBy(old, e.pageGen) || takeOver(old, e.pageGen) {
 		leaf.mu.Unlock()
-		return old.blk.Data, nil
+		return old, false
 	}
 	leaf.mu.Unlock()
-	p := g.newPage(e.gen)
-	return p.blk.Data, p
+	return g.newPage(e.pageGen), true
 }
 
 // freshPage is a page grainDest returned, for grain idx, filled and waiting
@@ -435,7 +478,7 @@ func (g *geometry) publish(leaf *node, fresh []freshPage) {
 // allocate.
 func (g *geometry) needsBlock(e *epoch, idx uint64) bool {
 	p := g.pageOf(e.root.Load(), idx)
-	return p == nil || p == zeroPage || (p.gen.Load() != e.gen && p.refs.Load() != 1)
+	return p == nil || p == zeroPage || (p.gen.Load() != e.pageGen && p.refs.Load() != 1)
 }
 
 // setZeroPage marks grain idx allocated-and-zero.

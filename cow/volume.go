@@ -1,6 +1,7 @@
 package cow
 
 import (
+	"cmp"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,11 @@ var genSeq atomic.Uint64
 // to drain.
 type epoch struct {
 	gen uint64
+	// pageGen is the generation whose pages the epoch writes in place. It
+	// is gen, except after a Checkpoint, whose next epoch keeps the pages
+	// of the one before (C8): a checkpoint image fixes the map, not the
+	// data.
+	pageGen uint64
 	// mu serializes replacing the root (see node.mu).
 	mu   sync.Mutex
 	root atomic.Pointer[node]
@@ -48,6 +54,7 @@ type epoch struct {
 
 func newEpoch(root *node, ready *sync.WaitGroup) *epoch {
 	e := &epoch{gen: genSeq.Add(1), ready: ready}
+	e.pageGen = e.gen
 	e.root.Store(root)
 	return e
 }
@@ -263,8 +270,8 @@ func (v *Volume) mutate(e *epoch, off, n int64, src []byte) error {
 	if !v.limited {
 		// No capacity to enforce: no reservation, so a write that
 		// allocates nothing touches no counter shared with other writers.
-		v.write(e, off, src)
-		return nil
+		_, err := v.write(e, off, src)
+		return err
 	}
 	first, last := uint64(off>>v.shift), uint64((off+n-1)>>v.shift)
 	var need int64
@@ -276,20 +283,23 @@ func (v *Volume) mutate(e *epoch, off, n int64, src []byte) error {
 	if err := v.store.Reserve(need); err != nil {
 		return err
 	}
-	allocated := v.write(e, off, src)
+	allocated, err := v.write(e, off, src)
 	// The count can fall short when racing writers change the map between
 	// the count and the write; the store then runs over by those few blocks
 	// rather than fail a write half done. Unreserve with a negative count
 	// takes the overrun into the reservation.
 	v.store.Unreserve(need - allocated)
-	return nil
+	return err
 }
 
 // write copies src to off, grain by grain, and returns how many blocks it
 // allocated. It walks the tree once per leaf, not once per grain. A large
 // write streams its full grains (see put), and publishes those that needed
-// a fresh block once per leaf, after one fence.
-func (v *Volume) write(e *epoch, off int64, src []byte) (allocated int64) {
+// a fresh block once per leaf, after one fence. A store written through
+// (BlockWriter) gets a leaf's full grains in one call. Its error is
+// returned once the write has gone through every grain: what failed holds
+// what the store left there, as a disk's sectors do after a failed write.
+func (v *Volume) write(e *epoch, off int64, src []byte) (allocated int64, err error) {
 	if len(src) >= streamMin {
 		return v.writeStreamed(e, off, src)
 	}
@@ -301,12 +311,16 @@ func (v *Volume) write(e *epoch, off int64, src []byte) (allocated int64) {
 		if leaf == nil || idx&fanoutMask == 0 {
 			leaf = v.ownLeaf(e, idx, true)
 		}
-		if leaf != nil && v.writeGrain(e, leaf, idx, o, src[:c]) {
-			allocated++
+		if leaf != nil {
+			a, werr := v.writeGrain(e, leaf, idx, o, src[:c])
+			if a {
+				allocated++
+			}
+			err = cmp.Or(err, werr)
 		}
 		src, off = src[c:], off+int64(c)
 	}
-	return allocated
+	return allocated, err
 }
 
 // writeStreamed is write for a large src, one leaf at a time in three
@@ -316,10 +330,11 @@ func (v *Volume) write(e *epoch, off int64, src []byte) (allocated int64) {
 // lock, a page's counts) away from the streamed stores, since each one
 // waits for every streamed store before it to reach memory: taking the
 // leaf's lock between grains costs more than a fence per grain.
-func (v *Volume) writeStreamed(e *epoch, off int64, src []byte) (allocated int64) {
+func (v *Volume) writeStreamed(e *epoch, off int64, src []byte) (allocated int64, err error) {
 	var (
-		dst   [fanout][]byte
+		dst   [fanout]*page
 		fresh [fanout]freshPage
+		ws    [fanout]BlockWrite
 	)
 	for len(src) > 0 {
 		idx := uint64(off >> v.shift)
@@ -336,17 +351,19 @@ func (v *Volume) writeStreamed(e *epoch, off int64, src []byte) (allocated int64
 			o := int(at & (v.grain - 1))
 			c := min(int(end-at), int(v.grain)-o)
 			if c < int(v.grain) {
-				if v.writeGrain(e, leaf, idx, o, s[:c]) {
+				a, werr := v.writeGrain(e, leaf, idx, o, s[:c])
+				if a {
 					allocated++
 				}
+				err = cmp.Or(err, werr)
 			} else {
 				if full == 0 {
 					fullSrc = s
 				}
-				d, p := v.grainDest(e, leaf, idx)
-				dst[full] = d
+				p, isFresh := v.grainDest(e, leaf, idx)
+				dst[full] = p
 				full++
-				if p != nil {
+				if isFresh {
 					fresh[nfresh] = freshPage{idx, p}
 					nfresh++
 				}
@@ -354,17 +371,31 @@ func (v *Volume) writeStreamed(e *epoch, off int64, src []byte) (allocated int64
 			at, s = at+int64(c), s[c:]
 		}
 		allocated += int64(nfresh)
-		for i := range full {
-			if dst[i] != nil { // nil in a leaf a racing trim dropped
-				put(dst[i], fullSrc[:v.grain], true)
+		if v.bw != nil {
+			n := 0
+			for i := range full {
+				if dst[i] != nil {
+					ws[n] = BlockWrite{Block: dst[i].blk, Data: fullSrc[:v.grain]}
+					n++
+				}
+				fullSrc = fullSrc[v.grain:]
 			}
-			fullSrc = fullSrc[v.grain:]
+			err = cmp.Or(err, v.bw.WriteBlocks(ws[:n]))
+			clear(ws[:n])
+		} else {
+			for i := range full {
+				if dst[i] != nil { // nil in a leaf a racing trim dropped
+					put(dst[i].blk.Data, fullSrc[:v.grain], true)
+				}
+				fullSrc = fullSrc[v.grain:]
+			}
 		}
+		clear(dst[:full])
 		v.publish(leaf, fresh[:nfresh])
 		src, off = src[end-off:], end
 	}
 	storeFence() // for the grains written in place
-	return allocated
+	return allocated, err
 }
 
 // Extents reports [off, off+n) as runs of Data, Zero and Hole, merged and
@@ -409,16 +440,33 @@ func (v *Volume) ChangedSince(base *Image, off, n int64) ([]Range, error) {
 // acknowledged before Snapshot was called is in the image; no write that
 // starts after it returns is (C4); the image never changes (C2). To commit
 // several volumes at one instant, use a Group.
-func (v *Volume) Snapshot() (*Image, error) {
+func (v *Volume) Snapshot() (*Image, error) { return v.snapshot(false) }
+
+// Checkpoint commits the volume's map, what a durable store writes down at
+// a flush, as an image, in O(1) as Snapshot does, without the cost
+// Snapshot puts on the writes after it: the volume goes on writing in
+// place into the grains it already owns, the image's included, rather than
+// copying each one first (C8). The image's map never changes: every grain
+// stays behind the block it named when Checkpoint returned, and no block
+// it names is freed while it is held. Its data may: a read through it
+// returns, for a grain written since, the bytes of any moment from the
+// checkpoint to now. Clone and Revert refuse it (ErrMapOnly); Snapshot or
+// a Group gives an image of data.
+func (v *Volume) Checkpoint() (*Image, error) { return v.snapshot(true) }
+
+func (v *Volume) snapshot(mapOnly bool) (*Image, error) {
 	ready := new(sync.WaitGroup)
 	ready.Add(1)
 	next := newEpoch(nil, ready)
-	img := &Image{geometry: v.geometry}
+	img := &Image{geometry: v.geometry, mapOnly: mapOnly}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	old, m := v.settle()
 	if old.dead {
 		return nil, ErrReleased
+	}
+	if mapOnly {
+		next.pageGen = old.pageGen // before publication
 	}
 	v.cur.Store(next) // the commit point
 	old.inflight.Wait(nil)
@@ -440,6 +488,9 @@ func (v *Volume) Snapshot() (*Image, error) {
 func (v *Volume) Revert(img *Image) error {
 	if !v.sameFamily(&img.geometry) {
 		return ErrMismatch
+	}
+	if img.mapOnly {
+		return ErrMapOnly
 	}
 	t, err := img.enter()
 	if err != nil {
@@ -540,6 +591,9 @@ func (v *Volume) settle() (*epoch, *member) {
 type Image struct {
 	geometry
 	root *node // immutable: no writer's generation matches its nodes'
+	// mapOnly marks a Checkpoint's image: its map is fixed, its data is
+	// the volume's to write in place (C8).
+	mapOnly bool
 	// stale is a node the image holds a reference on besides root: the
 	// root its Group expected (Group.Commit). Release drops it.
 	stale *node
@@ -586,7 +640,9 @@ func (im *Image) Committed() bool {
 // Size returns the image's size in bytes.
 func (im *Image) Size() int64 { return im.size }
 
-// ReadAt reads len(p) bytes at off, as Volume.ReadAt.
+// ReadAt reads len(p) bytes at off, as Volume.ReadAt. Through a
+// Checkpoint's image, a grain written since reads as of any moment from
+// the checkpoint on (C8).
 func (im *Image) ReadAt(p []byte, off int64) (int, error) {
 	if err := im.checkRange(off, int64(len(p))); err != nil {
 		return 0, err
@@ -626,6 +682,9 @@ func (im *Image) Extents(off, n int64) ([]Extent, error) {
 // shares every block with the image until written (clones of clones too:
 // snapshot the clone and clone that image).
 func (im *Image) Clone() (*Volume, error) {
+	if im.mapOnly {
+		return nil, ErrMapOnly
+	}
 	t, err := im.enter()
 	if err != nil {
 		return nil, err

@@ -74,8 +74,13 @@ func TestDurableRestart(t *testing.T) {
 	require.NoError(t, broken.WriteAt(ctx, fill('d', 512), 0, false))
 	require.NoError(t, src.WriteAt(ctx, fill('e', 512), 3*mib, false))
 	require.NoError(t, a.Flush())
-	// Not flushed: lost in the crash.
+	// Not flushed, into a grain the snapshots share: a copy, which the
+	// crash loses.
 	require.NoError(t, src.WriteAt(ctx, fill('x', 512), 0, false))
+	// Not flushed, over a grain only src has: written in place into the
+	// block the map names, so the crash may keep it, as a disk's cache
+	// may have written it back (cow's C8).
+	require.NoError(t, src.WriteAt(ctx, fill('y', 512), 3*mib, false))
 
 	wantData := map[string][]byte{}
 	for _, l := range a.List() {
@@ -89,7 +94,11 @@ func TestDurableRestart(t *testing.T) {
 	var names []string
 	for _, l := range a.List() {
 		names = append(names, l.Name())
-		require.Equal(t, wantData[l.Name()], readAll(t, l), "%s's data", l.Name())
+		got := readAll(t, l)
+		if l.Name() == "src" && bytes.Equal(got[3*mib:3*mib+512], fill('e', 512)) {
+			copy(got[3*mib:], fill('y', 512)) // the older content is as right
+		}
+		require.Equal(t, wantData[l.Name()], got, "%s's data", l.Name())
 	}
 	require.Equal(t, []string{"other", "src", "src.c1", "src.s1", "src.s2", "src.s3"}, names)
 

@@ -2,11 +2,14 @@
 # Peer benchmark of the NBD server: fio's nbd engine, in one run, against
 # shadowbench, nbdkit's memory plugin, qemu-nbd serving a raw file on tmpfs,
 # and go-nbd's server over a shadowbench memory LUN; then shadowbench again
-# with a snapshot of the LUN taken every second. Prints IOPS, MiB/s, p99
-# latency and each peer's ratio to shadowbench.
+# with a snapshot of the LUN taken every second; then the durable peers:
+# shadowbench --data-dir against nbdkit's file plugin and qemu-nbd on a raw
+# file, all in DURABLE_DIR. Prints IOPS, MiB/s, p99 latency and each peer's
+# ratio to shadowbench (to shadowbench-durable for the durable ones).
 #
 #   RUNTIME=5 ROUNDS=3 SIZE=1G scripts/bench-nbd.sh
 #   JOBS=1m-write PEERS="shadowbench shadowbench-snap" scripts/bench-nbd.sh
+#   PEERS="shadowbench-durable nbdkit-file qemu-nbd-file" DURABLE_DIR=/dev/shm/d scripts/bench-nbd.sh
 #
 # Each job runs ROUNDS times on every peer, interleaved; the table shows the
 # median round. PEERS and JOBS (words matched against the job names) narrow
@@ -33,6 +36,9 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -f /dev/shm/shadowbench-bench-nbd.raw
+  if [ -n "${DURABLE_DIR:-}" ]; then
+    rm -rf "$DURABLE_DIR/shadowbench" "$DURABLE_DIR/nbdkit.raw" "$DURABLE_DIR/qemu-nbd.raw"
+  fi
 }
 trap cleanup EXIT
 
@@ -45,7 +51,7 @@ wait_port() {
   return 1
 }
 
-# peer name -> "uri"
+# peer name -> "uri", for the peers started
 declare -A uri
 start_peer() {
   local name=$1 port=$2; shift 2
@@ -54,23 +60,58 @@ start_peer() {
   wait_port "$port"
 }
 
+# The durable peers keep their data in DURABLE_DIR: on the disk by default,
+# DURABLE_DIR=/dev/shm/... for tmpfs.
+DURABLE_DIR=${DURABLE_DIR:-$OUT/durable}
+mkdir -p "$DURABLE_DIR"
+all_peers="shadowbench nbdkit-memory qemu-nbd go-nbd shadowbench-snap shadowbench-durable nbdkit-file qemu-nbd-file"
+read -r -a peers <<<"${PEERS:-shadowbench nbdkit-memory qemu-nbd go-nbd shadowbench-snap shadowbench-durable nbdkit-file qemu-nbd-file}"
 P=$BASE_PORT
-start_peer shadowbench $((P+1)) "$OUT/shadowbench" serve --api "" --listen 127.0.0.1:$((P+1)) --lun name=lun0,size=$SIZE
-uri[shadowbench]="nbd://127.0.0.1:$((P+1))/lun0"
-start_peer shadowbench-snap $((P+2)) "$OUT/shadowbench" serve --listen 127.0.0.1:$((P+2)) --lun name=lun0,size=$SIZE --snapshot-interval 1s
-uri[shadowbench-snap]="nbd://127.0.0.1:$((P+2))/lun0"
-start_peer nbdkit-memory $((P+3)) nbdkit -f -i 127.0.0.1 -p $((P+3)) memory "$SIZE"
-uri[nbdkit-memory]="nbd://127.0.0.1:$((P+3))/"
-truncate -s "$SIZE" /dev/shm/shadowbench-bench-nbd.raw
-start_peer qemu-nbd $((P+4)) qemu-nbd -f raw -b 127.0.0.1 -p $((P+4)) -t -e 16 --cache=writeback /dev/shm/shadowbench-bench-nbd.raw
-uri[qemu-nbd]="nbd://127.0.0.1:$((P+4))/"
-start_peer go-nbd $((P+5)) "$OUT/shadowbench" serve --engine go-nbd --listen 127.0.0.1:$((P+5)) --lun name=lun0,size=$SIZE
-uri[go-nbd]="nbd://127.0.0.1:$((P+5))/lun0"
-
-read -r -a peers <<<"${PEERS:-shadowbench nbdkit-memory qemu-nbd go-nbd shadowbench-snap}"
 for peer in "${peers[@]}"; do
-  [ -n "${uri[$peer]:-}" ] || { echo "bench-nbd: PEERS: unknown peer $peer (have: ${!uri[*]})" >&2; exit 1; }
+  case $peer in
+  shadowbench)
+    start_peer "$peer" $((P+1)) "$OUT/shadowbench" serve --api "" --listen 127.0.0.1:$((P+1)) --lun name=lun0,size=$SIZE
+    uri[$peer]="nbd://127.0.0.1:$((P+1))/lun0" ;;
+  shadowbench-snap)
+    start_peer "$peer" $((P+2)) "$OUT/shadowbench" serve --listen 127.0.0.1:$((P+2)) --lun name=lun0,size=$SIZE --snapshot-interval 1s
+    uri[$peer]="nbd://127.0.0.1:$((P+2))/lun0" ;;
+  nbdkit-memory)
+    start_peer "$peer" $((P+3)) nbdkit -f -i 127.0.0.1 -p $((P+3)) memory "$SIZE"
+    uri[$peer]="nbd://127.0.0.1:$((P+3))/" ;;
+  qemu-nbd)
+    truncate -s "$SIZE" /dev/shm/shadowbench-bench-nbd.raw
+    start_peer "$peer" $((P+4)) qemu-nbd -f raw -b 127.0.0.1 -p $((P+4)) -t -e 16 --cache=writeback /dev/shm/shadowbench-bench-nbd.raw
+    uri[$peer]="nbd://127.0.0.1:$((P+4))/" ;;
+  go-nbd)
+    start_peer "$peer" $((P+5)) "$OUT/shadowbench" serve --engine go-nbd --listen 127.0.0.1:$((P+5)) --lun name=lun0,size=$SIZE
+    uri[$peer]="nbd://127.0.0.1:$((P+5))/lun0" ;;
+  shadowbench-durable)
+    start_peer "$peer" $((P+6)) "$OUT/shadowbench" serve --api "" --listen 127.0.0.1:$((P+6)) \
+      --data-dir "$DURABLE_DIR/shadowbench" --lun name=lun0,size=$SIZE
+    uri[$peer]="nbd://127.0.0.1:$((P+6))/lun0" ;;
+  nbdkit-file)
+    truncate -s "$SIZE" "$DURABLE_DIR/nbdkit.raw"
+    start_peer "$peer" $((P+7)) nbdkit -f -i 127.0.0.1 -p $((P+7)) file "$DURABLE_DIR/nbdkit.raw"
+    uri[$peer]="nbd://127.0.0.1:$((P+7))/" ;;
+  qemu-nbd-file)
+    truncate -s "$SIZE" "$DURABLE_DIR/qemu-nbd.raw"
+    start_peer "$peer" $((P+8)) qemu-nbd -f raw -b 127.0.0.1 -p $((P+8)) -t -e 16 --cache=writeback "$DURABLE_DIR/qemu-nbd.raw"
+    uri[$peer]="nbd://127.0.0.1:$((P+8))/" ;;
+  *)
+    echo "bench-nbd: PEERS: unknown peer $peer (have: $all_peers)" >&2; exit 1 ;;
+  esac
 done
+
+# Ratios are taken against shadowbench-durable for the durable peers and
+# against the first peer for the others.
+ref_of() {
+  case $1 in
+  shadowbench-durable|nbdkit-file|qemu-nbd-file)
+    [[ " ${peers[*]} " == *" shadowbench-durable "* ]] && { echo shadowbench-durable; return; } ;;
+  esac
+  echo "${peers[0]}"
+}
+
 # job name -> fio arguments
 jobs=(
   "4k-randread-qd16x4|--rw=randread --bs=4k --iodepth=16 --numjobs=4"
@@ -78,6 +119,7 @@ jobs=(
   "4k-randwrite-qd1|--rw=randwrite --bs=4k --iodepth=1 --numjobs=1"
   "1m-read-qd8x2|--rw=read --bs=1m --iodepth=8 --numjobs=2"
   "1m-write-qd8x2|--rw=write --bs=1m --iodepth=8 --numjobs=2"
+  "4k-randwrite-qd16x4-fsync32|--rw=randwrite --bs=4k --iodepth=16 --numjobs=4 --fsync=32"
 )
 if [ -n "${JOBS:-}" ]; then
   picked=()
@@ -131,16 +173,15 @@ median() {
 printf '\n%-22s %-17s %10s %9s %10s %8s\n' job peer IOPS MiB/s p99-us ratio
 for job in "${jobs[@]}"; do
   jname=${job%%|*}
-  ref=""
   for peer in "${peers[@]}"; do
     read -r iops mibs p99 < <(median "$OUT/$jname.$peer".*.json) || true
     [ -n "${iops:-}" ] || { printf '%-22s %-17s %10s\n' "$jname" "$peer" failed; continue; }
-    [ -z "$ref" ] && ref=$iops
-    ratio=$(jq -n "$iops / $ref")
+    read -r ref _ < <(median "$OUT/$jname.$(ref_of "$peer")".*.json) || true
+    ratio=$(jq -n "$iops / ${ref:-$iops}")
     printf '%-22s %-17s %10.0f %9.1f %10.1f %8.2f\n' "$jname" "$peer" "$iops" "$mibs" "$p99" "$ratio"
     iops=""
   done
 done
 echo
-echo "Median of $ROUNDS rounds of ${RUNTIME}s. Ratios are IOPS relative to ${peers[0]}; shadowbench-snap takes a snapshot of lun0 every second."
+echo "Median of $ROUNDS rounds of ${RUNTIME}s. Ratios are IOPS relative to ${peers[0]}, and for the durable peers (data in $DURABLE_DIR) to shadowbench-durable; shadowbench-snap takes a snapshot of lun0 every second."
 echo "Raw fio output: $OUT"

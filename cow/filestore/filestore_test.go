@@ -1,6 +1,7 @@
 package filestore
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -27,9 +28,7 @@ func alloc(t *testing.T, s *Store, b byte) cow.Block {
 	t.Helper()
 	require.NoError(t, s.Reserve(1))
 	blk := s.Alloc()
-	for i := range blk.Data {
-		blk.Data[i] = b
-	}
+	require.NoError(t, s.WriteBlocks([]cow.BlockWrite{{Block: blk, Data: bytes.Repeat([]byte{b}, len(blk.Data))}}))
 	return blk
 }
 

@@ -31,10 +31,12 @@
 // # When a write is durable
 //
 // The trees stay in memory (package cow). For every live volume the DB
-// keeps a cow image of exactly what is written down, its durable image; an
+// keeps a cow image of the map that is written down, its durable image; an
 // image tree keeps an image of its own. A checkpoint, which every NBD
-// FLUSH and FUA write asks for, snapshots every live volume (O(1) each),
-// fdatasyncs the data file, writes into each volume's bucket the grains in
+// FLUSH and FUA write asks for, takes a cow Checkpoint of every live volume
+// (O(1) each: the map is fixed, and the writes after it go in place into
+// the blocks the volume owns, C8, rather than copying every grain they
+// touch first), fdatasyncs the data file, writes into each volume's bucket the grains in
 // which the new image differs from its durable image (cow.ChangedGrains:
 // in proportion to what was written since, C7), commits, and makes the new
 // images the durable ones. Concurrent flushes share one checkpoint: a
@@ -53,6 +55,12 @@
 //     crash leaves blocks named by none, which Open finds free.
 //   - D4 Memory is the cow trees (the mapping), never the data: blocks live
 //     in the page cache of the data file.
+//   - D6 A write not yet flushed may survive a crash or not, by grain: an
+//     overwrite lands in place in the block the map names, a write into a
+//     hole or into a grain a snapshot shares lands in a new block the map
+//     will name at the next checkpoint. A crash never gives a grain bytes
+//     it did not hold since the last checkpoint, and never changes an
+//     image tree.
 //   - D5 A failed fdatasync of the data file fails the store (filestore's
 //     doc); a failed transaction leaves the records as they were, and the
 //     durable images with them, so a later checkpoint writes the same

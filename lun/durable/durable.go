@@ -258,7 +258,15 @@ func (d *DB) load(opts Options) error {
 		if err != nil {
 			return fmt.Errorf("%w: %s: tree %d: %w", ErrCorrupt, metaPath, t.id, err)
 		}
-		if t.img, err = v.Snapshot(); err != nil {
+		// A live tree's durable image is a checkpoint (C8), so that its
+		// writes go in place; an image tree's is an image of data, which
+		// its children are cloned from.
+		if t.rec.Live {
+			t.img, err = v.Checkpoint()
+		} else {
+			t.img, err = v.Snapshot()
+		}
+		if err != nil {
 			return err
 		}
 		if t.rec.Live {
@@ -454,7 +462,7 @@ func (d *DB) NewVolume(size int64, edits Edits) (*Tree, error) {
 	if err != nil {
 		return nil, err
 	}
-	img, err := v.Snapshot()
+	img, err := v.Checkpoint()
 	if err != nil {
 		return nil, err
 	}
@@ -572,7 +580,7 @@ func (d *DB) checkpoint() error {
 		if !t.rec.Live {
 			continue
 		}
-		img, err := t.vol.Snapshot()
+		img, err := t.vol.Checkpoint()
 		if errors.Is(err, cow.ErrReleased) {
 			continue // deleted in memory; its records go with Delete
 		}
@@ -589,6 +597,16 @@ func (d *DB) checkpoint() error {
 	if err := d.store.Sync(); err != nil {
 		release()
 		return err
+	}
+	// Overwrites go in place (C8) and change no map: a flush after only
+	// those is the fdatasync of the data, as a raw file's is, without a
+	// transaction and its two fdatasyncs of meta.db.
+	if !slices.ContainsFunc(ps, func(p pending) bool { return mapChanged(p.t.img, p.img) }) {
+		for _, p := range ps {
+			_ = p.t.img.Release()
+			p.t.img = p.img
+		}
+		return nil
 	}
 	err := d.update(func(tx *bolt.Tx) error {
 		for _, p := range ps {
@@ -608,6 +626,14 @@ func (d *DB) checkpoint() error {
 	}
 	return nil
 }
+
+// mapChanged reports whether img's map differs from dur's in any grain.
+func mapChanged(dur, img *cow.Image) bool {
+	err := cow.ChangedGrains(dur, img, func(uint64, cow.Grain) error { return errChanged })
+	return err != nil // a released image too: let the transaction say what
+}
+
+var errChanged = errors.New("changed")
 
 // writeChanges writes into t's bucket the grains in which img differs from
 // t's durable image.
