@@ -497,3 +497,81 @@ type SetInfo struct {
 func (r *setRecord) info() SetInfo {
 	return SetInfo{ID: r.id, Started: r.started, State: r.state, Result: r.result, Snapshots: slices.Clone(r.snaps), Timeline: r.timeline}
 }
+
+// SavedSnapshot is a snapshot's record as it outlives the service: kept in
+// a durable array's catalogue by the daemon, and given back to a new
+// service with Restore.
+type SavedSnapshot struct {
+	Properties SnapshotProperties `json:"properties"`
+	// Sources and Targets are the LUN records the provider gave for the
+	// snapshot's LUNs, which its later calls (OnLunEmpty, ResyncLuns)
+	// are given again.
+	Sources []provider.LunInfo `json:"sources"`
+	Targets []provider.LunInfo `json:"targets"`
+}
+
+// Saved returns every snapshot the service holds as a SavedSnapshot,
+// ordered as Query orders them.
+func (s *Service) Saved() []SavedSnapshot {
+	s.mu.Lock()
+	out := make([]SavedSnapshot, 0, len(s.mu.snapshots))
+	for _, r := range s.mu.snapshots {
+		out = append(out, SavedSnapshot{Properties: r.props(), Sources: cloneInfos(r.sources), Targets: cloneInfos(r.targets)})
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b SavedSnapshot) int {
+		return cmp.Or(a.Properties.CreationTime.Compare(b.Properties.CreationTime), cmp.Compare(a.Properties.OriginalVolume, b.Properties.OriginalVolume))
+	})
+	return out
+}
+
+func cloneInfos(in []provider.LunInfo) []provider.LunInfo {
+	out := make([]provider.LunInfo, len(in))
+	for i, l := range in {
+		out[i] = l.Clone()
+	}
+	return out
+}
+
+// Restore gives the service back snapshots an earlier one held (Saved):
+// each is held again, for the provider registered under its provider ID,
+// and each set they belong to is known again as created, from its first
+// snapshot's creation time, without the timeline of its creation. A
+// snapshot whose provider is not registered, or that the service holds
+// already, is refused with VSS_E_PROVIDER_NOT_REGISTERED or
+// VSS_E_BAD_STATE, and nothing is restored.
+func (s *Service) Restore(saved []SavedSnapshot) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	recs := make([]*snapshotRecord, 0, len(saved))
+	for _, sv := range saved {
+		p := sv.Properties
+		var reg *Registration
+		for _, r := range s.mu.providers {
+			if r.ID == p.ProviderID {
+				reg = r
+			}
+		}
+		if reg == nil {
+			return fmt.Errorf("%w: snapshot %v: provider %v", vss.VSS_E_PROVIDER_NOT_REGISTERED, p.SnapshotID, p.ProviderID)
+		}
+		if _, ok := s.mu.snapshots[p.SnapshotID]; ok {
+			return fmt.Errorf("%w: snapshot %v", vss.VSS_E_BAD_STATE, p.SnapshotID)
+		}
+		recs = append(recs, &snapshotRecord{SnapshotProperties: p, reg: reg, sources: cloneInfos(sv.Sources), targets: cloneInfos(sv.Targets)})
+	}
+	for _, r := range recs {
+		r.SnapshotProperties = r.props()
+		s.mu.snapshots[r.SnapshotID] = r
+		set := s.mu.sets[r.SnapshotSetID]
+		if set == nil {
+			set = &setRecord{id: r.SnapshotSetID, started: r.CreationTime, state: "created", result: vss.S_OK}
+			s.addSetLocked(set)
+		}
+		if r.CreationTime.Before(set.started) {
+			set.started = r.CreationTime
+		}
+		set.snaps = append(set.snaps, r.SnapshotID)
+	}
+	return nil
+}

@@ -301,6 +301,9 @@ func (d *Daemon) serve(w http.ResponseWriter, r *http.Request, fn func(*http.Req
 		}
 	}()
 	status, v, err := fn(r)
+	if r.Method != http.MethodGet {
+		d.saveSnapshots() // before the answer: what it reports is written down
+	}
 	if long {
 		_ = rc.SetWriteDeadline(time.Now().Add(d.writeTimeout()))
 	}

@@ -85,6 +85,7 @@ type Daemon struct {
 		sets     map[vss.ID]*setRecord
 		stopping bool
 	}
+	catalog catalog
 }
 
 // providerEntry is a registered provider.
@@ -141,7 +142,11 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error) 
 			return nil, fmt.Errorf("provider %s: %w", p.Name, err)
 		}
 		typ, _ := providerType(p.Type)
-		e := &providerEntry{prov: prov, reg: coordinator.Registration{ID: vss.NewID(), Name: p.Name, Type: typ,
+		id, err := providerID(d.array, p.Name)
+		if err != nil {
+			return nil, fmt.Errorf("provider %s: %w", p.Name, err)
+		}
+		e := &providerEntry{prov: prov, reg: coordinator.Registration{ID: id, Name: p.Name, Type: typ,
 			Priority: p.Priority, Provider: prov}}
 		d.provs = append(d.provs, e)
 		if err := d.svc.RegisterProvider(ctx, e.reg); err != nil {
@@ -157,6 +162,9 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error) 
 		if err := d.svc.AddVolume(v.Name, v.LUNs...); err != nil {
 			return nil, cfg.errAt(err, "volumes", i)
 		}
+	}
+	if err := d.restoreSnapshots(); err != nil {
+		return nil, fmt.Errorf("snapshots of %s: %w", d.array.Dir(), err)
 	}
 	if d.nbdLs, err = ListenNBD(cfg, log); err != nil {
 		return nil, err
@@ -410,6 +418,7 @@ func (d *Daemon) shutdown() error {
 	if err := d.svc.Close(cctx); err != nil {
 		errs = append(errs, fmt.Errorf("coordinator: %w", err))
 	}
+	d.saveSnapshots() // the auto-release sets' snapshots went with their requesters
 	d.releaseResources()
 	return errors.Join(errs...)
 }

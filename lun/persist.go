@@ -198,6 +198,22 @@ func (a *Array) PutRecord(bucket, key string, value []byte) error {
 	return a.db.Put(durable.Edit{Bucket: bucket, Key: key, Value: value})
 }
 
+// PutRecords writes, or with a nil value deletes, records of the array's
+// catalogue in bucket, by key, in one transaction (see PutRecord).
+func (a *Array) PutRecords(bucket string, kv map[string][]byte) error {
+	if a.db == nil {
+		return nil
+	}
+	if bucket == lunsBucket {
+		return fmt.Errorf("lun: bucket %q is the array's own", bucket)
+	}
+	edits := make([]durable.Edit, 0, len(kv))
+	for k, v := range kv {
+		edits = append(edits, durable.Edit{Bucket: bucket, Key: k, Value: v})
+	}
+	return a.db.Put(edits...)
+}
+
 // Records returns the records of a catalogue bucket written with
 // PutRecord, by key; none for an in-memory array.
 func (a *Array) Records(bucket string) (map[string][]byte, error) {

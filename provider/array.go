@@ -1289,3 +1289,47 @@ func (p *ArrayProvider) OnUnload(ctx context.Context, force bool) error {
 	}
 	return p.finish(m, vss.GUID_NULL, nil)
 }
+
+// Adopt takes on the snapshot LUNs of a set that an earlier provider over
+// the same array committed (a durable array's, at the daemon's start), so
+// that this provider answers for them as for its own: FillInLunInfo,
+// OnLunEmpty, OnLunStateChange and ResyncLuns. devices are the snapshot
+// LUNs' names and infos what GetTargetLuns returned for them, one for one;
+// each must name a snapshot LUN of the array by name and NAA identifier.
+// The set is recorded as created. Nothing is adopted when one does not
+// match.
+func (p *ArrayProvider) Adopt(set vss.ID, snapCtx vss.SnapshotContext, devices []string, infos []LunInfo) error {
+	if len(devices) != len(infos) {
+		return fmt.Errorf("provider: adopt set %v: %d devices and %d LUN records", set, len(devices), len(infos))
+	}
+	s := &snapshotSet{id: set, snapCtx: snapCtx, released: make(chan struct{}), bySource: map[string]*member{},
+		kick: make(chan struct{}, 1), state: vss.VSS_SS_CREATED, committed: true}
+	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+	close(s.released)
+	var ts []*target
+	for i, dev := range devices {
+		l, err := p.array.Get(dev)
+		if err != nil {
+			return fmt.Errorf("provider: adopt set %v: %w", set, err)
+		}
+		k, ok := naaKey(infos[i])
+		if l.Kind() != lun.Snapshot || l.Parent() == nil || !ok || k != l.Identity().NAA {
+			return fmt.Errorf("provider: adopt set %v: %w: %q is not the snapshot LUN its record describes", set, ErrUnknownDevice, dev)
+		}
+		ts = append(ts, &target{lun: l, source: l.Parent(), info: infos[i].Clone(), set: s})
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.mu.sets[set]; ok {
+		return fmt.Errorf("provider: adopt set %v: the provider knows it already", set)
+	}
+	for i, t := range ts {
+		p.mu.targets[devices[i]] = t
+		if k, ok := naaKey(t.info); ok {
+			p.mu.byNAA[k] = t
+		}
+	}
+	p.mu.sets[set] = s
+	p.retireLocked(s)
+	return nil
+}
