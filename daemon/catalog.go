@@ -10,6 +10,7 @@ import (
 
 	"github.com/shadowbench/shadowbench/coordinator"
 	"github.com/shadowbench/shadowbench/lun"
+	"github.com/shadowbench/shadowbench/provider"
 	"github.com/shadowbench/shadowbench/vss"
 )
 
@@ -150,7 +151,7 @@ func (d *Daemon) adoptSet(set vss.ID, snaps []coordinator.SavedSnapshot) error {
 		return fmt.Errorf("provider %v is not configured", snaps[0].Properties.ProviderID)
 	}
 	var devices []string
-	var infos = snaps[0].Targets[:0:0]
+	var infos []provider.LunInfo
 	for _, s := range snaps {
 		if len(s.Properties.TargetLUNs) != len(s.Targets) {
 			return fmt.Errorf("snapshot %v: %d target LUNs and %d LUN records", s.Properties.SnapshotID, len(s.Properties.TargetLUNs), len(s.Targets))

@@ -8,24 +8,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// runUntilStopped starts a daemon on cfg and returns a client and a stop
-// function that shuts it down cleanly.
-func runUntilStopped(t *testing.T, cfg *Config) (*Client, func()) {
-	t.Helper()
-	d, err := New(context.Background(), cfg, Options{Logger: quiet, Version: "test"})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	c, err := ClientFor(d.APIURLs()[0], cfg.API.TokenFile)
-	require.NoError(t, err)
-	return c, func() {
-		cancel()
-		require.NoError(t, <-done)
-		c.Close()
-	}
-}
-
 // TestSnapshotsSurviveRestart checks that a durable array's snapshot sets
 // come back with the daemon: a persistent set with its properties and its
 // provider, which can then be reverted and deleted; an auto-release set
@@ -36,7 +18,7 @@ func TestSnapshotsSurviveRestart(t *testing.T) {
 	cfg.Array.DataDir = filepath.Join(t.TempDir(), "array")
 	cfg.API.TokenFile = filepath.Join(t.TempDir(), "api-token")
 
-	c, stop := runUntilStopped(t, cfg)
+	_, c, stop := run(t, cfg)
 	kept, err := c.CreateSet(ctx, CreateSetRequest{Targets: []string{"lun0", "lun1"}, Context: "app-rollback"})
 	require.NoError(t, err)
 	_, err = c.CreateSet(ctx, CreateSetRequest{Targets: []string{"lun0"}})
@@ -46,7 +28,7 @@ func TestSnapshotsSurviveRestart(t *testing.T) {
 	require.Len(t, before, 3)
 	stop()
 
-	c, stop = runUntilStopped(t, cfg)
+	_, c, stop = run(t, cfg)
 	after, err := c.Snapshots(ctx)
 	require.NoError(t, err)
 	require.Len(t, after, 2, "the app-rollback set's two snapshots, and not the auto-release one")
@@ -71,7 +53,7 @@ func TestSnapshotsSurviveRestart(t *testing.T) {
 	require.NoError(t, err)
 	stop()
 
-	c, stop = runUntilStopped(t, cfg)
+	_, c, stop = run(t, cfg)
 	defer stop()
 	final, err := c.Snapshots(ctx)
 	require.NoError(t, err)

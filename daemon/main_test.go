@@ -48,6 +48,15 @@ func start(t *testing.T, cfg *Config) (*Daemon, *Client) {
 	if cfg.API.TokenFile == "" {
 		cfg.API.TokenFile = filepath.Join(t.TempDir(), "api-token")
 	}
+	d, c, stop := run(t, cfg)
+	t.Cleanup(stop)
+	return d, c
+}
+
+// run starts a daemon on cfg and returns it, a client and a function that
+// shuts it down cleanly.
+func run(t *testing.T, cfg *Config) (*Daemon, *Client, func()) {
+	t.Helper()
 	d, err := New(context.Background(), cfg, Options{Logger: quiet, Version: "test"})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -55,10 +64,9 @@ func start(t *testing.T, cfg *Config) (*Daemon, *Client) {
 	go func() { done <- d.Run(ctx) }()
 	c, err := ClientFor(d.APIURLs()[0], cfg.API.TokenFile)
 	require.NoError(t, err)
-	t.Cleanup(func() {
+	return d, c, func() {
 		cancel()
 		require.NoError(t, <-done)
 		c.Close()
-	})
-	return d, c
+	}
 }
