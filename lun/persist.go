@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 	"weak"
@@ -300,4 +301,34 @@ func (a *Array) persistCommit(snaps []*LUN, imgs []*cow.Image) error {
 		s.mu.Unlock()
 	}
 	return nil
+}
+
+// CheckCatalogue is the durable.Catalogue of an array's LUN records: each
+// must parse, name its tree and its own NAA designator, which no other
+// LUN has. durable.Check compares the trees they name with the trees.
+func CheckCatalogue(recs map[string]map[string][]byte) ([]durable.Name, []string) {
+	var names []durable.Name
+	var problems []string
+	byNAA := make(map[string]string)
+	for _, name := range slices.Sorted(maps.Keys(recs[lunsBucket])) {
+		var r record
+		if err := json.Unmarshal(recs[lunsBucket][name], &r); err != nil {
+			problems = append(problems, fmt.Sprintf("LUN %s: record: %v", name, err))
+			continue
+		}
+		l := durable.Name{Tree: r.Tree, By: "LUN " + name, Size: r.Size}
+		switch r.Kind {
+		case "original", "snapshot", "clone":
+		default:
+			problems = append(problems, fmt.Sprintf("%s: kind %q", l.By, r.Kind))
+		}
+		if naa, err := hex.DecodeString(r.NAA); err != nil || len(naa) != len(Identity{}.NAA) {
+			problems = append(problems, fmt.Sprintf("%s: NAA %q", l.By, r.NAA))
+		} else if other, ok := byNAA[r.NAA]; ok {
+			problems = append(problems, fmt.Sprintf("%s has the NAA of LUN %s, %s", l.By, other, r.NAA))
+		}
+		byNAA[r.NAA] = name
+		names = append(names, l)
+	}
+	return names, problems
 }

@@ -68,6 +68,7 @@ func newRoot(stderr io.Writer) *cobra.Command {
 	root.AddCommand(newStatusCmd())
 	root.AddCommand(newDemoCmd(a))
 	root.AddCommand(newScenarioCmd())
+	root.AddCommand(newCheckCmd())
 	return root
 }
 
