@@ -97,6 +97,28 @@ func TestWorkloads(t *testing.T) {
 	}
 }
 
+// TestWorkloadsDurable runs the workloads that can on a durable array
+// (DataDir), and checks that they leave nothing behind in it.
+func TestWorkloadsDurable(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	commit, seq, hold, nb := tinyCommit(), tinySequence(), tinyHold(), tinyNBD()
+	commit.DataDir, seq.DataDir, hold.DataDir, nb.DataDir = dir, dir, dir, dir
+	for name, run := range map[string]func() (*Result, error){
+		"commit":   func() (*Result, error) { return RunCommit(ctx, commit, nil) },
+		"sequence": func() (*Result, error) { return RunSequence(ctx, seq, nil) },
+		"hold":     func() (*Result, error) { return RunHold(ctx, hold, nil) },
+		"nbd":      func() (*Result, error) { return RunNBD(ctx, nb, nil) },
+	} {
+		r, err := run()
+		require.NoError(t, err, name)
+		require.NotEmpty(t, r.Latencies, name)
+		left, err := os.ReadDir(dir)
+		require.NoError(t, err)
+		require.Empty(t, left, "%s left its array behind", name)
+	}
+}
+
 // TestSequencePhasesAddUp checks that the phases of every set add up to
 // its DoSnapshotSet exactly: nothing is dropped, "other" takes the rest.
 func TestSequencePhasesAddUp(t *testing.T) {

@@ -27,6 +27,9 @@ type CommitConfig struct {
 	Cow bool `json:"cow"`
 	// Duration is how long each case runs.
 	Duration time.Duration `json:"duration_ns"`
+	// DataDir, when set, runs on a durable array in a new directory
+	// under it, removed at the end, rather than in memory.
+	DataDir string `json:"data_dir,omitempty"`
 }
 
 // DefaultCommitConfig measures sets of 1, 16 and 64 LUNs and cow alone,
@@ -121,7 +124,7 @@ func (f progressFunc) Update(frac float64, status string) { f(frac, status) }
 // commitCase drives the provider through whole sets of n LUNs, timing
 // CommitSnapshots, and deletes each set's snapshot LUNs before the next.
 func commitCase(ctx context.Context, cfg CommitConfig, n int, p Progress) (call, swaps *Histogram, err error) {
-	rg, err := newRig(ctx, rigConfig{LUNs: n, LUNSize: int64(cfg.LUNSize)})
+	rg, err := newRig(ctx, rigConfig{LUNs: n, LUNSize: int64(cfg.LUNSize), DataDir: cfg.DataDir})
 	if err != nil {
 		return nil, nil, err
 	}

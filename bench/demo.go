@@ -67,6 +67,9 @@ type DemoConfig struct {
 	Profile *provider.Profile `json:"-"`
 	// Report is the HTML report's path; empty writes none.
 	Report string `json:"report,omitempty"`
+	// DataDir, when set, runs on a durable array in a new directory under
+	// it, removed at the end, rather than in memory.
+	DataDir string `json:"data_dir,omitempty"`
 	// Logger receives the coordinator's, the provider's and the NBD
 	// server's logs; nil discards them, so that the narrative stands alone.
 	Logger *slog.Logger `json:"-"`
@@ -207,10 +210,11 @@ type demo struct {
 	step int
 	log  *slog.Logger
 
-	array *lun.Array
-	prov  *provider.ArrayProvider
-	svc   *coordinator.Service
-	addr  string
+	array      *lun.Array
+	closeArray func() error // a durable array's: close and remove it
+	prov       *provider.ArrayProvider
+	svc        *coordinator.Service
+	addr       string
 
 	srvCancel context.CancelFunc
 	srvWG     sync.WaitGroup
@@ -294,7 +298,12 @@ func (d *demo) run(ctx context.Context) error {
 
 	// 1. The array.
 	var err error
-	if d.array, err = lun.NewArray(cfg.profile().ArrayConfig()); err != nil {
+	if cfg.DataDir != "" {
+		d.array, d.closeArray, err = lun.OpenScratch(cfg.DataDir, cfg.profile().ArrayConfig())
+	} else {
+		d.array, err = lun.NewArray(cfg.profile().ArrayConfig())
+	}
+	if err != nil {
 		return err
 	}
 	for _, v := range demoVolumes {
@@ -601,6 +610,9 @@ func (d *demo) close() error {
 		d.srvCancel()
 		d.srvWG.Wait()
 		errs = append(errs, d.srvErr)
+	}
+	if d.closeArray != nil {
+		errs = append(errs, d.closeArray())
 	}
 	return errors.Join(errs...)
 }

@@ -31,6 +31,9 @@ type HoldConfig struct {
 	// machine that runs the clients too measures a saturated system.
 	LoadRate Rate          `json:"load_rate_per_s"`
 	Duration time.Duration `json:"duration_ns"`
+	// DataDir, when set, runs on a durable array in a new directory
+	// under it, removed at the end, rather than in memory.
+	DataDir string `json:"data_dir,omitempty"`
 }
 
 // DefaultHoldConfig is 16 LUNs under 16 connections at QD 4 of 4 KiB
@@ -59,7 +62,7 @@ func RunHold(ctx context.Context, cfg HoldConfig, p Progress) (*Result, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	rg, err := newNBDRig(ctx, rigConfig{LUNs: cfg.LUNs, LUNSize: int64(cfg.LUNSize), Writers: cfg.Writers, Network: cfg.Network, MaxInFlight: cfg.QD}, int64(cfg.Span))
+	rg, err := newNBDRig(ctx, rigConfig{LUNs: cfg.LUNs, LUNSize: int64(cfg.LUNSize), Writers: cfg.Writers, Network: cfg.Network, MaxInFlight: cfg.QD, DataDir: cfg.DataDir}, int64(cfg.Span))
 	if err != nil {
 		return nil, err
 	}

@@ -26,6 +26,9 @@ type IOImpactConfig struct {
 	// Rate is how often a snapshot set starts in the middle half.
 	Rate     Rate          `json:"rate_per_s"`
 	Duration time.Duration `json:"duration_ns"`
+	// DataDir, when set, runs on a durable array in a new directory
+	// under it, removed at the end, rather than in memory.
+	DataDir string `json:"data_dir,omitempty"`
 }
 
 // DefaultIOImpactConfig is 4 LUNs, 4 writers, 4 connections at QD 4 of
@@ -65,7 +68,7 @@ func RunIOImpact(ctx context.Context, cfg IOImpactConfig, p Progress) (*Result, 
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	rg, err := newNBDRig(ctx, rigConfig{LUNs: cfg.LUNs, LUNSize: int64(cfg.LUNSize), Writers: cfg.Writers, Network: cfg.Network, MaxInFlight: cfg.QD}, int64(cfg.Span))
+	rg, err := newNBDRig(ctx, rigConfig{LUNs: cfg.LUNs, LUNSize: int64(cfg.LUNSize), Writers: cfg.Writers, Network: cfg.Network, MaxInFlight: cfg.QD, DataDir: cfg.DataDir}, int64(cfg.Span))
 	if err != nil {
 		return nil, err
 	}

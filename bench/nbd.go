@@ -24,6 +24,9 @@ type NBDConfig struct {
 	// Network is "tcp" (127.0.0.1) or "unix".
 	Network  string        `json:"network"`
 	Duration time.Duration `json:"duration_ns"`
+	// DataDir, when set, runs on a durable array in a new directory
+	// under it, removed at the end, rather than in memory.
+	DataDir string `json:"data_dir,omitempty"`
 }
 
 // DefaultNBDConfig is one connection at QD 16, 4 KiB, 50% reads, over TCP
@@ -79,7 +82,7 @@ func RunNBD(ctx context.Context, cfg NBDConfig, p Progress) (*Result, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	rg, err := newNBDRig(ctx, rigConfig{LUNs: cfg.LUNs, LUNSize: int64(cfg.LUNSize), Network: cfg.Network, MaxInFlight: cfg.QD}, int64(cfg.Span))
+	rg, err := newNBDRig(ctx, rigConfig{LUNs: cfg.LUNs, LUNSize: int64(cfg.LUNSize), Network: cfg.Network, MaxInFlight: cfg.QD, DataDir: cfg.DataDir}, int64(cfg.Span))
 	if err != nil {
 		return nil, err
 	}

@@ -33,6 +33,9 @@ type rigConfig struct {
 	NBD         bool
 	Network     string
 	MaxInFlight int
+	// DataDir, when set, puts the array on disk: a durable array in a new
+	// directory under it, removed by Close (lun.OpenScratch).
+	DataDir string
 }
 
 // rig is a running system under test. Close stops everything it started.
@@ -50,16 +53,24 @@ type rig struct {
 	serveWG  sync.WaitGroup
 	serveErr error
 
+	closeArray func() error // a durable array's: close and remove it
+
 	closeOnce sync.Once
 	closeErr  error
 }
 
 func newRig(ctx context.Context, cfg rigConfig) (_ *rig, err error) {
-	a, err := lun.NewArray(lun.Config{Grain: cfg.Grain})
+	var a *lun.Array
+	var closeArray func() error
+	if cfg.DataDir != "" {
+		a, closeArray, err = lun.OpenScratch(cfg.DataDir, lun.Config{Grain: cfg.Grain})
+	} else {
+		a, err = lun.NewArray(lun.Config{Grain: cfg.Grain})
+	}
 	if err != nil {
 		return nil, err
 	}
-	r := &rig{array: a}
+	r := &rig{array: a, closeArray: closeArray}
 	defer func() {
 		if err != nil {
 			_ = r.Close()
@@ -165,6 +176,9 @@ func (r *rig) close() error {
 	}
 	if r.dir != "" {
 		errs = append(errs, os.RemoveAll(r.dir))
+	}
+	if r.closeArray != nil {
+		errs = append(errs, r.closeArray())
 	}
 	return errors.Join(errs...)
 }

@@ -29,6 +29,9 @@ type SequenceConfig struct {
 	Sets     int           `json:"sets"`
 	// Warmup sets run first and are not counted.
 	Warmup int `json:"warmup"`
+	// DataDir, when set, runs on a durable array in a new directory
+	// under it, removed at the end, rather than in memory.
+	DataDir string `json:"data_dir,omitempty"`
 }
 
 // DefaultSequenceConfig is the sequence workload's default: 4 writers,
@@ -308,7 +311,7 @@ func RunSequence(ctx context.Context, cfg SequenceConfig, p Progress) (*Result, 
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	rg, err := newRig(ctx, rigConfig{LUNs: cfg.LUNs, LUNSize: int64(cfg.LUNSize), Writers: cfg.Writers, WriterDelay: cfg.WriterDelay})
+	rg, err := newRig(ctx, rigConfig{LUNs: cfg.LUNs, LUNSize: int64(cfg.LUNSize), Writers: cfg.Writers, WriterDelay: cfg.WriterDelay, DataDir: cfg.DataDir})
 	if err != nil {
 		return nil, err
 	}

@@ -471,7 +471,8 @@ func (b *BackupComponents) holdAndCommit(ctx context.Context, r *setRun) vss.HRE
 	holdCtx, cancel := context.WithTimeout(ctx, s.cfg.HoldWindow)
 	defer cancel()
 
-	// f. Flush and hold, all LUNs at once: flush each, close every gate
+	// f. Flush and hold, all LUNs at once: flush them together (one
+	// checkpoint for a durable array's), close every gate
 	// (a few atomic operations each, no waiting), then wait for each to
 	// drain. Closing all before draining any makes the drains overlap, with
 	// no goroutine per LUN to schedule on a busy machine.
@@ -483,10 +484,8 @@ func (b *BackupComponents) holdAndCommit(ctx context.Context, r *setRun) vss.HRE
 			}
 			return vss.VSS_E_UNEXPECTED
 		}
-		for _, l := range luns {
-			if err := l.Flush(holdCtx); err != nil {
-				return fail(err)
-			}
+		if err := lun.FlushAll(holdCtx, luns); err != nil {
+			return fail(err)
 		}
 		for i, l := range luns {
 			h, err := l.BeginHold(s.cfg.HoldWindow)

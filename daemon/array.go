@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -34,7 +32,7 @@ func BuildArray(cfg *Config, log *slog.Logger) (*lun.Array, error) {
 	var err error
 	if dir := cfg.Array.DataDir; dir != "" {
 		if lc.Capacity == 0 {
-			if lc.Capacity, err = diskCapacity(dir); err != nil {
+			if lc.Capacity, err = lun.DiskCapacity(dir); err != nil {
 				return nil, cfg.errAt(err, "array", "data-dir")
 			}
 		}
@@ -113,38 +111,6 @@ func parseNAA(s string) ([16]byte, error) {
 	}
 	copy(naa[:], b)
 	return naa, nil
-}
-
-// diskCapacity is the default capacity of a durable array in dir: what its
-// data file holds already plus the free space of the file system, less
-// 1/32 of that for the metadata and the file system's own needs.
-func diskCapacity(dir string) (int64, error) {
-	probe := dir
-	for {
-		if _, err := os.Stat(probe); err == nil {
-			break
-		}
-		parent := filepath.Dir(probe)
-		if parent == probe {
-			break
-		}
-		probe = parent
-	}
-	var st unix.Statfs_t
-	if err := unix.Statfs(probe, &st); err != nil {
-		return 0, fmt.Errorf("data directory %s: %w", dir, err)
-	}
-	free := int64(st.Bavail) * st.Bsize
-	if fi, err := os.Stat(filepath.Join(dir, durable.DataFile)); err == nil {
-		if sys, ok := fi.Sys().(*unix.Stat_t); ok {
-			free += sys.Blocks * 512
-		}
-	}
-	c := free - free/32
-	if c < 64<<20 {
-		return 0, fmt.Errorf("data directory %s: %s free; a durable array needs at least 64 MiB", dir, Size(free))
-	}
-	return c, nil
 }
 
 // memoryCapacity is the default capacity of an array in memory: half the

@@ -361,6 +361,43 @@ func (l *LUN) Flush(ctx context.Context) error {
 	return err
 }
 
+// FlushAll flushes luns as one: each LUN's flush (its faults, its gate,
+// its statistics) with a single checkpoint for the LUNs of a durable
+// array, rather than one per LUN, as a consistency group flushes its
+// members together. It stops at the first LUN whose flush cannot begin.
+func FlushAll(ctx context.Context, luns []*LUN) error {
+	toks := make([]gateToken, 0, len(luns))
+	var err error
+	defer func() {
+		for i, tok := range toks {
+			luns[i].end(tok, OpFlush, 0, err)
+		}
+	}()
+	arrays := make(map[*Array]bool)
+	for _, l := range luns {
+		tok, berr := l.begin(ctx, OpFlush)
+		if berr != nil {
+			err = berr
+			return err
+		}
+		toks = append(toks, tok)
+		arrays[l.array] = true
+	}
+	var errs []error
+	for a := range arrays {
+		if a.db != nil {
+			errs = append(errs, a.db.Flush())
+		}
+	}
+	for _, l := range luns {
+		if d := l.data.Load(); l.array.db == nil && d.vol != nil {
+			errs = append(errs, mapErr(d.vol.Flush()))
+		}
+	}
+	err = errors.Join(errs...)
+	return err
+}
+
 // Trim discards [off, off+length); the range reads as zeros afterwards.
 func (l *LUN) Trim(ctx context.Context, off, length int64) error {
 	return l.zero(ctx, OpTrim, off, length, false)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -189,4 +190,39 @@ func TestDurableNotFlushedCreate(t *testing.T) {
 	if _, err := Open(dir+"/nested", Config{}); err == nil || errors.Is(err, durable.ErrLocked) {
 		t.Fatalf("open without a capacity: %v", err)
 	}
+}
+
+// TestFlushAll: one flush of a group of LUNs makes every write completed
+// before it on each durable, as the coordinator's FlushAndHold asks.
+func TestFlushAll(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	a := openArray(t, dir)
+	var luns []*LUN
+	for i := range 4 {
+		l, err := a.Create(fmt.Sprintf("l%d", i), Options{Size: 1 << 20})
+		require.NoError(t, err)
+		require.NoError(t, l.WriteAt(ctx, fill(byte(i+1), 64<<10), int64(i)<<16, false))
+		luns = append(luns, l)
+	}
+	require.NoError(t, FlushAll(ctx, luns))
+	for _, l := range luns {
+		require.EqualValues(t, 1, l.Stats()[OpFlush].Ops, "each LUN counts its flush")
+	}
+	crash(t, a)
+	a = openArray(t, dir)
+	defer a.Close()
+	for i := range 4 {
+		l, err := a.Get(fmt.Sprintf("l%d", i))
+		require.NoError(t, err)
+		got := readAll(t, l)
+		require.Equal(t, fill(byte(i+1), 64<<10), got[i<<16:(i+1)<<16], "LUN %s", l.Name())
+	}
+
+	// An in-memory array's LUNs flush too.
+	m, err := NewArray(Config{})
+	require.NoError(t, err)
+	l, err := m.Create("m", Options{Size: 1 << 20})
+	require.NoError(t, err)
+	require.NoError(t, FlushAll(ctx, []*LUN{l}))
 }

@@ -36,6 +36,10 @@ type Options struct {
 	// Out receives the report (Result.WriteText) when the run ends; nil
 	// for none.
 	Out io.Writer
+	// DataDir, when set, runs each scenario on a durable array in a new
+	// directory under it (lun.OpenScratch), removed at the end, rather
+	// than in memory: the same steps with every commit written down.
+	DataDir string
 }
 
 // cleanupTimeout bounds, in real time, what the runner does after the
@@ -100,13 +104,15 @@ func Run(ctx context.Context, sc *Scenario, opts Options) *Result {
 
 // runner is one run of a scenario.
 type runner struct {
-	sc    *Scenario
-	opts  Options
-	scale float64
-	start time.Time
-	res   *Result
-	rec   *recorder
-	logs  *logCapture
+	sc   *Scenario
+	opts Options
+	// closeArray closes a durable array and removes its directory.
+	closeArray func() error
+	scale      float64
+	start      time.Time
+	res        *Result
+	rec        *recorder
+	logs       *logCapture
 
 	dir     string
 	array   *lun.Array
@@ -200,7 +206,14 @@ func (r *runner) scaled(d time.Duration) time.Duration {
 
 func (r *runner) setup(ctx context.Context) error {
 	sc := r.sc
-	a, err := lun.NewArray(lun.Config{Capacity: sc.array.capacity, MaxSnapshots: sc.array.maxSnapshots})
+	cfg := lun.Config{Capacity: sc.array.capacity, MaxSnapshots: sc.array.maxSnapshots}
+	var a *lun.Array
+	var err error
+	if r.opts.DataDir != "" {
+		a, r.closeArray, err = lun.OpenScratch(r.opts.DataDir, cfg)
+	} else {
+		a, err = lun.NewArray(cfg)
+	}
 	if err != nil {
 		return err
 	}
@@ -451,6 +464,11 @@ func (r *runner) finish() {
 	}
 	if r.dir != "" {
 		_ = os.RemoveAll(r.dir)
+	}
+	if r.closeArray != nil {
+		if err := r.closeArray(); err != nil {
+			r.mismatch(0, "shutdown", "the durable array to close", err.Error(), r.stepsEnd, time.Now())
+		}
 	}
 }
 

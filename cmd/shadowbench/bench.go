@@ -55,6 +55,7 @@ cow.Volume.Snapshot alone. Each case runs for --duration.`,
 			fs.Var(&commit.Data, "data", "data written to each LUN before the first commit")
 			fs.BoolVar(&commit.Cow, "cow", commit.Cow, "also time cow's Snapshot alone")
 			fs.DurationVar(&commit.Duration, "duration", commit.Duration, "how long each case runs")
+			dataDirFlag(fs, &commit.DataDir)
 		},
 		runner(bench.RunCommit, &commit)))
 
@@ -74,6 +75,7 @@ writers answer at once unless --writer-delay is set.`,
 			fs.DurationVar(&seq.Duration, "duration", seq.Duration, "how long to run")
 			fs.IntVar(&seq.Sets, "sets", seq.Sets, "stop after this many sets (0: run for --duration)")
 			fs.IntVar(&seq.Warmup, "warmup", seq.Warmup, "sets run first and not counted")
+			dataDirFlag(fs, &seq.DataDir)
 		},
 		runner(bench.RunSequence, &seq)))
 
@@ -95,6 +97,7 @@ fell from about 500 µs to under 100 µs at the same writes a second.`,
 			fs.Var(&hold.Rate, "rate", "how often a set starts: 50/s, 1/m, 200ms; 0 for back to back")
 			fs.Var(&hold.LoadRate, "load-rate", "pace the writes at this many a second in all (open loop); 0 writes as fast as possible, saturating the cores")
 			fs.DurationVar(&hold.Duration, "duration", hold.Duration, "how long to run")
+			dataDirFlag(fs, &hold.DataDir)
 		},
 		runner(bench.RunHold, &hold)))
 
@@ -109,6 +112,7 @@ ratio of the p99 during snapshots to the steady p99.`,
 			fs.IntVar(&io.Writers, "writers", io.Writers, "VSS writers")
 			fs.Var(&io.Rate, "rate", "how often a set starts in the middle half: 1/s, 30/m, 500ms")
 			fs.DurationVar(&io.Duration, "duration", io.Duration, "how long to run, all three parts")
+			dataDirFlag(fs, &io.DataDir)
 		},
 		runner(bench.RunIOImpact, &io)))
 
@@ -134,6 +138,7 @@ client, over 127.0.0.1 or a unix socket. Client and server share the cores.`,
 			loadFlags(fs, &nb.LUNs, &nb.LUNSize, &nb.Span, &nb.Conns, &nb.QD, &nb.BlockSize, &nb.Network)
 			fs.IntVar(&nb.ReadPct, "read-pct", nb.ReadPct, "share of reads, in percent")
 			fs.DurationVar(&nb.Duration, "duration", nb.Duration, "how long to run")
+			dataDirFlag(fs, &nb.DataDir)
 		},
 		runner(bench.RunNBD, &nb)))
 	return cmd
@@ -148,6 +153,11 @@ func loadFlags(fs *pflag.FlagSet, luns *int, lunSize, span *bench.Size, conns, q
 	fs.IntVar(qd, "qd", *qd, "requests in flight per connection")
 	fs.Var(bs, "block-size", "bytes per request")
 	fs.StringVar(network, "network", *network, "tcp (127.0.0.1) or unix (a socket in a temporary directory)")
+}
+
+// dataDirFlag binds --data-dir, which puts a workload's array on disk.
+func dataDirFlag(fs *pflag.FlagSet, dir *string) {
+	fs.StringVar(dir, "data-dir", "", "run on a durable array in a new directory under `DIR`, removed at the end, as serve --data-dir keeps one (default: in memory)")
 }
 
 // runner runs a workload with its Config as the flags left it.

@@ -21,6 +21,7 @@ scenarios/library.`,
 	}
 	var scale float64
 	var asJSON bool
+	var dataDir string
 	run := &cobra.Command{
 		Use:   "run FILE...",
 		Short: "Run scenarios and print each one's timeline and verdict",
@@ -32,14 +33,18 @@ explains the first mismatch. The command fails if a scenario fails.
 windows, the firmware profiles' latencies and commit blocks, the writers'
 delays and freeze timeouts, sleeps and timing bounds. The files keep real
 numbers (a 10 s hold window, a 9.9 s commit); --time-scale 0.01 runs them
-100 times faster. A file's min-time-scale raises a smaller scale.`,
+100 times faster. A file's min-time-scale raises a smaller scale.
+
+--data-dir runs each scenario on a durable array, in a new directory
+under DIR removed at the end, rather than in memory: every flush and
+commit is written down on DIR's file system, as serve --data-dir does.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			scs, err := scenarios.LoadAll(args)
 			if err != nil {
 				return err
 			}
-			opts := scenarios.Options{TimeScale: scale, Out: cmd.OutOrStdout()}
+			opts := scenarios.Options{TimeScale: scale, Out: cmd.OutOrStdout(), DataDir: dataDir}
 			if asJSON {
 				opts.Out = nil
 			}
@@ -68,6 +73,7 @@ numbers (a 10 s hold window, a 9.9 s commit); --time-scale 0.01 runs them
 	}
 	run.Flags().Float64Var(&scale, "time-scale", 1, "multiply every duration of the scenarios by this (0.01: a 10 s window runs in 100 ms)")
 	run.Flags().BoolVar(&asJSON, "json", false, "print the results as JSON on stdout (verdicts go to stderr)")
+	run.Flags().StringVar(&dataDir, "data-dir", "", "run each scenario on a durable array in a new directory under `DIR`, removed at the end (default: in memory)")
 
 	check := &cobra.Command{
 		Use:   "check FILE...",
