@@ -25,9 +25,14 @@ import (
 // durable, D2) but whose record was not written yet when the daemon died
 // comes back as snapshot LUNs without a snapshot record: `lun list` shows
 // them, `lun delete` removes them.
+//
+// The fault rules of each LUN are kept too, by LUN name, written before
+// the API answers the call that changed them: a test bench set up to fail
+// comes back failing. A rule's count (--nth) starts again at a restart.
 const (
 	snapshotsBucket = "snapshots"
 	providersBucket = "providers"
+	faultsBucket    = "faults"
 )
 
 // catalog is the daemon's record of what it last wrote of the snapshots.
@@ -199,4 +204,64 @@ func (d *Daemon) saveSnapshots() {
 		return
 	}
 	d.catalog.saved = now
+}
+
+// saveFaults writes down a LUN's fault rules; none deletes the record.
+func (d *Daemon) saveFaults(name string, rules []FaultRule) error {
+	var v []byte
+	if len(rules) > 0 {
+		var err error
+		if v, err = json.Marshal(rules); err != nil {
+			return err
+		}
+	}
+	if err := d.array.PutRecord(faultsBucket, name, v); err != nil {
+		return fmt.Errorf("LUN %s: writing its fault rules: %w", name, err)
+	}
+	return nil
+}
+
+// restoreFaults installs the fault rules the catalogue holds. Rules of a
+// LUN that is gone are dropped; a rule this daemon cannot build (written
+// by another version) is an error that names it.
+func (d *Daemon) restoreFaults() error {
+	if !d.array.Durable() {
+		return nil
+	}
+	recs, err := d.array.Records(faultsBucket)
+	if err != nil {
+		return err
+	}
+	drop := map[string][]byte{}
+	restored := 0
+	for name, v := range recs {
+		l, err := d.array.Get(name)
+		if err != nil {
+			drop[name] = nil
+			continue
+		}
+		var rules []FaultRule
+		if err := json.Unmarshal(v, &rules); err != nil {
+			return fmt.Errorf("%s: fault rules of LUN %s: %w", d.array.Dir(), name, err)
+		}
+		for _, r := range rules {
+			if _, err := r.injector(); err != nil {
+				return fmt.Errorf("%s: fault rule %s of LUN %s: %w", d.array.Dir(), r, name, err)
+			}
+		}
+		d.mu.Lock()
+		d.mu.faults[name] = rules
+		d.mu.Unlock()
+		d.install(l, rules)
+		restored += len(rules)
+	}
+	if len(drop) > 0 {
+		if err := d.array.PutRecords(faultsBucket, drop); err != nil {
+			return err
+		}
+	}
+	if restored > 0 {
+		d.log.Warn("fault rules restored: the LUNs fail as they were set to", "rules", restored)
+	}
+	return nil
 }

@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -66,4 +68,43 @@ func TestSnapshotsSurviveRestart(t *testing.T) {
 		names = append(names, l.Name)
 	}
 	require.ElementsMatch(t, []string{"lun0", "lun1", final[0].TargetLUNs[0]}, names)
+}
+
+// TestFaultsSurviveRestart: a durable array's fault rules come back with
+// the daemon, and fail the LUN's I/O as before; cleared rules stay cleared.
+func TestFaultsSurviveRestart(t *testing.T) {
+	ctx := context.Background()
+	cfg := testConfig()
+	cfg.Array.DataDir = filepath.Join(t.TempDir(), "array")
+	cfg.API.TokenFile = filepath.Join(t.TempDir(), "api-token")
+
+	_, c, stop := run(t, cfg)
+	rule := FaultRule{Ops: []string{"read"}, Error: "EIO", Probability: 0.5}
+	set, err := c.AddFault(ctx, "lun0", rule)
+	require.NoError(t, err)
+	_, err = c.AddFault(ctx, "lun1", FaultRule{Ops: []string{"write"}, Error: "ENOSPC"})
+	require.NoError(t, err)
+	_, err = c.ClearFaults(ctx, "lun1")
+	require.NoError(t, err)
+	stop()
+
+	d, c, stop := run(t, cfg)
+	defer stop()
+	got, err := c.Faults(ctx, "lun0")
+	require.NoError(t, err)
+	require.Equal(t, set.Rules, got.Rules, "the rule with the seed it was given")
+	got, err = c.Faults(ctx, "lun1")
+	require.NoError(t, err)
+	require.Empty(t, got.Rules)
+
+	l, err := d.array.Get("lun0")
+	require.NoError(t, err)
+	failed := 0
+	for range 64 {
+		if errors.Is(l.ReadAt(ctx, make([]byte, 4096), 0), syscall.EIO) {
+			failed++
+		}
+	}
+	require.Positive(t, failed, "the restored rule fails reads")
+	require.Less(t, failed, 64, "with its probability")
 }

@@ -166,6 +166,9 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error) 
 	if err := d.restoreSnapshots(); err != nil {
 		return nil, fmt.Errorf("snapshots of %s: %w", d.array.Dir(), err)
 	}
+	if err := d.restoreFaults(); err != nil {
+		return nil, err
+	}
 	if d.nbdLs, err = ListenNBD(cfg, log); err != nil {
 		return nil, err
 	}

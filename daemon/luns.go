@@ -91,8 +91,14 @@ func (d *Daemon) deleteLUN(name string) (DeleteResult, error) {
 		return DeleteResult{}, fmt.Errorf("LUN %s: %w", name, err)
 	}
 	d.mu.Lock()
+	_, had := d.mu.faults[name]
 	delete(d.mu.faults, name)
 	d.mu.Unlock()
+	if had {
+		if err := d.saveFaults(name, nil); err != nil {
+			d.log.Error("LUN deleted, its fault rules stay written down until the next start", "lun", name, "err", err)
+		}
+	}
 	d.log.Info("LUN deleted", "lun", name)
 	return DeleteResult{Deleted: []string{name}}, nil
 }
@@ -121,9 +127,12 @@ func (d *Daemon) addFault(name string, r FaultRule) (FaultList, error) {
 		return FaultList{}, err
 	}
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	rules := append(slices.Clone(d.mu.faults[name]), r)
+	if err := d.saveFaults(name, rules); err != nil {
+		return FaultList{}, err
+	}
 	d.mu.faults[name] = rules
-	d.mu.Unlock()
 	d.install(l, rules)
 	d.log.Info("fault injected", "lun", name, "rule", r.String())
 	return FaultList{LUN: name, Rules: slices.Clone(rules)}, nil
@@ -136,8 +145,11 @@ func (d *Daemon) clearFaults(name string) (FaultList, error) {
 		return FaultList{}, err
 	}
 	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.saveFaults(name, nil); err != nil {
+		return FaultList{}, err
+	}
 	delete(d.mu.faults, name)
-	d.mu.Unlock()
 	l.SetFaults(nil)
 	d.log.Info("faults cleared", "lun", name)
 	return FaultList{LUN: name, Rules: []FaultRule{}}, nil
