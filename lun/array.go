@@ -45,7 +45,12 @@ type Options struct {
 	// Thin lets the LUN overcommit the array: its size is not set against
 	// the capacity, and a write fails with cow.ErrNoSpace when the store
 	// is full. A thick LUN (the default) is created only when its size
-	// fits beside the other thick LUNs' (Config.Capacity).
+	// fits beside the other thick LUNs' (Config.Capacity). That is
+	// admission, not a reservation: the store sets no blocks aside, so
+	// once thin LUNs or the copies kept for snapshots fill it, a thick
+	// LUN's write fails with cow.ErrNoSpace too. Reserving a thick LUN's
+	// blocks in the store at creation was rejected for now: a write would
+	// then have to tell its own reserve from the shared one.
 	Thin bool
 	// Identity overrides the generated one; its NAA must be unique.
 	Identity *Identity
