@@ -307,7 +307,7 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	for _, v := range demoVolumes {
-		if _, err := d.array.Create(v.lun, lun.Options{Size: int64(cfg.LUNSize), BlockSize: 4096}); err != nil {
+		if _, err := d.array.Create(v.lun, lun.Options{Size: int64(cfg.LUNSize), BlockSize: 4096, Thin: true}); err != nil {
 			return err
 		}
 	}

@@ -472,7 +472,12 @@ func (d *Daemon) status() Status {
 		}
 	}
 	ss := d.array.StoreStats()
-	st.Store = StoreInfo{DataBytes: ss.DataBytes, MetaBytes: ss.MetaBytes, CapacityBytes: ss.CapacityBytes}
+	pv := d.array.Provisioned()
+	st.Store = StoreInfo{DataBytes: ss.DataBytes, MetaBytes: ss.MetaBytes, CapacityBytes: ss.CapacityBytes,
+		ThickBytes: pv.ThickBytes, ThinBytes: pv.ThinBytes}
+	if ss.CapacityBytes > 0 {
+		st.Store.Overcommit = float64(pv.ThickBytes+pv.ThinBytes) / float64(ss.CapacityBytes)
+	}
 	for _, p := range d.provs {
 		cs := p.prov.CommitStats()
 		st.Providers = append(st.Providers, ProviderInfo{ID: p.reg.ID, Name: p.reg.Name, Type: p.reg.Type.String(),

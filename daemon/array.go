@@ -58,14 +58,15 @@ func BuildArray(cfg *Config, log *slog.Logger) (*lun.Array, error) {
 			break
 		}
 		if have, err := a.Get(l.Name); err == nil {
-			if have.Size() != int64(l.Size) || have.BlockSize() != max(l.BlockSize, 512) {
+			if have.Size() != int64(l.Size) || have.BlockSize() != max(l.BlockSize, 512) || have.Thin() != l.Thin {
 				log.Warn("LUN kept as the data directory has it, not as configured", "lun", l.Name,
 					"size", Size(have.Size()).String(), "configured_size", l.Size.String(),
-					"block_size", have.BlockSize(), "configured_block_size", max(l.BlockSize, 512))
+					"block_size", have.BlockSize(), "configured_block_size", max(l.BlockSize, 512),
+					"thin", have.Thin(), "configured_thin", l.Thin)
 			}
 			continue
 		}
-		opts := lun.Options{Size: int64(l.Size), BlockSize: l.BlockSize, ReadOnly: l.ReadOnly}
+		opts := lun.Options{Size: int64(l.Size), BlockSize: l.BlockSize, ReadOnly: l.ReadOnly, Thin: l.Thin}
 		if l.Serial != "" || l.NAA != "" {
 			id := lun.NewIdentity(lun.ProductLUN)
 			if l.Serial != "" {
@@ -78,6 +79,9 @@ func BuildArray(cfg *Config, log *slog.Logger) (*lun.Array, error) {
 		}
 		if _, err := a.Create(l.Name, opts); err != nil {
 			_ = a.Close()
+			if errors.Is(err, lun.ErrCapacity) {
+				return nil, cfg.errAt(fmt.Errorf("LUN %s: %w (thin: true in the configuration, thin=true in --lun)", l.Name, err), "array", "luns", i, "size")
+			}
 			return nil, cfg.errAt(fmt.Errorf("LUN %s: %w", l.Name, err), "array", "luns", i)
 		}
 	}

@@ -132,9 +132,11 @@ type ArrayConfig struct {
 	// data come back when the daemon starts on it again. Empty for an
 	// array in memory, which nothing survives.
 	DataDir string `yaml:"data-dir"`
-	// Capacity bounds the data the array holds. 0 for the default: in
-	// memory, half the machine's RAM; on disk, the free space of DataDir's
-	// file system (with what the array already holds) less 1/32 of it.
+	// Capacity bounds the data the array holds, and the sum of the sizes
+	// of its thick LUNs (thin LUNs, snapshots and clones may overcommit
+	// it). 0 for the default: in memory, half the machine's RAM; on disk,
+	// the free space of DataDir's file system (with what the array
+	// already holds) less 1/32 of it.
 	Capacity Size `yaml:"capacity"`
 	// Grain is the copy-on-write grain; 0 for the default.
 	Grain Size `yaml:"grain"`
@@ -153,6 +155,10 @@ type LUNConfig struct {
 	Size      Size   `yaml:"size" json:"size"`
 	BlockSize int    `yaml:"block-size" json:"block_size,omitempty"` // 512 or 4096; 0 for 512
 	ReadOnly  bool   `yaml:"read-only" json:"read_only,omitempty"`
+	// Thin lets the LUN overcommit the array's capacity. A thick LUN (the
+	// default) is created only when the sizes of the thick LUNs, its own
+	// included, add up within the capacity.
+	Thin bool `yaml:"thin" json:"thin,omitempty"`
 	// Serial and NAA set the LUN's SCSI identity (page 80 serial; page 83
 	// NAA 6 designator, 32 hex digits); generated when empty.
 	Serial string `yaml:"serial" json:"serial,omitempty"`

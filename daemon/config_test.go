@@ -25,7 +25,7 @@ func TestParseConfigExample(t *testing.T) {
 	require.Equal(t, Size(8<<30), cfg.Array.Capacity)
 	require.Equal(t, Size(64<<10), cfg.Array.Grain)
 	require.Equal(t, []LUNConfig{{Name: "lun0", Size: 1 << 30}, {Name: "db", Size: 256 << 20, BlockSize: 4096},
-		{Name: "logs", Size: 64 << 20}}, cfg.Array.LUNs)
+		{Name: "logs", Size: 64 << 20}, {Name: "scratch", Size: 1 << 40, Thin: true}}, cfg.Array.LUNs)
 	require.Len(t, cfg.Providers, 2)
 	require.Equal(t, "default", cfg.Providers[0].profile.Name, "the profile file is found relative to the configuration")
 	require.Equal(t, "slow-inline", cfg.Providers[1].profile.Name)

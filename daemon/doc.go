@@ -47,12 +47,24 @@
 // max-in-flight-bytes, request-timeout, shutdown-timeout),
 // api (listen, socket, auth, token-file, read-timeout, write-timeout,
 // idle-timeout, max-connections), array (data-dir, capacity, grain,
-// max-snapshots, luns),
+// max-snapshots, luns: name, size, block-size, read-only, thin, serial,
+// naa),
 // providers (name, type, priority, profile: a file or inline, seed),
 // writers (name, level, freeze-timeout, and one of scripted, exec or
 // fsfreeze), volumes (name, luns), windows (hold, freeze, prepare,
 // event, provider, remote-writer) and sets (history). Sizes are numbers
 // or "1GiB"; durations are Go durations.
+//
+// # Capacity
+//
+// A LUN is thick unless it is thin (thin: true, --thin, thin=true in
+// --lun, "thin": true over the API). A thick LUN is created only when the
+// sizes of the array's thick LUNs, its own included, add up within the
+// capacity; a thin one may overcommit it, as snapshot LUNs and clones do.
+// Status gives what the LUNs provision and by how much it overcommits.
+// A snapshot set the array has no room for answers
+// VSS_E_INSUFFICIENT_STORAGE (see Daemon.shortage for the case the VSS
+// service answers VSS_E_VOLUME_NOT_SUPPORTED).
 //
 // # API
 //

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -36,7 +37,7 @@ func (d *Daemon) lunByName(name string) (*lun.LUN, error) {
 func (d *Daemon) lunInfo(l *lun.LUN) LUNInfo {
 	id := l.Identity()
 	info := LUNInfo{Name: l.Name(), Kind: l.Kind().String(), Size: Size(l.Size()), BlockSize: l.BlockSize(),
-		ReadOnly: l.ReadOnly(), Masked: l.Masked(), Created: l.Created(), Serial: id.Serial, NAA: id.NAAString()}
+		ReadOnly: l.ReadOnly(), Masked: l.Masked(), Thin: l.Thin(), Created: l.Created(), Serial: id.Serial, NAA: id.NAAString()}
 	if p := l.Parent(); p != nil {
 		info.Parent = p.Name()
 	}
@@ -74,12 +75,21 @@ func (d *Daemon) createLUN(req LUNConfig) (LUNInfo, error) {
 	if err := checkLUN(req); err != nil {
 		return LUNInfo{}, badRequest("%v", err)
 	}
-	l, err := d.array.Create(req.Name, lun.Options{Size: int64(req.Size), BlockSize: req.BlockSize, ReadOnly: req.ReadOnly})
+	l, err := d.array.Create(req.Name, lun.Options{Size: int64(req.Size), BlockSize: req.BlockSize, ReadOnly: req.ReadOnly, Thin: req.Thin})
 	if err != nil {
-		return LUNInfo{}, fmt.Errorf("LUN %s: %w", req.Name, err)
+		return LUNInfo{}, fmt.Errorf("LUN %s: %w%s", req.Name, err, thinHint(err, `(lun create --thin; "thin": true in the API)`))
 	}
-	d.log.Info("LUN created", "lun", req.Name, "size", req.Size.String())
+	d.log.Info("LUN created", "lun", req.Name, "size", req.Size.String(), "thin", l.Thin())
 	return d.lunInfo(l), nil
+}
+
+// thinHint returns how to ask for a thin LUN, in the words of the place
+// where LUNs are described, when err is a thick LUN that does not fit.
+func thinHint(err error, how string) string {
+	if errors.Is(err, lun.ErrCapacity) {
+		return " " + how
+	}
+	return ""
 }
 
 // deleteLUN deletes a LUN; its I/O in flight fails with EIO.

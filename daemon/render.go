@@ -63,6 +63,9 @@ func (ls LUNList) WriteText(w io.Writer) error {
 		if l.Masked {
 			flags = append(flags, "masked")
 		}
+		if l.Thin {
+			flags = append(flags, "thin")
+		}
 		if len(l.Faults) > 0 {
 			flags = append(flags, "faults")
 		}
@@ -76,11 +79,20 @@ func (ls LUNList) WriteText(w io.Writer) error {
 	return table(w, rows)
 }
 
+// provisioningOf names a LUN's provisioning for lun show.
+func provisioningOf(thin bool) string {
+	if thin {
+		return "thin (may overcommit the array)"
+	}
+	return "thick (its size counts against the array's capacity)"
+}
+
 // WriteText implements Texter.
 func (l LUNInfo) WriteText(w io.Writer) error {
 	rows := [][]string{
 		{"LUN", l.Name}, {"kind", l.Kind}, {"size", fmt.Sprintf("%s (%d bytes), %d-byte blocks", l.Size, int64(l.Size), l.BlockSize)},
-		{"read-only", fmt.Sprint(l.ReadOnly)}, {"masked", fmt.Sprint(l.Masked)}, {"serial", l.Serial}, {"NAA", l.NAA},
+		{"read-only", fmt.Sprint(l.ReadOnly)}, {"masked", fmt.Sprint(l.Masked)}, {"provisioning", provisioningOf(l.Thin)},
+		{"serial", l.Serial}, {"NAA", l.NAA},
 	}
 	if l.Parent != "" {
 		rows = append(rows, []string{"parent", l.Parent})
@@ -284,6 +296,22 @@ func (r EventRecord) WriteText(w io.Writer) error {
 	return err
 }
 
+// provisioning says what the LUNs provision against the capacity:
+// "3.0 GiB of 8.0 GiB (1.0 GiB thick, 2.0 GiB thin)", and by how much it is
+// overcommitted when it is.
+func (s StoreInfo) provisioning() string {
+	ib := func(n int64) string { return humanize.IBytes(uint64(max(n, 0))) }
+	total := s.ThickBytes + s.ThinBytes
+	if s.CapacityBytes == 0 {
+		return fmt.Sprintf("%s (%s thick, %s thin), no capacity limit", ib(total), ib(s.ThickBytes), ib(s.ThinBytes))
+	}
+	out := fmt.Sprintf("%s of %s capacity (%s thick, %s thin)", ib(total), ib(s.CapacityBytes), ib(s.ThickBytes), ib(s.ThinBytes))
+	if s.Overcommit > 1 {
+		out += fmt.Sprintf(", overcommitted %.2fx", s.Overcommit)
+	}
+	return out
+}
+
 // WriteText implements Texter.
 func (s Status) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "shadowbench %s, up %s\n", s.Version, time.Duration(s.Uptime).Round(time.Second))
@@ -292,6 +320,7 @@ func (s Status) WriteText(w io.Writer) error {
 		{"NBD", orDash(strings.Join(s.NBD, " "))},
 		{"LUNs", fmt.Sprintf("%d (%d original, %d snapshot, %d clone)", s.LUNs.Total, s.LUNs.Originals, s.LUNs.Snapshots, s.LUNs.Clones)},
 		{"store", fmt.Sprintf("%s data, %s metadata", humanize.IBytes(uint64(s.Store.DataBytes)), humanize.IBytes(uint64(s.Store.MetaBytes)))},
+		{"provisioned", s.Store.provisioning()},
 	}
 	var vols []string
 	for name, luns := range s.Volumes {

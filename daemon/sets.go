@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shadowbench/shadowbench/coordinator"
+	"github.com/shadowbench/shadowbench/provider"
 	"github.com/shadowbench/shadowbench/vss"
 )
 
@@ -111,7 +112,7 @@ func (d *Daemon) createSet(ctx context.Context, req CreateSetRequest) (*SetRepor
 	d.mu.Unlock()
 
 	t0 := time.Now()
-	err = d.doSet(ctx, bc, req.Targets, provID, writers)
+	err = d.doSet(ctx, bc, req.Targets, provID, snapCtx)
 	d.mu.Lock()
 	rec.duration = time.Since(t0)
 	d.mu.Unlock()
@@ -184,10 +185,15 @@ func (d *Daemon) startSet(ctx context.Context, bc *coordinator.BackupComponents,
 
 // doSet is A.5 to A.9 of a started set. If ctx ends while the set is being
 // created, the set is cancelled (it stops before the commit if it can).
-func (d *Daemon) doSet(ctx context.Context, bc *coordinator.BackupComponents, targets []string, provID vss.ID, writers bool) error {
+func (d *Daemon) doSet(ctx context.Context, bc *coordinator.BackupComponents, targets []string, provID vss.ID, snapCtx vss.SnapshotContext) error {
+	writers := snapCtx.HasWriters()
 	for _, t := range targets {
 		if _, err := bc.AddToSnapshotSet(ctx, t, provID); err != nil {
-			return fmt.Errorf("AddToSnapshotSet(%s): %w", t, err)
+			err = fmt.Errorf("AddToSnapshotSet(%s): %w", t, err)
+			if errors.Is(err, vss.VSS_E_VOLUME_NOT_SUPPORTED) || errors.Is(err, vss.VSS_E_VOLUME_NOT_SUPPORTED_BY_PROVIDER) {
+				err = d.shortage(err, t, provID, snapCtx)
+			}
+			return err
 		}
 	}
 	if writers {
@@ -217,6 +223,34 @@ func (d *Daemon) doSet(ctx context.Context, bc *coordinator.BackupComponents, ta
 		}
 	}
 	return nil
+}
+
+// shortage explains an AddToSnapshotSet that no provider took: when one
+// of the daemon's array providers (provID's, or any with GUID_NULL)
+// refused target's LUNs for lack of capacity, the answer is
+// VSS_E_INSUFFICIENT_STORAGE, with the provider's figures, rather than
+// the VSS_E_VOLUME_NOT_SUPPORTED the VSS service gives a requester. The
+// service is right to (a provider answers FALSE under a shortage so that
+// another may take the volume: vss-spec.md F.2, and the set's report
+// keeps its answer), but to the daemon's user a full array is not an
+// unsupported volume. Answering TRUE in the provider and failing
+// EndPrepareSnapshots instead was rejected: no other provider would be
+// tried. Remote providers cannot be asked, and keep the service's answer.
+func (d *Daemon) shortage(err error, target string, provID vss.ID, snapCtx vss.SnapshotContext) error {
+	luns, ok := d.svc.Volumes()[target]
+	if !ok {
+		luns = []string{target}
+	}
+	for _, p := range d.provs {
+		if !provID.IsNull() && p.reg.ID != provID {
+			continue
+		}
+		if why := p.prov.Refusal(snapCtx, luns); errors.Is(why, provider.ErrNoCapacity) {
+			return &codedError{msg: fmt.Sprintf("%v: provider %s has no room for the snapshot: %v", err, p.reg.Name, why),
+				errs: []error{vss.VSS_E_INSUFFICIENT_STORAGE, why}}
+		}
+	}
+	return err
 }
 
 func writerStatusReport(s coordinator.WriterStatus) WriterStatusReport {

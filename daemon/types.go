@@ -38,11 +38,22 @@ type LUNCounts struct {
 	Clones    int `json:"clones"`
 }
 
-// StoreInfo is the array's accounting.
+// StoreInfo is the array's accounting: the data it holds, and what its
+// LUNs provision (the sum of their sizes; snapshot LUNs not counted)
+// against its capacity.
 type StoreInfo struct {
 	DataBytes     int64 `json:"data_bytes"`
 	MetaBytes     int64 `json:"meta_bytes"`
 	CapacityBytes int64 `json:"capacity_bytes"`
+	// ThickBytes is the sum of the thick LUNs' sizes, which a LUN's
+	// creation keeps within the capacity; ThinBytes that of thin LUNs and
+	// clones.
+	ThickBytes int64 `json:"thick_bytes"`
+	ThinBytes  int64 `json:"thin_bytes"`
+	// Overcommit is the provisioned bytes (thick and thin) per byte of
+	// capacity: past 1 the LUNs may write more than the array holds. 0
+	// without a capacity.
+	Overcommit float64 `json:"overcommit"`
 }
 
 // ProviderInfo describes a registered provider.
@@ -61,16 +72,19 @@ type ProviderInfo struct {
 
 // LUNInfo describes a LUN of the array.
 type LUNInfo struct {
-	Name      string    `json:"name"`
-	Kind      string    `json:"kind"` // original, snapshot, clone
-	Size      Size      `json:"size"`
-	BlockSize int       `json:"block_size"`
-	ReadOnly  bool      `json:"read_only"`
-	Masked    bool      `json:"masked"`
-	Parent    string    `json:"parent,omitempty"`
-	Created   time.Time `json:"created"`
-	Serial    string    `json:"serial"`
-	NAA       string    `json:"naa"`
+	Name      string `json:"name"`
+	Kind      string `json:"kind"` // original, snapshot, clone
+	Size      Size   `json:"size"`
+	BlockSize int    `json:"block_size"`
+	ReadOnly  bool   `json:"read_only"`
+	Masked    bool   `json:"masked"`
+	// Thin is set for a LUN that may overcommit the array's capacity: one
+	// created thin, and every snapshot LUN and clone.
+	Thin    bool      `json:"thin"`
+	Parent  string    `json:"parent,omitempty"`
+	Created time.Time `json:"created"`
+	Serial  string    `json:"serial"`
+	NAA     string    `json:"naa"`
 	// Exports are the NBD URLs of the LUN; none while it is masked.
 	Exports []string      `json:"exports,omitempty"`
 	Faults  []FaultRule   `json:"faults,omitempty"`

@@ -22,8 +22,10 @@ const DefaultMaxSnapshots = 512
 // Config configures an Array.
 type Config struct {
 	// Capacity is the most data, in bytes, the array's LUNs, snapshots and
-	// clones hold together; 0 for no limit. LUNs are thin: their sizes
-	// may add up to more.
+	// clones hold together; 0 for no limit. It also bounds what thick LUNs
+	// provision: Create refuses a thick LUN whose size would bring the sum
+	// of the thick LUNs' sizes past it (*CapacityError). Thin LUNs,
+	// snapshot LUNs and clones may overcommit it.
 	Capacity int64
 	// Grain is the copy-on-write grain; 0 for cow.DefaultGrain.
 	Grain int
@@ -40,6 +42,16 @@ type Options struct {
 	BlockSize int // 512 or 4096; 0 for 512
 	ReadOnly  bool
 	Masked    bool
+	// Thin lets the LUN overcommit the array: its size is not set against
+	// the capacity, and a write fails with cow.ErrNoSpace when the store
+	// is full. A thick LUN (the default) is created only when its size
+	// fits beside the other thick LUNs' (Config.Capacity). That is
+	// admission, not a reservation: the store sets no blocks aside, so
+	// once thin LUNs or the copies kept for snapshots fill it, a thick
+	// LUN's write fails with cow.ErrNoSpace too. Reserving a thick LUN's
+	// blocks in the store at creation was rejected for now: a write would
+	// then have to tell its own reserve from the shared one.
+	Thin bool
 	// Identity overrides the generated one; its NAA must be unique.
 	Identity *Identity
 }
@@ -106,18 +118,66 @@ func (a *Array) newLUN(name string, kind Kind, id Identity, size int64, bs int) 
 	return &LUN{name: name, kind: kind, id: id, size: size, blockSize: bs, array: a, gate: newGate(), created: time.Now()}
 }
 
-// insert adds l under its name unless the name is taken.
+// insert adds l under its name unless the name is taken or, for a thick
+// LUN, its size does not fit beside the thick LUNs' (Config.Capacity).
+// Both are checked under one lock, so two creations cannot both take the
+// last of the capacity.
 func (a *Array) insert(l *LUN) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if _, ok := a.mu.luns[l.name]; ok {
 		return fmt.Errorf("%w: %s", ErrExists, l.name)
 	}
+	if c := a.cfg.Capacity; c > 0 && !l.Thin() {
+		if thick := a.provisionedLocked().ThickBytes; l.size > c-thick {
+			return &CapacityError{LUN: l.name, Size: l.size, Capacity: c, Provisioned: thick}
+		}
+	}
 	a.mu.luns[l.name] = l
 	return nil
 }
 
-// Create adds an empty LUN.
+// Provisioning is what the array's LUNs provision against its capacity:
+// the sum of their sizes, thick and thin. Snapshot LUNs are not counted:
+// they write nothing, and hold only the blocks their source has
+// overwritten since, which the store's data accounts for.
+type Provisioning struct {
+	// ThickBytes is the sum of the thick LUNs' sizes; Create keeps it
+	// within the capacity.
+	ThickBytes int64
+	// ThinBytes is the sum of the sizes of thin LUNs and clones.
+	ThinBytes int64
+}
+
+// Provisioned returns what the array's LUNs provision, LUNs being created
+// included.
+func (a *Array) Provisioned() Provisioning {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.provisionedLocked()
+}
+
+// provisionedLocked sums the sizes with a.mu held. It walks every LUN
+// rather than keeping running sums, which every insert, removal and
+// rebuild would have to keep right: creations are rare and the walk is
+// a few microseconds for thousands of LUNs.
+func (a *Array) provisionedLocked() Provisioning {
+	var p Provisioning
+	for _, l := range a.mu.luns {
+		switch {
+		case l.kind == Snapshot:
+		case l.Thin():
+			p.ThinBytes += l.size
+		default:
+			p.ThickBytes += l.size
+		}
+	}
+	return p
+}
+
+// Create adds an empty LUN. A thick one (opts.Thin false) whose size does
+// not fit beside the other thick LUNs' in the capacity is refused with a
+// *CapacityError (ErrCapacity).
 func (a *Array) Create(name string, opts Options) (*LUN, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
@@ -134,6 +194,7 @@ func (a *Array) Create(name string, opts Options) (*LUN, error) {
 		id = *opts.Identity
 	}
 	l := a.newLUN(name, Original, id, opts.Size, bs)
+	l.thin = opts.Thin
 	l.readOnly.Store(opts.ReadOnly)
 	l.masked.Store(opts.Masked)
 	// Reserve the name first, pending (no data), so that the record is

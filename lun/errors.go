@@ -2,6 +2,9 @@ package lun
 
 import (
 	"errors"
+	"fmt"
+
+	"github.com/dustin/go-humanize"
 
 	"github.com/shadowbench/shadowbench/vss"
 )
@@ -18,9 +21,9 @@ var (
 	// ErrBadGeometry is returned for a block size other than 512 or 4096, or
 	// a size that is not a positive multiple of the block size.
 	ErrBadGeometry = errors.New("lun: size must be a positive multiple of a 512 or 4096 byte block size")
-	// ErrCapacity is returned when the array's capacity cannot hold a new
-	// LUN's size (the array is thin, so only sizes are checked here;
-	// writes past the store's capacity fail with cow.ErrNoSpace).
+	// ErrCapacity is returned, inside a *CapacityError, when a thick LUN's
+	// size does not fit in the array's capacity beside the other thick
+	// LUNs'. Writes past the store's capacity fail with cow.ErrNoSpace.
 	ErrCapacity = errors.New("lun: array capacity exceeded")
 	// ErrMaxSnapshots is the HRESULT VSS_E_MAXIMUM_NUMBER_OF_SNAPSHOTS_REACHED,
 	// returned when a LUN already has its maximum number of snapshots.
@@ -50,3 +53,26 @@ var (
 	// aborted.
 	ErrGroupDone = errors.New("lun: snapshot group already committed or aborted")
 )
+
+// CapacityError is a thick LUN refused because its size does not fit in
+// the array's capacity beside the sizes of the thick LUNs already there.
+// It unwraps to ErrCapacity.
+type CapacityError struct {
+	LUN         string
+	Size        int64 // the LUN's size
+	Capacity    int64 // the array's capacity
+	Provisioned int64 // the sum of the thick LUNs' sizes already there
+}
+
+// Error names the LUN and the figures, in binary units.
+func (e *CapacityError) Error() string {
+	free := max(e.Capacity-e.Provisioned, 0)
+	return fmt.Sprintf("%v: thick LUN %s of %s does not fit: capacity %s, %s provisioned by thick LUNs, %s free; a thin LUN may overcommit",
+		ErrCapacity, e.LUN, iBytes(e.Size), iBytes(e.Capacity), iBytes(e.Provisioned), iBytes(free))
+}
+
+// Unwrap returns ErrCapacity.
+func (e *CapacityError) Unwrap() error { return ErrCapacity }
+
+// iBytes formats n bytes in binary units, as storage tools read them.
+func iBytes(n int64) string { return humanize.IBytes(uint64(max(n, 0))) }

@@ -56,8 +56,10 @@ type LUN struct {
 	id        Identity
 	size      int64
 	blockSize int
-	created   time.Time
-	array     *Array
+	// thin is set for an Original created thin (Options.Thin).
+	thin    bool
+	created time.Time
+	array   *Array
 	// parent is the source of a snapshot LUN, or the snapshot LUN a clone
 	// was made from; nil for an Original.
 	parent *LUN
@@ -138,6 +140,11 @@ func (l *LUN) Description() string { return l.id.String() }
 
 // Size returns the size in bytes.
 func (l *LUN) Size() int64 { return l.size }
+
+// Thin reports whether the LUN may overcommit the array's capacity: an
+// Original created thin, and every snapshot LUN and clone, which consume
+// data only as they diverge from what they share.
+func (l *LUN) Thin() bool { return l.thin || l.kind != Original }
 
 // BlockSize returns the logical block size, 512 or 4096. I/O need not be
 // aligned to it; it is the preferred unit.

@@ -245,9 +245,68 @@ func TestReclaimThroughArray(t *testing.T) {
 func TestCapacity(t *testing.T) {
 	ctx := context.Background()
 	a := newArray(t, Config{Capacity: mib})
-	l := newLUN(t, a, "big", 64*mib) // thin: bigger than the array
+	l, err := a.Create("big", Options{Size: 64 * mib, Thin: true}) // bigger than the array
+	require.NoError(t, err)
 	require.NoError(t, l.WriteAt(ctx, make([]byte, mib), 0, false))
 	require.ErrorIs(t, l.WriteAt(ctx, make([]byte, 4096), 2*mib, false), cow.ErrNoSpace)
+}
+
+// TestThickCapacity checks that thick LUNs' sizes add up within the
+// capacity, while thin LUNs, snapshot LUNs and clones overcommit it.
+func TestThickCapacity(t *testing.T) {
+	a := newArray(t, Config{Capacity: 8 * mib})
+	newLUN(t, a, "a", 5*mib)
+	_, err := a.Create("big", Options{Size: 9 * mib})
+	var ce *CapacityError
+	require.ErrorAs(t, err, &ce, "larger than the capacity")
+	require.ErrorIs(t, err, ErrCapacity)
+	require.Equal(t, CapacityError{LUN: "big", Size: 9 * mib, Capacity: 8 * mib, Provisioned: 5 * mib}, *ce)
+	_, err = a.Create("b", Options{Size: 4 * mib})
+	require.EqualError(t, err, "lun: array capacity exceeded: thick LUN b of 4.0 MiB does not fit: capacity 8.0 MiB, 5.0 MiB provisioned by thick LUNs, 3.0 MiB free; a thin LUN may overcommit")
+	_, err = a.Get("b")
+	require.ErrorIs(t, err, ErrNotFound, "a refused LUN leaves nothing")
+	b := newLUN(t, a, "b", 3*mib) // exactly what is left
+	require.False(t, b.Thin())
+
+	thin, err := a.Create("thin", Options{Size: 64 * mib, Thin: true})
+	require.NoError(t, err)
+	require.True(t, thin.Thin())
+	snap, err := a.Snapshot("b", "b.s")
+	require.NoError(t, err)
+	clone, err := a.Clone("b.s", "b.c")
+	require.NoError(t, err)
+	require.True(t, snap.Thin())
+	require.True(t, clone.Thin())
+	require.Equal(t, Provisioning{ThickBytes: 8 * mib, ThinBytes: 64*mib + 3*mib}, a.Provisioned(), "snapshot LUNs are not counted")
+
+	// Deleting a thick LUN gives its size back.
+	require.NoError(t, a.Delete("a"))
+	newLUN(t, a, "c", 5*mib)
+
+	// Without a capacity, nothing is refused.
+	unlimited := newArray(t, Config{})
+	newLUN(t, unlimited, "huge", 1<<50)
+}
+
+// TestThickCapacityRace checks that concurrent creations cannot provision
+// more than the capacity between them.
+func TestThickCapacityRace(t *testing.T) {
+	a := newArray(t, Config{Capacity: 8 * mib})
+	var wg sync.WaitGroup
+	var made atomic.Int32
+	for i := range 16 {
+		wg.Go(func() {
+			_, err := a.Create(fmt.Sprintf("l%d", i), Options{Size: 2 * mib})
+			if err == nil {
+				made.Add(1)
+			} else if !errors.Is(err, ErrCapacity) {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	require.EqualValues(t, 4, made.Load())
+	require.EqualValues(t, 8*mib, a.Provisioned().ThickBytes)
 }
 
 // TestGateHoldDrainsAndQueues checks L1 and L2: Hold waits for in-flight

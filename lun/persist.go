@@ -24,8 +24,16 @@ const lunsBucket = "luns"
 // record is a LUN as the catalogue keeps it. Parent names the parent LUN
 // by its NAA designator, which no other LUN ever has (a name may be
 // reused once the parent is deleted).
+//
+// Thick is written for a thick Original only, so that a record without
+// it is thin: the LUNs of a directory written before LUNs could be thick
+// were all thin (the array set no size against its capacity), and reading
+// them as thick would make an array whose sizes add up past its capacity
+// refuse every new thick LUN and report thick LUNs it never promised.
+// A field "thin" that old records lack would have read them as thick.
 type record struct {
 	Kind      string    `json:"kind"`
+	Thick     bool      `json:"thick,omitempty"`
 	Tree      uint64    `json:"tree"`
 	Size      int64     `json:"size"`
 	BlockSize int       `json:"block_size"`
@@ -136,6 +144,7 @@ func (a *Array) fromRecord(name string, r record) (*LUN, error) {
 		return nil, fmt.Errorf("tree %d is missing", r.Tree)
 	}
 	l := a.newLUN(name, kind, id, r.Size, r.BlockSize)
+	l.thin = !r.Thick
 	l.created = r.Created
 	l.tree = t
 	if t.Live() {
@@ -227,7 +236,7 @@ func (a *Array) Records(bucket string) (map[string][]byte, error) {
 // record returns l's catalogue record naming tree, with its current flags.
 func (l *LUN) record(tree uint64) durable.Edit {
 	r := record{
-		Kind: l.kind.String(), Tree: tree, Size: l.size, BlockSize: l.blockSize,
+		Kind: l.kind.String(), Thick: !l.Thin(), Tree: tree, Size: l.size, BlockSize: l.blockSize,
 		ReadOnly: l.readOnly.Load(), Masked: l.masked.Load(), Created: l.created.UTC(),
 		Vendor: l.id.Vendor, Product: l.id.Product, Revision: l.id.Revision, Serial: l.id.Serial,
 		NAA: hex.EncodeToString(l.id.NAA[:]),

@@ -3,6 +3,7 @@ package lun
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
@@ -225,4 +226,53 @@ func TestFlushAll(t *testing.T) {
 	l, err := m.Create("m", Options{Size: 1 << 20})
 	require.NoError(t, err)
 	require.NoError(t, FlushAll(ctx, []*LUN{l}))
+}
+
+// TestDurableThick checks that a LUN's provisioning survives a restart,
+// that the thick LUNs' sizes are set against the capacity again after it,
+// and that a record written before LUNs could be thick reads as thin.
+func TestDurableThick(t *testing.T) {
+	dir := t.TempDir()
+	a := openArray(t, dir)
+	_, err := a.Create("thick", Options{Size: 200 * mib})
+	require.NoError(t, err)
+	_, err = a.Create("thin", Options{Size: 1 << 30, Thin: true})
+	require.NoError(t, err)
+	_, err = a.Create("over", Options{Size: 1 << 30})
+	require.ErrorIs(t, err, ErrCapacity)
+	crash(t, a)
+
+	a = openArray(t, dir)
+	thick, err := a.Get("thick")
+	require.NoError(t, err)
+	thin, err := a.Get("thin")
+	require.NoError(t, err)
+	require.False(t, thick.Thin())
+	require.True(t, thin.Thin())
+	require.Equal(t, Provisioning{ThickBytes: 200 * mib, ThinBytes: 1 << 30}, a.Provisioned())
+	var ce *CapacityError
+	_, err = a.Create("more", Options{Size: 100 * mib})
+	require.ErrorAs(t, err, &ce)
+	require.Equal(t, CapacityError{LUN: "more", Size: 100 * mib, Capacity: durableCap, Provisioned: 200 * mib}, *ce)
+
+	// The record of "thick" as an older version wrote it: no "thick".
+	recs, err := a.db.Records(lunsBucket)
+	require.NoError(t, err)
+	var r map[string]any
+	require.NoError(t, json.Unmarshal(recs["thick"], &r))
+	require.Equal(t, true, r["thick"])
+	delete(r, "thick")
+	old, err := json.Marshal(r)
+	require.NoError(t, err)
+	require.NoError(t, a.db.Put(durable.Edit{Bucket: lunsBucket, Key: "thick", Value: old}))
+	crash(t, a)
+
+	a = openArray(t, dir)
+	defer a.Close()
+	thick, err = a.Get("thick")
+	require.NoError(t, err)
+	require.True(t, thick.Thin(), "a record without the field is thin, as every LUN was before")
+	require.Equal(t, Provisioning{ThinBytes: 200*mib + 1<<30}, a.Provisioned())
+	_, err = a.Create("more", Options{Size: 100 * mib})
+	require.NoError(t, err)
 }

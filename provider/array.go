@@ -8,9 +8,11 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/dustin/go-humanize"
 
 	"github.com/shadowbench/shadowbench/cow"
 	"github.com/shadowbench/shadowbench/lun"
@@ -491,7 +493,10 @@ func codeOf(err error) vss.HRESULT {
 	switch {
 	case errors.As(err, &hr):
 		return vss.FromError(err)
-	case errors.Is(err, ErrNoCapacity), errors.Is(err, lun.ErrCapacity), errors.Is(err, cow.ErrNoSpace):
+	case errors.Is(err, ErrNoCapacity), errors.Is(err, lun.ErrCapacity), errors.Is(err, cow.ErrNoSpace),
+		errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		// A durable commit the file system cannot hold (its catalogue or
+		// data file) is a full array too.
 		return vss.VSS_E_INSUFFICIENT_STORAGE
 	case errors.Is(err, lun.ErrNotFound), errors.Is(err, lun.ErrDeleted):
 		return vss.VSS_E_OBJECT_NOT_FOUND
@@ -519,17 +524,30 @@ func (p *ArrayProvider) capacity() int64 {
 	return min(c, a)
 }
 
-// roomFor reports whether the array has free capacity for n more snapshots
-// beyond reserved ones already promised.
-func (p *ArrayProvider) roomFor(n, promised int) bool {
+// room reports whether the array has free capacity for n more snapshots
+// beyond reserved ones already promised: nil, or an error wrapping
+// ErrNoCapacity that gives the figures.
+func (p *ArrayProvider) room(n, promised int) error {
 	c := p.capacity()
 	if c == 0 {
-		return true
+		return nil
 	}
 	reserve := p.profile.Capabilities.SnapshotReserve
-	free := c - p.array.StoreStats().ReservedBytes - reserve*int64(promised)
-	return free >= max(reserve*int64(n), 1)
+	used := p.array.StoreStats().ReservedBytes
+	free := c - used - reserve*int64(promised)
+	need := max(reserve*int64(n), 1)
+	if free >= need {
+		return nil
+	}
+	if reserve == 0 {
+		return fmt.Errorf("%w: %s of %s in use, none free", ErrNoCapacity, iBytes(used), iBytes(c))
+	}
+	return fmt.Errorf("%w: %d snapshots need %s free (snapshot-reserve %s each), %s is (%s of %s in use, %d snapshots promised)",
+		ErrNoCapacity, n, iBytes(need), iBytes(reserve), iBytes(max(free, 0)), iBytes(used), iBytes(c), promised)
 }
+
+// iBytes formats n bytes in binary units.
+func iBytes(n int64) string { return humanize.IBytes(uint64(max(n, 0))) }
 
 // snapshotLimit returns the per-LUN snapshot limit in force: the profile's
 // when it is lower than the array's, else the array's. enforced reports
@@ -611,16 +629,44 @@ func (p *ArrayProvider) AreLunsSupported(ctx context.Context, snapCtx vss.Snapsh
 	if err := p.injectAround(ctx, p.base, m, vss.GUID_NULL); err != nil {
 		return false, p.finish(m, vss.GUID_NULL, err)
 	}
+	return p.refusal(snapCtx, devices, luns) == nil, p.finish(m, vss.GUID_NULL, nil)
+}
+
+// Refusal says why AreLunsSupported answers FALSE for devices of the
+// provider's own array, described as the array describes them: nil when
+// it answers TRUE; else an error wrapping ErrUnsupportedContext,
+// ErrUnknownDevice, ErrNotOwned or ErrNoCapacity (with the figures). VSS
+// hears only FALSE, and a requester whose volume no provider took only
+// VSS_E_VOLUME_NOT_SUPPORTED (vss-spec.md F.2); Refusal lets a requester
+// that has the provider at hand, as the daemon does, tell a full array
+// from a volume the array cannot snapshot. The answer is the check's at
+// the time of the call, which may differ from the earlier answer's.
+func (p *ArrayProvider) Refusal(snapCtx vss.SnapshotContext, devices []string) error {
+	infos := make([]LunInfo, len(devices))
+	for i, dev := range devices {
+		if l, err := p.array.Get(dev); err == nil {
+			infos[i] = LunInfoOf(l)
+		}
+	}
+	return p.refusal(snapCtx, devices, infos)
+}
+
+// refusal is AreLunsSupported's check of valid arguments: nil to support
+// them, else why not.
+func (p *ArrayProvider) refusal(snapCtx vss.SnapshotContext, devices []string, luns []LunInfo) error {
 	if !p.profile.Capabilities.supports(snapCtx) {
-		return false, p.finish(m, vss.GUID_NULL, nil)
+		return fmt.Errorf("%w: %v", ErrUnsupportedContext, snapCtx)
 	}
 	for i, dev := range devices {
 		l, err := p.array.Get(dev)
-		if err != nil || !owns(l, luns[i]) {
-			return false, p.finish(m, vss.GUID_NULL, nil)
+		if err != nil {
+			return fmt.Errorf("%w: %q", ErrUnknownDevice, dev)
+		}
+		if !owns(l, luns[i]) {
+			return fmt.Errorf("%w: %q", ErrNotOwned, dev)
 		}
 	}
-	return p.roomFor(len(devices), 0), p.finish(m, vss.GUID_NULL, nil)
+	return p.room(len(devices), 0)
 }
 
 // BeginPrepareSnapshot adds volume snap (its LUNs) to set and starts
@@ -799,8 +845,8 @@ func (p *ArrayProvider) prepareMember(s *snapshotSet, mb *member) error {
 	if limit, enforced := p.snapshotLimit(); !enforced && p.atSnapshotLimit(mb.source, limit) {
 		return fmt.Errorf("%s: %w", mb.source.Name(), lun.ErrMaxSnapshots)
 	}
-	if !p.roomFor(1, s.prepared) {
-		return fmt.Errorf("%s: %w", mb.source.Name(), ErrNoCapacity)
+	if err := p.room(1, s.prepared); err != nil {
+		return fmt.Errorf("%s: %w", mb.source.Name(), err)
 	}
 	ps, err := s.group.Prepare(mb.source.Name(), mb.name)
 	if err != nil {

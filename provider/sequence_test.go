@@ -396,3 +396,46 @@ func TestConcurrentCalls(t *testing.T) {
 	}
 	require.Empty(t, b.snapshotLUNs())
 }
+
+// TestRefusal checks that Refusal says why AreLunsSupported answers FALSE,
+// and answers nil exactly when it answers TRUE.
+func TestRefusal(t *testing.T) {
+	ctx := context.Background()
+	prof := provider.DefaultProfile()
+	prof.Capabilities.Capacity = 3 * mib
+	prof.Capabilities.SnapshotReserve = mib
+	b := newBench(t, lun.Config{}, prof, 2)
+	for _, c := range []struct {
+		name    string
+		snapCtx vss.SnapshotContext
+		devices []string
+		want    error
+		msg     string
+	}{
+		{"fits", vss.VSS_CTX_BACKUP, b.devices, nil, ""},
+		{"unknown device", vss.VSS_CTX_BACKUP, []string{"lun0", "nope"}, provider.ErrUnknownDevice, `"nope"`},
+		{"context", vss.VSS_CTX_ALL, b.devices, provider.ErrUnsupportedContext, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := b.p.Refusal(c.snapCtx, c.devices)
+			require.ErrorIs(t, err, c.want)
+			if c.msg != "" {
+				require.ErrorContains(t, err, c.msg)
+			}
+		})
+	}
+	for _, l := range b.luns { // 1 MiB each: 1 MiB left, room for one snapshot, not two
+		require.NoError(t, l.WriteAt(ctx, make([]byte, mib), 0, false))
+	}
+	err := b.p.Refusal(vss.VSS_CTX_BACKUP, b.devices)
+	require.ErrorIs(t, err, provider.ErrNoCapacity)
+	require.EqualError(t, err, "provider: array capacity exhausted: 2 snapshots need 2.0 MiB free (snapshot-reserve 1.0 MiB each), "+
+		"1.0 MiB is (2.0 MiB of 3.0 MiB in use, 0 snapshots promised)")
+	ok, err := b.p.AreLunsSupported(ctx, vss.VSS_CTX_BACKUP, b.devices, b.infos)
+	require.NoError(t, err)
+	require.False(t, ok)
+	require.NoError(t, b.p.Refusal(vss.VSS_CTX_BACKUP, b.devices[:1]))
+	ok, err = b.p.AreLunsSupported(ctx, vss.VSS_CTX_BACKUP, b.devices[:1], b.infos[:1])
+	require.NoError(t, err)
+	require.True(t, ok)
+}

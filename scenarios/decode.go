@@ -518,6 +518,7 @@ func (d *decoder) lun(a *arraySpec, n *yaml.Node, path string) error {
 			"size":       func(v *yaml.Node, p string) error { return d.size(v, p, &l.opts.Size) },
 			"block-size": func(v *yaml.Node, p string) error { return d.blockSize(v, p, &l.opts.BlockSize) },
 			"read-only":  func(v *yaml.Node, p string) error { return d.boolean(v, p, &l.opts.ReadOnly) },
+			"thin":       func(v *yaml.Node, p string) error { return d.boolean(v, p, &l.opts.Thin) },
 			"identity":   func(v *yaml.Node, p string) error { idNode = v; return nil },
 			"count":      func(v *yaml.Node, p string) error { return nil },
 			"faults": func(v *yaml.Node, p string) error {

@@ -32,9 +32,9 @@
 //	  {hold-window, freeze-window, prepare-window, event-window, provider-timeout}: DURATION
 //	array:                        # required
 //	  max-snapshots: N            # per LUN, the array's own limit
-//	  capacity: SIZE
+//	  capacity: SIZE              # thick LUNs' sizes add up within it
 //	  luns:                       # required
-//	    - {name: lun0, size: 64MiB, block-size: 512, read-only: false,
+//	    - {name: lun0, size: 64MiB, block-size: 512, read-only: false, thin: false,
 //	       identity: {vendor, product, revision, serial, naa: 32 hex digits}}
 //	    - {name: "v{i}", size: 1MiB, count: 65}    # v1 ... v65
 //	    - {name: slow, size: 1MiB, faults: [{op: flush, delay: 11s, error: EIO, nth: 3, probability: 0.1, seed: 1}]}

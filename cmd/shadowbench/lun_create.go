@@ -15,8 +15,17 @@ func newLUNCreateCmd(f *apiFlags) *cobra.Command {
 		Use:   "create NAME --size SIZE",
 		Short: "Create an empty LUN, exported over NBD at once",
 		Long: `Create an empty, sparse LUN of --size bytes (1GiB, 512MiB, 4096...) in
-the daemon's array. It is exported over NBD under its name at once.`,
-		Example: "  shadowbench lun create db --size 4GiB --block-size 4096",
+the daemon's array. It is exported over NBD under its name at once.
+
+A LUN is thick unless --thin: it is created only if the sizes of the
+array's thick LUNs, its own included, add up within the array's capacity
+(status shows it), as a classic array provisions; otherwise it is refused
+with the figures. Thick is admission, not a reservation: the array sets
+no blocks aside, so thin LUNs and snapshots can still fill it. A thin LUN
+may overcommit the capacity, as a thin pool's volumes do: its size is not
+counted, and its writes fail with ENOSPC once the array is full. Snapshot
+LUNs and clones are thin.`,
+		Example: "  shadowbench lun create db --size 4GiB --block-size 4096\n  shadowbench lun create scratch --size 1TiB --thin",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := daemon.ParseSize(size)
@@ -32,6 +41,7 @@ the daemon's array. It is exported over NBD under its name at once.`,
 	cmd.Flags().StringVar(&size, "size", "", "size of the LUN, such as 1GiB (required)")
 	cmd.Flags().IntVar(&req.BlockSize, "block-size", 512, "logical block size: 512 or 4096")
 	cmd.Flags().BoolVar(&req.ReadOnly, "read-only", false, "refuse writes")
+	cmd.Flags().BoolVar(&req.Thin, "thin", false, "let the LUN overcommit the array's capacity (default: thick, refused unless the thick LUNs' sizes fit)")
 	_ = cmd.MarkFlagRequired("size")
 	return cmd
 }

@@ -20,6 +20,20 @@ func TestLUNCreate(t *testing.T) {
 	cliJSON(t, &l, "lun", "create", "ro", "--size", "1MiB", "--read-only", "--api", api)
 	require.True(t, l.ReadOnly)
 	require.Equal(t, 512, l.BlockSize)
+	require.False(t, l.Thin)
+
+	// Larger than the array: refused thick, created thin.
+	_, _, err = cli(context.Background(), "lun", "create", "huge", "--size", "1EiB", "--api", api)
+	require.ErrorContains(t, err, "LUN huge: lun: array capacity exceeded: thick LUN huge of 1.0 EiB does not fit: capacity ")
+	require.ErrorContains(t, err, "a thin LUN may overcommit (lun create --thin")
+	cliJSON(t, &l, "lun", "create", "huge", "--size", "1EiB", "--thin", "--api", api)
+	require.True(t, l.Thin)
+	out, _, err = cli(context.Background(), "lun", "list", "huge", "--api", api)
+	require.NoError(t, err)
+	require.Contains(t, out, "thin (may overcommit the array)")
+	out, _, err = cli(context.Background(), "status", "--api", api)
+	require.NoError(t, err)
+	require.Regexp(t, `provisioned +1\.0 EiB of .* capacity \(133 MiB thick, 1\.0 EiB thin\), overcommitted `, out)
 
 	for _, tc := range []struct {
 		args []string

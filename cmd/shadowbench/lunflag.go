@@ -11,7 +11,7 @@ import (
 )
 
 // lunSpecs is the repeatable --lun flag; each value is
-// name=NAME,size=SIZE[,blocksize=512|4096][,readonly=BOOL].
+// name=NAME,size=SIZE[,blocksize=512|4096][,readonly=BOOL][,thin=BOOL].
 type lunSpecs []daemon.LUNConfig
 
 func (s *lunSpecs) Type() string { return "spec" }
@@ -39,7 +39,7 @@ func parseLUNSpec(v string) (daemon.LUNConfig, error) {
 	for _, kv := range strings.Split(v, ",") {
 		key, val, ok := strings.Cut(kv, "=")
 		if !ok || val == "" {
-			return spec, fmt.Errorf("%q is not key=value (want name=NAME,size=SIZE[,blocksize=512|4096][,readonly=true])", kv)
+			return spec, fmt.Errorf("%q is not key=value (want name=NAME,size=SIZE[,blocksize=512|4096][,readonly=true][,thin=true])", kv)
 		}
 		if seen[key] {
 			return spec, fmt.Errorf("%s given twice", key)
@@ -59,14 +59,18 @@ func parseLUNSpec(v string) (daemon.LUNConfig, error) {
 				return spec, fmt.Errorf("blocksize %q: want 512 or 4096", val)
 			}
 			spec.BlockSize, _ = strconv.Atoi(val)
-		case "readonly":
+		case "readonly", "thin":
 			b, err := strconv.ParseBool(val)
 			if err != nil {
-				return spec, fmt.Errorf("readonly %q: want true or false", val)
+				return spec, fmt.Errorf("%s %q: want true or false", key, val)
 			}
-			spec.ReadOnly = b
+			if key == "thin" {
+				spec.Thin = b
+			} else {
+				spec.ReadOnly = b
+			}
 		default:
-			return spec, fmt.Errorf("unknown key %q (want name, size, blocksize, readonly)", key)
+			return spec, fmt.Errorf("unknown key %q (want name, size, blocksize, readonly, thin)", key)
 		}
 	}
 	switch {

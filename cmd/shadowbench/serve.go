@@ -36,7 +36,8 @@ http://127.0.0.1:10810, whose bearer token is written to --api-token-file
 for the CLI to read.
 
 Without --data-dir the array is in memory (capacity: half the RAM) and
-nothing survives the process. With --data-dir DIR it is kept in DIR (a
+nothing survives the process. The sizes of the thick LUNs (all but those
+with thin=true, snapshots and clones) must add up within the capacity. With --data-dir DIR it is kept in DIR (a
 bbolt catalogue, meta.db, and a sparse data file, data): it behaves as a
 disk with a volatile write cache, and after a restart or a kill holds every
 write a completed FLUSH covered or that carried FUA, every committed
@@ -54,7 +55,7 @@ adds to its LUNs. lun, snapshot, writer and status are the API's clients.`,
 	fl.StringVar(&f.listen, "listen", daemon.DefaultNBDListen, "TCP address to serve NBD on; empty for none")
 	fl.StringVar(&f.socket, "socket", "", "unix socket to serve NBD on as well")
 	f.api.bind(fl)
-	fl.Var(&f.luns, "lun", "a LUN, name=NAME,size=SIZE[,blocksize=512|4096][,readonly=true]; repeatable (default: lun0 and lun1 of 1 GiB)")
+	fl.Var(&f.luns, "lun", "a LUN, name=NAME,size=SIZE[,blocksize=512|4096][,readonly=true][,thin=true]; repeatable (default: lun0 and lun1 of 1 GiB); thick unless thin, and thick LUNs' sizes must add up within the capacity")
 	fl.StringVar(&f.profile, "profile", "", "firmware profile `FILE` of the (first) array provider")
 	fl.StringVar(&f.defaultExport, "default-export", "", "export for clients that name none (default: the first LUN)")
 	fl.IntVar(&f.maxInFlight, "max-in-flight", nbd.DefaultMaxInFlight, "requests in flight per connection")
