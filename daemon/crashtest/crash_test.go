@@ -3,7 +3,8 @@
 // a model of what design.md's D1-D3 promise survived: every write a
 // completed FLUSH covered or that carried FUA, or a later one; nothing torn
 // within a block; nothing that was never written; the LUNs, snapshot LUNs
-// and identities as they were.
+// and identities as they were. Before each restart, shadowbench check must
+// find the directory the kill left consistent.
 //
 // It runs the real binary, built once per test run. go test ./daemon/crashtest
 // runs a few rounds; -crash.rounds (make crash) runs many.
@@ -309,6 +310,10 @@ func TestKillUnderLoad(t *testing.T) {
 		d.kill(t)
 		cancel()
 		<-done
+		// What the kill left is consistent: no block named twice, no
+		// record without its tree (shadowbench check, offline).
+		out, err := exec.Command(binPath, "check", dir).CombinedOutput()
+		require.NoError(t, err, "round %d: shadowbench check after the kill:\n%s", round, out)
 		// A set whose request was cut by the kill may or may not have
 		// committed: the snapshot LUNs are what counts.
 		t0 := time.Now()
