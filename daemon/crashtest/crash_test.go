@@ -165,8 +165,11 @@ func (d *daemon) luns(t *testing.T) []lunInfo {
 }
 
 // snapshot takes an APP_ROLLBACK set of c0 through the API.
-func (d *daemon) snapshot(t *testing.T) error {
-	body := strings.NewReader(`{"targets":["c0"],"context":"app-rollback"}`)
+func (d *daemon) snapshot(t *testing.T) error { return d.set("app-rollback") }
+
+// set takes a set of c0 in the context through the API.
+func (d *daemon) set(context string) error {
+	body := strings.NewReader(fmt.Sprintf(`{"targets":["c0"],"context":%q}`, context))
 	resp, err := d.client().Post("http://api/v1/sets", "application/json", body)
 	if err != nil {
 		return err
@@ -336,4 +339,31 @@ func TestKillUnderLoad(t *testing.T) {
 			round, kept, lost, len(snapLUNs), restarts[len(restarts)-1].Round(time.Millisecond))
 	}
 	d.kill(t)
+}
+
+// TestKillDropsAutoRelease: a kill ends the requesters of the sets it
+// found, so the auto-release sets' snapshot LUNs are deleted at the next
+// start (vss-spec.md A.10), and the persistent ones stay, in the API's
+// lists as in the catalogue.
+func TestKillDropsAutoRelease(t *testing.T) {
+	dir, run := t.TempDir(), t.TempDir()
+	d := start(t, dir, run, 0)
+	require.NoError(t, d.set("backup"))
+	require.NoError(t, d.set("app-rollback"))
+	require.Len(t, d.luns(t), 3)
+	d.kill(t)
+
+	d = start(t, dir, run, 1)
+	defer d.kill(t)
+	luns := d.luns(t)
+	require.Len(t, luns, 2, "c0 and the app-rollback set's snapshot: %v", luns)
+	resp, err := d.client().Get("http://api/v1/snapshots")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var snaps []struct {
+		TargetLUNs []string `json:"target_luns"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&snaps))
+	require.Len(t, snaps, 1)
+	require.Equal(t, []string{luns[1].Name}, snaps[0].TargetLUNs)
 }
