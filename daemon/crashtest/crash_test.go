@@ -98,10 +98,11 @@ func content(i int, n uint64) []byte {
 }
 
 type daemon struct {
-	cmd  *exec.Cmd
-	nbd  string
-	api  string
-	logf *os.File
+	cmd    *exec.Cmd
+	nbd    string
+	api    string
+	logf   *os.File
+	killed bool
 }
 
 func freePort(t *testing.T) string {
@@ -111,16 +112,23 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
-func start(t *testing.T, dir, run string, round int) *daemon {
+// start runs serve on dir with one LUN, c0, of size bytes, and waits until
+// it serves NBD. A daemon the test has not killed is killed when it ends.
+func start(t *testing.T, dir, run string, round int, size int64) *daemon {
 	t.Helper()
 	d := &daemon{nbd: freePort(t), api: filepath.Join(run, "api.sock")}
 	var err error
 	d.logf, err = os.Create(filepath.Join(run, fmt.Sprintf("serve-%d.log", round)))
 	require.NoError(t, err)
 	d.cmd = exec.Command(binPath, "serve", "--data-dir", dir, "--listen", d.nbd, "--api", "", "--api-socket", d.api,
-		"--lun", fmt.Sprintf("name=c0,size=%d", lunSize), "--shutdown-timeout", "1s")
+		"--lun", fmt.Sprintf("name=c0,size=%d", size), "--shutdown-timeout", "1s")
 	d.cmd.Stdout, d.cmd.Stderr = d.logf, d.logf
 	require.NoError(t, d.cmd.Start())
+	t.Cleanup(func() {
+		if !d.killed {
+			d.kill(t)
+		}
+	})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", d.nbd, time.Second)
@@ -137,6 +145,7 @@ func start(t *testing.T, dir, run string, round int) *daemon {
 }
 
 func (d *daemon) kill(t *testing.T) {
+	d.killed = true
 	require.NoError(t, d.cmd.Process.Signal(syscall.SIGKILL))
 	_ = d.cmd.Wait()
 	d.logf.Close()
@@ -296,7 +305,7 @@ func TestKillUnderLoad(t *testing.T) {
 	for i := range m.blocks {
 		m.blocks[i].possible = []uint64{0}
 	}
-	d := start(t, dir, run, 0)
+	d := start(t, dir, run, 0, lunSize)
 	want := d.luns(t)
 	require.Len(t, want, 1)
 	snaps := 0
@@ -320,7 +329,7 @@ func TestKillUnderLoad(t *testing.T) {
 		// A set whose request was cut by the kill may or may not have
 		// committed: the snapshot LUNs are what counts.
 		t0 := time.Now()
-		d = start(t, dir, run, round)
+		d = start(t, dir, run, round, lunSize)
 		restarts = append(restarts, time.Since(t0))
 		kept, lost := check(t, d, m)
 		got := d.luns(t)
