@@ -356,13 +356,13 @@ func TestKillUnderLoad(t *testing.T) {
 // lists as in the catalogue.
 func TestKillDropsAutoRelease(t *testing.T) {
 	dir, run := t.TempDir(), t.TempDir()
-	d := start(t, dir, run, 0)
+	d := start(t, dir, run, 0, lunSize)
 	require.NoError(t, d.set("backup"))
 	require.NoError(t, d.set("app-rollback"))
 	require.Len(t, d.luns(t), 3)
 	d.kill(t)
 
-	d = start(t, dir, run, 1)
+	d = start(t, dir, run, 1, lunSize)
 	defer d.kill(t)
 	luns := d.luns(t)
 	require.Len(t, luns, 2, "c0 and the app-rollback set's snapshot: %v", luns)
