@@ -5,6 +5,7 @@ PKGS      ?= ./...
 BENCHTIME ?= 1s
 FUZZTIME  ?= 10s
 CRASH_ROUNDS ?= 200
+RESTART_GIB ?= 64
 STATICCHECK_VERSION ?= v0.8.2
 
 .DEFAULT_GOAL := help
@@ -41,6 +42,10 @@ bench: ## Run the go test benchmarks (BENCHTIME=1s, PKGS=./...).
 .PHONY: bench-commit
 bench-commit: ## Commit latency only: cow Snapshot and the provider's CommitSnapshots.
 	$(GO) test -run '^$$' -bench Commit -benchtime $(BENCHTIME) $(PKGS)
+
+.PHONY: bench-restart
+bench-restart: ## Restart time: a durable LUN of RESTART_GIB=64 GiB with 100 snapshots, Open timed in new processes (needs about RESTART_GIB+8 GiB free in TMPDIR; removed after).
+	$(GO) test -count=1 -timeout 3h ./lun -run '^TestRestartTime$$' -v -restart.gib $(RESTART_GIB)
 
 .PHONY: crash
 crash: ## kill -9 a durable serve under NBD load CRASH_ROUNDS=200 times, checking every block against the model; and the durable model test at length.

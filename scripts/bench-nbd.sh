@@ -5,7 +5,11 @@
 # with a snapshot of the LUN taken every second; then the durable peers:
 # shadowbench --data-dir against nbdkit's file plugin and qemu-nbd on a raw
 # file, all in DURABLE_DIR. Prints IOPS, MiB/s, p99 latency and each peer's
-# ratio to shadowbench (to shadowbench-durable for the durable ones).
+# ratio to shadowbench (to shadowbench-durable for the durable ones); and for
+# the durable peers the FLUSH latency of 4k-randwrite-qd1-fsync1, a write and
+# an NBD FLUSH in turn: fio's sync latency percentiles, p50 and p99.
+#
+#   JOBS=fsync1 PEERS="shadowbench-durable qemu-nbd-file nbdkit-file" ROUNDS=5 scripts/bench-nbd.sh
 #
 #   RUNTIME=5 ROUNDS=3 SIZE=1G scripts/bench-nbd.sh
 #   JOBS=1m-write PEERS="shadowbench shadowbench-snap" scripts/bench-nbd.sh
@@ -112,7 +116,13 @@ ref_of() {
   echo "${peers[0]}"
 }
 
-# job name -> fio arguments
+is_durable() {
+  case $1 in shadowbench-durable|nbdkit-file|qemu-nbd-file) return 0 ;; esac
+  return 1
+}
+
+# job name -> fio arguments, and "|durable" for the jobs only the durable
+# peers run (a FLUSH in memory measures nothing but the round trip)
 jobs=(
   "4k-randread-qd16x4|--rw=randread --bs=4k --iodepth=16 --numjobs=4"
   "4k-randwrite-qd16x4|--rw=randwrite --bs=4k --iodepth=16 --numjobs=4"
@@ -120,6 +130,7 @@ jobs=(
   "1m-read-qd8x2|--rw=read --bs=1m --iodepth=8 --numjobs=2"
   "1m-write-qd8x2|--rw=write --bs=1m --iodepth=8 --numjobs=2"
   "4k-randwrite-qd16x4-fsync32|--rw=randwrite --bs=4k --iodepth=16 --numjobs=4 --fsync=32"
+  "4k-randwrite-qd1-fsync1|--rw=randwrite --bs=4k --iodepth=1 --numjobs=1 --fsync=1|durable"
 )
 if [ -n "${JOBS:-}" ]; then
   picked=()
@@ -148,9 +159,11 @@ done
 npeers=${#peers[@]}
 for round in $(seq "$ROUNDS"); do
   for job in "${jobs[@]}"; do
-    jname=${job%%|*}; jargs=${job#*|}
+    jname=${job%%|*}; jargs=${job#*|}; only=""
+    [[ $jargs == *"|"* ]] && { only=${jargs#*|}; jargs=${jargs%%|*}; }
     for k in $(seq 0 $((npeers - 1))); do
       peer=${peers[$(((round - 1 + k) % npeers))]}
+      [ "$only" = durable ] && ! is_durable "$peer" && continue
       echo "== round $round/$ROUNDS: $jname on $peer (${RUNTIME}s)" >&2
       # shellcheck disable=SC2086
       fio --name="$jname" --ioengine=nbd --uri="${uri[$peer]}" --size="$SIZE" $jargs \
@@ -174,6 +187,7 @@ printf '\n%-22s %-17s %10s %9s %10s %8s\n' job peer IOPS MiB/s p99-us ratio
 for job in "${jobs[@]}"; do
   jname=${job%%|*}
   for peer in "${peers[@]}"; do
+    [[ $job == *"|durable" ]] && ! is_durable "$peer" && continue
     read -r iops mibs p99 < <(median "$OUT/$jname.$peer".*.json) || true
     [ -n "${iops:-}" ] || { printf '%-22s %-17s %10s\n' "$jname" "$peer" failed; continue; }
     read -r ref _ < <(median "$OUT/$jname.$(ref_of "$peer")".*.json) || true
@@ -182,6 +196,41 @@ for job in "${jobs[@]}"; do
     iops=""
   done
 done
+
+# flush_median FILE... prints "p50-us p99-us": the medians over the rounds
+# of the p50 and of the p99 of fio's sync (FLUSH) latencies, each taken on
+# its own (the p99 of a 5 s round is a few dozen FLUSHes, and moves with the
+# machine more than the p50 does).
+flush_median() {
+  local f col
+  for col in 50 99; do
+    for f in "$@"; do
+      [ -s "$f" ] && jq -r ".jobs[0].sync.lat_ns.percentile[\"$col.000000\"] // empty | . / 1000" "$f"
+    done | sort -n | awk '{ r[NR] = $0 } END { if (NR) print r[int((NR + 1) / 2)] }'
+  done | paste -sd ' '
+}
+
+flush_jobs=()
+for job in "${jobs[@]}"; do
+  a=${job#*|}; a=${a%%|*}
+  [[ " $a " == *" --fsync=1 "* ]] && flush_jobs+=("${job%%|*}")
+done
+if [ ${#flush_jobs[@]} -gt 0 ]; then
+  printf '\n%-22s %-17s %10s %10s %9s %9s\n' "FLUSH latency" peer p50-us p99-us p50-ratio p99-ratio
+  for jname in "${flush_jobs[@]}"; do
+    for peer in "${peers[@]}"; do
+      is_durable "$peer" || continue
+      read -r p50 p99 < <(flush_median "$OUT/$jname.$peer".*.json) || true
+      [ -n "${p50:-}" ] || { printf '%-22s %-17s %10s\n' "$jname" "$peer" failed; continue; }
+      read -r r50 r99 < <(flush_median "$OUT/$jname.$(ref_of "$peer")".*.json) || true
+      printf '%-22s %-17s %10.1f %10.1f %9.2f %9.2f\n' "$jname" "$peer" "$p50" "$p99" \
+        "$(jq -n "${r50:-$p50} / $p50")" "$(jq -n "${r99:-$p99} / $p99")"
+      p50=""
+    done
+  done
+fi
+
 echo
 echo "Median of $ROUNDS rounds of ${RUNTIME}s. Ratios are IOPS relative to ${peers[0]}, and for the durable peers (data in $DURABLE_DIR) to shadowbench-durable; shadowbench-snap takes a snapshot of lun0 every second."
+[ ${#flush_jobs[@]} -eq 0 ] || echo "FLUSH latency: medians over the rounds of fio's sync latency p50 and p99; their ratios are shadowbench-durable's latency over the peer's, so above 1.0 the peer flushes faster."
 echo "Raw fio output: $OUT"
