@@ -3,6 +3,7 @@ package cow
 import (
 	"cmp"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -119,7 +120,14 @@ type StoreStats struct {
 //
 // Like a sync.Pool, the stack gives memory back to the garbage collector
 // when idle: after each collection it lets go of the blocks that stayed at
-// its bottom, untouched, since the one before.
+// its bottom, untouched, since the one before. It also holds no more than
+// MemFreeKeep bytes: an idle daemon allocates nothing, so no collection
+// would ever come to trim it, and a deleted 2 GiB snapshot stayed in the
+// process for as long as it ran. A large release (deleting a snapshot or
+// a LUN) drops what the stack will not hold and has the runtime return it
+// to the system at once (debug.FreeOSMemory, at most one at a time, in
+// the background), rather than leaving it to the background scavenger,
+// which took six minutes for 2 GiB.
 type MemStore struct {
 	grain    int
 	capacity int64 // in blocks, 0 for none; set once
@@ -134,6 +142,9 @@ type MemStore struct {
 	// Stats adds blocks, so an allocation pays one shared counter, not two.
 	reserved atomic.Int64
 	meta     atomic.Int64
+	// dropped counts the bytes releases dropped since memory was last
+	// returned to the system: a release frees in many batches.
+	dropped atomic.Int64
 }
 
 var _ Store = (*MemStore)(nil)
@@ -192,12 +203,24 @@ func (s *MemStore) Alloc() Block {
 	return Block{Data: make([]byte, s.grain)}
 }
 
+// MemFreeKeep is the most free memory a MemStore keeps for reuse.
+const MemFreeKeep = 64 << 20
+
+// memReturnMin is how much releases drop before the memory is returned to
+// the system at once.
+const memReturnMin = 16 << 20
+
+// keepBlocks is how many free blocks the stack holds at most.
+func (s *MemStore) keepBlocks() int { return max(MemFreeKeep/s.grain, 1) }
+
 // Free implements Store.
 func (s *MemStore) Free(b Block, reuse bool) {
 	s.forget(1)
 	if reuse {
 		s.mu.Lock()
-		s.free = append(s.free, unsafe.SliceData(b.Data))
+		if len(s.free) < s.keepBlocks() {
+			s.free = append(s.free, unsafe.SliceData(b.Data))
+		}
 		s.mu.Unlock()
 	}
 }
@@ -214,15 +237,68 @@ func (s *MemStore) FreeBatch(bs []Block) {
 	slices.SortFunc(bs, func(a, b Block) int {
 		return cmp.Compare(b.addr(), a.addr())
 	})
+	// Keep the lowest blocks, which come out first; drop the rest.
+	s.mu.Lock()
+	room := max(s.keepBlocks()-len(s.free), 0)
+	s.mu.Unlock()
+	// Dropped blocks go to the garbage collector.
+	dropped := max(len(bs)-room, 0)
+	bs = bs[dropped:]
+	keep := s.keepBlocks()
 	for len(bs) > 0 {
 		chunk := bs[:min(len(bs), freeChunk)]
 		bs = bs[len(chunk):]
 		s.mu.Lock()
 		for _, b := range chunk {
+			if len(s.free) >= keep {
+				break // Frees meanwhile took the room
+			}
 			s.free = append(s.free, unsafe.SliceData(b.Data))
 		}
 		s.mu.Unlock()
 	}
+	if dropped > 0 && s.dropped.Add(int64(dropped*s.grain)) >= memReturnMin {
+		s.dropped.Store(0)
+		returnMemory.request()
+	}
+}
+
+// returnMemory has the runtime collect and give the free heap back to the
+// system, once per request but never twice at once: a request made while
+// one runs runs once more after it.
+var returnMemory = memReturner{run: debug.FreeOSMemory}
+
+type memReturner struct {
+	mu      sync.Mutex
+	running bool
+	again   bool
+	run     func()
+	// done counts the returns made, for tests.
+	done atomic.Int64
+}
+
+func (r *memReturner) request() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.running {
+		r.again = true
+		return
+	}
+	r.running = true
+	go func() {
+		for {
+			r.run()
+			r.done.Add(1)
+			r.mu.Lock()
+			if !r.again {
+				r.running = false
+				r.mu.Unlock()
+				return
+			}
+			r.again = false
+			r.mu.Unlock()
+		}
+	}()
 }
 
 // forget accounts for n blocks freed.

@@ -3,6 +3,7 @@ package cow
 import (
 	"math/rand/v2"
 	"runtime"
+	"runtime/debug"
 	"testing"
 	"time"
 	"weak"
@@ -86,4 +87,43 @@ func TestMemStoreWatcherLetsStoreGo(t *testing.T) {
 		runtime.GC()
 		return w.Value() == nil
 	}, 10*time.Second, time.Millisecond, "store kept alive")
+}
+
+// TestMemStoreGivesMemoryBack: a large release keeps at most MemFreeKeep
+// for reuse and has the rest returned to the system at once, and the
+// released tree no longer holds its blocks, even while its image is
+// referenced.
+func TestMemStoreGivesMemoryBack(t *testing.T) {
+	s, err := NewMemStore(4096, 0)
+	require.NoError(t, err)
+	const size = 256 << 20
+	v, err := NewVolume(s, size)
+	require.NoError(t, err)
+	p := make([]byte, 1<<20)
+	for off := int64(0); off < size; off += int64(len(p)) {
+		_, err := v.WriteAt(p, off)
+		require.NoError(t, err)
+	}
+	img, err := v.Snapshot()
+	require.NoError(t, err)
+	for off := int64(0); off < size; off += int64(len(p)) {
+		_, err := v.WriteAt(p, off) // every grain copied away from the image
+		require.NoError(t, err)
+	}
+	require.EqualValues(t, 2*size, s.Stats().DataBytes)
+	before := returnMemory.done.Load()
+	require.NoError(t, img.Release())
+	require.EqualValues(t, size, s.Stats().DataBytes)
+	s.mu.Lock()
+	kept := len(s.free)
+	s.mu.Unlock()
+	require.LessOrEqual(t, kept*4096, MemFreeKeep)
+	require.Eventually(t, func() bool { return returnMemory.done.Load() > before }, 10*time.Second, 10*time.Millisecond,
+		"the memory of a 256 MiB release is returned to the system")
+	debug.FreeOSMemory()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	require.Less(t, ms.HeapInuse, uint64(size+size/2), "the released image still referenced holds none of its 256 MiB")
+	runtime.KeepAlive(img)
+	require.NoError(t, v.Release())
 }

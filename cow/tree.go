@@ -210,11 +210,20 @@ func (g *geometry) unref(n *node, freed *[]Block) {
 	for i := range n.kids {
 		if k := n.kids[i].Load(); k != nil {
 			g.unref(k, freed)
+			if freed != nil {
+				n.kids[i].Store(nil)
+			}
 		}
 	}
 	for i := range n.pages {
 		if p := n.pages[i].Load(); p != nil {
 			g.releasePage(p, freed)
+			if freed != nil {
+				// A drained tree has no reader left: unlinked, what it
+				// freed is garbage even while the released image or
+				// volume is still referenced.
+				n.pages[i].Store(nil)
+			}
 		}
 	}
 	g.store.AddMeta(-nodeBytes)
