@@ -34,6 +34,7 @@ func serveBench(ctx context.Context, log *slog.Logger, cfg *daemon.Config, b ben
 	if err != nil {
 		return err
 	}
+	log.Warn("benchmark serve (--engine or --snapshot-interval): NBD only, no API, no metrics and no coordinator")
 	ls, err := daemon.ListenNBD(cfg, log)
 	if err != nil {
 		return err
