@@ -133,6 +133,22 @@ type Options struct {
 
 // Open opens or creates the data file at path.
 func Open(path string, opts Options) (*Store, error) {
+	s, err := Map(path, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Adopt(opts.Used); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Map opens or creates the data file at path and maps it, without
+// opts.Used: Block serves the blocks at once, so that the durable layer
+// can rebuild its maps while it reads them, and Adopt, which must come
+// before anything else, then says which blocks they name.
+func Map(path string, opts Options) (*Store, error) {
 	grain := int64(opts.Grain)
 	if grain < cow.MinGrain || grain > cow.MaxGrain || grain&(grain-1) != 0 {
 		return nil, fmt.Errorf("filestore: %s: grain %d: %w", path, grain, cow.ErrGrainSize)
@@ -160,11 +176,17 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("filestore: %s: mmap %d bytes: %w", path, capBlocks*grain, err)
 	}
 	s := &Store{path: path, f: f, grain: grain, mem: mem, cap: capBlocks}
-	if err := s.adopt(uint64(st.Size()/grain), opts.Used); err != nil {
-		s.Close()
-		return nil, err
-	}
+	s.mu.size = uint64(st.Size() / grain)
 	return s, nil
+}
+
+// Adopt sets a mapped store up with used, the blocks the durable maps
+// name (nil for a new, empty store); see Options.Used.
+func (s *Store) Adopt(used []uint64) error {
+	s.mu.Lock()
+	size := s.mu.size
+	s.mu.Unlock()
+	return s.adopt(size, used)
 }
 
 // adopt sets the store up over a file of size blocks, of which used are
@@ -212,6 +234,14 @@ func (s *Store) adopt(size uint64, used []uint64) error {
 	s.blocks.Store(int64(len(used)))
 	s.reserved.Store(int64(len(used)))
 	return nil
+}
+
+// FileBlocks returns how many blocks the data file held when it was
+// mapped, before Adopt.
+func (s *Store) FileBlocks() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.size
 }
 
 // Path returns the data file's path.

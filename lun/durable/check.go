@@ -426,7 +426,7 @@ func repair(bdb *bolt.DB, dataPath string, drop []uint64, trees map[uint64]*chec
 	var used []uint64
 	err := bdb.View(func(tx *bolt.Tx) error {
 		var err error
-		_, used, err = readTrees(tx, bdb.Path())
+		_, used, err = readTrees(tx, bdb.Path(), true)
 		return err
 	})
 	if err != nil {
