@@ -6,6 +6,7 @@ BENCHTIME ?= 1s
 FUZZTIME  ?= 10s
 CRASH_ROUNDS ?= 200
 RESTART_GIB ?= 64
+SOAK_DURATION ?= 60s
 STATICCHECK_VERSION ?= v0.8.2
 
 .DEFAULT_GOAL := help
@@ -51,6 +52,10 @@ bench-restart: ## Restart time: a durable LUN of RESTART_GIB=64 GiB with 100 sna
 crash: ## kill -9 a durable serve under NBD load CRASH_ROUNDS=200 times, checking every block against the model; and the durable model test at length.
 	$(GO) test -count=1 -timeout 60m ./daemon/crashtest -crash.rounds $(CRASH_ROUNDS) -v -run TestKillUnderLoad
 	$(GO) test -count=1 -timeout 60m ./lun/durable -run TestModel -durable.runs 8 -durable.steps 400
+
+.PHONY: soak
+soak: ## SOAK_DURATION=60s of 64 NBD connections x QD32, verified, with a snapshot set every 100 ms, 10 000 idle connections and a client that never reads; RSS, goroutines and descriptors every second, checked at the end.
+	$(GO) test -count=1 -timeout 30m ./daemon/soaktest -soak -soak.duration $(SOAK_DURATION) -v -run TestSoak
 
 .PHONY: fuzz
 fuzz: ## A short run (FUZZTIME=10s) of every fuzz target.

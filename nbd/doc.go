@@ -85,9 +85,11 @@
 //     pause (5 ms doubling to 1 s), and at most MaxConnections connections
 //     are served at once; past that a new one is closed before the
 //     greeting and counted, so the rest of the process keeps descriptors.
-//   - N9 An idle connection costs its socket and one goroutine; a client
-//     that stops half-way through a request is disconnected after
-//     RequestTimeout, and a handshake is bounded by HandshakeTimeout.
+//   - N9 An idle connection costs its socket and one goroutine, whether it
+//     is silent since connect, idle after the handshake or between
+//     requests; a client that stops half-way through a request is
+//     disconnected after RequestTimeout, and a handshake is bounded by
+//     HandshakeTimeout.
 //
 // Backend errors become protocol error values: a syscall.Errno (fault
 // injection) keeps its value where the protocol defines it, the storage

@@ -56,12 +56,13 @@ func rawRead(t testing.TB, c net.Conn) {
 	require.NoError(t, err)
 }
 
-// TestIdleConnectionCost checks that a connection idle after the handshake,
-// or idle for IdleRelease after requests, costs its socket and one
-// goroutine: no workers, no writer, no socket buffers. The sockets' own
-// cost (both ends, in this process) is measured first, on a listener that
-// only accepts. The bound on the rest is the read buffer alone (16 KiB):
-// what remains is the connection's state and its goroutine's stack.
+// TestIdleConnectionCost checks N9: a connection silent since connect
+// (until the handshake times out), idle after the handshake, or idle for
+// IdleRelease after requests, costs its socket and one goroutine: no
+// workers, no writer, no socket buffers. The sockets' own cost (both ends,
+// in this process) is measured first, on a listener that only accepts.
+// The bound on the rest is the read buffer alone (16 KiB): what remains is
+// the connection's state and its goroutine's stack.
 func TestIdleConnectionCost(t *testing.T) {
 	if testing.Short() {
 		t.Skip("opens 2000 sockets")
@@ -96,6 +97,13 @@ func TestIdleConnectionCost(t *testing.T) {
 		name string
 		open func() net.Conn
 	}{
+		{"silent since connect", func() net.Conn {
+			c := leanDial(t, "tcp", ts.addr, "")
+			require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+			_, err := io.ReadFull(c, make([]byte, 18)) // the greeting is out
+			require.NoError(t, err)
+			return c
+		}},
 		{"after the handshake", func() net.Conn { return leanDial(t, "tcp", ts.addr, "lun0") }},
 		{"after a request", func() net.Conn {
 			c := leanDial(t, "tcp", ts.addr, "lun0")
