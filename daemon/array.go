@@ -135,10 +135,11 @@ func diskCapacity(dir string) (int64, error) {
 		return 0, fmt.Errorf("data directory %s: %w", dir, err)
 	}
 	free := int64(st.Bavail) * st.Bsize
-	if fi, err := os.Stat(filepath.Join(dir, durable.DataFile)); err == nil {
-		if sys, ok := fi.Sys().(*unix.Stat_t); ok {
-			free += sys.Blocks * 512
-		}
+	// The data file's own blocks count as free: they hold the array's
+	// data, and a directory that filled its file system must open again.
+	var ds unix.Stat_t
+	if unix.Stat(filepath.Join(dir, durable.DataFile), &ds) == nil {
+		free += ds.Blocks * 512
 	}
 	c := free - free/32
 	if c < 64<<20 {
