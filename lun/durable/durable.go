@@ -295,8 +295,16 @@ func (d *DB) load(opts Options) error {
 		return err
 	}
 	dataPath := filepath.Join(d.dir, DataFile)
-	if _, err := os.Stat(dataPath); errors.Is(err, os.ErrNotExist) && len(used) > 0 {
-		return fmt.Errorf("%w: %s is missing, and %s names %d blocks in it", ErrCorrupt, dataPath, metaPath, len(used))
+	if len(used) > 0 {
+		last := slices.Max(used)
+		fi, err := os.Stat(dataPath)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return fmt.Errorf("%w: %s is missing, and %s names %d blocks in it", ErrCorrupt, dataPath, metaPath, len(used))
+		case err == nil && fi.Size() < int64(last+1)*int64(d.grain):
+			return fmt.Errorf("%w: %s is cut short: %d bytes, and %s names block %d, which ends at %d",
+				ErrCorrupt, dataPath, fi.Size(), metaPath, last, int64(last+1)*int64(d.grain))
+		}
 	}
 	d.store, err = filestore.Open(dataPath, filestore.Options{Grain: d.grain, Capacity: opts.Capacity, Used: used})
 	if err != nil {

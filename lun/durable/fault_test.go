@@ -97,13 +97,11 @@ func putFormat(dir, format string) error {
 // file: not a byte, not the modification time.
 func TestDamagedDirectory(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		damage func(t *testing.T, dir string)
-		file   string // the file the error names
-		want   string
-		// corrupt is whether the error is ErrCorrupt; a data file
-		// shorter than its maps is filestore's to report.
-		corrupt bool
+		name    string
+		damage  func(t *testing.T, dir string)
+		file    string // the file the error names
+		want    string
+		corrupt bool // whether the error is ErrCorrupt
 	}{
 		{"meta.db empty", func(t *testing.T, dir string) { require.NoError(t, os.Truncate(filepath.Join(dir, MetaFile), 0)) },
 			MetaFile, "is empty but", true},
@@ -117,7 +115,7 @@ func TestDamagedDirectory(t *testing.T) {
 		{"meta.db page overwritten", func(t *testing.T, dir string) { overwritePage(t, filepath.Join(dir, MetaFile)) },
 			MetaFile, "is damaged", true},
 		{"data shorter than its maps", func(t *testing.T, dir string) { truncateBy(t, filepath.Join(dir, DataFile), 2) },
-			DataFile, "is named by the maps but the file holds", false},
+			DataFile, "is cut short", true},
 		{"data missing", func(t *testing.T, dir string) { require.NoError(t, os.Remove(filepath.Join(dir, DataFile))) },
 			DataFile, "is missing, and", true},
 	} {
