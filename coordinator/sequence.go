@@ -477,26 +477,35 @@ func (b *BackupComponents) holdAndCommit(ctx context.Context, r *setRun) vss.HRE
 	// drain. Closing all before draining any makes the drains overlap, with
 	// no goroutine per LUN to schedule on a busy machine.
 	holds := make([]*lun.Hold, len(luns))
+	// failed is what went wrong, for the window's detail and the log: a
+	// flush that fails on the array's storage (a full disk under a durable
+	// array) is the cause the operator needs, not just its HRESULT.
+	var failed error
 	hr := r.phase("FlushAndHold", func() vss.HRESULT {
-		fail := func(err error) vss.HRESULT {
+		fail := func(what string, err error) vss.HRESULT {
+			failed = fmt.Errorf("%s: %w", what, err)
 			if holdCtx.Err() != nil {
 				return vss.VSS_E_FLUSH_WRITES_TIMEOUT
 			}
 			return vss.VSS_E_UNEXPECTED
 		}
 		if err := lun.FlushAll(holdCtx, luns); err != nil {
-			return fail(err)
+			what := fmt.Sprintf("flush of %d LUNs", len(luns))
+			if len(luns) <= 4 {
+				what = "flush " + strings.Join(names, ", ")
+			}
+			return fail(what, err)
 		}
 		for i, l := range luns {
 			h, err := l.BeginHold(s.cfg.HoldWindow)
 			if err != nil {
-				return fail(err)
+				return fail("hold "+l.Name(), err)
 			}
 			holds[i] = h
 		}
-		for _, h := range holds {
+		for i, h := range holds {
 			if err := h.Drain(holdCtx); err != nil {
-				return fail(err)
+				return fail("drain "+luns[i].Name(), err)
 			}
 		}
 		return vss.S_OK
@@ -513,10 +522,12 @@ func (b *BackupComponents) holdAndCommit(ctx context.Context, r *setRun) vss.HRE
 	}
 	if hr.Failed() {
 		release()
-		window.end(hr.Name(), "flush or hold failed")
+		window.end(hr.Name(), failed.Error())
 		if hr == vss.VSS_E_FLUSH_WRITES_TIMEOUT {
 			s.log.Error("writes could not be flushed and held in time", "event_id", EventHoldTimeout,
-				"set", r.id.String(), "window", s.cfg.HoldWindow)
+				"set", r.id.String(), "window", s.cfg.HoldWindow, "err", failed)
+		} else {
+			s.log.Warn("writes could not be flushed and held", "set", r.id.String(), "err", failed)
 		}
 		return hr
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -97,7 +98,9 @@ func dataDirError(dir string, err error) error {
 	case errors.Is(err, durable.ErrFormat):
 		return fmt.Errorf("data directory %s was written by another version of shadowbench: %w", dir, err)
 	case errors.Is(err, durable.ErrCorrupt):
-		return fmt.Errorf("data directory %s is damaged (shadowbench check %s says more): %w", dir, dir, err)
+		return fmt.Errorf("data directory %s is damaged, and was left as it is: %w", dir, err)
+	case errors.Is(err, os.ErrPermission):
+		return fmt.Errorf("data directory %s cannot be opened by this user (uid %d): %w", dir, os.Geteuid(), err)
 	}
 	return fmt.Errorf("data directory %s: %w", dir, err)
 }

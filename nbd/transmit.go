@@ -423,6 +423,16 @@ func (c *conn) handle(r *request) {
 	}
 	if err != nil {
 		r.errno, r.msg = errnoOf(err), ""
+		if r.cmd == CmdFlush {
+			// A failed flush is the one failure whose errno alone says
+			// nothing useful (a full disk answers ENOSPC to a client that
+			// wrote nothing new): the backend's error, with the file and
+			// its cause, goes to the log. Other failures are the client's
+			// to report, and fault injection makes many of them; a FUA
+			// write's failure may be the write's own, so it is not logged
+			// as a flush's.
+			c.log.Warn("nbd: flush failed", "export", c.name, "errno", r.errno, "err", err)
+		}
 	}
 }
 

@@ -201,14 +201,3 @@ func TestCheckRepairsLeftovers(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, bytes.Repeat([]byte{0xa5}, 64<<10), got)
 }
-
-// snapshotFiles returns the bytes of every file in dir.
-func snapshotFiles(t *testing.T, dir string) map[string][]byte {
-	out := map[string][]byte{}
-	for _, f := range []string{MetaFile, DataFile} {
-		b, err := os.ReadFile(filepath.Join(dir, f))
-		require.NoError(t, err)
-		out[f] = b
-	}
-	return out
-}

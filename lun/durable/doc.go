@@ -66,6 +66,18 @@
 //     durable images with them, so a later checkpoint writes the same
 //     changes again.
 //
+// # Opening a directory
+//
+// Open writes nothing to a directory that exists: its checks run in
+// read-only transactions, so that one it refuses is left exactly as it
+// was, and one on a full file system opens. It refuses with ErrCorrupt,
+// naming the file, a meta.db that is missing or empty beside a data file
+// that holds data (bbolt would start an empty database, and the data file
+// would be cut to the nothing its maps name), one cut short or with a
+// page overwritten (bbolt trusts its pages, and answers with a panic or a
+// memory fault, which Open recovers from), and a missing data file its
+// maps name blocks in.
+//
 // Trees the catalogue no longer names (a deleted snapshot others were
 // cloned from, the image under a snapshot made writable) stay as long as
 // they have two children or more; with one they are merged into it, the

@@ -150,17 +150,43 @@ func Open(dir string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("durable: %w", err)
 	}
 	metaPath := filepath.Join(dir, MetaFile)
-	bdb, err := bolt.Open(metaPath, 0o600, &bolt.Options{Timeout: opts.LockTimeout, FreelistType: bolt.FreelistMapType})
+	if err := checkFiles(dir); err != nil {
+		return nil, err
+	}
+	// bbolt reads meta.db through a mapping and trusts what it reads: a
+	// page cut off or overwritten makes it panic or fault, there or in
+	// load, rather than answer an error. guard turns either into ErrCorrupt;
+	// the file bbolt opened is closed by hand if its Open never returned,
+	// so that its lock goes with it.
+	var metaFile *os.File
+	openFile := func(name string, flag int, perm os.FileMode) (*os.File, error) {
+		f, err := os.OpenFile(name, flag, perm)
+		metaFile = f
+		return f, err
+	}
+	var bdb *bolt.DB
+	err := guard(metaPath, func() error {
+		var err error
+		bdb, err = bolt.Open(metaPath, 0o600, &bolt.Options{Timeout: opts.LockTimeout,
+			FreelistType: bolt.FreelistMapType, OpenFile: openFile})
+		return err
+	})
 	if err != nil {
+		if bdb == nil && metaFile != nil && errors.Is(err, ErrCorrupt) {
+			_ = metaFile.Close()
+		}
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, fmt.Errorf("%w: %s is locked (is another shadowbench serving it?)", ErrLocked, metaPath)
+		}
+		if errors.Is(err, ErrCorrupt) {
+			return nil, err
 		}
 		return nil, fmt.Errorf("durable: %s: %w", metaPath, err)
 	}
 	d := &DB{dir: dir, db: bdb, trees: make(map[uint64]*Tree)}
 	d.flush.cond.L = &d.flush.mu
 	relax := relaxGC()
-	err = d.load(opts)
+	err = guard(metaPath, func() error { return d.load(opts) })
 	relax()
 	if err != nil {
 		if d.store != nil {
@@ -172,20 +198,68 @@ func Open(dir string, opts Options) (*DB, error) {
 	return d, nil
 }
 
+// checkFiles refuses a directory whose meta.db is missing or empty while
+// its data file holds data: bbolt would start a new, empty database there,
+// and the data file would then be cut to the nothing its maps name.
+func checkFiles(dir string) error {
+	metaPath, dataPath := filepath.Join(dir, MetaFile), filepath.Join(dir, DataFile)
+	mi, err := os.Stat(metaPath)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("durable: %w", err)
+	}
+	if err == nil && mi.Size() > 0 {
+		return nil
+	}
+	di, err := os.Stat(dataPath)
+	if err != nil || di.Size() == 0 {
+		return nil // a new directory, or one whose creation stopped early
+	}
+	what := "is missing"
+	if mi != nil {
+		what = "is empty"
+	}
+	return fmt.Errorf("%w: %s %s but %s holds %d bytes: not starting a new array over their data (restore %s from a backup, or move %s away)",
+		ErrCorrupt, metaPath, what, dataPath, di.Size(), MetaFile, DataFile)
+}
+
+// guard runs fn, which reads meta.db at path, and turns a panic or a
+// memory fault in it (bbolt's answer to a damaged page) into ErrCorrupt.
+func guard(path string, fn func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: %s is damaged: %v", ErrCorrupt, path, p)
+		}
+	}()
+	return fn()
+}
+
 // load checks the format, reads the trees, opens the data file with the
 // blocks they name, and rebuilds the trees in memory.
 func (d *DB) load(opts Options) error {
 	metaPath := filepath.Join(d.dir, MetaFile)
 	var recs map[uint64]treeRec
 	var used []uint64
-	err := d.db.Update(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		if meta == nil {
+	// An existing directory is read in a read-only transaction: opening
+	// it writes nothing to meta.db, so that a directory refused below is
+	// left as it was, and one on a full file system still opens.
+	var fresh bool
+	err := d.db.View(func(tx *bolt.Tx) error {
+		if fi, err := os.Stat(metaPath); err == nil && fi.Size() < tx.Size() {
+			return fmt.Errorf("%w: %s is truncated: %d bytes, its pages reach %d", ErrCorrupt, metaPath, fi.Size(), tx.Size())
+		}
+		if tx.Bucket(bucketMeta) == nil {
 			if tx.Bucket(bucketTrees) != nil {
 				return fmt.Errorf("%w: %s has trees but no format record", ErrCorrupt, metaPath)
 			}
-			var err error
-			if meta, err = tx.CreateBucket(bucketMeta); err != nil {
+			fresh = true
+		}
+		return nil
+	})
+	if err == nil && fresh {
+		err = d.db.Update(func(tx *bolt.Tx) error {
+			meta, err := tx.CreateBucket(bucketMeta)
+			if err != nil {
 				return err
 			}
 			if err := meta.Put(keyFormat, []byte(strconv.Itoa(FormatVersion))); err != nil {
@@ -197,10 +271,18 @@ func (d *DB) load(opts Options) error {
 			if _, err := tx.CreateBucket(bucketTrees); err != nil {
 				return err
 			}
-			if _, err := tx.CreateBucket(bucketMaps); err != nil {
-				return err
-			}
+			_, err = tx.CreateBucket(bucketMaps)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("durable: %s: %w", metaPath, err)
 		}
+	}
+	if err != nil {
+		return err
+	}
+	err = d.db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
 		if v := string(meta.Get(keyFormat)); v != strconv.Itoa(FormatVersion) {
 			return fmt.Errorf("%w: %s is format %q, this shadowbench reads format %d", ErrFormat, metaPath, v, FormatVersion)
 		}
@@ -216,8 +298,23 @@ func (d *DB) load(opts Options) error {
 		return err
 	}
 	// The maps are read once: the trees are rebuilt from them and the
-	// blocks they name gathered on the way, then given to the store.
-	d.store, err = filestore.Map(filepath.Join(d.dir, DataFile), filestore.Options{Grain: d.grain, Capacity: opts.Capacity})
+	// blocks they name gathered on the way, then given to the store. A
+	// missing data file is looked at first, so that it is not created
+	// under maps that name blocks in it.
+	dataPath := filepath.Join(d.dir, DataFile)
+	if _, err := os.Stat(dataPath); errors.Is(err, os.ErrNotExist) {
+		var used []uint64
+		if err := d.db.View(func(tx *bolt.Tx) error {
+			_, used, err = readTrees(tx, metaPath, true)
+			return err
+		}); err != nil {
+			return err
+		}
+		if len(used) > 0 {
+			return fmt.Errorf("%w: %s is missing, and %s names %d blocks in it", ErrCorrupt, dataPath, metaPath, len(used))
+		}
+	}
+	d.store, err = filestore.Map(dataPath, filestore.Options{Grain: d.grain, Capacity: opts.Capacity})
 	if err != nil {
 		return err
 	}
@@ -264,7 +361,8 @@ func (d *DB) load(opts Options) error {
 				idx, blk := binary.BigEndian.Uint64(k), binary.BigEndian.Uint64(val)
 				if blk < zeroMark {
 					if blk >= fileBlocks {
-						return fmt.Errorf("grain %d is block %d, but the data file holds %d blocks", idx, blk, fileBlocks)
+						return fmt.Errorf("%w: %s is cut short: %d bytes, and %s names block %d, which ends at %d",
+							ErrCorrupt, dataPath, fileBlocks*uint64(d.grain), metaPath, blk, (blk+1)*uint64(d.grain))
 					}
 					used = append(used, blk)
 				}
