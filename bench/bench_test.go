@@ -259,7 +259,9 @@ func TestSizeParseAndFormat(t *testing.T) {
 	require.NoError(t, s.Set("4KiB"))
 	require.EqualValues(t, 4096, s)
 	require.Equal(t, "4 KiB", s.String())
-	require.NoError(t, s.Set("64k")) // humanize reads k as 1000
+	require.NoError(t, s.Set("64k")) // k is 1024, as fio reads it
+	require.EqualValues(t, 65536, s)
+	require.NoError(t, s.Set("64KB")) // the decimal spelling
 	require.EqualValues(t, 64000, s)
 	require.Error(t, s.Set("lots"))
 	var ss Sizes

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"github.com/shadowbench/shadowbench/units"
 	"math"
 	"strconv"
 	"strings"
@@ -82,12 +83,9 @@ func (s Size) String() string { return FormatBytes(int64(s)) }
 
 // Set implements the flag.Value interface.
 func (s *Size) Set(v string) error {
-	n, err := humanize.ParseBytes(v)
+	n, err := units.ParseBytes(v)
 	if err != nil {
-		return fmt.Errorf("bench: size %q: %w", v, err)
-	}
-	if n > math.MaxInt64 {
-		return fmt.Errorf("bench: size %q is too large", v)
+		return fmt.Errorf("bench: %w", err)
 	}
 	*s = Size(n)
 	return nil

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/shadowbench/shadowbench/vss"
 )
@@ -116,5 +118,18 @@ func TestParseLatency(t *testing.T) {
 		"5": false, "5ms..1ms": false, "exp:": false, "gamma:5ms": false, "normal:5ms": false, "-1ms": false, "2h": false} {
 		_, err := ParseLatency(in)
 		require.Equal(t, ok, err == nil, "%q: %v", in, err)
+	}
+}
+
+// TestSizesAreBinary: a size in the configuration, the API and --lun means
+// what it means to qemu-img and fio: 1G is 1 GiB, 4k is 4 KiB, and the
+// decimal units are spelt KB, MB, GB.
+func TestSizesAreBinary(t *testing.T) {
+	for in, want := range map[string]Size{"1G": 1 << 30, "4k": 4 << 10, "512M": 512 << 20, "1GB": 1e9, "1GiB": 1 << 30} {
+		var s Size
+		require.NoError(t, yaml.Unmarshal([]byte(in), &s), in)
+		require.Equal(t, want, s, "YAML %s", in)
+		require.NoError(t, json.Unmarshal([]byte(`"`+in+`"`), &s), in)
+		require.Equal(t, want, s, "JSON %s", in)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/shadowbench/shadowbench/lun"
+	"github.com/shadowbench/shadowbench/units"
 )
 
 // maxSize bounds every size the daemon accepts: 1 EiB, far past any memory,
@@ -22,12 +23,12 @@ const maxSize = 1 << 60
 // string with a unit ("1GiB", "512MiB", "64k"); JSON writes it as a number.
 type Size int64
 
-// ParseSize reads a size: a number of bytes, or one with a unit as
-// go-humanize reads it (IEC "GiB" or SI "GB").
+// ParseSize reads a size as units.ParseBytes does: K, M, G and KiB, MiB,
+// GiB are powers of 1024, KB, MB, GB powers of 1000.
 func ParseSize(s string) (Size, error) {
-	n, err := humanize.ParseBytes(strings.TrimSpace(s))
+	n, err := units.ParseBytes(s)
 	if err != nil || n > maxSize {
-		return 0, fmt.Errorf("size %q: want a number of bytes or a size such as 64MiB or 1GiB", s)
+		return 0, fmt.Errorf("size %q: want a number of bytes or a size such as 64M, 64MiB or 1G (K, M, G are powers of 1024; KB, MB, GB of 1000)", s)
 	}
 	return Size(n), nil
 }

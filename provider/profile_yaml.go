@@ -12,9 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dustin/go-humanize"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/shadowbench/shadowbench/units"
 	"github.com/shadowbench/shadowbench/vss"
 )
 
@@ -515,11 +515,11 @@ func (d *profileDecoder) bytes(n *yaml.Node, path string, out *int64) error {
 	if err := d.check(n, path, yaml.ScalarNode, "a size such as 8GiB"); err != nil {
 		return err
 	}
-	v, err := humanize.ParseBytes(n.Value)
-	if err != nil || v > math.MaxInt64 {
-		return d.errf(n, path, "bad size %q; write bytes or a size such as 8GiB", n.Value)
+	v, err := units.ParseBytes(n.Value)
+	if err != nil {
+		return d.errf(n, path, "bad size %q; write bytes or a size such as 8GiB (K, M, G are powers of 1024)", n.Value)
 	}
-	*out = int64(v)
+	*out = v
 	return nil
 }
 

@@ -13,12 +13,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dustin/go-humanize"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/shadowbench/shadowbench/coordinator"
 	"github.com/shadowbench/shadowbench/lun"
 	"github.com/shadowbench/shadowbench/provider"
+	"github.com/shadowbench/shadowbench/units"
 	"github.com/shadowbench/shadowbench/vss"
 )
 
@@ -344,7 +344,7 @@ func (d *decoder) size(n *yaml.Node, path string, out *int64) error {
 	if err != nil {
 		return err
 	}
-	v, err := humanize.ParseBytes(s)
+	v, err := units.ParseBytes(s)
 	if err != nil || v == 0 || v > maxSize {
 		return d.errf(n, path, "%q: want a size from 1 byte to 1TiB, like 64MiB", s)
 	}

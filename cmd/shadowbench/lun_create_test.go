@@ -41,7 +41,7 @@ func TestLUNCreate(t *testing.T) {
 	}{
 		{[]string{"lun", "create", "x"}, `required flag(s) "size" not set`},
 		{[]string{"lun", "create", "--size", "1MiB"}, "accepts 1 arg(s), received 0"},
-		{[]string{"lun", "create", "x", "--size", "lots"}, `size "lots": want a number of bytes or a size such as 64MiB or 1GiB`},
+		{[]string{"lun", "create", "x", "--size", "lots"}, `size "lots": want a number of bytes or a size such as 64M, 64MiB or 1G`},
 		{[]string{"lun", "create", "x", "--size", "1MiB", "--block-size", "1000"}, "bad request: block-size 1000: want 512 or 4096 [E_INVALIDARG 0x80070057]"},
 		{[]string{"lun", "create", "x", "--size", "1000"}, "size 1000 is not a multiple of the block size 512"},
 		{[]string{"lun", "create", "db", "--size", "1MiB"}, "LUN db: lun: a LUN of that name exists"},

@@ -49,11 +49,11 @@ func parseLUNSpec(v string) (daemon.LUNConfig, error) {
 		case "name":
 			spec.Name = val
 		case "size":
-			n, err := humanize.ParseBytes(val)
-			if err != nil || n == 0 || n > 1<<60 {
-				return spec, fmt.Errorf("size %q: want a positive size such as 1GiB or 512MiB", val)
+			n, err := daemon.ParseSize(val)
+			if err != nil || n == 0 {
+				return spec, fmt.Errorf("size %q: want a positive size such as 1G, 1GiB or 512MiB", val)
 			}
-			spec.Size = daemon.Size(n)
+			spec.Size = n
 		case "blocksize":
 			if val != "512" && val != "4096" {
 				return spec, fmt.Errorf("blocksize %q: want 512 or 4096", val)

@@ -16,7 +16,8 @@ func TestParseLUNSpec(t *testing.T) {
 	}{
 		{in: "name=lun0,size=1GiB", want: daemon.LUNConfig{Name: "lun0", Size: 1 << 30, BlockSize: 512}},
 		{in: "size=64MiB,name=db,blocksize=4096,readonly=true", want: daemon.LUNConfig{Name: "db", Size: 64 << 20, BlockSize: 4096, ReadOnly: true}},
-		{in: "name=a,size=1M", want: daemon.LUNConfig{Name: "a", Size: 1000000, BlockSize: 512}, err: "not a multiple"},
+		{in: "name=a,size=1MB", want: daemon.LUNConfig{Name: "a", Size: 1000000, BlockSize: 512}, err: "not a multiple"},
+		{in: "name=a,size=1G", want: daemon.LUNConfig{Name: "a", Size: 1 << 30, BlockSize: 512}},
 		{in: "name=a,size=4096", want: daemon.LUNConfig{Name: "a", Size: 4096, BlockSize: 512}},
 		{in: "name=big,size=1TiB,thin=true", want: daemon.LUNConfig{Name: "big", Size: 1 << 40, BlockSize: 512, Thin: true}},
 		{in: "name=a,size=1GiB,thin=perhaps", err: `thin "perhaps": want true or false`},
