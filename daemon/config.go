@@ -440,7 +440,7 @@ type Overrides struct {
 	NBDListen, NBDSocket, DefaultExport, APIListen, APISocket   *string
 	APIAuth, APITokenFile                                       *string
 	MaxInFlight, MaxConnections, SetHistory                     *int
-	MaxInFlightBytes                                            *Size
+	MaxInFlightBytes, Capacity                                  *Size
 	RequestTimeout, ShutdownTimeout, Hold, Freeze, RemoteWriter *time.Duration
 	LUNs                                                        []LUNConfig
 	Profile                                                     string
@@ -480,6 +480,9 @@ func (c *Config) Apply(o Overrides) {
 	}
 	if o.MaxInFlightBytes != nil {
 		c.NBD.MaxInFlightBytes = *o.MaxInFlightBytes
+	}
+	if o.Capacity != nil {
+		c.Array.Capacity = *o.Capacity
 	}
 	c.Array.LUNs = append(c.Array.LUNs, o.LUNs...)
 	if o.Profile != "" {

@@ -16,7 +16,7 @@ import (
 type serveFlags struct {
 	config, profile, listen, socket, defaultExport, dataDir     string
 	luns                                                        lunSpecs
-	maxInFlightBytes                                            sizeFlag
+	maxInFlightBytes, capacity                                  sizeFlag
 	maxInFlight, maxConnections                                 int
 	requestTimeout, shutdownTimeout, hold, freeze, remoteWriter time.Duration
 	api                                                         apiServeFlags
@@ -60,6 +60,7 @@ adds to its LUNs. lun, snapshot, writer and status are the API's clients.`,
 	fl.StringVar(&f.defaultExport, "default-export", "", "export for clients that name none (default: the first LUN)")
 	fl.IntVar(&f.maxInFlight, "max-in-flight", nbd.DefaultMaxInFlight, "requests in flight per connection")
 	fl.IntVar(&f.maxConnections, "max-connections", 0, "NBD connections served at once; past it a new one is closed at once (default: RLIMIT_NOFILE less 256, at least 64)")
+	fl.Var(&f.capacity, "capacity", "the most data the array holds, and what thick LUNs' sizes must fit in (default: in memory, half the RAM; with --data-dir, the free space of DIR's file system less 1/32)")
 	fl.Var(&f.maxInFlightBytes, "max-in-flight-bytes", "payload memory of the NBD server (replies unsent, writes undone); past it a request waits, and one connection holds at most a sixteenth (default: a sixteenth of RAM, 64 MiB to 4 GiB)")
 	fl.DurationVar(&f.requestTimeout, "request-timeout", nbd.DefaultRequestTimeout, "how long an NBD request may take to arrive once begun; an idle connection waits for ever")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for requests in flight")
@@ -108,6 +109,7 @@ func serve(ctx context.Context, log *slog.Logger, fl *pflag.FlagSet, f *serveFla
 		DefaultExport: given(fl, "default-export", f.defaultExport), MaxInFlight: given(fl, "max-in-flight", f.maxInFlight),
 		MaxConnections:   given(fl, "max-connections", f.maxConnections),
 		MaxInFlightBytes: given(fl, "max-in-flight-bytes", f.maxInFlightBytes.v),
+		Capacity:         given(fl, "capacity", f.capacity.v),
 		RequestTimeout:   given(fl, "request-timeout", f.requestTimeout),
 		ShutdownTimeout:  given(fl, "shutdown-timeout", f.shutdownTimeout), Hold: given(fl, "hold-window", f.hold),
 		Freeze: given(fl, "freeze-window", f.freeze), RemoteWriter: given(fl, "remote-writer-timeout", f.remoteWriter),

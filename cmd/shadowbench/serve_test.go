@@ -43,6 +43,7 @@ func TestServeRejectsBadFlags(t *testing.T) {
 	}{
 		{[]string{"serve", "--lun", "name=a,size=1GiB,blocksize=1000"}, `invalid argument "name=a,size=1GiB,blocksize=1000" for "--lun" flag: blocksize "1000"`},
 		{[]string{"serve", "--lun", "name=a,size=1GiB", "--lun", "name=a,size=2GiB", "--listen", "127.0.0.1:0"}, `array.luns[1].name: LUN "a" is defined twice`},
+		{[]string{"serve", "--capacity", "100M", "--lun", "name=big,size=1G", "--listen", "127.0.0.1:0", "--api", ""}, `thick LUN big of 1.0 GiB does not fit: capacity 100 MiB`},
 		{[]string{"serve", "--lun", "name=bad/name,size=1GiB", "--listen", "127.0.0.1:0", "--api", ""}, "LUN bad/name: lun: LUN names"},
 		{[]string{"serve", "--lun", "name=huge,size=1EiB", "--listen", "127.0.0.1:0", "--api", ""}, "array.luns[0].size: LUN huge: lun: array capacity exceeded: thick LUN huge of 1.0 EiB does not fit"},
 		{[]string{"serve", "--listen", "", "--api", ""}, "nothing to serve NBD on: give --listen or --socket"},
