@@ -339,9 +339,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 func (d *Daemon) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if !d.array.Durable() {
-		defer governMemory(d.log)()
-	}
+	defer governMemory(d.log)()
 	errc := make(chan error, 1+len(d.apiLs))
 	d.wg.Go(func() {
 		if err := d.nbd.Run(ctx, d.nbdLs...); err != nil {

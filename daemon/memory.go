@@ -10,9 +10,10 @@ import (
 	"time"
 )
 
-// The memory governor keeps the Go heap of a daemon whose array is in
-// memory close to what it holds live. The array's blocks are on the heap,
-// and the collector's default lets the heap grow to twice its live size
+// The memory governor keeps the Go heap of a daemon close to what it holds
+// live. An in-memory array's blocks are on the heap, and every array's
+// block maps (a durable array's 64 GiB LUN has 16 million grains), and
+// the collector's default lets the heap grow to twice its live size
 // before it runs: the soak's 2 GiB of data reached 3.6 GiB of RSS with one
 // collection in a minute. Every memGovernEvery it sets the runtime's
 // memory limit to the live heap of the last collection plus a quarter of
