@@ -54,7 +54,11 @@ func (d *Daemon) routes() http.Handler {
 		return http.StatusOK, d.lunInfo(l), nil
 	})
 	handle("DELETE /v1/luns/{name}", func(r *http.Request) (int, any, error) {
-		res, err := d.deleteLUN(r.PathValue("name"))
+		force, err := boolParam(r, "force")
+		if err != nil {
+			return 0, nil, err
+		}
+		res, err := d.deleteLUN(r.Context(), r.PathValue("name"), force)
 		return http.StatusOK, res, err
 	})
 	handle("GET /v1/luns/{name}/faults", func(r *http.Request) (int, any, error) {
@@ -535,4 +539,16 @@ func (t *tracker) closeAndWait() {
 	idle := t.idle
 	t.mu.Unlock()
 	<-idle
+}
+
+// boolParam reads a query parameter that is true, false or absent.
+func boolParam(r *http.Request, name string) (bool, error) {
+	switch v := r.URL.Query().Get(name); v {
+	case "", "false", "0":
+		return false, nil
+	case "true", "1":
+		return true, nil
+	default:
+		return false, badRequest("%s=%q: want true or false", name, v)
+	}
 }

@@ -171,7 +171,7 @@ func TestLUNsAndFaults(t *testing.T) {
 	fl, err = c.ClearFaults(ctx, "lun0")
 	require.NoError(t, err)
 	require.Empty(t, fl.Rules)
-	res, err := c.DeleteLUN(ctx, "scratch")
+	res, err := c.DeleteLUN(ctx, "scratch", false)
 	require.NoError(t, err)
 	require.Equal(t, []string{"scratch"}, res.Deleted)
 	ls, err := c.LUNs(ctx)

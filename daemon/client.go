@@ -197,9 +197,14 @@ func (c *Client) CreateLUN(ctx context.Context, req CreateLUNRequest) (out LUNIn
 	return out, err
 }
 
-// DeleteLUN deletes a LUN.
-func (c *Client) DeleteLUN(ctx context.Context, name string) (out DeleteResult, err error) {
-	_, err = c.do(ctx, http.MethodDelete, "/v1/luns/"+url.PathEscape(name), nil, &out)
+// DeleteLUN deletes a LUN. It is refused (ErrLUNInUse) when the LUN has
+// snapshots, clones or NBD clients, or is a set's snapshot, unless force.
+func (c *Client) DeleteLUN(ctx context.Context, name string, force bool) (out DeleteResult, err error) {
+	path := "/v1/luns/" + url.PathEscape(name)
+	if force {
+		path += "?force=true"
+	}
+	_, err = c.do(ctx, http.MethodDelete, path, nil, &out)
 	return out, err
 }
 

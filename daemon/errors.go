@@ -48,6 +48,10 @@ var (
 	// ErrWriterInUse is an ephemeral writer named by two snapshot requests,
 	// or by one that is already subscribed.
 	ErrWriterInUse = errors.New("daemon: writer already takes part in a snapshot set")
+
+	// ErrLUNInUse: a LUN to delete has snapshots, clones or NBD clients,
+	// or is a snapshot set's; --force deletes it all the same.
+	ErrLUNInUse = errors.New("daemon: LUN in use")
 	// ErrStopping is a request that arrives while the daemon shuts down
 	// [E_ABORT].
 	ErrStopping = errors.New("daemon: shutting down")
@@ -151,7 +155,7 @@ func statusOf(err error) int {
 		return http.StatusBadRequest
 	case is(vss.E_ACCESSDENIED, lun.ErrReadOnly):
 		return http.StatusForbidden
-	case is(lun.ErrExists, coordinator.ErrDuplicate, ErrWriterInUse, vss.VSS_E_BAD_STATE,
+	case is(lun.ErrExists, coordinator.ErrDuplicate, ErrWriterInUse, ErrLUNInUse, vss.VSS_E_BAD_STATE,
 		vss.VSS_E_SNAPSHOT_SET_IN_PROGRESS, vss.VSS_E_BREAK_REVERT_ID_FAILED):
 		return http.StatusConflict
 	case is(vss.VSS_E_UNSUPPORTED_CONTEXT, vss.VSS_E_VOLUME_NOT_SUPPORTED, vss.VSS_E_VOLUME_NOT_SUPPORTED_BY_PROVIDER,

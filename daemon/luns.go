@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/shadowbench/shadowbench/lun"
+	"github.com/shadowbench/shadowbench/vss"
 )
 
 // faultErrors are the errors a fault rule may inject, by errno name. They
@@ -92,13 +94,78 @@ func thinHint(err error, how string) string {
 	return ""
 }
 
-// deleteLUN deletes a LUN; its I/O in flight fails with EIO.
-func (d *Daemon) deleteLUN(name string) (DeleteResult, error) {
-	if _, err := d.lunByName(name); err != nil {
+// deleteLUN deletes a LUN; its I/O in flight fails with EIO. A LUN with
+// snapshots or clones, with NBD clients, or that is a snapshot of a set is
+// refused, naming what holds it, unless force: then its snapshots and
+// clones go first (a set's snapshot through the service, which keeps the
+// set's records right), and the answer lists everything deleted.
+func (d *Daemon) deleteLUN(ctx context.Context, name string, force bool) (DeleteResult, error) {
+	l, err := d.lunByName(name)
+	if err != nil {
 		return DeleteResult{}, err
 	}
+	// Descendants, deepest first.
+	var deps []*lun.LUN
+	depth := map[*lun.LUN]int{}
+	for _, o := range d.array.List() {
+		n := 0
+		for p := o.Parent(); p != nil; p = p.Parent() {
+			n++
+			if p == l {
+				deps, depth[o] = append(deps, o), n
+				break
+			}
+		}
+	}
+	slices.SortStableFunc(deps, func(a, b *lun.LUN) int { return depth[b] - depth[a] })
+	setOf := map[string]vss.ID{}
+	for _, p := range d.svc.Query() {
+		for _, t := range p.TargetLUNs {
+			setOf[t] = p.SnapshotID
+		}
+	}
+	conns := d.nbd.Connections(l)
+	if !force {
+		var why []string
+		if id, ok := setOf[name]; ok {
+			why = append(why, fmt.Sprintf("it is snapshot %v (delete it with snapshot delete)", id))
+		}
+		if len(deps) > 0 {
+			names := make([]string, len(deps))
+			for i, o := range deps {
+				names[i] = fmt.Sprintf("%s %s", o.Kind(), o.Name())
+			}
+			why = append(why, "it has "+strings.Join(names, ", "))
+		}
+		if conns > 0 {
+			why = append(why, fmt.Sprintf("%d NBD connections have it open", conns))
+		}
+		if len(why) > 0 {
+			return DeleteResult{}, fmt.Errorf("%w: LUN %s: %s; --force deletes it and them", ErrLUNInUse, name, strings.Join(why, "; "))
+		}
+	}
+	res := DeleteResult{Deleted: []string{}}
+	for _, o := range append(deps, l) {
+		if id, ok := setOf[o.Name()]; ok {
+			if _, err := d.deleteSnapshot(ctx, id); err != nil {
+				return res, fmt.Errorf("LUN %s: snapshot %v: %w", o.Name(), id, err)
+			}
+			res.Deleted = append(res.Deleted, o.Name())
+			continue
+		}
+		r, err := d.deleteOne(o.Name())
+		if err != nil {
+			return res, err
+		}
+		res.Deleted = append(res.Deleted, r...)
+	}
+	return res, nil
+}
+
+// deleteOne deletes one LUN from the array, with its fault rules.
+func (d *Daemon) deleteOne(name string) ([]string, error) {
 	if err := d.array.Delete(name); err != nil {
-		return DeleteResult{}, fmt.Errorf("LUN %s: %w", name, err)
+		return nil, fmt.Errorf("LUN %s: %w", name, err)
 	}
 	d.mu.Lock()
 	_, had := d.mu.faults[name]
@@ -110,7 +177,7 @@ func (d *Daemon) deleteLUN(name string) (DeleteResult, error) {
 		}
 	}
 	d.log.Info("LUN deleted", "lun", name)
-	return DeleteResult{Deleted: []string{name}}, nil
+	return []string{name}, nil
 }
 
 // faults returns a LUN's fault rules.

@@ -83,6 +83,8 @@ type conn struct {
 	draining atomic.Bool
 	// aborted is set when the connection is closed under the reader.
 	aborted atomic.Bool
+	// serving is the backend in transmission, for Server.Connections.
+	serving atomic.Value
 
 	// Negotiated in the handshake; read-only in transmission.
 	noZeroes   bool
@@ -168,8 +170,12 @@ func (c *conn) serve() {
 	if c.draining.Load() {
 		return
 	}
+	c.serving.Store(backendOf{c.b})
 	c.transmit()
 }
+
+// backendOf boxes a Backend for an atomic.Value, which wants one type.
+type backendOf struct{ b Backend }
 
 // greet sends the server's greeting and waits, holding no buffer, for the
 // client's first bytes (see waitReadable), within the handshake's

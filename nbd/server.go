@@ -438,3 +438,18 @@ func (s *Server) untrack(c *conn) {
 	delete(s.mu.conns, c)
 	s.mu.Unlock()
 }
+
+// Connections returns how many connections are in transmission on b, the
+// backend an export's lookup gave, so that a caller can refuse to delete
+// what clients have open.
+func (s *Server) Connections(b Backend) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for c := range s.mu.conns {
+		if v, ok := c.serving.Load().(backendOf); ok && v.b == b {
+			n++
+		}
+	}
+	return n
+}
