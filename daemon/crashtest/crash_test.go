@@ -32,6 +32,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/shadowbench/shadowbench/daemon/daemontest"
 	"github.com/shadowbench/shadowbench/nbd"
 )
 
@@ -51,20 +52,7 @@ var binPath string
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	dir, err := os.MkdirTemp("", "crashtest")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binPath = filepath.Join(dir, "shadowbench")
-	out, err := exec.Command("go", "build", "-o", binPath, "github.com/shadowbench/shadowbench/cmd/shadowbench").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "building shadowbench: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	daemontest.Main(m, "crashtest", &binPath)
 }
 
 // block is the model of one 4 KiB block. Its writes are numbered 1, 2, ...

@@ -29,8 +29,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -40,6 +38,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/shadowbench/shadowbench/daemon/daemontest"
 	"github.com/shadowbench/shadowbench/nbd"
 )
 
@@ -82,20 +81,7 @@ func TestMain(m *testing.M) {
 	if !*soakFlag {
 		os.Exit(m.Run())
 	}
-	dir, err := os.MkdirTemp("", "soaktest")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binPath = filepath.Join(dir, "shadowbench")
-	out, err := exec.Command("go", "build", "-o", binPath, "github.com/shadowbench/shadowbench/cmd/shadowbench").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "building shadowbench: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	daemontest.Main(m, "soaktest", &binPath)
 }
 
 // setLoop takes a set every interval and deletes the oldest past keep.
