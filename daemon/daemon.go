@@ -468,6 +468,9 @@ func closeAll(ls []net.Listener) {
 	}
 }
 
+// BuildVersion is the main module's version, or its VCS revision.
+func BuildVersion() string { return buildVersion() }
+
 // buildVersion is the main module's version, or its VCS revision.
 func buildVersion() string {
 	bi, ok := debug.ReadBuildInfo()

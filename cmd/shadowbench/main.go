@@ -19,7 +19,7 @@ import (
 func main() {
 	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "shadowbench:", err)
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
 }
 
@@ -69,6 +69,11 @@ func newRoot(stderr io.Writer) *cobra.Command {
 	root.AddCommand(newDemoCmd(a))
 	root.AddCommand(newScenarioCmd())
 	root.AddCommand(newCheckCmd())
+	root.AddCommand(newVersionCmd())
+	root.Version = versionText()
+	root.SetVersionTemplate("{{.Version}}")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	groupCommands(root)
 	return root
 }
 
