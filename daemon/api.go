@@ -160,7 +160,11 @@ func (d *Daemon) routes() http.Handler {
 		if err != nil {
 			return 0, nil, err
 		}
-		res, err := d.revert(r.Context(), id)
+		force, err := boolParam(r, "force")
+		if err != nil {
+			return 0, nil, err
+		}
+		res, err := d.revert(r.Context(), id, force)
 		return http.StatusOK, res, err
 	})
 

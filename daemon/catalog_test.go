@@ -49,7 +49,7 @@ func TestSnapshotsSurviveRestart(t *testing.T) {
 	require.Len(t, sets, 1)
 	require.Equal(t, kept.ID, sets[0].ID)
 	require.Equal(t, 2, sets[0].Snapshots)
-	_, err = c.RevertSnapshot(ctx, after[0].ID)
+	_, err = c.RevertSnapshot(ctx, after[0].ID, false)
 	require.NoError(t, err, "the provider answers for the snapshot it adopted")
 	_, err = c.DeleteSnapshot(ctx, after[1].ID)
 	require.NoError(t, err)

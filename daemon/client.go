@@ -282,8 +282,14 @@ func (c *Client) ExposeSnapshot(ctx context.Context, id vss.ID) (out ExposeResul
 }
 
 // RevertSnapshot copies a snapshot back onto its volume.
-func (c *Client) RevertSnapshot(ctx context.Context, id vss.ID) (out RevertResult, err error) {
-	_, err = c.do(ctx, http.MethodPost, idPath("/v1/snapshots/", id, "/revert"), nil, &out)
+// It is refused (HTTP 409) while NBD clients have a source LUN open,
+// unless force, which disconnects them first.
+func (c *Client) RevertSnapshot(ctx context.Context, id vss.ID, force bool) (out RevertResult, err error) {
+	path := idPath("/v1/snapshots/", id, "/revert")
+	if force {
+		path += "?force=true"
+	}
+	_, err = c.do(ctx, http.MethodPost, path, nil, &out)
 	return out, err
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/shadowbench/shadowbench/lun"
 	"github.com/shadowbench/shadowbench/nbd"
 )
 
@@ -57,4 +58,36 @@ func requireConflict(t *testing.T, err error) {
 	var ae *APIError
 	require.ErrorAs(t, err, &ae)
 	require.Equal(t, http.StatusConflict, ae.Status, "%v", err)
+}
+
+// TestRevertWithClients: a revert is refused while an NBD client has the
+// volume's LUN open; --force disconnects the client, whose next request
+// fails, and reverts.
+func TestRevertWithClients(t *testing.T) {
+	ctx := context.Background()
+	d, c := start(t, testConfig())
+	_, err := c.CreateSet(ctx, CreateSetRequest{Targets: []string{"lun0"}, Context: "app-rollback"})
+	require.NoError(t, err)
+	snaps, err := c.Snapshots(ctx)
+	require.NoError(t, err)
+
+	nc, err := nbd.Dial(ctx, "tcp", d.NBDAddrs()[0].String(), &nbd.DialOptions{Export: "lun0"})
+	require.NoError(t, err)
+	defer nc.Close()
+	_, err = c.RevertSnapshot(ctx, snaps[0].ID, false)
+	requireConflict(t, err)
+	require.ErrorContains(t, err, "lun0 (1 NBD connections)")
+	require.NoError(t, nc.Flush(ctx), "the refused revert left the client alone")
+
+	_, err = c.RevertSnapshot(ctx, snaps[0].ID, true)
+	require.NoError(t, err)
+	require.Error(t, nc.Flush(ctx), "the client was disconnected")
+	require.Zero(t, d.nbd.Connections(d.mustLUN(t, "lun0")))
+}
+
+func (d *Daemon) mustLUN(t *testing.T, name string) *lun.LUN {
+	t.Helper()
+	l, err := d.array.Get(name)
+	require.NoError(t, err)
+	return l
 }

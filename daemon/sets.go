@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shadowbench/shadowbench/coordinator"
+	"github.com/shadowbench/shadowbench/lun"
 	"github.com/shadowbench/shadowbench/provider"
 	"github.com/shadowbench/shadowbench/vss"
 )
@@ -457,10 +458,34 @@ func (d *Daemon) expose(ctx context.Context, id vss.ID) (ExposeResult, error) {
 }
 
 // revert copies a snapshot back onto its volume.
-func (d *Daemon) revert(ctx context.Context, id vss.ID) (RevertResult, error) {
+func (d *Daemon) revert(ctx context.Context, id vss.ID, force bool) (RevertResult, error) {
 	p, err := d.snapshot(id)
 	if err != nil {
 		return RevertResult{}, err
+	}
+	// The data changes under the clients of the source LUNs: refused while
+	// they are connected, as LVM's merge waits for the origin to close,
+	// unless force, which disconnects them first.
+	var open []string
+	var luns []*lun.LUN
+	for _, name := range p.SourceLUNs {
+		if l, err := d.array.Get(name); err == nil {
+			luns = append(luns, l)
+			if n := d.nbd.Connections(l); n > 0 {
+				open = append(open, fmt.Sprintf("%s (%d NBD connections)", name, n))
+			}
+		}
+	}
+	if len(open) > 0 {
+		if !force {
+			return RevertResult{}, fmt.Errorf("%w: reverting changes the data under the clients of %s: disconnect them (unmount first), or --force disconnects them",
+				ErrLUNInUse, strings.Join(open, ", "))
+		}
+		for _, l := range luns {
+			if n := d.nbd.Disconnect(l); n > 0 {
+				d.log.Warn("NBD clients disconnected for a revert", "lun", l.Name(), "connections", n, "snapshot", id)
+			}
+		}
 	}
 	err = d.manage(ctx, func(bc *coordinator.BackupComponents) error {
 		return bc.RevertToSnapshot(ctx, id, false /* force */)

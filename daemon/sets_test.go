@@ -67,7 +67,7 @@ func TestCreateSetAndManage(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, target, exp.Export)
 
-	rev, err := c.RevertSnapshot(ctx, snap.ID)
+	rev, err := c.RevertSnapshot(ctx, snap.ID, false)
 	require.NoError(t, err)
 	require.Equal(t, "data", rev.Volume)
 	require.NoError(t, nc.Read(ctx, buf, 0))

@@ -453,3 +453,19 @@ func (s *Server) Connections(b Backend) int {
 	}
 	return n
 }
+
+// Disconnect closes every connection in transmission on b at once, as a
+// power cut or a pulled cable would: requests in flight fail, nothing more
+// is answered. It returns how many it closed.
+func (s *Server) Disconnect(b Backend) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for c := range s.mu.conns {
+		if v, ok := c.serving.Load().(backendOf); ok && v.b == b {
+			c.abort()
+			n++
+		}
+	}
+	return n
+}

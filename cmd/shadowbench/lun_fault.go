@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/spf13/cobra"
 
@@ -25,6 +26,9 @@ Errors: EIO, ENOSPC, EPERM, EINVAL, ENOMEM.`,
 			"  shadowbench lun fault lun0 --op flush --error EIO --nth 3\n  shadowbench lun fault lun0 --clear",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.Flags().Changed("nth") && r.Nth < 1 {
+				return usageError{fmt.Errorf("--nth %d: want 1 or more (the first matching operation is 1; leave --nth out for every one)", r.Nth)}
+			}
 			return f.call(cmd, func(ctx context.Context, c *daemon.Client) (daemon.Texter, error) {
 				adding := r.Latency != "" || r.Error != "" || cmd.Flags().Changed("probability") ||
 					cmd.Flags().Changed("nth") || len(r.Ops) > 0

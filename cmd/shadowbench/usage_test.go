@@ -12,7 +12,7 @@ import (
 // that names the command; a group alone prints its help and succeeds.
 func TestExitCodes(t *testing.T) {
 	ctx := context.Background()
-	for _, args := range [][]string{{"lun", "crate", "x"}, {"snapshot", "foo"}, {"nosuch"}, {"lun", "list", "--bogus"}} {
+	for _, args := range [][]string{{"lun", "crate", "x"}, {"snapshot", "foo"}, {"nosuch"}, {"lun", "list", "--bogus"}, {"lun", "fault", "lun0", "--nth", "0", "--error", "EIO"}} {
 		var out, errb bytes.Buffer
 		err := run(ctx, args, &out, &errb)
 		require.Error(t, err, "%v", args)
