@@ -72,7 +72,7 @@
 //	GET    /v1/luns                          []LUNInfo
 //	POST   /v1/luns                          LUNConfig -> LUNInfo
 //	GET    /v1/luns/{name}                   LUNInfo, with faults and I/O statistics
-//	DELETE /v1/luns/{name}                   DeleteResult
+//	DELETE /v1/luns/{name}[?force=true]      DeleteResult (409 when in use, unless force)
 //	GET    /v1/luns/{name}/faults            FaultList
 //	POST   /v1/luns/{name}/faults            FaultRule -> FaultList (adds a rule)
 //	DELETE /v1/luns/{name}/faults            FaultList (clears)
@@ -86,7 +86,7 @@
 //	GET    /v1/snapshots/{id}                SnapshotInfo
 //	DELETE /v1/snapshots/{id}                DeleteResult
 //	POST   /v1/snapshots/{id}/expose         ExposeResult
-//	POST   /v1/snapshots/{id}/revert         RevertResult
+//	POST   /v1/snapshots/{id}/revert[?force=true]  RevertResult (409 while NBD clients have the volume open, unless force)
 //	GET    /v1/writers                       []WriterInfo
 //	POST   /v1/writers                       WriterRegistration -> WriterInfo
 //	GET    /v1/writers/{id}                  WriterInfo
