@@ -67,9 +67,14 @@ func TestCreateSetAndManage(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, target, exp.Export)
 
+	// The client is closed first: a revert under connected clients is
+	// refused (TestRevertWithClients).
+	require.NoError(t, nc.Close())
 	rev, err := c.RevertSnapshot(ctx, snap.ID, false)
 	require.NoError(t, err)
 	require.Equal(t, "data", rev.Volume)
+	nc, err = nbd.Dial(ctx, "tcp", d.NBDAddrs()[0].String(), &nbd.DialOptions{Export: "lun0"})
+	require.NoError(t, err)
 	require.NoError(t, nc.Read(ctx, buf, 0))
 	require.Equal(t, "before", string(buf), "the revert brought the snapshot's data back")
 	require.NoError(t, nc.Close())
