@@ -16,15 +16,10 @@ import (
 // them, the snapshot through the service, so that the set's records go too.
 func TestDeleteLUNInUse(t *testing.T) {
 	ctx := context.Background()
-	d, c := start(t, testConfig())
-	_, err := c.CreateSet(ctx, CreateSetRequest{Targets: []string{"lun0"}, Context: "app-rollback"})
-	require.NoError(t, err)
-	snaps, err := c.Snapshots(ctx)
-	require.NoError(t, err)
-	require.Len(t, snaps, 1)
+	d, c, snaps := startWithSnapshot(t)
 	snapLUN := snaps[0].TargetLUNs[0]
 
-	_, err = c.DeleteLUN(ctx, "lun0", false)
+	_, err := c.DeleteLUN(ctx, "lun0", false)
 	requireConflict(t, err)
 	require.ErrorContains(t, err, "it has snapshot "+snapLUN)
 	require.ErrorContains(t, err, "--force")
@@ -65,11 +60,7 @@ func requireConflict(t *testing.T, err error) {
 // fails, and reverts.
 func TestRevertWithClients(t *testing.T) {
 	ctx := context.Background()
-	d, c := start(t, testConfig())
-	_, err := c.CreateSet(ctx, CreateSetRequest{Targets: []string{"lun0"}, Context: "app-rollback"})
-	require.NoError(t, err)
-	snaps, err := c.Snapshots(ctx)
-	require.NoError(t, err)
+	d, c, snaps := startWithSnapshot(t)
 
 	nc, err := nbd.Dial(ctx, "tcp", d.NBDAddrs()[0].String(), &nbd.DialOptions{Export: "lun0"})
 	require.NoError(t, err)
@@ -90,4 +81,16 @@ func (d *Daemon) mustLUN(t *testing.T, name string) *lun.LUN {
 	l, err := d.array.Get(name)
 	require.NoError(t, err)
 	return l
+}
+
+// startWithSnapshot starts a daemon holding one APP_ROLLBACK set of lun0.
+func startWithSnapshot(t *testing.T) (*Daemon, *Client, []SnapshotInfo) {
+	t.Helper()
+	d, c := start(t, testConfig())
+	_, err := c.CreateSet(context.Background(), CreateSetRequest{Targets: []string{"lun0"}, Context: "app-rollback"})
+	require.NoError(t, err)
+	snaps, err := c.Snapshots(context.Background())
+	require.NoError(t, err)
+	require.Len(t, snaps, 1)
+	return d, c, snaps
 }

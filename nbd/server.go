@@ -442,28 +442,22 @@ func (s *Server) untrack(c *conn) {
 // Connections returns how many connections are in transmission on b, the
 // backend an export's lookup gave, so that a caller can refuse to delete
 // what clients have open.
-func (s *Server) Connections(b Backend) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for c := range s.mu.conns {
-		if v, ok := c.serving.Load().(backendOf); ok && v.b == b {
-			n++
-		}
-	}
-	return n
-}
+func (s *Server) Connections(b Backend) int { return s.onBackend(b, func(*conn) {}) }
 
 // Disconnect closes every connection in transmission on b at once, as a
 // power cut or a pulled cable would: requests in flight fail, nothing more
 // is answered. It returns how many it closed.
-func (s *Server) Disconnect(b Backend) int {
+func (s *Server) Disconnect(b Backend) int { return s.onBackend(b, (*conn).abort) }
+
+// onBackend calls fn on every connection in transmission on b, under the
+// server's lock, and returns how many there were.
+func (s *Server) onBackend(b Backend, fn func(*conn)) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
 	for c := range s.mu.conns {
 		if v, ok := c.serving.Load().(backendOf); ok && v.b == b {
-			c.abort()
+			fn(c)
 			n++
 		}
 	}
