@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -73,7 +74,8 @@ func TestRevertWithClients(t *testing.T) {
 	_, err = c.RevertSnapshot(ctx, snaps[0].ID, true)
 	require.NoError(t, err)
 	require.Error(t, nc.Flush(ctx), "the client was disconnected")
-	require.Zero(t, d.nbd.Connections(d.mustLUN(t, "lun0")))
+	lun0 := d.mustLUN(t, "lun0")
+	require.Eventually(t, func() bool { return d.nbd.Connections(lun0) == 0 }, 5*time.Second, time.Millisecond)
 }
 
 func (d *Daemon) mustLUN(t *testing.T, name string) *lun.LUN {

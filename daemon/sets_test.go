@@ -67,9 +67,12 @@ func TestCreateSetAndManage(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, target, exp.Export)
 
-	// The client is closed first: a revert under connected clients is
-	// refused (TestRevertWithClients).
+	// The client is closed first, and the server has seen it go: a revert
+	// under connected clients is refused (TestRevertWithClients).
 	require.NoError(t, nc.Close())
+	lun0, err := d.array.Get("lun0")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return d.nbd.Connections(lun0) == 0 }, 5*time.Second, time.Millisecond)
 	rev, err := c.RevertSnapshot(ctx, snap.ID, false)
 	require.NoError(t, err)
 	require.Equal(t, "data", rev.Volume)

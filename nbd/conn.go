@@ -83,7 +83,7 @@ type conn struct {
 	draining atomic.Bool
 	// aborted is set when the connection is closed under the reader.
 	aborted atomic.Bool
-	// serving is the backend in transmission, for Server.Connections.
+	// serving is the backend selected, for Server.Connections.
 	serving atomic.Value
 
 	// Negotiated in the handshake; read-only in transmission.
@@ -170,7 +170,6 @@ func (c *conn) serve() {
 	if c.draining.Load() {
 		return
 	}
-	c.serving.Store(backendOf{c.b})
 	c.transmit()
 }
 
@@ -356,6 +355,9 @@ func (c *conn) exportName(data []byte) error {
 
 func (c *conn) selectExport(name string, b Backend) {
 	c.name, c.b = name, b
+	// Before the reply that ends the handshake goes out, so that a client
+	// whose Dial returned is already counted (Server.Connections).
+	c.serving.Store(backendOf{b})
 	c.size = uint64(max(b.Size(), 0))
 	c.readOnly = b.ReadOnly()
 	c.ct, _ = b.(ChangeTracker)
