@@ -72,24 +72,33 @@ func writeToken(path string) (string, error) {
 	var raw [32]byte
 	_, _ = rand.Read(raw[:]) // never fails (crypto/rand)
 	token := hex.EncodeToString(raw[:])
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return "", err
 	}
-	f, err := os.CreateTemp(dir, ".api-token-*") // mode 0600
+	if err := writeFileAtomic(path, []byte(token+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return token, nil
+}
+
+// writeFileAtomic writes b to a file beside path (of the mode given) and renames
+// it over path: a reader sees the old file or the new one, never half of
+// one, and a file or link planted at path is replaced, not written
+// through.
+func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
 	if err != nil {
-		return "", err
+		return err
 	}
-	_, err = f.WriteString(token + "\n")
-	err = errors.Join(err, f.Close())
+	_, err = f.Write(b)
+	err = errors.Join(err, f.Chmod(mode), f.Close())
 	if err == nil {
 		err = os.Rename(f.Name(), path)
 	}
 	if err != nil {
 		_ = os.Remove(f.Name())
-		return "", err
 	}
-	return token, nil
+	return err
 }
 
 // setUpAuth prepares the TCP API's authentication: a token written to the

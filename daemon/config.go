@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -82,6 +83,38 @@ type NBDConfig struct {
 	// ShutdownTimeout bounds the drain of NBD and API requests at
 	// shutdown; 0 for 10 s.
 	ShutdownTimeout time.Duration `yaml:"shutdown-timeout"`
+	// ReadOnly serves every export read-only (WRITE, TRIM and
+	// WRITE_ZEROES answer EPERM), whatever the LUNs' own flags.
+	ReadOnly bool `yaml:"read-only"`
+	// MaxRequestSize bounds a READ or WRITE, advertised as the maximum
+	// block size; 0 for 32 MiB, at most 64 MiB.
+	MaxRequestSize Size `yaml:"max-request-size"`
+	// TLS offers or requires TLS (NBD_OPT_STARTTLS).
+	TLS TLSConfig `yaml:"tls"`
+}
+
+// TLS modes, as nbdkit spells them.
+const (
+	TLSOff     = "off"
+	TLSOn      = "on"
+	TLSRequire = "require"
+)
+
+// TLSConfig is the NBD server's TLS. Certificates is a directory holding
+// server-cert.pem and server-key.pem (PEM; nbdkit's and qemu-nbd's
+// layout); Mode is off, on (offered) or require. Certificates alone means
+// on.
+type TLSConfig struct {
+	Mode         string `yaml:"mode"`
+	Certificates string `yaml:"certificates"`
+}
+
+// mode is the effective mode.
+func (t TLSConfig) mode() string {
+	if t.Mode == "" && t.Certificates != "" {
+		return TLSOn
+	}
+	return cmp.Or(t.Mode, TLSOff)
 }
 
 // APIConfig is the HTTP API's part. With neither address the daemon runs
@@ -155,6 +188,9 @@ type LUNConfig struct {
 	Size      Size   `yaml:"size" json:"size"`
 	BlockSize int    `yaml:"block-size" json:"block_size,omitempty"` // 512 or 4096; 0 for 512
 	ReadOnly  bool   `yaml:"read-only" json:"read_only,omitempty"`
+	// Flag is the --lun flag this LUN came from, "" for the file: errors
+	// then name the flag rather than a path in a file it is not in.
+	Flag string `yaml:"-" json:"-"`
 	// Thin lets the LUN overcommit the array's capacity. A thick LUN (the
 	// default) is created only when the sizes of the thick LUNs, its own
 	// included, add up within the capacity.
@@ -445,6 +481,9 @@ type Overrides struct {
 	LUNs                                                        []LUNConfig
 	Profile                                                     string
 	DataDir                                                     *string
+	ReadOnly                                                    *bool
+	MaxRequestSize                                              *Size
+	TLS, TLSCertificates                                        *string
 }
 
 // Apply applies the overrides.
@@ -484,6 +523,14 @@ func (c *Config) Apply(o Overrides) {
 	if o.Capacity != nil {
 		c.Array.Capacity = *o.Capacity
 	}
+	if o.MaxRequestSize != nil {
+		c.NBD.MaxRequestSize = *o.MaxRequestSize
+	}
+	if o.ReadOnly != nil {
+		c.NBD.ReadOnly = *o.ReadOnly
+	}
+	set(&c.NBD.TLS.Mode, o.TLS)
+	set(&c.NBD.TLS.Certificates, o.TLSCertificates)
 	c.Array.LUNs = append(c.Array.LUNs, o.LUNs...)
 	if o.Profile != "" {
 		if len(c.Providers) == 0 {

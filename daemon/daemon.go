@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -32,15 +33,28 @@ type Options struct {
 	// Version is what status reports; the module's build information
 	// when empty.
 	Version string
+	// PIDFile, when set, is written with the process ID once every
+	// listener serves, and removed at exit.
+	PIDFile string
+	// Run is a captive command (nbdkit's --run): once the daemon serves,
+	// /bin/sh runs it with $uri, $nbd, $port or $unixsocket, $exportname
+	// and SHADOWBENCH_API set, and the daemon stops when it exits; Run
+	// then returns a *CaptiveExit for a status other than 0. Its output
+	// goes to RunStdout and RunStderr (os.Stdout and os.Stderr when nil).
+	Run                  string
+	RunStdout, RunStderr io.Writer
 }
 
 // Daemon is a running shadowbench: the array, the NBD server, the
 // coordinator with its providers and writers, and the HTTP API.
 type Daemon struct {
 	cfg     *Config
+	opts    Options
 	log     *slog.Logger
 	version string
 	started time.Time
+	// defaultExport is the export of NBD clients that name none.
+	defaultExport string
 
 	array *lun.Array
 	svc   *coordinator.Service
@@ -113,7 +127,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error) 
 	if log == nil {
 		log = slog.Default()
 	}
-	d := &Daemon{cfg: cfg, log: log, version: opts.Version, started: time.Now(),
+	d := &Daemon{cfg: cfg, opts: opts, log: log, version: opts.Version, started: time.Now(),
 		seq: make(chan struct{}, 1), stop: make(chan struct{})}
 	if d.version == "" {
 		d.version = buildVersion()
@@ -187,10 +201,12 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error) 
 			}
 		}
 	}
-	d.nbd = nbd.NewServer(nbd.ArrayCatalog(d.array), nbd.Options{MaxInFlight: cfg.NBD.MaxInFlight,
-		MaxConnections: cfg.NBD.MaxConnections, RequestTimeout: cfg.NBD.RequestTimeout,
-		MaxInFlightBytes: int64(cfg.NBD.MaxInFlightBytes),
-		DefaultExport:    def, ShutdownTimeout: d.shutdownTimeout(), Logger: log})
+	d.defaultExport = def
+	nopts, err := NBDOptions(cfg, def, log)
+	if err != nil {
+		return nil, err
+	}
+	d.nbd = nbd.NewServer(nbd.ArrayCatalog(d.array), nopts)
 	d.metrics = newMetrics(d)
 	// ReadTimeout covers the body too, so a client that sends a header and
 	// no body is answered 408 and closed, as one that sends half a header
@@ -208,8 +224,9 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error) 
 	return d, nil
 }
 
-// ListenNBD opens the configured NBD listeners. A stale unix socket is
-// replaced, and said so in log (see listenUnix).
+// ListenNBD opens the configured NBD listeners, or takes those of socket
+// activation (LISTEN_FDS) instead. A stale unix socket is replaced, and
+// said so in log (see listenUnix).
 func ListenNBD(cfg *Config, log *slog.Logger) (ls []net.Listener, err error) {
 	defer func() {
 		if err != nil {
@@ -217,8 +234,16 @@ func ListenNBD(cfg *Config, log *slog.Logger) (ls []net.Listener, err error) {
 			ls = nil
 		}
 	}()
+	if ls, err = activatedListeners(); err != nil {
+		return nil, err
+	}
+	for _, l := range ls {
+		log.Info("socket activation: serving NBD on a listener the service manager passed; --listen and --socket are not opened",
+			"network", l.Addr().Network(), "addr", l.Addr().String())
+	}
+	activated := ls != nil
 	for _, a := range [...]struct{ network, addr, what string }{{"tcp", cfg.NBD.Listen, "nbd listen"}, {"unix", cfg.NBD.Socket, "nbd socket"}} {
-		if a.addr == "" {
+		if activated || a.addr == "" {
 			continue
 		}
 		var l net.Listener
@@ -235,19 +260,21 @@ func ListenNBD(cfg *Config, log *slog.Logger) (ls []net.Listener, err error) {
 	if len(ls) == 0 {
 		return nil, ErrNothingToServe
 	}
-	warnExposed(log, ls)
+	if cfg.NBD.TLS.mode() != TLSRequire {
+		warnExposed(log, ls)
+	}
 	return ls, nil
 }
 
 // warnExposed warns of each NBD listener that reaches beyond loopback.
-// NBD has no authentication of its own, and the daemon sets up no TLS
-// for it, so any host that reaches such an address reads and writes
+// NBD has no authentication of its own, and without TLS required
+// (--tls require) any host that reaches such an address reads and writes
 // every LUN. Listening there stays allowed, as NBD servers allow it: an
 // isolated test network is a fair use.
 func warnExposed(log *slog.Logger, ls []net.Listener) {
 	for _, l := range ls {
 		if a, ok := l.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {
-			log.Warn("NBD listens beyond loopback, without TLS: any host that reaches this address can read and write every LUN",
+			log.Warn("NBD listens beyond loopback, without TLS required: any host that reaches this address can read and write every LUN",
 				"addr", a.String())
 		}
 	}
@@ -363,13 +390,26 @@ func (d *Daemon) run(ctx context.Context) error {
 		d.log.Info("serving the API", "url", u)
 	}
 	d.log.Info("LUNs ready", "luns", len(d.array.List()), "providers", len(d.provs), "version", d.version)
+	if err := d.ready(); err != nil {
+		cancel()
+		errc <- err
+	}
+	defer d.unready()
+	captive := make(chan error, 1)
+	if d.opts.Run != "" {
+		d.wg.Go(func() {
+			captive <- d.runCaptive(ctx, cmp.Or[io.Writer](d.opts.RunStdout, os.Stdout), cmp.Or[io.Writer](d.opts.RunStderr, os.Stderr), cancel)
+		})
+	}
 
 	<-ctx.Done()
 	d.log.Info("shutting down")
+	notify("STOPPING=1")
 	serr := d.shutdown()
 	d.wg.Wait()
 	close(errc)
-	errs := []error{serr}
+	close(captive)
+	errs := []error{serr, <-captive}
 	for err := range errc {
 		errs = append(errs, err)
 	}

@@ -78,12 +78,25 @@ func (d *Daemon) createLUN(req LUNConfig) (LUNInfo, error) {
 		return LUNInfo{}, badRequest("%v", err)
 	}
 	l, err := d.array.Create(req.Name, lun.Options{Size: int64(req.Size), BlockSize: req.BlockSize, ReadOnly: req.ReadOnly, Thin: req.Thin})
+	if errors.Is(err, lun.ErrExists) {
+		return LUNInfo{}, existsError(req.Name)
+	}
 	if err != nil {
 		return LUNInfo{}, fmt.Errorf("LUN %s: %w%s", req.Name, err, thinHint(err, `(lun create --thin; "thin": true in the API)`))
 	}
 	d.log.Info("LUN created", "lun", req.Name, "size", req.Size.String(), "thin", l.Thin())
 	return d.lunInfo(l), nil
 }
+
+// existsError is lun.ErrExists for a LUN create, said once: lun's own
+// text names the LUN after the cause, which a caller's prefix repeats.
+type existsError string
+
+func (e existsError) Error() string {
+	return fmt.Sprintf("LUN %s exists already (lun list shows it; another name, or lun delete %s first)", string(e), string(e))
+}
+
+func (e existsError) Unwrap() error { return lun.ErrExists }
 
 // thinHint returns how to ask for a thin LUN, in the words of the place
 // where LUNs are described, when err is a thick LUN that does not fit.

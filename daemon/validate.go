@@ -10,6 +10,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/shadowbench/shadowbench/coordinator"
+	"github.com/shadowbench/shadowbench/nbd"
 	"github.com/shadowbench/shadowbench/provider"
 	"github.com/shadowbench/shadowbench/vss"
 )
@@ -37,6 +38,15 @@ func (c *Config) Validate() error {
 		add(errors.New("must not be negative"), "nbd", "max-in-flight-bytes")
 	}
 	neg(c.NBD.RequestTimeout, "nbd", "request-timeout")
+	if n := c.NBD.MaxRequestSize; n < 0 || n > nbd.MaxPayloadLimit || (n > 0 && n < 4096) {
+		add(fmt.Errorf("%s: want 4 KiB to 64 MiB", n), "nbd", "max-request-size")
+	}
+	switch m := c.NBD.TLS.mode(); {
+	case m != TLSOff && m != TLSOn && m != TLSRequire:
+		add(fmt.Errorf("%q: want off, on or require", c.NBD.TLS.Mode), "nbd", "tls", "mode")
+	case m != TLSOff && c.NBD.TLS.Certificates == "":
+		add(fmt.Errorf("TLS %s needs a certificates directory (server-cert.pem, server-key.pem)", m), "nbd", "tls", "certificates")
+	}
 	neg(c.NBD.ShutdownTimeout, "nbd", "shutdown-timeout")
 	if c.API.Listen != "" {
 		if err := checkLoopback(c.API.Listen); err != nil {
@@ -65,10 +75,16 @@ func (c *Config) Validate() error {
 	}
 	luns := map[string]bool{}
 	for i, l := range c.Array.LUNs {
-		if err := checkLUN(l); err != nil {
-			add(err, "array", "luns", i)
-		} else if luns[l.Name] {
-			add(fmt.Errorf("LUN %q is defined twice", l.Name), "array", "luns", i, "name")
+		err, path := checkLUN(l), []any{"array", "luns", i}
+		if err == nil && luns[l.Name] {
+			err, path = fmt.Errorf("LUN %q is defined twice", l.Name), append(path, "name")
+		}
+		switch {
+		case err == nil:
+		case l.Flag != "":
+			errs = append(errs, fmt.Errorf("--lun %s: %w", l.Flag, err))
+		default:
+			add(err, path...)
 		}
 		luns[l.Name] = true
 	}

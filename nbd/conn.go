@@ -26,6 +26,7 @@ var (
 	errPayloadTooBig = errors.New("nbd: write payload too large to skip")
 	errExportName    = errors.New("nbd: NBD_OPT_EXPORT_NAME for an unknown export")
 	errTLSPipelined  = errors.New("nbd: data sent before the TLS handshake")
+	errTLSRequired   = errors.New("nbd: NBD_OPT_EXPORT_NAME without TLS on a server that requires it")
 )
 
 // discardLimit bounds what the server reads and throws away to stay in step
@@ -264,6 +265,12 @@ func (c *conn) handshake() (bool, error) {
 
 // option answers one option. done is true when negotiation is over.
 func (c *conn) option(opt uint32, data []byte) (done bool, err error) {
+	if c.s.opts.TLSRequired && c.s.opts.TLSConfig != nil && !c.tls && opt != optStartTLS && opt != optAbort {
+		if opt == optExportName {
+			return true, errTLSRequired
+		}
+		return false, c.optError(opt, repErrTLSReqd, "this server requires TLS: send NBD_OPT_STARTTLS first")
+	}
 	switch opt {
 	case optExportName:
 		return true, c.exportName(data)
@@ -320,7 +327,7 @@ func (c *conn) lookup(name string) (string, Backend, error) {
 
 func (c *conn) exportFlags(b Backend) TransmissionFlags {
 	f := FlagHasFlags | FlagSendFlush | FlagSendCache | FlagCanMultiConn
-	if b.ReadOnly() {
+	if c.exportReadOnly(b) {
 		f |= FlagReadOnly
 	} else {
 		f |= FlagSendFUA | FlagSendTrim | FlagSendWriteZeroes | FlagSendFastZero
@@ -353,13 +360,17 @@ func (c *conn) exportName(data []byte) error {
 	return c.bw.Flush()
 }
 
+// exportReadOnly reports whether b is served read-only: its own flag, or
+// the server's Options.ReadOnly.
+func (c *conn) exportReadOnly(b Backend) bool { return c.s.opts.ReadOnly || b.ReadOnly() }
+
 func (c *conn) selectExport(name string, b Backend) {
 	c.name, c.b = name, b
 	// Before the reply that ends the handshake goes out, so that a client
 	// whose Dial returned is already counted (Server.Connections).
 	c.serving.Store(backendOf{b})
 	c.size = uint64(max(b.Size(), 0))
-	c.readOnly = b.ReadOnly()
+	c.readOnly = c.exportReadOnly(b)
 	c.ct, _ = b.(ChangeTracker)
 	if c.metaExport != name {
 		c.meta = nil

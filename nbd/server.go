@@ -59,6 +59,12 @@ type Options struct {
 	// (SELECTIVETLS mode: TLS is offered, never required). When nil,
 	// STARTTLS is refused with NBD_REP_ERR_POLICY.
 	TLSConfig *tls.Config
+	// TLSRequired, with TLSConfig, is FORCEDTLS mode (proto.md "TLS
+	// support"): before STARTTLS every option but ABORT answers
+	// NBD_REP_ERR_TLS_REQD, and NBD_OPT_EXPORT_NAME ends the session.
+	TLSRequired bool
+	// ReadOnly serves every export read-only, whatever its own flag.
+	ReadOnly bool
 	// Logger receives connection errors and handler panics. Default
 	// slog.Default().
 	Logger *slog.Logger
@@ -67,7 +73,8 @@ type Options struct {
 // DefaultRequestTimeout is the default of Options.RequestTimeout.
 const DefaultRequestTimeout = 30 * time.Second
 
-const maxPayloadLimit = 1 << maxBufShift
+// MaxPayloadLimit is the largest Options.MaxPayload.
+const MaxPayloadLimit = 1 << maxBufShift
 
 func (o Options) withDefaults() Options {
 	if o.MaxInFlight <= 0 {
@@ -76,7 +83,7 @@ func (o Options) withDefaults() Options {
 	if o.MaxPayload <= 0 {
 		o.MaxPayload = DefaultMaxPayload
 	}
-	o.MaxPayload = min(o.MaxPayload, maxPayloadLimit)
+	o.MaxPayload = min(o.MaxPayload, MaxPayloadLimit)
 	if o.MaxInFlightBytes <= 0 {
 		o.MaxInFlightBytes = DefaultMaxInFlightBytes()
 	}

@@ -245,6 +245,17 @@ func TestReadOnlyExportAnswersEPERM(t *testing.T) {
 	require.NoError(t, c.Flush(ctx))
 }
 
+func TestServerReadOnlyServesEveryExportReadOnly(t *testing.T) {
+	ts := serveOn(t, "tcp", newCatalog(map[string]*memBackend{"lun0": newMem(testSize)}), Options{ReadOnly: true})
+	c := ts.dial(t, &DialOptions{Export: "lun0"})
+	ctx := tctx(t)
+	require.True(t, c.Flags()&FlagReadOnly != 0)
+	require.True(t, c.Flags()&FlagSendFUA == 0)
+	require.ErrorIs(t, c.Write(ctx, []byte("x"), 0, 0), syscall.EPERM)
+	require.ErrorIs(t, c.WriteZeroes(ctx, 0, 4096, 0), syscall.EPERM)
+	require.NoError(t, c.Read(ctx, make([]byte, 4096), 0))
+}
+
 func TestOutOfRange(t *testing.T) {
 	ts := serveOn(t, "tcp", newCatalog(map[string]*memBackend{"lun0": newMem(testSize)}), Options{})
 	c := ts.dial(t, allMeta("lun0"))
@@ -631,6 +642,28 @@ func TestTLS(t *testing.T) {
 	plain := ts.dial(t, &DialOptions{Export: "lun0"})
 	require.NoError(t, plain.Read(ctx, got[:10], 777))
 	require.Equal(t, p[:10], got[:10])
+}
+
+func TestTLSRequired(t *testing.T) {
+	srv, cli := testTLSPair(t)
+	ts := serveOn(t, "tcp", newCatalog(map[string]*memBackend{"lun0": newMem(testSize)}), Options{TLSConfig: srv, TLSRequired: true})
+	ctx := tctx(t)
+	// A plain client is refused with TLS_REQD, and told why.
+	_, err := Dial(ctx, ts.network, ts.addr, &DialOptions{Export: "lun0"})
+	var oe *OptionError
+	require.ErrorAs(t, err, &oe)
+	require.Equal(t, repErrTLSReqd, oe.Reply)
+	r := rawDial(t, ts)
+	r.option(optList, nil)
+	typ, _ := r.reply(optList)
+	require.Equal(t, repErrTLSReqd, typ)
+	// A TLS client is served.
+	c := ts.dial(t, &DialOptions{Export: "lun0", TLSConfig: cli})
+	p := pattern(4096, 3)
+	require.NoError(t, c.Write(ctx, p, 0, 0))
+	got := make([]byte, len(p))
+	require.NoError(t, c.Read(ctx, got, 0))
+	require.Equal(t, p, got)
 }
 
 func TestHandshakeOptions(t *testing.T) {

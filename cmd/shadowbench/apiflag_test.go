@@ -28,7 +28,7 @@ func serveForTest(t *testing.T, args ...string) string {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "api.sock")
 	if len(args) == 0 {
-		args = []string{"--lun", "name=lun0,size=64MiB", "--lun", "name=lun1,size=64MiB,blocksize=4096"}
+		args = []string{"--lun", "name=lun0,size=64MiB", "--lun", "name=lun1,size=64MiB,block-size=4096"}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

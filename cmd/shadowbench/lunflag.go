@@ -11,7 +11,8 @@ import (
 )
 
 // lunSpecs is the repeatable --lun flag; each value is
-// name=NAME,size=SIZE[,blocksize=512|4096][,readonly=BOOL][,thin=BOOL].
+// name=NAME,size=SIZE[,block-size=512|4096][,read-only=BOOL][,thin=BOOL],
+// spelled as lun create's flags and the configuration file's keys.
 type lunSpecs []daemon.LUNConfig
 
 func (s *lunSpecs) Type() string { return "spec" }
@@ -33,13 +34,16 @@ func (s *lunSpecs) Set(v string) error {
 	return nil
 }
 
+// respelled are the keys --lun once took, with the spelling it takes.
+var respelled = map[string]string{"blocksize": "block-size", "readonly": "read-only"}
+
 func parseLUNSpec(v string) (daemon.LUNConfig, error) {
-	spec := daemon.LUNConfig{BlockSize: 512}
+	spec := daemon.LUNConfig{BlockSize: 512, Flag: v}
 	seen := map[string]bool{}
 	for _, kv := range strings.Split(v, ",") {
 		key, val, ok := strings.Cut(kv, "=")
 		if !ok || val == "" {
-			return spec, fmt.Errorf("%q is not key=value (want name=NAME,size=SIZE[,blocksize=512|4096][,readonly=true][,thin=true])", kv)
+			return spec, fmt.Errorf("%q is not key=value (want name=NAME,size=SIZE[,block-size=512|4096][,read-only=true][,thin=true])", kv)
 		}
 		if seen[key] {
 			return spec, fmt.Errorf("%s given twice", key)
@@ -54,12 +58,14 @@ func parseLUNSpec(v string) (daemon.LUNConfig, error) {
 				return spec, fmt.Errorf("size %q: want a positive size such as 1G, 1GiB or 512MiB", val)
 			}
 			spec.Size = n
-		case "blocksize":
+		case "blocksize", "readonly":
+			return spec, fmt.Errorf("unknown key %q: spell it %s, as lun create and the configuration file do", key, respelled[key])
+		case "block-size":
 			if val != "512" && val != "4096" {
-				return spec, fmt.Errorf("blocksize %q: want 512 or 4096", val)
+				return spec, fmt.Errorf("block-size %q: want 512 or 4096", val)
 			}
 			spec.BlockSize, _ = strconv.Atoi(val)
-		case "readonly", "thin":
+		case "read-only", "thin":
 			b, err := strconv.ParseBool(val)
 			if err != nil {
 				return spec, fmt.Errorf("%s %q: want true or false", key, val)
@@ -70,7 +76,7 @@ func parseLUNSpec(v string) (daemon.LUNConfig, error) {
 				spec.ReadOnly = b
 			}
 		default:
-			return spec, fmt.Errorf("unknown key %q (want name, size, blocksize, readonly, thin)", key)
+			return spec, fmt.Errorf("unknown key %q (want name, size, block-size, read-only, thin)", key)
 		}
 	}
 	switch {

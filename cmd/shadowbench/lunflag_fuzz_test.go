@@ -5,7 +5,7 @@ import "testing"
 // FuzzLUNSpec: the --lun parser never panics, and what it accepts has a
 // name and a positive size.
 func FuzzLUNSpec(f *testing.F) {
-	for _, s := range []string{"name=lun0,size=1GiB", "name=a,size=4MiB,blocksize=4096,readonly=true", "size=1", "name=,size=", ",,,"} {
+	for _, s := range []string{"name=lun0,size=1GiB", "name=a,size=4MiB,block-size=4096,read-only=true", "size=1", "name=,size=", ",,,"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"time"
 
@@ -15,8 +16,10 @@ import (
 // serveFlags are the flags of shadowbench serve.
 type serveFlags struct {
 	config, profile, listen, socket, defaultExport, dataDir     string
+	pidFile, run, tls, tlsCertificates                          string
+	readOnly                                                    bool
 	luns                                                        lunSpecs
-	maxInFlightBytes, capacity                                  sizeFlag
+	maxInFlightBytes, capacity, maxRequestSize                  sizeFlag
 	maxInFlight, maxConnections                                 int
 	requestTimeout, shutdownTimeout, hold, freeze, remoteWriter time.Duration
 	api                                                         apiServeFlags
@@ -45,9 +48,18 @@ snapshot, and the LUNs' identities. One daemon per DIR. --lun then creates
 only the LUNs DIR does not have; the default LUNs are made in a new DIR
 only. --config reads a YAML file (array, providers and
 profiles, writers, volumes, windows); flags given override it and --lun
-adds to its LUNs. lun, snapshot, writer and status are the API's clients.`,
+adds to its LUNs. lun, snapshot, writer and status are the API's clients.
+
+Started by systemd socket activation (LISTEN_FDS), the daemon serves NBD on
+the sockets it was passed instead of --listen and --socket, and tells a
+Type=notify unit when it is ready (contrib/ has the units). --run 'CMD'
+is nbdkit's captive mode, the shortest way to script a test:
+
+  shadowbench serve --listen 127.0.0.1:0 --run 'nbdinfo "$uri"'`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return serve(cmd.Context(), a.log, cmd.Flags(), &f) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return serve(cmd.Context(), a.log, cmd.Flags(), &f, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.config, "config", "", "YAML configuration `FILE`")
@@ -55,9 +67,15 @@ adds to its LUNs. lun, snapshot, writer and status are the API's clients.`,
 	fl.StringVar(&f.listen, "listen", daemon.DefaultNBDListen, "TCP address to serve NBD on; empty for none")
 	fl.StringVar(&f.socket, "socket", "", "unix socket to serve NBD on as well")
 	f.api.bind(fl)
-	fl.Var(&f.luns, "lun", "a LUN, name=NAME,size=SIZE[,blocksize=512|4096][,readonly=true][,thin=true]; repeatable (default: lun0 and lun1 of 1 GiB); thick unless thin, and thick LUNs' sizes must add up within the capacity")
+	fl.Var(&f.luns, "lun", "a LUN, name=NAME,size=SIZE[,block-size=512|4096][,read-only=true][,thin=true]; repeatable (default: lun0 and lun1 of 1 GiB); thick unless thin, and thick LUNs' sizes must add up within the capacity")
 	fl.StringVar(&f.profile, "profile", "", "firmware profile `FILE` of the (first) array provider")
 	fl.StringVar(&f.defaultExport, "default-export", "", "export for clients that name none (default: the first LUN)")
+	fl.BoolVarP(&f.readOnly, "read-only", "r", false, "serve every export read-only (writes, trims and zeroes answer EPERM)")
+	fl.Var(&f.maxRequestSize, "max-request-size", "the largest READ or WRITE a client may send, advertised as the maximum block size (default 32 MiB; at most 64 MiB)")
+	fl.StringVar(&f.tls, "tls", "", "NBD TLS: off, on (offered to clients that ask) or require (every option but STARTTLS refused); default off, or on with --tls-certificates")
+	fl.StringVar(&f.tlsCertificates, "tls-certificates", "", "`DIR` holding server-cert.pem and server-key.pem (PEM), as nbdkit and qemu-nbd read them")
+	fl.StringVar(&f.pidFile, "pid-file", "", "write the process ID to `FILE` once serving; removed at exit")
+	fl.StringVar(&f.run, "run", "", "captive mode: once serving, run `CMD` with /bin/sh, $uri (and $nbd) set to the NBD URI, $port or $unixsocket, $exportname and SHADOWBENCH_API; stop when it exits, with its exit status")
 	fl.IntVar(&f.maxInFlight, "max-in-flight", nbd.DefaultMaxInFlight, "requests in flight per connection")
 	fl.IntVar(&f.maxConnections, "max-connections", 0, "NBD connections served at once; past it a new one is closed at once (default: RLIMIT_NOFILE less 256, at least 64)")
 	fl.Var(&f.capacity, "capacity", "the most data the array holds, and what thick LUNs' sizes must fit in (default: in memory, half the RAM; with --data-dir, the free space of DIR's file system less 1/32)")
@@ -97,7 +115,7 @@ func given[T any](fl *pflag.FlagSet, name string, v T) *T {
 	return nil
 }
 
-func serve(ctx context.Context, log *slog.Logger, fl *pflag.FlagSet, f *serveFlags) error {
+func serve(ctx context.Context, log *slog.Logger, fl *pflag.FlagSet, f *serveFlags, stdout, stderr io.Writer) error {
 	cfg := daemon.DefaultConfig()
 	if f.config != "" {
 		var err error
@@ -113,7 +131,9 @@ func serve(ctx context.Context, log *slog.Logger, fl *pflag.FlagSet, f *serveFla
 		RequestTimeout:   given(fl, "request-timeout", f.requestTimeout),
 		ShutdownTimeout:  given(fl, "shutdown-timeout", f.shutdownTimeout), Hold: given(fl, "hold-window", f.hold),
 		Freeze: given(fl, "freeze-window", f.freeze), RemoteWriter: given(fl, "remote-writer-timeout", f.remoteWriter),
-		LUNs: f.luns, Profile: f.profile, DataDir: given(fl, "data-dir", f.dataDir)}
+		LUNs: f.luns, Profile: f.profile, DataDir: given(fl, "data-dir", f.dataDir),
+		ReadOnly: given(fl, "read-only", f.readOnly), MaxRequestSize: given(fl, "max-request-size", f.maxRequestSize.v),
+		TLS: given(fl, "tls", f.tls), TLSCertificates: given(fl, "tls-certificates", f.tlsCertificates)}
 	f.api.apply(fl, &o)
 	cfg.Apply(o)
 	if err := cfg.Validate(); err != nil {
@@ -122,7 +142,7 @@ func serve(ctx context.Context, log *slog.Logger, fl *pflag.FlagSet, f *serveFla
 	if f.bench.engine != "" || f.bench.snapshotInterval > 0 {
 		return serveBench(ctx, log, cfg, f.bench)
 	}
-	d, err := daemon.New(ctx, cfg, daemon.Options{Logger: log})
+	d, err := daemon.New(ctx, cfg, daemon.Options{Logger: log, PIDFile: f.pidFile, Run: f.run, RunStdout: stdout, RunStderr: stderr})
 	if err != nil {
 		return err
 	}

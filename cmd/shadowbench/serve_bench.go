@@ -61,7 +61,11 @@ func serveBench(ctx context.Context, log *slog.Logger, cfg *daemon.Config, b ben
 	}
 	switch b.engine {
 	case "":
-		return nbd.NewServer(nbd.ArrayCatalog(arr), nbd.Options{Logger: log}).Run(ctx, ls...)
+		opts, err := daemon.NBDOptions(cfg, "", log)
+		if err != nil {
+			return err
+		}
+		return nbd.NewServer(nbd.ArrayCatalog(arr), opts).Run(ctx, ls...)
 	case "go-nbd":
 		if len(ls) != 1 {
 			return fmt.Errorf("--engine go-nbd serves one listener; give --listen or --socket, not both")

@@ -18,6 +18,10 @@ import (
 // TestMain checks that no test leaves a goroutine behind, and gives the
 // daemons a runtime directory of their own for their token files.
 func TestMain(m *testing.M) {
+	if os.Getenv(envRunMain) == "1" {
+		main() // the test binary re-executed as shadowbench (see TestServeSocketActivation)
+		os.Exit(0)
+	}
 	dir, err := os.MkdirTemp("", "shadowbench-cmd-test-")
 	if err != nil {
 		panic(err)
@@ -28,6 +32,9 @@ func TestMain(m *testing.M) {
 		os.Exit(code)
 	}))
 }
+
+// envRunMain makes the test binary run as shadowbench itself.
+const envRunMain = "SHADOWBENCH_TEST_RUN_MAIN"
 
 // execute runs the command line and returns its stderr and error.
 func execute(ctx context.Context, args ...string) (string, error) {
@@ -41,8 +48,8 @@ func TestServeRejectsBadFlags(t *testing.T) {
 		args []string
 		err  string
 	}{
-		{[]string{"serve", "--lun", "name=a,size=1GiB,blocksize=1000"}, `invalid argument "name=a,size=1GiB,blocksize=1000" for "--lun" flag: blocksize "1000"`},
-		{[]string{"serve", "--lun", "name=a,size=1GiB", "--lun", "name=a,size=2GiB", "--listen", "127.0.0.1:0"}, `array.luns[1].name: LUN "a" is defined twice`},
+		{[]string{"serve", "--lun", "name=a,size=1GiB,block-size=1000"}, `invalid argument "name=a,size=1GiB,block-size=1000" for "--lun" flag: block-size "1000"`},
+		{[]string{"serve", "--lun", "name=a,size=1GiB", "--lun", "name=a,size=2GiB", "--listen", "127.0.0.1:0"}, `--lun name=a,size=2GiB: LUN "a" is defined twice`},
 		{[]string{"serve", "--capacity", "100M", "--lun", "name=big,size=1G", "--listen", "127.0.0.1:0", "--api", ""}, `thick LUN big of 1.0 GiB does not fit: capacity 100 MiB`},
 		{[]string{"serve", "--lun", "name=bad/name,size=1GiB", "--listen", "127.0.0.1:0", "--api", ""}, "LUN bad/name: lun: LUN names"},
 		{[]string{"serve", "--lun", "name=huge,size=1EiB", "--listen", "127.0.0.1:0", "--api", ""}, "array.luns[0].size: LUN huge: lun: array capacity exceeded: thick LUN huge of 1.0 EiB does not fit"},
@@ -136,7 +143,7 @@ func TestServeServesUntilCancelled(t *testing.T) {
 	go func() {
 		var err error
 		stderr, err = execute(ctx, "serve", "--listen", "", "--socket", sock, "--api-socket", apiSock, "--api", "",
-			"--lun", "name=db,size=64MiB,blocksize=4096", "--lun", "name=ro,size=1MiB,readonly=true")
+			"--lun", "name=db,size=64MiB,block-size=4096", "--lun", "name=ro,size=1MiB,read-only=true")
 		done <- err
 	}()
 	c := dialWhenUp(t, sock, "")

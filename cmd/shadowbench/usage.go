@@ -23,6 +23,9 @@ func exitCode(err error) int {
 	if errors.As(err, new(usageError)) {
 		return 2
 	}
+	if ce := new(daemon.CaptiveExit); errors.As(err, &ce) {
+		return ce.Code
+	}
 	return 1
 }
 
