@@ -8,8 +8,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/dustin/go-humanize"
-
 	"github.com/shadowbench/shadowbench/coordinator"
 )
 
@@ -107,7 +105,7 @@ func (m Metric) String() string {
 	case "op/s":
 		return FormatOps(m.Value)
 	case "set/s":
-		return humanize.SIWithDigits(m.Value, 1, m.Unit)
+		return FormatCount(m.Value, m.Unit)
 	case "x":
 		return fmt.Sprintf("%.2fx", m.Value)
 	case "ns":

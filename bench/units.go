@@ -69,9 +69,17 @@ func FormatRate(bytesPerSec float64) string {
 	return humanize.IBytes(uint64(math.Max(bytesPerSec, 0))) + "/s"
 }
 
-// FormatOps prints an operation rate with an SI prefix ("45.2 kop/s").
-func FormatOps(opsPerSec float64) string {
-	return humanize.SIWithDigits(opsPerSec, 1, "op/s")
+// FormatOps prints an operation rate with its digits ("45,213 op/s",
+// "12.5 op/s"): a rate rounded to an SI prefix hides what changed.
+func FormatOps(opsPerSec float64) string { return FormatCount(opsPerSec, "op/s") }
+
+// FormatCount prints a count or rate in unit: whole and with thousands
+// separators from 100 up, to three significant digits below.
+func FormatCount(v float64, unit string) string {
+	if math.Abs(v) >= 100 {
+		return humanize.Comma(int64(math.Round(v))) + " " + unit
+	}
+	return strconv.FormatFloat(v, 'g', 3, 64) + " " + unit
 }
 
 // Size is a byte count that parses and prints in human units ("4KiB",

@@ -61,7 +61,7 @@ func TestAPIErrors(t *testing.T) {
 		{"POST", "/v1/luns", `{"name":".","size":4096}`, 400, "LUN names are 1-255 characters of [A-Za-z0-9._:-], other than . and ..", "", ""},
 		{"POST", "/v1/luns", `{"name":"..","size":4096}`, 400, "other than . and ..", "", ""},
 		{"POST", "/v1/luns", `{"name":"` + strings.Repeat("n", 256) + `","size":4096}`, 400, "LUN names are 1-255", "", ""},
-		{"POST", "/v1/luns", `{"name":"lun0","size":4096}`, 409, "a LUN of that name exists", "", ""},
+		{"POST", "/v1/luns", `{"name":"lun0","size":4096}`, 409, "LUN lun0 exists already", "", ""},
 		{"POST", "/v1/luns/lun0/faults", `{"ops":["write"]}`, 400, "a fault needs a latency, an error or both", "E_INVALIDARG", "0x80070057"},
 		{"POST", "/v1/luns/lun0/faults", `{"error":"EBADF"}`, 400, `error "EBADF": want EIO`, "E_INVALIDARG", "0x80070057"},
 		{"POST", "/v1/luns/lun0/faults", `{"error":"EIO","probability":2}`, 400, "probability 2", "E_INVALIDARG", "0x80070057"},

@@ -73,7 +73,7 @@ type EventRecord struct {
 	Writer string      `json:"writer"`
 	Event  WireEvent   `json:"event"`
 	Answer EventAnswer `json:"answer"`
-	Took   Duration    `json:"took"`
+	Took   Duration    `json:"took_ns"`
 	// Error says why the answer did not reach the daemon (the event's
 	// window passed first, say).
 	Error string `json:"error,omitempty"`

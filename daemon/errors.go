@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
@@ -117,6 +118,21 @@ func (e *APIError) Unwrap() error {
 		return nil
 	}
 	return e.HRESULT
+}
+
+// ErrorBodyOf is the API's error body for err, as the CLI prints it
+// under --json: the daemon's own body for an *APIError, else one built
+// from err.
+func ErrorBodyOf(err error) ErrorBody {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		b := ErrorBody{Error: cmp.Or(ae.Message, ae.Error()), Set: ae.Set}
+		if ae.HRESULT != 0 {
+			b.HRESULT, b.Code = ae.HRESULT.Name(), fmt.Sprintf("0x%08X", uint32(ae.HRESULT))
+		}
+		return b
+	}
+	return errorBody(err)
 }
 
 // errorBody builds the body of a failed request.

@@ -211,7 +211,7 @@ func (d *Daemon) addFault(name string, r FaultRule) (FaultList, error) {
 		return FaultList{}, err
 	}
 	if r.Probability > 0 && r.Seed == 0 {
-		r.Seed = rand.Uint64() | 1
+		r.Seed = Seed(rand.Uint64() | 1)
 	}
 	if _, err := r.injector(); err != nil {
 		return FaultList{}, err
@@ -284,7 +284,7 @@ func (r FaultRule) injector() (lun.Injector, error) {
 	case r.Probability < 0 || r.Probability > 1:
 		return nil, badRequest("probability %v: want a number in (0, 1]", r.Probability)
 	case r.Probability > 0:
-		inj = lun.Probability(r.Probability, r.Seed, inj)
+		inj = lun.Probability(r.Probability, uint64(r.Seed), inj)
 	}
 	switch {
 	case r.Nth < 0:

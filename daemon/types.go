@@ -14,7 +14,7 @@ import (
 type Status struct {
 	Version   string              `json:"version"`
 	Started   time.Time           `json:"started"`
-	Uptime    Duration            `json:"uptime"`
+	Uptime    Duration            `json:"uptime_ns"`
 	API       []string            `json:"api"`
 	NBD       []string            `json:"nbd"`
 	LUNs      LUNCounts           `json:"luns"`
@@ -66,8 +66,8 @@ type ProviderInfo struct {
 	// Commits, CommitP50 and CommitP99 summarise the provider's commits:
 	// the pointer swaps of CommitSnapshots, without the profile's block.
 	Commits   int64    `json:"commits"`
-	CommitP50 Duration `json:"commit_p50"`
-	CommitP99 Duration `json:"commit_p99"`
+	CommitP50 Duration `json:"commit_p50_ns"`
+	CommitP99 Duration `json:"commit_p99_ns"`
 }
 
 // LUNInfo describes a LUN of the array.
@@ -97,8 +97,8 @@ type OpStatsInfo struct {
 	Ops    int64    `json:"ops"`
 	Bytes  int64    `json:"bytes"`
 	Errors int64    `json:"errors"`
-	P50    Duration `json:"p50"`
-	P99    Duration `json:"p99"`
+	P50    Duration `json:"p50_ns"`
+	P99    Duration `json:"p99_ns"`
 }
 
 // CreateLUNRequest is POST /v1/luns.
@@ -121,7 +121,7 @@ type FaultRule struct {
 	Nth int64 `json:"nth,omitempty"`
 	// Seed seeds the probability's draws; the daemon picks one when 0 and
 	// reports it, so a run can be replayed.
-	Seed uint64 `json:"seed,omitempty"`
+	Seed Seed `json:"seed,omitempty"`
 }
 
 // FaultList is a LUN's fault rules.
@@ -157,7 +157,7 @@ type SetReport struct {
 	Context  string    `json:"context,omitempty"`
 	Targets  []string  `json:"targets,omitempty"`
 	Started  time.Time `json:"started"`
-	Duration Duration  `json:"duration"`
+	Duration Duration  `json:"duration_ns"`
 	// Held is true while the daemon holds the requester of an
 	// auto-release set open; deleting the set releases it.
 	Held      bool                 `json:"held"`
@@ -189,8 +189,8 @@ type WriterStatusReport struct {
 
 // SpanInfo is one step of a set's timeline.
 type SpanInfo struct {
-	Offset   Duration `json:"offset"`
-	Duration Duration `json:"duration"`
+	Offset   Duration `json:"offset_ns"`
+	Duration Duration `json:"duration_ns"`
 	Kind     string   `json:"kind"`
 	Name     string   `json:"name"`
 	Actor    string   `json:"actor,omitempty"`
@@ -259,7 +259,7 @@ type WriterRegistration struct {
 	// Level is front-end (the default), back-end or system.
 	Level string `json:"level,omitempty"`
 	// FreezeTimeout is dwTimeoutFreeze; 0 for the daemon's default.
-	FreezeTimeout Duration `json:"freeze_timeout,omitempty"`
+	FreezeTimeout Duration `json:"freeze_timeout_ns,omitempty"`
 	// Ephemeral writers are not subscribed until a CreateSetRequest
 	// names them, and take part in that set only.
 	Ephemeral bool `json:"ephemeral,omitempty"`
@@ -271,7 +271,7 @@ type WriterInfo struct {
 	Name          string   `json:"name"`
 	Kind          string   `json:"kind"` // scripted, exec, fsfreeze, remote
 	Level         string   `json:"level"`
-	FreezeTimeout Duration `json:"freeze_timeout,omitempty"`
+	FreezeTimeout Duration `json:"freeze_timeout_ns,omitempty"`
 	// InstanceID is the writer's instance in the service while it is
 	// subscribed (always, but for ephemeral writers between sets).
 	InstanceID vss.ID `json:"instance_id"`
@@ -292,7 +292,7 @@ type WireEvent struct {
 	Components    []string `json:"components"`
 	// Timeout is what is left of the event's window when it is handed
 	// over; the client's answer must arrive within it.
-	Timeout Duration `json:"timeout"`
+	Timeout Duration `json:"timeout_ns"`
 }
 
 // EventAnswer is a remote writer's answer to one event: the callback's

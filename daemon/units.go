@@ -72,20 +72,59 @@ func (s *Size) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Duration is a time.Duration that JSON writes and reads as a Go duration
-// string ("250ms"), as the command line and the configuration write it.
+// Duration is a time.Duration that JSON writes as integer nanoseconds,
+// under a key ending in _ns, as every JSON the project writes gives a
+// duration (bench's results too). It reads integer nanoseconds, or a Go
+// duration string ("250ms") for whoever writes a request by hand.
 type Duration time.Duration
 
-// MarshalText implements encoding.TextMarshaler.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) { return strconv.AppendInt(nil, int64(d), 10), nil }
 
-// UnmarshalText implements encoding.TextUnmarshaler.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		s, err := strconv.Unquote(string(b))
+		if err != nil {
+			return fmt.Errorf("duration %s: want integer nanoseconds or a duration such as \"250ms\"", b)
+		}
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("duration %q: want integer nanoseconds or a duration such as \"250ms\"", s)
+		}
+		*d = Duration(v)
+		return nil
+	}
+	v, err := strconv.ParseInt(string(b), 10, 64)
 	if err != nil {
-		return fmt.Errorf("duration %q: want a duration such as 250ms or 10s", b)
+		return fmt.Errorf("duration %s: want integer nanoseconds or a duration such as \"250ms\"", b)
 	}
 	*d = Duration(v)
+	return nil
+}
+
+// Seed is a 64-bit seed, which JSON writes as a decimal string: as a
+// number, jq and JavaScript would read it rounded to a float64's 53 bits,
+// and a replay from it would draw other values. It reads a string or a
+// number (the fault rules that older data directories hold).
+type Seed uint64
+
+// MarshalJSON implements json.Marshaler.
+func (s Seed) MarshalJSON() ([]byte, error) {
+	return strconv.AppendQuote(nil, strconv.FormatUint(uint64(s), 10)), nil
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (s *Seed) UnmarshalJSON(b []byte) error {
+	str := string(b)
+	if u, err := strconv.Unquote(str); err == nil {
+		str = u
+	}
+	v, err := strconv.ParseUint(str, 10, 64)
+	if err != nil {
+		return fmt.Errorf("seed %s: want an unsigned 64-bit integer, as a string", b)
+	}
+	*s = Seed(v)
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
@@ -26,7 +27,7 @@ func (f *apiFlags) bind(cmd *cobra.Command) {
 		daemon.EnvAPI+", else "+daemon.DefaultAPI+")")
 	cmd.PersistentFlags().StringVar(&f.tokenFile, "api-token-file", "", "`FILE` holding the TCP API's token (default $"+
 		daemon.EnvAPITokenFile+", else the daemon's default, $XDG_RUNTIME_DIR/shadowbench/api-token)")
-	cmd.PersistentFlags().BoolVar(&f.json, "json", false, "print the daemon's answer as JSON")
+	cmd.PersistentFlags().BoolVar(&f.json, "json", false, "print the daemon's answer as JSON, and an error as a JSON object on stderr")
 }
 
 // client returns a client of the daemon, with its token for a TCP API.
@@ -37,7 +38,14 @@ func (f *apiFlags) client() (*daemon.Client, error) {
 // call runs fn with a client of the daemon and prints what it returns: the
 // text form, or JSON with --json. A snapshot set that failed after it
 // started is printed too, before the error.
-func (f *apiFlags) call(cmd *cobra.Command, fn func(ctx context.Context, c *daemon.Client) (daemon.Texter, error)) error {
+func (f *apiFlags) call(cmd *cobra.Command, fn func(ctx context.Context, c *daemon.Client) (daemon.Texter, error)) (err error) {
+	if f.json {
+		defer func() {
+			if err != nil {
+				err = jsonError{err}
+			}
+		}()
+	}
 	c, err := f.client()
 	if err != nil {
 		return err
@@ -61,6 +69,30 @@ func (f *apiFlags) print(cmd *cobra.Command, v daemon.Texter) error {
 		return enc.Encode(v)
 	}
 	return v.WriteText(cmd.OutOrStdout())
+}
+
+// jsonError is the error of a command run with --json: main prints it
+// on stderr as the API's error body (error, hresult, code) with the exit
+// status, for a script to read.
+type jsonError struct{ err error }
+
+func (e jsonError) Error() string { return e.err.Error() }
+func (e jsonError) Unwrap() error { return e.err }
+
+// writeError prints a command's error on w: as JSON for a jsonError, else
+// as "shadowbench: ERROR".
+func writeError(w io.Writer, err error) {
+	if !errors.As(err, new(jsonError)) {
+		fmt.Fprintln(w, "shadowbench:", err)
+		return
+	}
+	body := struct {
+		daemon.ErrorBody
+		Exit int `json:"exit"`
+	}{daemon.ErrorBodyOf(err), exitCode(err)}
+	body.Set = nil // printed on stdout, as the answer
+	b, _ := json.Marshal(body)
+	fmt.Fprintf(w, "%s\n", b)
 }
 
 // parseID reads a snapshot, set or writer ID argument.

@@ -115,3 +115,33 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestJSONErrors: with --json an error is a JSON object on stderr (the
+// API's error body and the exit status), for a script to read; without
+// it, a line of text.
+func TestJSONErrors(t *testing.T) {
+	api := serveForTest(t)
+	_, _, err := cli(context.Background(), "lun", "create", "lun0", "--size", "1MiB", "--api", api, "--json")
+	require.Error(t, err)
+	var errb bytes.Buffer
+	writeError(&errb, err)
+	var body struct {
+		Error, HRESULT, Code string
+		Exit                 int
+	}
+	require.NoError(t, json.Unmarshal(errb.Bytes(), &body), errb.String())
+	require.Contains(t, body.Error, "LUN lun0 exists already")
+	require.Equal(t, 1, body.Exit)
+
+	_, _, err = cli(context.Background(), "snapshot", "show", "{9593A157-44E9-4344-BBEB-44FBF9B06B10}", "--api", api, "--json")
+	errb.Reset()
+	writeError(&errb, err)
+	require.NoError(t, json.Unmarshal(errb.Bytes(), &body), errb.String())
+	require.Equal(t, "VSS_E_OBJECT_NOT_FOUND", body.HRESULT)
+	require.Equal(t, "0x80042308", body.Code)
+
+	_, _, err = cli(context.Background(), "lun", "list", "--api", "127.0.0.1:1")
+	errb.Reset()
+	writeError(&errb, err)
+	require.True(t, strings.HasPrefix(errb.String(), "shadowbench: "), errb.String())
+}

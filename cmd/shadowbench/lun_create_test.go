@@ -44,7 +44,7 @@ func TestLUNCreate(t *testing.T) {
 		{[]string{"lun", "create", "x", "--size", "lots"}, `size "lots": want a number of bytes or a size such as 64M, 64MiB or 1G`},
 		{[]string{"lun", "create", "x", "--size", "1MiB", "--block-size", "1000"}, "bad request: block-size 1000: want 512 or 4096 [E_INVALIDARG 0x80070057]"},
 		{[]string{"lun", "create", "x", "--size", "1000"}, "size 1000 is not a multiple of the block size 512"},
-		{[]string{"lun", "create", "db", "--size", "1MiB"}, "LUN db: lun: a LUN of that name exists"},
+		{[]string{"lun", "create", "db", "--size", "1MiB"}, "LUN db exists already"},
 		{[]string{"lun", "create", "a/b", "--size", "1MiB"}, "lun: LUN names are 1-255 characters"},
 	} {
 		_, _, err := cli(context.Background(), append(tc.args, "--api", api)...)

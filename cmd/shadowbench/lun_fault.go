@@ -51,7 +51,7 @@ Errors: EIO, ENOSPC, EPERM, EINVAL, ENOMEM.`,
 	fl.StringVar(&r.Error, "error", "", "fail each affected operation with EIO, ENOSPC, EPERM, EINVAL or ENOMEM")
 	fl.Float64Var(&r.Probability, "probability", 0, "affect each operation with this probability, in (0, 1]")
 	fl.Int64Var(&r.Nth, "nth", 0, "affect only the Nth matching operation (from 1)")
-	fl.Uint64Var(&r.Seed, "seed", 0, "seed of --probability (default: random, and printed)")
+	fl.Uint64Var((*uint64)(&r.Seed), "seed", 0, "seed of --probability (default: random, and printed)")
 	fl.BoolVar(&clear, "clear", false, "remove the LUN's faults (before adding the one given, if any)")
 	return cmd
 }

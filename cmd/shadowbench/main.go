@@ -18,7 +18,7 @@ import (
 
 func main() {
 	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "shadowbench:", err)
+		writeError(os.Stderr, err)
 		os.Exit(exitCode(err))
 	}
 }
