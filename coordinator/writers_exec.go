@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -125,6 +127,15 @@ func NewExecWriter(opts ExecOptions) (*ExecWriter, error) {
 	}
 	if opts.Timeout < 0 || opts.WaitDelay < 0 {
 		return nil, fmt.Errorf("%w: negative Timeout or WaitDelay", ErrInvalidExecOptions)
+	}
+	// A program that cannot be run is refused now: found at the first
+	// event, it could only fail Identify, where a writer cannot say why.
+	for _, argv := range append([][]string{opts.Command}, slices.Collect(maps.Values(opts.Commands))...) {
+		if len(argv) > 0 {
+			if err := runnable(argv[0], opts.Dir); err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrInvalidExecOptions, err)
+			}
+		}
 	}
 	if err := (Script{Components: opts.Components}).Validate(); err != nil {
 		return nil, fmt.Errorf("%w: Components: %w", ErrInvalidExecOptions, err)
@@ -272,6 +283,27 @@ func (w *ExecWriter) run(e vss.WriterEvent, ev *Event) bool {
 	}
 	log.Debug("coordinator: exec writer command succeeded", "stderr", errOut)
 	return true
+}
+
+// runnable checks that prog names an executable file: in $PATH for a
+// bare name, else relative to dir (the command's working directory).
+func runnable(prog, dir string) error {
+	p := prog
+	if strings.Contains(p, "/") && !filepath.IsAbs(p) && dir != "" {
+		p = filepath.Join(dir, p)
+	}
+	_, err := exec.LookPath(p)
+	var pe *fs.PathError
+	var ee *exec.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &pe):
+		err = pe.Err
+	case errors.As(err, &ee):
+		err = ee.Err
+	}
+	return fmt.Errorf("program %q cannot be run: %w", prog, err)
 }
 
 // failure records a failure of event e with SetWriterFailureEx, its message

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -276,14 +277,33 @@ func TestExecIdentifyFailureNotRecorded(t *testing.T) {
 	require.Nil(t, f)
 }
 
+// TestExecCommandNotFound: a program that cannot be run is refused when
+// the writer is made, saying which and why; one removed afterwards fails
+// its event, naming it.
 func TestExecCommandNotFound(t *testing.T) {
-	w, err := NewExecWriter(ExecOptions{Command: []string{filepath.Join(t.TempDir(), "missing")}})
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing")
+	_, err := NewExecWriter(ExecOptions{Command: []string{missing}})
+	require.ErrorIs(t, err, ErrInvalidExecOptions)
+	require.ErrorContains(t, err, fmt.Sprintf("program %q cannot be run: no such file or directory", missing))
+	_, err = NewExecWriter(ExecOptions{Command: []string{"no-such-program-anywhere"}})
+	require.ErrorContains(t, err, `program "no-such-program-anywhere" cannot be run: executable file not found in $PATH`)
+	_, err = NewExecWriter(ExecOptions{Commands: map[vss.WriterEvent][]string{vss.EventThaw: {"./hook"}}, Dir: dir})
+	require.ErrorContains(t, err, `program "./hook" cannot be run`)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "hook"), []byte("#!/bin/sh\n"), 0o755))
+	_, err = NewExecWriter(ExecOptions{Commands: map[vss.WriterEvent][]string{vss.EventThaw: {"./hook"}}, Dir: dir})
+	require.NoError(t, err, "relative to Dir")
+
+	gone := filepath.Join(dir, "gone")
+	require.NoError(t, os.WriteFile(gone, []byte("#!/bin/sh\n"), 0o755))
+	w, err := NewExecWriter(ExecOptions{Command: []string{gone}})
 	require.NoError(t, err)
+	require.NoError(t, os.Remove(gone))
 	ok, f, _ := execRun(t, w, vss.EventFreeze, 10*time.Second)
 	require.False(t, ok)
 	require.NotNil(t, f)
 	require.Equal(t, vss.VSS_E_WRITERERROR_NONRETRYABLE, f.hr)
-	require.Contains(t, f.msg, "missing")
+	require.Contains(t, f.msg, "gone")
 }
 
 func TestExecOptionsValidated(t *testing.T) {

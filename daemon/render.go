@@ -289,6 +289,9 @@ func (r EventRecord) WriteText(w io.Writer) error {
 		ans = "fail"
 	}
 	line := fmt.Sprintf("%s %s set %v: %s in %s", r.Writer, r.Event.Kind, r.Event.SnapshotSetID, ans, short(r.Took))
+	if m := r.Answer.Message; m != "" {
+		line += ": " + m
+	}
 	if r.Error != "" {
 		line += " (answer not delivered: " + r.Error + ")"
 	}

@@ -39,6 +39,19 @@ type setRecord struct {
 	context  vss.SnapshotContext
 	writers  []WriterStatusReport
 	duration time.Duration
+	// failure is the HRESULT of an error that ended the set before the
+	// service ran any of it (AddToSnapshotSet of a volume it does not
+	// know): the service records such a set as abandoned, S_OK.
+	failure vss.HRESULT
+}
+
+// result is the set's result as the API reports it: the service's,
+// unless the set was abandoned before it ran with an error of its own.
+func (r *setRecord) result(state string, svc vss.HRESULT) vss.HRESULT {
+	if r != nil && r.failure != 0 && state == "abandoned" && !svc.Failed() {
+		return r.failure
+	}
+	return svc
 }
 
 // createSet runs one complete backup (vss-spec.md A.1-A.9) as the
@@ -116,6 +129,11 @@ func (d *Daemon) createSet(ctx context.Context, req CreateSetRequest) (*SetRepor
 	err = d.doSet(ctx, bc, req.Targets, provID, snapCtx)
 	d.mu.Lock()
 	rec.duration = time.Since(t0)
+	if hr := (vss.HRESULT)(0); errors.As(err, &hr) && hr.Failed() {
+		rec.failure = hr
+	} else if err != nil {
+		rec.failure = vss.E_FAIL
+	}
 	d.mu.Unlock()
 	if writers {
 		if sts, serr := bc.GatherWriterStatus(context.WithoutCancel(ctx)); serr == nil {
@@ -289,9 +307,10 @@ func (d *Daemon) setReport(id vss.ID) (*SetReport, error) {
 	if !ok {
 		return nil, notFound(ErrNoSuchObject, "snapshot set "+id.String())
 	}
-	rep := &SetReport{ID: id, State: info.State, Result: info.Result.Name(), Code: fmt.Sprintf("0x%08X", uint32(info.Result)),
-		Started: info.Started, Snapshots: []SnapshotInfo{}}
+	rep := &SetReport{ID: id, State: info.State, Started: info.Started, Snapshots: []SnapshotInfo{}}
 	d.mu.Lock()
+	result := d.mu.sets[id].result(info.State, info.Result)
+	rep.Result, rep.Code = result.Name(), fmt.Sprintf("0x%08X", uint32(result))
 	if rec, ok := d.mu.sets[id]; ok {
 		rep.Targets, rep.Context, rep.Duration = rec.targets, rec.context.String(), Duration(rec.duration)
 		rep.Writers = slices.Clone(rec.writers)
@@ -324,7 +343,7 @@ func (d *Daemon) sets() []SetSummary {
 	out := []SetSummary{}
 	for _, s := range d.svc.Sets() {
 		_, held := d.mu.sessions[s.ID]
-		out = append(out, SetSummary{ID: s.ID, State: s.State, Result: s.Result.Name(), Started: s.Started,
+		out = append(out, SetSummary{ID: s.ID, State: s.State, Result: d.mu.sets[s.ID].result(s.State, s.Result).Name(), Started: s.Started,
 			Snapshots: counts[s.ID], Held: held})
 	}
 	return out

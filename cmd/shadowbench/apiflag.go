@@ -54,13 +54,28 @@ func (f *apiFlags) call(cmd *cobra.Command, fn func(ctx context.Context, c *daem
 	v, err := fn(cmd.Context(), c)
 	var ae *daemon.APIError
 	if errors.As(err, &ae) && ae.Set != nil {
+		if f.json {
+			_ = f.print(cmd, ae.Set)
+			return err
+		}
+		// The error first: the report that follows says where it
+		// happened, and a set that never ran has little else to say.
+		writeError(cmd.ErrOrStderr(), err)
 		_ = f.print(cmd, ae.Set)
+		return printedError{err}
 	}
 	if err != nil {
 		return err
 	}
 	return f.print(cmd, v)
 }
+
+// printedError is an error the command has printed already: main prints
+// nothing more, and exits with its status.
+type printedError struct{ err error }
+
+func (e printedError) Error() string { return e.err.Error() }
+func (e printedError) Unwrap() error { return e.err }
 
 func (f *apiFlags) print(cmd *cobra.Command, v daemon.Texter) error {
 	if f.json {
@@ -82,6 +97,9 @@ func (e jsonError) Unwrap() error { return e.err }
 // writeError prints a command's error on w: as JSON for a jsonError, else
 // as "shadowbench: ERROR".
 func writeError(w io.Writer, err error) {
+	if errors.As(err, new(printedError)) {
+		return
+	}
 	if !errors.As(err, new(jsonError)) {
 		fmt.Fprintln(w, "shadowbench:", err)
 		return

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -44,6 +45,16 @@ func TestSnapshotCreate(t *testing.T) {
 		_, _, err := cli(context.Background(), append(append([]string{"snapshot", "create"}, tc.args...), "--api", api)...)
 		require.ErrorContains(t, err, tc.err, "%v", tc.args)
 	}
+
+	// A set that never ran says its error first, and records its code,
+	// not S_OK.
+	out, stderr, err := cli(context.Background(), "snapshot", "create", "nope", "--api", api)
+	require.Error(t, err)
+	require.True(t, strings.HasPrefix(stderr, "shadowbench: AddToSnapshotSet(nope): VSS_E_OBJECT_NOT_FOUND"), stderr)
+	require.Contains(t, out, "abandoned (VSS_E_OBJECT_NOT_FOUND)")
+	var sets []daemon.SetSummary
+	cliJSON(t, &sets, "snapshot", "list", "--sets", "--api", api)
+	require.Equal(t, "VSS_E_OBJECT_NOT_FOUND", sets[len(sets)-1].Result)
 }
 
 // TestSnapshotCreateWithExecWriter checks --writer exec: the command runs

@@ -38,7 +38,7 @@ vanishes, the daemon drops the writer after its remote-writer timeout.`,
 			reg.Name, reg.FreezeTimeout = args[0], daemon.Duration(freeze)
 			w, err := coordinator.NewExecWriter(coordinator.ExecOptions{Command: args[1:], Timeout: timeout})
 			if err != nil {
-				return err
+				return fmt.Errorf("writer %s: %w", args[0], err)
 			}
 			c, err := f.client()
 			if err != nil {

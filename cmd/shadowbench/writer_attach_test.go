@@ -54,7 +54,7 @@ esac
 	require.Contains(t, rep.Writers[0].Message, "veto")
 	require.Eventually(t, func() bool { return strings.Contains(out.String(), " BackupShutdown ") }, 10*time.Second, 5*time.Millisecond,
 		"the set's requester was released")
-	require.Regexp(t, `db Freeze set \{[0-9A-F-]{36}\}: veto VSS_E_WRITERERROR_RETRYABLE in \S+\n`, out.String())
+	require.Regexp(t, `db Freeze set \{[0-9A-F-]{36}\}: veto VSS_E_WRITERERROR_RETRYABLE in \S+: \S+db-hook.sh Freeze: veto\n`, out.String())
 	require.Regexp(t, `db Thaw set \{[0-9A-F-]{36}\}: ok in \S+\n`, out.String())
 
 	cancel() // what SIGINT does to the command line
@@ -71,6 +71,7 @@ esac
 		{[]string{"db", "x", "--", script}, "writer attach: give the NAME, then -- and the command"},
 		{[]string{"db", "--level", "middle", "--", script}, `bad request: level "middle": want front-end, back-end or system`},
 		{[]string{"db", "--freeze-timeout", "soon", "--", script}, `invalid argument "soon" for "--freeze-timeout"`},
+		{[]string{"db", "--", "/nonexistent/hook"}, `writer db: coordinator: invalid exec writer options: program "/nonexistent/hook" cannot be run: no such file or directory`},
 	} {
 		_, _, err := cli(context.Background(), append([]string{"writer", "attach", "--api", api}, tc.args...)...)
 		require.ErrorContains(t, err, tc.err, "%v", tc.args)
