@@ -81,10 +81,17 @@ func (s *Service) deliver(parent context.Context, tl *Timeline, w *writerReg, ev
 		done <- outcome{ok: Call(w.w, ev)}
 	})
 	var o outcome
+	start := time.Now()
 	select {
 	case o = <-done:
 	case <-ctx.Done():
-		o = outcome{timedOut: true, detail: fmt.Sprintf("no answer within %v", window)}
+		// The wait that really elapsed: the set may have been cancelled
+		// long before the window's end.
+		detail := fmt.Sprintf("no answer within %v", window)
+		if parent.Err() != nil {
+			detail = fmt.Sprintf("no answer after %v: %v", time.Since(start).Round(time.Millisecond), context.Cause(parent))
+		}
+		o = outcome{timedOut: true, detail: detail}
 	}
 	o.failure = ev.end()
 	detail := o.detail

@@ -45,6 +45,7 @@ type Timeline struct {
 	origin time.Time // carries the monotonic clock reading
 	mu     sync.Mutex
 	spans  []Span
+	open   map[*span]struct{} // begun, not yet ended
 }
 
 func newTimeline() *Timeline { return &Timeline{origin: time.Now()} }
@@ -59,15 +60,41 @@ type span struct {
 }
 
 func (t *Timeline) begin(kind SpanKind, name, actor string) *span {
-	return &span{t: t, s: Span{Kind: kind, Name: name, Actor: actor, Start: time.Since(t.origin)}}
+	sp := &span{t: t, s: Span{Kind: kind, Name: name, Actor: actor, Start: time.Since(t.origin)}}
+	t.mu.Lock()
+	if t.open == nil {
+		t.open = map[*span]struct{}{}
+	}
+	t.open[sp] = struct{}{}
+	t.mu.Unlock()
+	return sp
 }
 
 func (sp *span) end(result, detail string) {
-	sp.s.End = time.Since(sp.t.origin)
+	end := time.Since(sp.t.origin)
+	sp.t.mu.Lock() // Running reads sp.s
+	sp.s.End = end
 	sp.s.Result, sp.s.Detail = result, detail
-	sp.t.mu.Lock()
 	sp.t.spans = append(sp.t.spans, sp.s)
+	delete(sp.t.open, sp)
 	sp.t.mu.Unlock()
+}
+
+// Running returns the spans begun and not yet ended, ordered by start,
+// with End the present and no result: what the set waits on now (a
+// phase, a writer's event, a provider call, a window).
+func (t *Timeline) Running() []Span {
+	now := time.Since(t.origin)
+	t.mu.Lock()
+	out := make([]Span, 0, len(t.open))
+	for sp := range t.open {
+		s := sp.s
+		s.End = now
+		out = append(out, s)
+	}
+	t.mu.Unlock()
+	slices.SortFunc(out, func(a, b Span) int { return int(a.Start - b.Start) })
+	return out
 }
 
 // Spans returns a copy of the spans, ordered by start (then end).

@@ -92,6 +92,10 @@ func (d *Daemon) routes() http.Handler {
 		}
 		return http.StatusCreated, rep, err
 	})
+	handle("GET /v1/sets/current", func(*http.Request) (int, any, error) {
+		p, err := d.progress()
+		return http.StatusOK, p, err
+	})
 	handle("GET /v1/sets/{id}", func(r *http.Request) (int, any, error) {
 		id, err := pathID(r)
 		if err != nil {
@@ -197,6 +201,17 @@ func (d *Daemon) routes() http.Handler {
 		return http.StatusOK, info, err
 	})
 	long("GET /v1/writers/{id}/events", d.poll)
+	long("GET /v1/writers/{id}/link", func(r *http.Request) (int, any, error) {
+		id, err := pathID(r)
+		if err != nil {
+			return 0, nil, err
+		}
+		rw, err := d.remote(id)
+		if err != nil {
+			return 0, nil, err
+		}
+		return http.StatusNoContent, nil, rw.link(r.Context())
+	})
 	handle("POST /v1/writers/{id}/events/{event}", func(r *http.Request) (int, any, error) {
 		id, err := pathID(r)
 		if err != nil {

@@ -106,6 +106,11 @@ func (a *Attachment) Info() WriterInfo { return a.info }
 // that comes back does not know the writer, so retrying would not help.
 func (a *Attachment) Serve(ctx context.Context, w coordinator.Writer, onEvent func(EventRecord)) error {
 	defer a.detach(ctx)
+	lctx, stopLink := context.WithCancel(ctx)
+	var linked sync.WaitGroup
+	linked.Go(func() { a.holdLink(lctx) })
+	defer linked.Wait()
+	defer stopLink()
 	for ctx.Err() == nil {
 		ev, err := a.c.NextEvent(ctx, a.info.ID, pollWait)
 		var ae *APIError
@@ -127,6 +132,23 @@ func (a *Attachment) Serve(ctx context.Context, w coordinator.Writer, onEvent fu
 		}
 	}
 	return nil
+}
+
+// holdLink keeps the writer's link open until ctx ends or the daemon
+// drops the writer, opening it again when a request fails: the daemon
+// drops a writer whose link stays closed for a second.
+func (a *Attachment) holdLink(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := a.c.Link(ctx, a.info.ID)
+		var ae *APIError
+		if isGone(err) || (errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // run handles one event: w's callback within the event's window, then

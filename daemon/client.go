@@ -322,6 +322,25 @@ func (c *Client) NextEvent(ctx context.Context, id vss.ID, wait time.Duration) (
 	return &ev, nil
 }
 
+// Progress returns the snapshot set being created and what it waits on,
+// or an *APIError of status 404 when no set is being created.
+func (c *Client) Progress(ctx context.Context) (*SetProgress, error) {
+	var p SetProgress
+	if _, err := c.do(ctx, http.MethodGet, "/v1/sets/current", nil, &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// Link holds a remote writer's link open until ctx ends or the daemon
+// closes it: while one is open, the daemon knows the client lives, and
+// when its connection closes (the client died) the writer is dropped
+// within a second.
+func (c *Client) Link(ctx context.Context, id vss.ID) error {
+	_, err := c.do(ctx, http.MethodGet, idPath("/v1/writers/", id, "/link"), nil, nil)
+	return err
+}
+
 // AnswerEvent answers a remote writer's event.
 func (c *Client) AnswerEvent(ctx context.Context, id vss.ID, event string, a EventAnswer) error {
 	_, err := c.do(ctx, http.MethodPost, idPath("/v1/writers/", id, "/events/"+url.PathEscape(event)), a, nil)

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,8 +40,17 @@ type remoteWriter struct {
 		polls    int       // polls in progress
 		lastSeen time.Time // the last poll's start or end, or answer
 		changed  chan struct{}
+		// links are the client's link requests open (GET .../link): a
+		// client holds one for as long as it lives, so that its death
+		// closes it at once, even while it runs an event.
+		links int
 	}
 }
+
+// linkGrace is how long a writer whose last link closed may take to open
+// another (a client whose request failed retries) before it is taken
+// for dead and dropped.
+const linkGrace = time.Second
 
 var _ coordinator.Writer = (*remoteWriter)(nil)
 
@@ -176,6 +186,43 @@ func (rw *remoteWriter) next(ctx context.Context, wait time.Duration) (*WireEven
 			return nil, nil
 		}
 	}
+}
+
+// link holds the client's link request until its connection closes (ctx
+// ends), the writer is dropped, or the daemon stops. The last link to
+// close, with none opened within linkGrace, drops the writer: its client
+// died or lost the daemon, and an event waiting on it ends now, not at
+// the end of its window.
+func (rw *remoteWriter) link(ctx context.Context) error {
+	rw.mu.Lock()
+	rw.mu.links++
+	rw.mu.lastSeen = time.Now()
+	rw.mu.Unlock()
+	var err error
+	select {
+	case <-rw.gone:
+		err = ErrWriterDropped
+	case <-rw.d.stop:
+		err = ErrStopping
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	rw.mu.Lock()
+	rw.mu.links--
+	last := rw.mu.links == 0
+	rw.mu.Unlock()
+	if last && ctx.Err() != nil {
+		closed := time.Now()
+		time.AfterFunc(linkGrace, func() {
+			rw.mu.Lock()
+			dead := rw.mu.links == 0
+			rw.mu.Unlock()
+			if dead {
+				_, _ = rw.d.dropWriter(rw.id, fmt.Sprintf("its client's connection closed %v ago and it did not reconnect", time.Since(closed).Round(time.Millisecond)))
+			}
+		})
+	}
+	return err
 }
 
 // answer delivers the client's answer to event id.

@@ -347,3 +347,22 @@ func (s Status) WriteText(w io.Writer) error {
 	rows = append(rows, []string{"sets", orDash(strings.Join(sets, ", "))}, []string{"held", fmt.Sprint(s.Held)})
 	return table(w, rows)
 }
+
+// WriteText implements Texter: one line, what the set waits on, as
+// snapshot create prints it while it waits.
+func (p *SetProgress) WriteText(w io.Writer) error {
+	var parts []string
+	for _, s := range p.Running {
+		what := s.Kind + " " + s.Name
+		if s.Actor != "" {
+			what += " of " + s.Actor
+		}
+		parts = append(parts, fmt.Sprintf("%s (%s)", what, short(s.Duration)))
+	}
+	waits := "nothing in particular"
+	if len(parts) > 0 {
+		waits = strings.Join(parts, ", ")
+	}
+	_, err := fmt.Fprintf(w, "snapshot set %v, %s in: waiting on %s\n", p.ID, short(p.Elapsed), waits)
+	return err
+}

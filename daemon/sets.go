@@ -301,6 +301,24 @@ func (d *Daemon) providerName(id vss.ID) string {
 	return id.String()
 }
 
+// progress is the set being created, or ErrNoSuchObject when none is.
+func (d *Daemon) progress() (*SetProgress, error) {
+	sets := d.svc.Sets()
+	for i := len(sets) - 1; i >= 0; i-- {
+		s := sets[i]
+		if s.State != "creating" || s.Timeline == nil {
+			continue
+		}
+		p := &SetProgress{ID: s.ID, Elapsed: Duration(time.Since(s.Timeline.Origin())), Running: []SpanInfo{}}
+		for _, sp := range s.Timeline.Running() {
+			p.Running = append(p.Running, SpanInfo{Offset: Duration(sp.Start), Duration: Duration(sp.Duration()),
+				Kind: string(sp.Kind), Name: sp.Name, Actor: sp.Actor})
+		}
+		return p, nil
+	}
+	return nil, notFound(ErrNoSuchObject, "a snapshot set being created")
+}
+
 // setReport builds the report of a set the service knows.
 func (d *Daemon) setReport(id vss.ID) (*SetReport, error) {
 	info, ok := d.svc.Set(id)

@@ -198,6 +198,15 @@ type SpanInfo struct {
 	Detail   string   `json:"detail,omitempty"`
 }
 
+// SetProgress is the snapshot set being created and what it waits on
+// now: the phases, writer events, provider calls and windows begun and
+// not yet ended (Duration is how long each has run).
+type SetProgress struct {
+	ID      vss.ID     `json:"id"`
+	Elapsed Duration   `json:"elapsed_ns"`
+	Running []SpanInfo `json:"running"`
+}
+
 // SnapshotInfo is a snapshot (one volume of a set).
 type SnapshotInfo struct {
 	ID         vss.ID    `json:"id"`

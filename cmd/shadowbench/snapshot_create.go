@@ -2,11 +2,40 @@ package main
 
 import (
 	"context"
+	"io"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/shadowbench/shadowbench/daemon"
 )
+
+// progressAfter is how long snapshot create waits before it says what
+// the set waits on, and then how often it says it again.
+var progressAfter = 2 * time.Second
+
+// watchProgress prints on w what the set being created waits on, every
+// interval once one has passed, until the returned stop is called.
+func watchProgress(ctx context.Context, c *daemon.Client, w io.Writer, interval time.Duration) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if p, err := c.Progress(ctx); err == nil {
+				_ = p.WriteText(w)
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
 
 func newSnapshotCreateCmd(f *apiFlags) *cobra.Command {
 	var req daemon.CreateSetRequest
@@ -49,6 +78,9 @@ snapshots of auto-release contexts (backup, file-share-backup) live until
 				local = append(local, lw)
 			}
 			return f.call(cmd, func(ctx context.Context, c *daemon.Client) (daemon.Texter, error) {
+				if !f.json {
+					defer watchProgress(ctx, c, cmd.ErrOrStderr(), progressAfter)()
+				}
 				return c.CreateSetWith(ctx, req, local, func(r daemon.EventRecord) { _ = r.WriteText(cmd.ErrOrStderr()) })
 			})
 		},

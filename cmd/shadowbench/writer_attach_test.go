@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -76,4 +78,70 @@ esac
 		_, _, err := cli(context.Background(), append([]string{"writer", "attach", "--api", api}, tc.args...)...)
 		require.ErrorContains(t, err, tc.err, "%v", tc.args)
 	}
+}
+
+// TestWriterKilledIsDropped: a writer attached from a process killed with
+// SIGKILL while it runs Freeze is dropped within about a second (its link
+// closed), so the set ends then rather than at the freeze window's end
+// (60 s here); while the set waits, snapshot create says on what.
+func TestWriterKilledIsDropped(t *testing.T) {
+	api := serveForTest(t)
+	script := filepath.Join(t.TempDir(), "hang.sh")
+	require.NoError(t, os.WriteFile(script, []byte("#!/bin/sh\n[ \"$1\" = Freeze ] && exec sleep 600\nexit 0\n"), 0o755))
+	child := exec.Command(os.Args[0], "writer", "attach", "db", "--freeze-timeout", "60s", "--api", api, "--", script)
+	child.Env = append(os.Environ(), envRunMain+"=1")
+	require.NoError(t, child.Start())
+	defer func() { _ = child.Process.Kill(); _ = child.Wait() }()
+	require.Eventually(t, func() bool {
+		var ws []daemon.WriterInfo
+		cliJSON(t, &ws, "writer", "list", "--api", api)
+		return len(ws) == 1
+	}, 10*time.Second, 5*time.Millisecond)
+
+	defer func(d time.Duration) { progressAfter = d }(progressAfter)
+	progressAfter = 100 * time.Millisecond
+	type result struct {
+		out, stderr string
+		err         error
+		took        time.Duration
+	}
+	done := make(chan result, 1)
+	start := time.Now()
+	go func() {
+		out, stderr, err := cli(context.Background(), "snapshot", "create", "lun0", "--context", "app-rollback", "--api", api)
+		done <- result{out, stderr, err, time.Since(start)}
+	}()
+	c, err := daemon.ClientFor(api, "")
+	require.NoError(t, err)
+	defer c.Close()
+	require.Eventually(t, func() bool {
+		p, err := c.Progress(context.Background())
+		if err != nil {
+			return false
+		}
+		for _, s := range p.Running {
+			if s.Kind == "writer" && s.Name == "Freeze" && s.Actor == "db" {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 5*time.Millisecond, "the set waits on db's Freeze")
+	time.Sleep(300 * time.Millisecond) // a progress line or two
+	require.NoError(t, child.Process.Signal(syscall.SIGKILL))
+	killed := time.Now()
+
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("snapshot create still waits on the killed writer after 30 s")
+	}
+	t.Logf("set ended %v after the kill", time.Since(killed))
+	require.Less(t, r.took, 30*time.Second, r.stderr)
+	require.Contains(t, r.stderr, "waiting on phase Freeze")
+	require.Contains(t, r.stderr, "writer Freeze of db")
+	require.Contains(t, r.out, "created")
+	var ws []daemon.WriterInfo
+	cliJSON(t, &ws, "writer", "list", "--api", api)
+	require.Empty(t, ws, "the killed writer is dropped")
 }
