@@ -143,6 +143,22 @@ func (d *Daemon) routes() http.Handler {
 		}
 		return http.StatusOK, d.snapshotInfo(p), nil
 	})
+	handle("GET /v1/snapshots/{id}/diff", func(r *http.Request) (int, any, error) {
+		id, err := pathID(r)
+		if err != nil {
+			return 0, nil, err
+		}
+		var against *vss.ID
+		if s := r.URL.Query().Get("against"); s != "" {
+			a, err := vss.ParseID(s)
+			if err != nil {
+				return 0, nil, badRequest("against %q: want a snapshot ID such as {9593A157-44E9-4344-BBEB-44FBF9B06B10}", s)
+			}
+			against = &a
+		}
+		res, err := d.diff(id, against)
+		return http.StatusOK, res, err
+	})
 	long("DELETE /v1/snapshots/{id}", func(r *http.Request) (int, any, error) {
 		id, err := pathID(r)
 		if err != nil {

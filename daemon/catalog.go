@@ -62,6 +62,13 @@ func providerID(a *lun.Array, name string) (vss.ID, error) {
 	return id, a.PutRecord(providersBucket, name, []byte(id.String()))
 }
 
+// savedRecord is a snapshot's record in the catalogue: the service's,
+// with the name of its set.
+type savedRecord struct {
+	coordinator.SavedSnapshot
+	Name string `json:"name,omitempty"`
+}
+
 // restoreSnapshots gives the service back the snapshots the catalogue
 // holds. An auto-release snapshot's requester ended with the daemon that
 // made it, so its LUNs are deleted, as the snapshot would have been when
@@ -79,10 +86,15 @@ func (d *Daemon) restoreSnapshots() error {
 	var keep []coordinator.SavedSnapshot
 	drop := map[string][]byte{}
 	released := 0
+	names := map[vss.ID]string{}
 	for key, v := range recs {
-		var s coordinator.SavedSnapshot
-		if err := json.Unmarshal(v, &s); err != nil {
+		var r savedRecord
+		if err := json.Unmarshal(v, &r); err != nil {
 			return fmt.Errorf("%s: snapshot record %s: %w", d.array.Dir(), key, err)
+		}
+		s := r.SavedSnapshot
+		if r.Name != "" {
+			names[s.Properties.SnapshotSetID] = r.Name
 		}
 		p := s.Properties
 		if p.Context.AutoRelease() {
@@ -121,7 +133,7 @@ func (d *Daemon) restoreSnapshots() error {
 		p := s.Properties
 		rec := d.mu.sets[p.SnapshotSetID]
 		if rec == nil {
-			rec = &setRecord{context: p.Context}
+			rec = &setRecord{context: p.Context, name: names[p.SnapshotSetID]}
 			d.mu.sets[p.SnapshotSetID] = rec
 		}
 		rec.targets = append(rec.targets, p.OriginalVolume)
@@ -178,7 +190,7 @@ func (d *Daemon) saveSnapshots() {
 	defer d.catalog.mu.Unlock()
 	now := map[string][]byte{}
 	for _, s := range d.svc.Saved() {
-		v, err := json.Marshal(s)
+		v, err := json.Marshal(savedRecord{SavedSnapshot: s, Name: d.setName(s.Properties.SnapshotSetID)})
 		if err != nil {
 			d.log.Error("snapshot record", "snapshot", s.Properties.SnapshotID, "err", err)
 			continue

@@ -21,7 +21,7 @@ func TestSnapshotsSurviveRestart(t *testing.T) {
 	cfg.API.TokenFile = filepath.Join(t.TempDir(), "api-token")
 
 	_, c, stop := run(t, cfg)
-	kept, err := c.CreateSet(ctx, CreateSetRequest{Targets: []string{"lun0", "lun1"}, Context: "app-rollback"})
+	kept, err := c.CreateSet(ctx, CreateSetRequest{Targets: []string{"lun0", "lun1"}, Context: "app-rollback", Name: "kept"})
 	require.NoError(t, err)
 	_, err = c.CreateSet(ctx, CreateSetRequest{Targets: []string{"lun0"}})
 	require.NoError(t, err)
@@ -36,6 +36,7 @@ func TestSnapshotsSurviveRestart(t *testing.T) {
 	require.Len(t, after, 2, "the app-rollback set's two snapshots, and not the auto-release one")
 	for i, s := range after {
 		require.Equal(t, kept.ID, s.SetID)
+		require.Equal(t, "kept", s.Name, "the set's name is kept")
 		want := before[i]
 		want.Exports, s.Exports = nil, nil
 		require.Equal(t, want.ID, s.ID)
@@ -48,6 +49,7 @@ func TestSnapshotsSurviveRestart(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, sets, 1)
 	require.Equal(t, kept.ID, sets[0].ID)
+	require.Equal(t, "kept", sets[0].Name)
 	require.Equal(t, 2, sets[0].Snapshots)
 	_, err = c.RevertSnapshot(ctx, after[0].ID, false)
 	require.NoError(t, err, "the provider answers for the snapshot it adopted")

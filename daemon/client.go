@@ -269,6 +269,17 @@ func (c *Client) Snapshot(ctx context.Context, id vss.ID) (out SnapshotInfo, err
 	return out, err
 }
 
+// Diff returns where snapshot id differs from snapshot against, or from
+// its volume's LUNs now when against is nil.
+func (c *Client) Diff(ctx context.Context, id vss.ID, against *vss.ID) (out *SnapshotDiff, err error) {
+	q := ""
+	if against != nil {
+		q = "?against=" + url.QueryEscape(against.String())
+	}
+	_, err = c.do(ctx, http.MethodGet, idPath("/v1/snapshots/", id, "/diff"+q), nil, &out)
+	return out, err
+}
+
 // DeleteSnapshot deletes one snapshot.
 func (c *Client) DeleteSnapshot(ctx context.Context, id vss.ID) (out DeleteResult, err error) {
 	_, err = c.do(ctx, http.MethodDelete, idPath("/v1/snapshots/", id, ""), nil, &out)

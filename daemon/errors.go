@@ -49,6 +49,8 @@ var (
 	// ErrWriterInUse is an ephemeral writer named by two snapshot requests,
 	// or by one that is already subscribed.
 	ErrWriterInUse = errors.New("daemon: writer already takes part in a snapshot set")
+	// ErrNameInUse is a snapshot set name another set has.
+	ErrNameInUse = errors.New("daemon: name in use")
 
 	// ErrLUNInUse: a LUN to delete has snapshots, clones or NBD clients,
 	// or is a snapshot set's; --force deletes it all the same.
@@ -167,11 +169,12 @@ func statusOf(err error) int {
 		return http.StatusGone
 	case is(ErrNoSuchLUN, ErrNoSuchWriter, ErrNoSuchObject, lun.ErrNotFound, vss.VSS_E_OBJECT_NOT_FOUND):
 		return http.StatusNotFound
-	case is(ErrBadRequest, ErrBadConfig, vss.E_INVALIDARG, lun.ErrBadName, lun.ErrBadGeometry, ErrBadWriterName):
+	case is(ErrBadRequest, ErrBadConfig, vss.E_INVALIDARG, lun.ErrBadName, lun.ErrBadGeometry, ErrBadWriterName,
+		lun.ErrNotFamily, lun.ErrNotSnapshot):
 		return http.StatusBadRequest
 	case is(vss.E_ACCESSDENIED, lun.ErrReadOnly):
 		return http.StatusForbidden
-	case is(lun.ErrExists, coordinator.ErrDuplicate, ErrWriterInUse, ErrLUNInUse, vss.VSS_E_BAD_STATE,
+	case is(lun.ErrExists, coordinator.ErrDuplicate, ErrWriterInUse, ErrNameInUse, ErrLUNInUse, vss.VSS_E_BAD_STATE,
 		vss.VSS_E_SNAPSHOT_SET_IN_PROGRESS, vss.VSS_E_BREAK_REVERT_ID_FAILED):
 		return http.StatusConflict
 	case is(vss.VSS_E_UNSUPPORTED_CONTEXT, vss.VSS_E_VOLUME_NOT_SUPPORTED, vss.VSS_E_VOLUME_NOT_SUPPORTED_BY_PROVIDER,

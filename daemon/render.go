@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -152,7 +153,11 @@ func (r *SetReport) WriteText(w io.Writer) error {
 	if r.Held {
 		held = "; held until `snapshot delete --set` (auto-release context)"
 	}
-	fmt.Fprintf(w, "Snapshot set %v: %s (%s), %s, %s%s\n", r.ID, r.State, r.Result, orDash(r.Context), short(r.Duration), held)
+	name := ""
+	if r.Name != "" {
+		name = " " + r.Name
+	}
+	fmt.Fprintf(w, "Snapshot set %v%s: %s (%s), %s, %s%s\n", r.ID, name, r.State, r.Result, orDash(r.Context), short(r.Duration), held)
 	if len(r.Snapshots) > 0 {
 		fmt.Fprintln(w)
 		if err := SnapshotList(r.Snapshots).WriteText(w); err != nil {
@@ -197,10 +202,10 @@ type SetList []SetSummary
 
 // WriteText implements Texter.
 func (l SetList) WriteText(w io.Writer) error {
-	rows := [][]string{{"SET", "STATE", "RESULT", "SNAPSHOTS", "HELD", "STARTED"}}
+	rows := [][]string{{"SET", "NAME", "CONTEXT", "STATE", "RESULT", "SNAPSHOTS", "HELD", "STARTED"}}
 	for _, s := range l {
-		rows = append(rows, []string{s.ID.String(), s.State, s.Result, fmt.Sprint(s.Snapshots), fmt.Sprint(s.Held),
-			s.Started.Format(time.RFC3339)})
+		rows = append(rows, []string{s.ID.String(), orDash(s.Name), orDash(strings.TrimPrefix(s.Context, "VSS_CTX_")), s.State, s.Result,
+			fmt.Sprint(s.Snapshots), fmt.Sprint(s.Held), s.Started.Format(time.RFC3339)})
 	}
 	return table(w, rows)
 }
@@ -208,9 +213,10 @@ func (l SetList) WriteText(w io.Writer) error {
 // SnapshotList is the answer of snapshot list.
 type SnapshotList []SnapshotInfo
 
-// WriteText implements Texter.
+// WriteText implements Texter: one line a snapshot, as lvs shows thin
+// snapshots: its name, origin, size and the data it alone holds.
 func (l SnapshotList) WriteText(w io.Writer) error {
-	rows := [][]string{{"SNAPSHOT", "SET", "VOLUME", "TARGET LUNS", "EXPORTS"}}
+	rows := [][]string{{"SNAPSHOT", "NAME", "ORIGIN", "CREATED", "SIZE", "UNIQUE", "TARGET LUNS", "EXPORTS"}}
 	for _, s := range l {
 		targets := slices.Clone(s.TargetLUNs)
 		for i, t := range targets {
@@ -218,16 +224,39 @@ func (l SnapshotList) WriteText(w io.Writer) error {
 				targets[i] = "(not surfaced)"
 			}
 		}
-		rows = append(rows, []string{s.ID.String(), s.SetID.String(), s.Volume, orDash(strings.Join(targets, ",")),
-			orDash(strings.Join(s.Exports, " "))})
+		rows = append(rows, []string{s.ID.String(), orDash(s.Name), s.Volume, s.Created.Local().Format(time.DateTime),
+			humanize.IBytes(uint64(s.Size)), humanize.IBytes(uint64(s.UniqueBytes)),
+			orDash(strings.Join(targets, ",")), orDash(strings.Join(s.Exports, " "))})
 	}
 	return table(w, rows)
+}
+
+// WriteText implements Texter: the LUNs' changed extents, as offset and
+// length in bytes, after a line a LUN with their sum.
+func (d *SnapshotDiff) WriteText(w io.Writer) error {
+	var b strings.Builder
+	for _, l := range d.LUNs {
+		fmt.Fprintf(&b, "%s against %s: %d extents, %s changed\n", l.LUN, l.Against, len(l.Extents), humanize.IBytes(uint64(l.Bytes)))
+		if len(l.Extents) == 0 {
+			continue
+		}
+		rows := [][]string{{"OFFSET", "LENGTH"}}
+		for _, e := range l.Extents {
+			rows = append(rows, []string{strconv.FormatInt(e.Offset, 10), strconv.FormatInt(e.Length, 10)})
+		}
+		if err := table(&b, rows); err != nil {
+			return err
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
 }
 
 // WriteText implements Texter.
 func (s SnapshotInfo) WriteText(w io.Writer) error {
 	rows := [][]string{
-		{"snapshot", s.ID.String()}, {"set", s.SetID.String()}, {"volume", s.Volume},
+		{"snapshot", s.ID.String()}, {"name", orDash(s.Name)}, {"set", s.SetID.String()}, {"volume", s.Volume},
+		{"size", humanize.IBytes(uint64(s.Size))}, {"unique", humanize.IBytes(uint64(s.UniqueBytes)) + " (what deleting it frees)"},
 		{"context", s.Context}, {"attributes", s.Attributes}, {"provider", s.Provider},
 		{"created", s.Created.Format(time.RFC3339Nano)}, {"state", s.State},
 		{"source LUNs", strings.Join(s.SourceLUNs, ", ")}, {"target LUNs", orDash(strings.Join(s.TargetLUNs, ", "))},

@@ -39,6 +39,8 @@ type setRecord struct {
 	context  vss.SnapshotContext
 	writers  []WriterStatusReport
 	duration time.Duration
+	// name is the set's name, "" for none.
+	name string
 	// failure is the HRESULT of an error that ended the set before the
 	// service ran any of it (AddToSnapshotSet of a volume it does not
 	// know): the service records such a set as abandoned, S_OK.
@@ -74,6 +76,9 @@ func (d *Daemon) createSet(ctx context.Context, req CreateSetRequest) (*SetRepor
 	}
 	if len(req.Targets) == 0 {
 		return nil, badRequest("name at least one LUN or volume to snapshot")
+	}
+	if err := d.checkSetName(req.Name); err != nil {
+		return nil, err
 	}
 	var provID vss.ID
 	if req.Provider != "" {
@@ -120,7 +125,7 @@ func (d *Daemon) createSet(ctx context.Context, req CreateSetRequest) (*SetRepor
 	if err != nil {
 		return nil, err
 	}
-	rec := &setRecord{targets: slices.Clone(req.Targets), context: snapCtx}
+	rec := &setRecord{targets: slices.Clone(req.Targets), context: snapCtx, name: req.Name}
 	d.mu.Lock()
 	d.mu.sets[setID] = rec
 	d.mu.Unlock()
@@ -330,6 +335,7 @@ func (d *Daemon) setReport(id vss.ID) (*SetReport, error) {
 	result := d.mu.sets[id].result(info.State, info.Result)
 	rep.Result, rep.Code = result.Name(), fmt.Sprintf("0x%08X", uint32(result))
 	if rec, ok := d.mu.sets[id]; ok {
+		rep.Name = rec.name
 		rep.Targets, rep.Context, rep.Duration = rec.targets, rec.context.String(), Duration(rec.duration)
 		rep.Writers = slices.Clone(rec.writers)
 	}
@@ -361,23 +367,112 @@ func (d *Daemon) sets() []SetSummary {
 	out := []SetSummary{}
 	for _, s := range d.svc.Sets() {
 		_, held := d.mu.sessions[s.ID]
-		out = append(out, SetSummary{ID: s.ID, State: s.State, Result: d.mu.sets[s.ID].result(s.State, s.Result).Name(), Started: s.Started,
-			Snapshots: counts[s.ID], Held: held})
+		rec := d.mu.sets[s.ID]
+		sum := SetSummary{ID: s.ID, State: s.State, Result: rec.result(s.State, s.Result).Name(), Started: s.Started,
+			Snapshots: counts[s.ID], Held: held}
+		if rec != nil {
+			sum.Name, sum.Context = rec.name, rec.context.String()
+		}
+		out = append(out, sum)
 	}
 	return out
 }
 
+// maxSetName bounds a set's name.
+const maxSetName = 64
+
+// checkSetName refuses a name that is malformed or that a set the daemon
+// knows has already.
+func (d *Daemon) checkSetName(name string) error {
+	if name == "" {
+		return nil
+	}
+	if err := checkWriterName(name); err != nil || len(name) > maxSetName || isID(name) {
+		return badRequest("snapshot set name %.80q: want 1-%d characters of [A-Za-z0-9._:-], not a GUID", name, maxSetName)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for id, rec := range d.mu.sets {
+		if rec.name == name {
+			return fmt.Errorf("%w: snapshot set name %s is taken by set %v (snapshot delete --set %s frees it)", ErrNameInUse, name, id, name)
+		}
+	}
+	return nil
+}
+
+// isID reports whether s reads as a GUID, which a name may not, so that
+// an argument is never both.
+func isID(s string) bool {
+	_, err := vss.ParseID(s)
+	return err == nil
+}
+
+// setName is the name of a set, "" for none.
+func (d *Daemon) setName(id vss.ID) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if rec := d.mu.sets[id]; rec != nil {
+		return rec.name
+	}
+	return ""
+}
+
 // snapshotInfo describes a snapshot with its export URLs.
 func (d *Daemon) snapshotInfo(p coordinator.SnapshotProperties) SnapshotInfo {
-	s := SnapshotInfo{ID: p.SnapshotID, SetID: p.SnapshotSetID, Volume: p.OriginalVolume, Context: p.Context.String(),
+	s := SnapshotInfo{ID: p.SnapshotID, SetID: p.SnapshotSetID, Name: d.setName(p.SnapshotSetID), Volume: p.OriginalVolume, Context: p.Context.String(),
 		Attributes: p.Attributes.String(), Provider: d.providerName(p.ProviderID), Created: p.CreationTime,
 		State: p.State.String(), SourceLUNs: p.SourceLUNs, TargetLUNs: p.TargetLUNs, Imported: p.Imported, Broken: p.Broken}
 	for _, t := range p.TargetLUNs {
-		if l, err := d.array.Get(t); err == nil && !l.Masked() {
+		l, err := d.array.Get(t)
+		if err != nil {
+			continue
+		}
+		if !l.Masked() {
 			s.Exports = append(s.Exports, d.exportURLs(t)...)
+		}
+		s.Size += l.Size()
+		if u, err := l.UniqueBytes(); err == nil {
+			s.UniqueBytes += u
 		}
 	}
 	return s
+}
+
+// diff is where snapshot id's target LUNs differ from against's (of the
+// same volume), or, with against nil, from the source LUNs now.
+func (d *Daemon) diff(id vss.ID, against *vss.ID) (*SnapshotDiff, error) {
+	p, err := d.snapshot(id)
+	if err != nil {
+		return nil, err
+	}
+	others := p.SourceLUNs
+	if against != nil {
+		q, err := d.snapshot(*against)
+		if err != nil {
+			return nil, err
+		}
+		if q.OriginalVolume != p.OriginalVolume || len(q.TargetLUNs) != len(p.TargetLUNs) {
+			return nil, badRequest("snapshots %v (volume %s) and %v (volume %s) are not of one volume", id, p.OriginalVolume, *against, q.OriginalVolume)
+		}
+		others = q.TargetLUNs
+	}
+	out := &SnapshotDiff{Snapshot: id, Against: against, LUNs: []LUNDiff{}}
+	for i, t := range p.TargetLUNs {
+		if t == "" || i >= len(others) || others[i] == "" {
+			return nil, badRequest("snapshot %v has a target LUN that is not surfaced (transportable): nothing to compare", id)
+		}
+		ranges, err := d.array.Diff(others[i], t)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot %v: %w", id, err)
+		}
+		ld := LUNDiff{LUN: t, Against: others[i], Extents: make([]DiffExtent, len(ranges))}
+		for j, r := range ranges {
+			ld.Extents[j] = DiffExtent{Offset: r.Off, Length: r.Len}
+			ld.Bytes += r.Len
+		}
+		out.LUNs = append(out.LUNs, ld)
+	}
+	return out, nil
 }
 
 // snapshot finds one snapshot.

@@ -145,12 +145,18 @@ type CreateSetRequest struct {
 	// Writers are ephemeral remote writers (registered with Ephemeral)
 	// that take part in this set only.
 	Writers []vss.ID `json:"writers,omitempty"`
+	// Name names the set and its snapshots (as lvcreate -s -n does): 1-64
+	// characters of [A-Za-z0-9._:-], unique among the sets the daemon
+	// knows, and kept across restarts of a durable array. The CLI takes
+	// it wherever it takes a set or snapshot ID.
+	Name string `json:"name,omitempty"`
 }
 
 // SetReport is a snapshot set: how its creation went, its snapshots,
 // the writers' status and the timeline.
 type SetReport struct {
 	ID       vss.ID    `json:"id"`
+	Name     string    `json:"name,omitempty"`
 	State    string    `json:"state"` // created, failed, cancelled, abandoned, creating
 	Result   string    `json:"result"`
 	Code     string    `json:"code"`
@@ -169,6 +175,8 @@ type SetReport struct {
 // SetSummary is one line of GET /v1/sets.
 type SetSummary struct {
 	ID        vss.ID    `json:"id"`
+	Name      string    `json:"name,omitempty"`
+	Context   string    `json:"context,omitempty"`
 	State     string    `json:"state"`
 	Result    string    `json:"result"`
 	Started   time.Time `json:"started"`
@@ -209,8 +217,10 @@ type SetProgress struct {
 
 // SnapshotInfo is a snapshot (one volume of a set).
 type SnapshotInfo struct {
-	ID         vss.ID    `json:"id"`
-	SetID      vss.ID    `json:"set_id"`
+	ID    vss.ID `json:"id"`
+	SetID vss.ID `json:"set_id"`
+	// Name is the set's name, "" when it has none.
+	Name       string    `json:"name,omitempty"`
 	Volume     string    `json:"volume"`
 	Context    string    `json:"context"`
 	Attributes string    `json:"attributes"`
@@ -223,6 +233,34 @@ type SnapshotInfo struct {
 	Exports  []string `json:"exports,omitempty"`
 	Imported bool     `json:"imported"`
 	Broken   bool     `json:"broken"`
+	// Size is the volume's size, the sum of its target LUNs'.
+	Size int64 `json:"size"`
+	// UniqueBytes is the data the snapshot alone holds: what deleting it
+	// frees (lvs's Data% of a thin snapshot, in bytes).
+	UniqueBytes int64 `json:"unique_bytes"`
+}
+
+// SnapshotDiff is GET /v1/snapshots/{id}/diff: where a snapshot's LUNs
+// differ from another snapshot's of the same volume, or from the volume's
+// LUNs now.
+type SnapshotDiff struct {
+	Snapshot vss.ID    `json:"snapshot"`
+	Against  *vss.ID   `json:"against,omitempty"` // nil: the volume's LUNs now
+	LUNs     []LUNDiff `json:"luns"`
+}
+
+// LUNDiff is the changed extents of one LUN against another.
+type LUNDiff struct {
+	LUN     string       `json:"lun"`
+	Against string       `json:"against"`
+	Extents []DiffExtent `json:"extents"`
+	Bytes   int64        `json:"bytes"`
+}
+
+// DiffExtent is a run of changed bytes.
+type DiffExtent struct {
+	Offset int64 `json:"offset"`
+	Length int64 `json:"length"`
 }
 
 // DeleteResult is the answer of the DELETE routes: what was deleted, and

@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/shadowbench/shadowbench/daemon"
-	"github.com/shadowbench/shadowbench/vss"
 )
 
 // apiFlags are the flags shared by the subcommands that talk to the
@@ -113,11 +112,3 @@ func writeError(w io.Writer, err error) {
 	fmt.Fprintf(w, "%s\n", b)
 }
 
-// parseID reads a snapshot, set or writer ID argument.
-func parseID(what, s string) (vss.ID, error) {
-	id, err := vss.ParseID(s)
-	if err != nil {
-		return vss.ID{}, fmt.Errorf("%s %q: want an ID such as {9593A157-44E9-4344-BBEB-44FBF9B06B10}", what, s)
-	}
-	return id, nil
-}

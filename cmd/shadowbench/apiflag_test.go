@@ -85,7 +85,7 @@ func TestClientWithoutDaemon(t *testing.T) {
 		{[]string{"status", "--api", "unix:" + sock}, "cannot reach the shadowbench daemon (is `shadowbench serve` running?): unix:" + sock},
 		{[]string{"lun", "list", "--api", "127.0.0.1:1"}, "cannot reach the shadowbench daemon"},
 		{[]string{"status", "--api", "ftp://x"}, `bad API address: want http://HOST:PORT, HOST:PORT or unix:/PATH: "ftp://x"`},
-		{[]string{"snapshot", "show", "not-an-id"}, `ID "not-an-id": want an ID such as {`},
+		{[]string{"snapshot", "show", "not-an-id", "--api", "unix:" + sock}, "cannot reach the shadowbench daemon"},
 	} {
 		_, _, err := cli(context.Background(), tc.args...)
 		require.ErrorContains(t, err, tc.err, "%v", tc.args)

@@ -14,7 +14,7 @@ braces.`,
 		Args: cobra.NoArgs,
 	}
 	f.bind(cmd)
-	cmd.AddCommand(newSnapshotCreateCmd(&f), newSnapshotListCmd(&f), newSnapshotShowCmd(&f), newSnapshotDeleteCmd(&f),
+	cmd.AddCommand(newSnapshotCreateCmd(&f), newSnapshotListCmd(&f), newSnapshotShowCmd(&f), newSnapshotDiffCmd(&f), newSnapshotDeleteCmd(&f),
 		newSnapshotExposeCmd(&f), newSnapshotRevertCmd(&f), newSnapshotBreakCmd(&f))
 	return cmd
 }

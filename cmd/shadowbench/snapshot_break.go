@@ -21,11 +21,11 @@ VSS_E_BREAK_REVERT_ID_FAILED while the originals exist).`,
 		Example: "  shadowbench snapshot break {675A76AA-4447-484E-B28F-68BC910E5D46} --make-read-write",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseID("set ID", args[0])
-			if err != nil {
-				return err
-			}
 			return f.call(cmd, func(ctx context.Context, c *daemon.Client) (daemon.Texter, error) {
+				id, err := resolveRef(ctx, c, args[0], refSet)
+				if err != nil {
+					return nil, err
+				}
 				return c.BreakSet(ctx, id, req)
 			})
 		},

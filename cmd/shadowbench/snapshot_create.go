@@ -90,5 +90,6 @@ snapshots of auto-release contexts (backup, file-share-backup) live until
 	fl.StringVar(&req.Context, "context", "backup", "snapshot context: backup, file-share-backup, app-rollback, nas-rollback... with |ATTRIBUTES")
 	fl.StringVar(&req.BackupType, "backup-type", "full", "backup type: full, incremental, differential, log, copy, other")
 	fl.StringVar(&req.Provider, "provider", "", "provider to use (default: the service chooses)")
+	fl.StringVarP(&req.Name, "name", "n", "", "name the set, as lvcreate -s -n does: the snapshot commands take NAME (or NAME/VOLUME) for its ID")
 	return cmd
 }

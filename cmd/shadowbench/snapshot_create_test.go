@@ -18,11 +18,11 @@ func TestSnapshotCreate(t *testing.T) {
 	out, _, err := cli(context.Background(), "snapshot", "create", "lun0", "lun1", "--api", api)
 	require.NoError(t, err)
 	require.Regexp(t, `^Snapshot set \{[0-9A-F-]{36}\}: created \(S_OK\), VSS_CTX_BACKUP, \S+; held until`, out)
-	require.Regexp(t, `SNAPSHOT\s+SET\s+VOLUME\s+TARGET LUNS\s+EXPORTS`, out)
-	require.Regexp(t, `lun0\s+lun0\.snap-[0-9a-f]{32}\s+nbd://127\.0\.0\.1:\d+/lun0\.snap-[0-9a-f]{32}`, out)
+	require.Regexp(t, `SNAPSHOT\s+NAME\s+ORIGIN\s+CREATED\s+SIZE\s+UNIQUE\s+TARGET LUNS\s+EXPORTS`, out)
+	require.Regexp(t, `lun0\s+\S+ \S+\s+64 MiB\s+0 B\s+lun0\.snap-[0-9a-f]{32}\s+nbd://127\.0\.0\.1:\d+/lun0\.snap-[0-9a-f]{32}`, out)
 	require.Regexp(t, `OFFSET\s+DURATION\s+KIND\s+NAME\s+ACTOR\s+RESULT`, out)
 	require.Regexp(t, `\S+\s+\S+\s+provider\s+CommitSnapshots\s+array\s+S_OK`, out)
-	require.Len(t, regexp.MustCompile(`\{[0-9A-F-]{36}\}\s+\{[0-9A-F-]{36}\}\s+lun[01]\s`).FindAllString(out, -1), 2, "two snapshots")
+	require.Len(t, regexp.MustCompile(`\{[0-9A-F-]{36}\}\s+-\s+lun[01]\s`).FindAllString(out, -1), 2, "two snapshots")
 
 	var rep daemon.SetReport
 	cliJSON(t, &rep, "snapshot", "create", "lun1", "--context", "app-rollback|transportable", "--backup-type", "copy", "--api", api)

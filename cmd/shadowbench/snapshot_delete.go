@@ -23,11 +23,15 @@ abandoned, or its snapshots were deleted one by one) is deleted at once.`,
 			"  shadowbench snapshot delete --set {675A76AA-4447-484E-B28F-68BC910E5D46}",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseID("ID", args[0])
-			if err != nil {
-				return err
-			}
 			return f.call(cmd, func(ctx context.Context, c *daemon.Client) (daemon.Texter, error) {
+				kind := refSnapshot
+				if set {
+					kind = refSet
+				}
+				id, err := resolveRef(ctx, c, args[0], kind)
+				if err != nil {
+					return nil, err
+				}
 				if set {
 					return c.DeleteSet(ctx, id)
 				}

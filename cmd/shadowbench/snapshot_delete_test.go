@@ -32,5 +32,5 @@ func TestSnapshotDelete(t *testing.T) {
 	_, _, err = cli(context.Background(), "snapshot", "delete", "--set", rep.ID.String(), "--api", api)
 	require.ErrorContains(t, err, "no such snapshot or snapshot set: snapshot set")
 	_, _, err = cli(context.Background(), "snapshot", "delete", "x", "--api", api)
-	require.ErrorContains(t, err, `ID "x": want an ID`)
+	require.ErrorContains(t, err, `"x" is neither an ID nor the name of a snapshot set`)
 }

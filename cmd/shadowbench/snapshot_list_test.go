@@ -21,7 +21,7 @@ func TestSnapshotList(t *testing.T) {
 	api := serveForTest(t)
 	out, _, err := cli(context.Background(), "snapshot", "list", "--api", api)
 	require.NoError(t, err)
-	require.Regexp(t, `^SNAPSHOT\s+SET\s+VOLUME\s+TARGET LUNS\s+EXPORTS\s*$`, out, "no snapshot yet")
+	require.Regexp(t, `^SNAPSHOT\s+NAME\s+ORIGIN\s+CREATED\s+SIZE\s+UNIQUE\s+TARGET LUNS\s+EXPORTS\s*$`, out, "no snapshot yet")
 	rep := createSet(t, api, "lun0", "--context", "app-rollback")
 
 	out, _, err = cli(context.Background(), "snapshot", "list", "--api", api)
@@ -35,8 +35,8 @@ func TestSnapshotList(t *testing.T) {
 
 	out, _, err = cli(context.Background(), "snapshot", "list", "--sets", "--api", api)
 	require.NoError(t, err)
-	require.Regexp(t, `SET\s+STATE\s+RESULT\s+SNAPSHOTS\s+HELD\s+STARTED`, out)
-	require.Regexp(t, `\Q`+rep.ID.String()+`\E\s+created\s+S_OK\s+1\s+false\s`, out)
+	require.Regexp(t, `SET\s+NAME\s+CONTEXT\s+STATE\s+RESULT\s+SNAPSHOTS\s+HELD\s+STARTED`, out)
+	require.Regexp(t, `\Q`+rep.ID.String()+`\E\s+-\s+APP_ROLLBACK\s+created\s+S_OK\s+1\s+false\s`, out)
 	_, _, err = cli(context.Background(), "snapshot", "list", "extra", "--api", api)
 	require.ErrorContains(t, err, `unknown command "extra"`)
 }

@@ -24,11 +24,11 @@ their requests in flight fail.`,
 		Example: "  shadowbench snapshot revert {8121ADFD-64AF-4750-876C-61F2B0015D95}",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseID("snapshot ID", args[0])
-			if err != nil {
-				return err
-			}
 			return f.call(cmd, func(ctx context.Context, c *daemon.Client) (daemon.Texter, error) {
+				id, err := resolveRef(ctx, c, args[0], refSnapshot)
+				if err != nil {
+					return nil, err
+				}
 				return c.RevertSnapshot(ctx, id, force)
 			})
 		},

@@ -18,11 +18,11 @@ timeline of every step (offset, duration, kind, name, actor, result).`,
 		Example: "  shadowbench snapshot show {675A76AA-4447-484E-B28F-68BC910E5D46}",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseID("ID", args[0])
-			if err != nil {
-				return err
-			}
 			return f.call(cmd, func(ctx context.Context, c *daemon.Client) (daemon.Texter, error) {
+				id, err := resolveRef(ctx, c, args[0], refEither)
+				if err != nil {
+					return nil, err
+				}
 				return c.Describe(ctx, id)
 			})
 		},
