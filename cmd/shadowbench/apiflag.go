@@ -111,4 +111,3 @@ func writeError(w io.Writer, err error) {
 	b, _ := json.Marshal(body)
 	fmt.Fprintf(w, "%s\n", b)
 }
-
