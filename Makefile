@@ -32,6 +32,10 @@ test: deps ## go vet, then every test under the race detector, and cow once with
 	@# without the detector so that the streamed copy is tested too.
 	$(GO) test -count=1 ./cow/...
 
+.PHONY: man
+man: ## Write the man pages of every command into man/ (read one with man -l man/shadowbench.1).
+	$(GO) run ./cmd/shadowbench man man
+
 .PHONY: test-short
 test-short: ## Tests without the race detector and without the real-client suites.
 	$(GO) test -short $(PKGS)

@@ -25,7 +25,8 @@ snapshot is deleted with snapshot delete, which keeps the set's records.
 its NBD clients get EIO.`,
 		Example: `  shadowbench lun delete scratch
   shadowbench lun delete --force db   # db, its snapshots and its clones`,
-		Args: cobra.MinimumNArgs(1),
+		Args:              cobra.MinimumNArgs(1),
+		ValidArgsFunction: f.completeLUNs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return f.call(cmd, func(ctx context.Context, c *daemon.Client) (daemon.Texter, error) {
 				var res daemon.DeleteResult

@@ -24,7 +24,8 @@ LUN's faults. Latency: 5ms, 1ms..5ms (uniform), exp:5ms, normal:5ms/1ms.
 Errors: EIO, ENOSPC, EPERM, EINVAL, ENOMEM.`,
 		Example: "  shadowbench lun fault lun0 --op write --latency 5ms --error EIO --probability 0.1\n" +
 			"  shadowbench lun fault lun0 --op flush --error EIO --nth 3\n  shadowbench lun fault lun0 --clear",
-		Args: cobra.ExactArgs(1),
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: f.completeLUNs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cmd.Flags().Changed("nth") && r.Nth < 1 {
 				return usageError{fmt.Errorf("--nth %d: want 1 or more (the first matching operation is 1; leave --nth out for every one)", r.Nth)}

@@ -15,8 +15,9 @@ func newLUNListCmd(f *apiFlags) *cobra.Command {
 		Long: `List the array's LUNs (snapshot LUNs and masked ones included) with their
 kind, size, flags and NBD export. With a NAME, describe that LUN: its
 identity, its faults and its I/O statistics.`,
-		Example: "  shadowbench lun list\n  shadowbench lun list lun0 --json",
-		Args:    cobra.MaximumNArgs(1),
+		Example:           "  shadowbench lun list\n  shadowbench lun list lun0 --json",
+		Args:              cobra.MaximumNArgs(1),
+		ValidArgsFunction: f.completeLUNs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return f.call(cmd, func(ctx context.Context, c *daemon.Client) (daemon.Texter, error) {
 				if len(args) == 1 {

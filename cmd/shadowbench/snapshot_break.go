@@ -11,15 +11,16 @@ import (
 func newSnapshotBreakCmd(f *apiFlags) *cobra.Command {
 	var req daemon.BreakRequest
 	cmd := &cobra.Command{
-		Use:   "break SET-ID [--make-read-write] [--mask] [--revert-identity all|none]",
+		Use:   "break SET [--make-read-write] [--mask] [--revert-identity all|none]",
 		Short: "Break a snapshot set: its snapshot LUNs become ordinary LUNs",
 		Long: `Break a snapshot set (BreakSnapshotSetEx): VSS forgets its snapshots and
 their LUNs stay in the array as ordinary LUNs. --make-read-write makes
 them writable (an O(1) clone), --mask hides them from hosts,
 --revert-identity all gives them the originals' identity (refused with
 VSS_E_BREAK_REVERT_ID_FAILED while the originals exist).`,
-		Example: "  shadowbench snapshot break {675A76AA-4447-484E-B28F-68BC910E5D46} --make-read-write",
-		Args:    cobra.ExactArgs(1),
+		Example:           "  shadowbench snapshot break {675A76AA-4447-484E-B28F-68BC910E5D46} --make-read-write",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: f.completeSets(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return f.call(cmd, func(ctx context.Context, c *daemon.Client) (daemon.Texter, error) {
 				id, err := resolveRef(ctx, c, args[0], refSet)

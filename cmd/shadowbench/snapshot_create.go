@@ -59,7 +59,8 @@ snapshots of auto-release contexts (backup, file-share-backup) live until
 "snapshot delete --set" or the daemon stops.`,
 		Example: "  shadowbench snapshot create lun0 lun1\n" +
 			"  shadowbench snapshot create --context app-rollback --writer exec:./flush-db.sh data",
-		Args: cobra.MinimumNArgs(1),
+		Args:              cobra.MinimumNArgs(1),
+		ValidArgsFunction: f.completeTargets(),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Targets = args
 			var local []daemon.LocalWriter

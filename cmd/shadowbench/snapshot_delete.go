@@ -11,7 +11,7 @@ import (
 func newSnapshotDeleteCmd(f *apiFlags) *cobra.Command {
 	var set bool
 	cmd := &cobra.Command{
-		Use:   "delete SNAPSHOT-ID | --set SET-ID",
+		Use:   "delete SNAPSHOT | --set SET",
 		Short: "Delete a snapshot, or every snapshot of a set",
 		Long: `Delete one snapshot (DeleteSnapshots with VSS_OBJECT_SNAPSHOT) or, with
 --set, every snapshot of a set and then the set, which leaves the listing.
@@ -21,7 +21,8 @@ BackupShutdown to the writers. A set with no snapshot left (it failed, was
 abandoned, or its snapshots were deleted one by one) is deleted at once.`,
 		Example: "  shadowbench snapshot delete {8121ADFD-64AF-4750-876C-61F2B0015D95}\n" +
 			"  shadowbench snapshot delete --set {675A76AA-4447-484E-B28F-68BC910E5D46}",
-		Args: cobra.ExactArgs(1),
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: f.completeSnapshots(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return f.call(cmd, func(ctx context.Context, c *daemon.Client) (daemon.Texter, error) {
 				kind := refSnapshot

@@ -22,7 +22,8 @@ grain rewritten with the same bytes still counts. Each argument is an ID, a
 set's name (snapshot create --name) or NAME/VOLUME.`,
 		Example: "  shadowbench snapshot diff nightly-1 nightly-2\n" +
 			"  shadowbench snapshot diff nightly-2 --json",
-		Args: cobra.RangeArgs(1, 2),
+		Args:              cobra.RangeArgs(1, 2),
+		ValidArgsFunction: f.completeSnapshots(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return f.call(cmd, func(ctx context.Context, c *daemon.Client) (daemon.Texter, error) {
 				id, err := resolveRef(ctx, c, args[0], refSnapshot)
