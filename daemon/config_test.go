@@ -133,3 +133,14 @@ func TestSizesAreBinary(t *testing.T) {
 		require.Equal(t, want, s, "JSON %s", in)
 	}
 }
+
+// TestContribConfig: the commented example configuration the README
+// points to loads and validates, so that it stays true to the keys.
+func TestContribConfig(t *testing.T) {
+	cfg, err := LoadConfig("../contrib/serve.yaml")
+	require.NoError(t, err)
+	require.NoError(t, cfg.Validate())
+	require.Len(t, cfg.Array.LUNs, 3)
+	require.Equal(t, 4096, cfg.Array.LUNs[0].BlockSize)
+	require.Equal(t, []string{"db", "logs"}, cfg.Volumes[0].LUNs)
+}
