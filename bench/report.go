@@ -10,10 +10,12 @@ import (
 )
 
 // Report element ids, for tests and for links into a report: the Gantt
-// chart of result i is "gantt-i"; a latency group g's charts are
-// "percentiles-i-g" and "histogram-i-g", g made of [a-z0-9-].
+// chart of result i is "gantt-i", its hold window zoomed "hold-i"; a
+// latency group g's charts are "percentiles-i-g" and "histogram-i-g", g
+// made of [a-z0-9-].
 const (
 	GanttID      = "gantt"
+	HoldID       = "hold"
 	PercentileID = "percentiles"
 	HistogramID  = "histogram"
 )
@@ -37,6 +39,7 @@ type reportChart struct {
 type reportResult struct {
 	*Result
 	Gantt  template.HTML
+	Hold   template.HTML
 	Charts []reportChart
 	Rows   [][]string
 }
@@ -52,6 +55,7 @@ func WriteHTML(w io.Writer, results ...*Result) error {
 		rr := reportResult{Result: r}
 		if r.Timeline != nil {
 			rr.Gantt = template.HTML(ganttSVG(chartID(GanttID, i, ""), r.Timeline))
+			rr.Hold = template.HTML(holdInsetSVG(chartID(HoldID, i, ""), r.Timeline))
 		}
 		var order []string
 		groups := map[string][]series{}
@@ -144,8 +148,9 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 <tr><td>date</td><td>{{date $r.Machine.Date}}</td></tr>
 </table>
 {{if $r.Gantt}}<h3>Timeline</h3>
-<p class="note">One snapshot set, named in the chart's title; DoSnapshotSet's interval is shaded. Each lane is a step of the sequence (vss-spec.md A.7), a window (the hold window, each writer's freeze window), a provider method or a writer's events.</p>
+<p class="note">One snapshot set, named in the chart's title; DoSnapshotSet's interval is shaded. Each lane is a step of the sequence (vss-spec.md A.7), a window (the hold window, each writer's freeze window), a provider method or a writer's events. A bar's colour is the stage of the sequence it belongs to; the dashed frame is the hold window, drawn again below on its own time axis.</p>
 {{$r.Gantt}}
+{{$r.Hold}}
 {{end}}<h3>Latency</h3>
 <table class="latency">
 <tr><th>latency</th><th>count</th><th>min</th><th>mean</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>
