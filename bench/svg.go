@@ -217,10 +217,12 @@ func niceStep(span float64, n int) float64 {
 	return 10 * p
 }
 
-// series is one line of a chart.
+// series is one line of a chart. old marks a series of the run compared
+// against.
 type series struct {
 	name string
 	lat  Latency
+	old  bool
 }
 
 const (
@@ -288,17 +290,47 @@ func drawLegend(s *svgDoc, items []legendItem, pos [][2]float64, y float64) {
 func seriesLegend(ss []series, st []style) []legendItem {
 	items := make([]legendItem, len(ss))
 	for i, se := range ss {
-		items[i] = legendItem{name: se.name, colour: st[i].colour, dash: st[i].dash, line: true}
+		name := se.name
+		if se.old {
+			name = "old: " + name
+		}
+		items[i] = legendItem{name: name, colour: st[i].colour, dash: st[i].dash, line: true}
 	}
 	return items
 }
 
-func names(ss []series) []string {
-	out := make([]string, len(ss))
+// stylesOf styles a chart's series: the current run's by seriesStyles, and
+// each old one as the current series of its name, with a dash of its own
+// (oldDashOf), so that no two entries of the legend are drawn alike.
+func stylesOf(ss []series) []style {
+	var cur []string
+	for _, s := range ss {
+		if !s.old {
+			cur = append(cur, s.name)
+		}
+	}
+	st := seriesStyles(cur)
+	byName := map[string]style{}
+	for i, n := range cur {
+		byName[n] = st[i]
+	}
+	out := make([]style, len(ss))
 	for i, s := range ss {
-		out[i] = s.name
+		out[i] = byName[s.name]
+		if s.old {
+			out[i].dash = oldDashOf(out[i].dash)
+		}
 	}
 	return out
+}
+
+// oldDashOf is the dash of the old run's counterpart of a series dashed d:
+// distinct from every dash of the current run's series.
+func oldDashOf(d string) string {
+	if d == "" {
+		return oldDash
+	}
+	return "1 1.5 " + d
 }
 
 // polyline writes one series.
@@ -330,7 +362,7 @@ func percentileSVG(id, title string, ss []series) string {
 	maxN = math.Min(maxN, 5)
 	ys := newLogScale(lo, hi, chartH-padB, padT)
 	xat := func(p float64) float64 { return padL + math.Min(nines(p), maxN)/maxN*(chartW-padL-padR) }
-	st := seriesStyles(names(ss))
+	st := stylesOf(ss)
 	items := seriesLegend(ss, st)
 	pos, rows := legendLayout(items, padL, chartW-4)
 	h := chartH + 20*rows
@@ -387,7 +419,7 @@ func histogramSVG(id, title string, ss []series) string {
 	step := niceStep(peak*100, 4)
 	top := math.Ceil(peak*100/step) * step
 	yat := func(frac float64) float64 { return chartH - padB - frac*100/top*(chartH-padB-padT) }
-	st := seriesStyles(names(ss))
+	st := stylesOf(ss)
 	items := seriesLegend(ss, st)
 	pos, rows := legendLayout(items, padL, chartW-4)
 	h := chartH + 20*rows

@@ -111,6 +111,18 @@ func chartResults() []*Result {
 	for i := range 12 {
 		r.Latencies = append(r.Latencies, latencyOf(fmt.Sprintf("many/series %d", i), 100, time.Microsecond, int64(i)))
 	}
+	// Ten seconds of load at 100 ms with a set a second.
+	r.Series = &TimeSeries{Interval: SeriesInterval}
+	for i := range 100 {
+		p := SeriesPoint{Start: time.Duration(i) * SeriesInterval, Writes: 4000 + int64(i%7)*100, Reads: 1000,
+			P50: 40 * time.Microsecond, P99: 400 * time.Microsecond, Max: time.Duration(1+i%10) * time.Millisecond}
+		p.WriteBytes, p.ReadBytes = p.Writes*4096, p.Reads*4096
+		r.Series.Points = append(r.Series.Points, p)
+		if i%10 == 5 {
+			at := p.Start + 30*time.Millisecond
+			r.Series.Snapshots = append(r.Series.Snapshots, SnapshotMark{HoldStart: at - 60*time.Microsecond, Commit: at, HoldEnd: at + 70*time.Microsecond})
+		}
+	}
 	return []*Result{r}
 }
 
