@@ -118,7 +118,9 @@ func ganttRows(tl *Timeline) (rows []ganttRow, legend []legendItem) {
 			var label string
 			switch kind {
 			case coordinator.KindPhase:
-				r = lane("phase:"+sp.Name, sp.Name)
+				// Steps and windows carry their duration where it fits, so
+				// that a long set reads without hovering over each bar.
+				r, label = lane("phase:"+sp.Name, sp.Name), FormatDuration(sp.Duration())
 			case coordinator.KindWindow:
 				name := sp.Name + " window"
 				if sp.Name == "freeze-window" {
@@ -127,7 +129,7 @@ func ganttRows(tl *Timeline) (rows []ganttRow, legend []legendItem) {
 				if sp.Actor != "" {
 					name += ": " + sp.Actor
 				}
-				r = lane("window:"+sp.Name+":"+sp.Actor, name)
+				r, label = lane("window:"+sp.Name+":"+sp.Actor, name), FormatDuration(sp.Duration())
 			case coordinator.KindProvider:
 				r = lane("provider:"+sp.Name, sp.Actor+" "+sp.Name)
 			case coordinator.KindWriter:
