@@ -16,19 +16,21 @@ import (
 	"github.com/shadowbench/shadowbench/vss"
 )
 
-// durationBuckets are the buckets of every duration histogram, in
-// seconds: 10 µs to 60 s, about three per decade, wide enough for a
-// microsecond commit and a writer's 60 s freeze window alike.
+// durationBuckets are the buckets of the windows and whole sets, in
+// seconds: 10 µs to 60 s, about three per decade, up to a writer's 60 s
+// freeze window.
 var durationBuckets = []float64{
 	10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6,
 	1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3,
 	1, 2.5, 5, 10, 30, 60,
 }
 
-// fastBuckets are the buckets of the I/O latencies, a LUN's operations
-// and the NBD server's requests: durationBuckets from 100 ns. An
-// operation on an in-memory LUN takes about a microsecond, so buckets from
-// 10 µs, as before, put nearly all of them in the first bucket. They are
+// fastBuckets are the buckets of what takes microseconds: a LUN's
+// operations, the NBD server's requests, the steps of a set, provider
+// calls and the commit's pointer swaps. They are durationBuckets from
+// 100 ns: an operation on an in-memory LUN takes about a microsecond, a
+// commit's pointer swaps one to a few, so buckets from 10 µs, as before,
+// put nearly all of them in the first bucket. They are
 // nbd.RequestLatencyBounds, in seconds.
 var fastBuckets = func() []float64 {
 	out := make([]float64, len(nbd.RequestLatencyBounds))
@@ -72,15 +74,18 @@ func newMetrics(d *Daemon) *metrics {
 	hist := func(name, help string, labels ...string) *prometheus.HistogramVec {
 		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: durationBuckets}, labels)
 	}
+	fast := func(name, help string, labels ...string) *prometheus.HistogramVec {
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: fastBuckets}, labels)
+	}
 	m.setDuration = hist("shadowbench_snapshot_set_duration_seconds",
 		"Time from AddToSnapshotSet to BackupComplete or AbortBackup of the sets the daemon ran, by outcome.", "outcome")
-	m.phase = hist("shadowbench_snapshot_phase_duration_seconds",
+	m.phase = fast("shadowbench_snapshot_phase_duration_seconds",
 		"Duration of each step of DoSnapshotSet (vss-spec.md A.7), from the sets' timelines.", "phase")
 	m.hold = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "shadowbench_hold_window_seconds",
 		Help: "How long writes were held (flush & hold to release) per set.", Buckets: durationBuckets})
 	m.freeze = hist("shadowbench_writer_freeze_window_seconds",
 		"Each writer's freeze window, from its OnFreeze to the end of PostCommitSnapshots.", "writer")
-	m.providerCall = hist("shadowbench_provider_call_duration_seconds",
+	m.providerCall = fast("shadowbench_provider_call_duration_seconds",
 		"Duration of each provider call the coordinator made during a set.", "provider", "method")
 	m.writerEvents = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shadowbench_writer_events_total",
 		Help: "Writer events delivered during sets, by writer, event and result (true, false, timeout, panic)."},
@@ -275,7 +280,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 
 	for _, p := range d.provs {
 		h, sum := p.prov.CommitHistogramSum()
-		ch <- constHistogram(c.commit, h, durationBuckets, sum, p.reg.Name)
+		ch <- constHistogram(c.commit, h, fastBuckets, sum, p.reg.Name)
 	}
 	kinds := map[string]int{"scripted": 0, "exec": 0, "fsfreeze": 0, "remote": 0}
 	for _, w := range d.writers() {

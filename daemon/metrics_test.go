@@ -48,6 +48,9 @@ func TestMetrics(t *testing.T) {
 		`shadowbench_hold_window_seconds_count 1`,
 		`shadowbench_snapshot_set_duration_seconds_count{outcome="created"} 1`,
 		`shadowbench_provider_commit_duration_seconds_count{provider="array"} 1`,
+		`shadowbench_provider_commit_duration_seconds_bucket{provider="array",le="1e-07"}`,
+		`shadowbench_snapshot_phase_duration_seconds_bucket{phase="CommitSnapshots",le="1e-07"}`,
+		`shadowbench_provider_call_duration_seconds_bucket{method="CommitSnapshots",provider="array",le="1e-07"}`,
 		`shadowbench_provider_call_duration_seconds_count{method="CommitSnapshots",provider="array"} 1`,
 		`shadowbench_store_data_bytes`,
 		`shadowbench_writers{kind="remote"} 0`,
@@ -57,6 +60,10 @@ func TestMetrics(t *testing.T) {
 	} {
 		require.Contains(t, text, want)
 	}
+	// The commit's sum is the provider's exact sum, not the mean times the
+	// count of its rounded histogram.
+	require.Equal(t, d.provs[0].prov.CommitStats().Sum.Seconds(),
+		sample(t, text, `shadowbench_provider_commit_duration_seconds_sum{provider="array"}`))
 	for _, line := range strings.Split(text, "\n") {
 		if name, _, _ := strings.Cut(line, " "); strings.HasPrefix(line, "# TYPE ") {
 			_ = name
