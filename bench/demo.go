@@ -67,6 +67,9 @@ type DemoConfig struct {
 	Profile *provider.Profile `json:"-"`
 	// Report is the HTML report's path; empty writes none.
 	Report string `json:"report,omitempty"`
+	// CSV is a directory to write every series of the report into as
+	// CSV files (WriteCSV); empty writes none.
+	CSV string `json:"csv,omitempty"`
 	// DataDir, when set, runs on a durable array in a new directory under
 	// it, removed at the end, rather than in memory.
 	DataDir string `json:"data_dir,omitempty"`
@@ -228,6 +231,7 @@ type demo struct {
 	// Figures over every set created.
 	total, commit, hold *Histogram
 	holds               [][2]time.Duration // hold windows since the load's base
+	snaps               []SnapshotMark     // the sets on the load's clock
 	loadWrites          int64
 }
 
@@ -514,6 +518,9 @@ func (d *demo) backup(ctx context.Context) (r *demoRun, err error) {
 	}
 	d.res.Sets++
 	d.total.Record(r.end - r.start)
+	if m, ok := snapshotMark(r.tl, r.tl.Origin().Sub(d.load.base)); ok {
+		d.snaps = append(d.snaps, m)
+	}
 	for _, sp := range r.tl.Spans() {
 		switch {
 		case sp.Kind == coordinator.KindPhase && sp.Name == "CommitSnapshots":

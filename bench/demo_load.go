@@ -180,6 +180,27 @@ func (l *demoLoad) totals() demoLoadTotals {
 	return t
 }
 
+// series is the load's throughput and latency over time, each write
+// counted when it was acknowledged, with its latency from send to
+// acknowledgement; call it after stop.
+func (l *demoLoad) series() *TimeSeries {
+	var rs []*seriesRecorder
+	var end time.Duration
+	for _, w := range l.writers {
+		r := &seriesRecorder{}
+		w.mu.Lock()
+		for i, done := range w.done {
+			r.record(done, done-w.sent[i], demoRecordSize, false)
+			end = max(end, done)
+		}
+		w.mu.Unlock()
+		rs = append(rs, r)
+	}
+	ts := mergeSeries(rs)
+	ts.End = end
+	return ts
+}
+
 // latencies merges the writers' histograms; call it after stop.
 func (l *demoLoad) latencies() *Histogram {
 	h := NewHistogram()

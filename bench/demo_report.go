@@ -91,6 +91,15 @@ func (d *demo) summary(started time.Time) {
 		}
 	}
 
+	if d.cfg.CSV != "" {
+		if paths, err := WriteCSV(d.cfg.CSV, d.res.Results...); err != nil {
+			d.check(false, "the CSV files", err.Error())
+			d.res.Passed = false
+		} else {
+			d.printf("CSV: %d files in %s, one per series.\n", len(paths), d.cfg.CSV)
+		}
+	}
+
 	if failed := d.res.Failed(); len(failed) == 0 {
 		d.printf("\nAll %d checks passed in %s.\n", len(d.res.Checks), FormatDuration(time.Since(started)))
 	} else {
@@ -131,6 +140,10 @@ func (d *demo) results(started time.Time) []*Result {
 		Elapsed: time.Since(started), Latencies: d.res.Latencies, Metrics: d.res.Metrics, Notes: notes,
 		Summary: fmt.Sprintf("%d snapshot sets of D: and E: under %d NBD load writes; the timeline is set 1's, with writers app, slow and quick",
 			d.res.Sets, d.loadWrites)}
+	if d.load != nil {
+		first.Series = d.load.series()
+		first.Series.Snapshots = d.snaps
+	}
 	if fs := d.res.FirstSet; fs != nil {
 		first.Timeline = &Timeline{Caption: fmt.Sprintf("set 1, %v: DoSnapshotSet %s", fs.ID, FormatDuration(fs.End-fs.Start)),
 			Start: fs.Start, End: fs.End, Spans: fs.Spans}

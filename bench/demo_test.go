@@ -32,6 +32,7 @@ func tinyDemo(t *testing.T) DemoConfig {
 // with both sets' Gantt charts.
 func TestDemo(t *testing.T) {
 	cfg := tinyDemo(t)
+	cfg.CSV = filepath.Join(t.TempDir(), "csv")
 	var out bytes.Buffer
 	res, err := RunDemo(context.Background(), cfg, &out)
 	require.NoError(t, err)
@@ -79,10 +80,20 @@ func TestDemo(t *testing.T) {
 	html, err := os.ReadFile(cfg.Report)
 	require.NoError(t, err)
 	require.True(t, strings.HasPrefix(string(html), "<!DOCTYPE html>"))
-	for _, id := range []string{`<svg id="gantt-0"`, `<svg id="gantt-1"`, `<svg id="percentiles-0-set"`} {
+	for _, id := range []string{`<svg id="gantt-0"`, `<svg id="gantt-1"`, `<svg id="percentiles-0-set"`,
+		`<svg id="hold-0"`, `<svg id="series-0"`} {
 		require.Contains(t, string(html), id)
 	}
 	require.Equal(t, cfg.Report, res.Report)
+	// The load over time has every set created marked.
+	require.NotNil(t, res.Results[0].Series)
+	require.Len(t, res.Results[0].Series.Snapshots, res.Sets)
+	cs := charts(t, string(html))
+	checkLegends(t, cs)
+	checkTextInside(t, cs)
+	require.Contains(t, text, "CSV: ")
+	require.FileExists(t, filepath.Join(cfg.CSV, "demo-series.csv"))
+	require.FileExists(t, filepath.Join(cfg.CSV, "demo-set-2-vetoed-timeline.csv"))
 
 	var buf bytes.Buffer
 	require.NoError(t, res.WriteJSON(&buf))

@@ -82,28 +82,41 @@ func (h *Histogram) Summary(name string) Latency {
 
 // logBuckets folds the histogram into buckets of four per power of two
 // (about 19% wide), enough to draw its shape without the thousands of
-// sub-buckets hdrhistogram keeps.
+// sub-buckets hdrhistogram keeps. Bucket k is [edge(k), edge(k+1)), so
+// neighbours share their edge. Each edge was rounded down as a low and up
+// as a high before, so neighbours missed each other by a nanosecond and
+// the chart dropped to zero between every two buckets.
 func logBuckets(h *hdrhistogram.Histogram) []Bucket {
 	var out []Bucket
-	edge := func(v int64) int64 {
-		// The upper edge of v's bucket: the next value of 2^(k/4).
-		k := math.Floor(math.Log2(float64(v))*4) + 1
-		return int64(math.Ceil(math.Pow(2, k/4)))
-	}
 	for _, bar := range h.Distribution() {
 		if bar.Count == 0 {
 			continue
 		}
-		v := max(bar.From, 1)
-		hi := edge(v)
-		if n := len(out); n > 0 && out[n-1].High == time.Duration(hi) {
+		k := bucketOf(max(bar.From, 1))
+		lo, hi := bucketEdge(k), bucketEdge(k+1)
+		if n := len(out); n > 0 && out[n-1].Low == time.Duration(lo) {
 			out[n-1].Count += bar.Count
 			continue
 		}
-		lo := int64(math.Floor(math.Pow(2, (math.Floor(math.Log2(float64(v))*4))/4)))
 		out = append(out, Bucket{Low: time.Duration(lo), High: time.Duration(hi), Count: bar.Count})
 	}
 	return out
+}
+
+// bucketEdge is the lower edge of bucket k: 2^(k/4), rounded.
+func bucketEdge(k int) int64 { return int64(math.Round(math.Pow(2, float64(k)/4))) }
+
+// bucketOf is the bucket of v: the last k whose edge is at most v, and
+// whose next edge is above it (small edges repeat after rounding).
+func bucketOf(v int64) int {
+	k := int(math.Floor(math.Log2(float64(v)) * 4))
+	for bucketEdge(k) > v {
+		k--
+	}
+	for bucketEdge(k+1) <= v {
+		k++
+	}
+	return k
 }
 
 // Latency is the summary of one histogram, as reports and JSON carry it.

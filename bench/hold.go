@@ -115,6 +115,8 @@ func RunHold(ctx context.Context, cfg HoldConfig, p Progress) (*Result, error) {
 	res.addLatency("sequence/DoSnapshotSet", st.total)
 	res.addLatency("nbd/write", t.writes[0])
 	res.Timeline = st.timeline()
+	res.Series = t.series
+	res.Series.markSnapshots(ld.base, st.samples)
 	res.addMetric("sets", float64(len(st.samples)), "")
 	res.addMetric("writes", float64(t.writes[0].Count())/res.Elapsed.Seconds(), "op/s")
 	res.Summary = fmt.Sprintf("%d sets of %d LUNs under %d x QD %d NBD writes of %s: hold window p50 %s, p99 %s",

@@ -121,6 +121,8 @@ func RunIOImpact(ctx context.Context, cfg IOImpactConfig, p Progress) (*Result, 
 	res.addLatency("window/hold", st.hold)
 	res.addLatency("sequence/DoSnapshotSet", st.total)
 	res.Timeline = st.timeline()
+	res.Series = t.series
+	res.Series.markSnapshots(ld.base, st.samples)
 	ratio := func(q float64) float64 {
 		if steady.Count() == 0 || during.Count() == 0 {
 			return 0

@@ -52,6 +52,8 @@ type load struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	workers []*worker
+	// stopped is when stop ended the load, since base.
+	stopped time.Duration
 }
 
 type worker struct {
@@ -61,6 +63,7 @@ type worker struct {
 	firstErr      error
 	samples       []sample
 	dropped       int64
+	series        seriesRecorder
 }
 
 // startLoad dials the connections and starts the workers. exports are the
@@ -138,6 +141,9 @@ func (l *load) work(ctx context.Context, c *nbd.Client, w *worker, seed, idx, n,
 			err = c.Write(ctx, buf, off, 0)
 		}
 		lat := time.Since(start)
+		if err == nil {
+			w.series.record(time.Since(l.base), lat, l.cfg.BlockSize, read)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return // stopped while in flight: not a sample
@@ -172,6 +178,9 @@ func (l *load) setPhase(p int) { l.phase.Store(int32(p)) }
 func (l *load) stop() {
 	l.cancel()
 	l.wg.Wait()
+	if l.stopped == 0 {
+		l.stopped = time.Since(l.base)
+	}
 	l.closeClients()
 }
 
@@ -191,6 +200,7 @@ type loadTotals struct {
 	err           error
 	samples       []sample
 	dropped       int64
+	series        *TimeSeries
 }
 
 func (l *load) totals() loadTotals {
@@ -199,7 +209,9 @@ func (l *load) totals() loadTotals {
 		t.reads = append(t.reads, NewHistogram())
 		t.writes = append(t.writes, NewHistogram())
 	}
+	var rs []*seriesRecorder
 	for _, w := range l.workers {
+		rs = append(rs, &w.series)
 		for p := range l.cfg.Phases {
 			t.reads[p].Merge(w.reads[p])
 			t.writes[p].Merge(w.writes[p])
@@ -213,6 +225,8 @@ func (l *load) totals() loadTotals {
 		t.samples = append(t.samples, w.samples...)
 		t.dropped += w.dropped
 	}
+	t.series = mergeSeries(rs)
+	t.series.End = l.stopped
 	return t
 }
 

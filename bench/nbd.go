@@ -106,6 +106,7 @@ func RunNBD(ctx context.Context, cfg NBDConfig, p Progress) (*Result, error) {
 	if t.reads[0].Count()+t.writes[0].Count() == 0 {
 		return nil, errNoLoad
 	}
+	res.Series = t.series
 	if cfg.ReadPct > 0 {
 		res.addLatency("nbd/read", t.reads[0])
 	}

@@ -4,16 +4,21 @@ import (
 	"html/template"
 	"io"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 )
 
 // Report element ids, for tests and for links into a report: the Gantt
-// chart of result i is "gantt-i"; a latency group g's charts are
-// "percentiles-i-g" and "histogram-i-g", g made of [a-z0-9-].
+// chart of result i is "gantt-i", its hold window zoomed "hold-i", its
+// load's throughput and latency over time "series-i"; a
+// latency group g's charts are "percentiles-i-g" and "histogram-i-g", g
+// made of [a-z0-9-].
 const (
 	GanttID      = "gantt"
+	HoldID       = "hold"
+	SeriesID     = "series"
 	PercentileID = "percentiles"
 	HistogramID  = "histogram"
 )
@@ -37,21 +42,58 @@ type reportChart struct {
 type reportResult struct {
 	*Result
 	Gantt  template.HTML
+	Hold   template.HTML
+	Series template.HTML
 	Charts []reportChart
 	Rows   [][]string
+	// Old is the result compared against, if any.
+	Old *Result
 }
 
 // WriteHTML writes a self-contained HTML report of the results: for each,
 // its parameters and machine, the Gantt chart of its snapshot set when it
-// has one, a percentile table, and per group of latencies a percentile
-// curve and a histogram. It loads nothing: no script, font or style sheet
-// from anywhere.
+// has one, its load's throughput and latency over time when it ran one, a
+// percentile table, and per group of latencies a percentile curve and a
+// histogram. It loads nothing: no script, font or style sheet from
+// anywhere.
 func WriteHTML(w io.Writer, results ...*Result) error {
+	return WriteHTMLCompare(w, nil, results...)
+}
+
+// WriteHTMLCompare writes the report of results as WriteHTML does, with
+// each result's charts overlaid by those of the result of old of the same
+// workload (the first such), drawn dashed and named "old: ...". The
+// series of a latency group are matched by name.
+func WriteHTMLCompare(w io.Writer, old []*Result, results ...*Result) error {
 	var rs []reportResult
+	used := map[*Result]bool{}
 	for i, r := range results {
 		rr := reportResult{Result: r}
+		for _, o := range old {
+			if o.Workload == r.Workload && !used[o] {
+				rr.Old, used[o] = o, true
+				break
+			}
+		}
 		if r.Timeline != nil {
 			rr.Gantt = template.HTML(ganttSVG(chartID(GanttID, i, ""), r.Timeline))
+			rr.Hold = template.HTML(holdInsetSVG(chartID(HoldID, i, ""), r.Timeline))
+		}
+		if r.Series != nil && len(r.Series.Points) > 0 {
+			var os *TimeSeries
+			if rr.Old != nil {
+				os = rr.Old.Series
+			}
+			rr.Series = template.HTML(timeSeriesSVG(chartID(SeriesID, i, ""), r.Workload+": throughput and latency over time, snapshots marked", r.Series, os))
+		}
+		oldGroups := map[string][]series{}
+		if rr.Old != nil {
+			for _, l := range rr.Old.Latencies {
+				if l.Count > 0 {
+					g := l.Group()
+					oldGroups[g] = append(oldGroups[g], series{name: strings.TrimPrefix(strings.TrimPrefix(l.Name, g), "/"), lat: l})
+				}
+			}
 		}
 		var order []string
 		groups := map[string][]series{}
@@ -77,9 +119,10 @@ func WriteHTML(w io.Writer, results ...*Result) error {
 			if title == "" {
 				title = r.Workload
 			}
+			ss := withOld(groups[g], oldGroups[g])
 			rr.Charts = append(rr.Charts,
-				reportChart{Title: title + ": percentiles", SVG: template.HTML(percentileSVG(chartID(PercentileID, i, g), title+": latency by percentile", groups[g]))},
-				reportChart{Title: title + ": distribution", SVG: template.HTML(histogramSVG(chartID(HistogramID, i, g), title+": share of operations by latency", groups[g]))})
+				reportChart{Title: title + ": percentiles", SVG: template.HTML(percentileSVG(chartID(PercentileID, i, g), title+": latency by percentile", ss))},
+				reportChart{Title: title + ": distribution", SVG: template.HTML(histogramSVG(chartID(HistogramID, i, g), title+": share of operations by latency", ss))})
 		}
 		rs = append(rs, rr)
 	}
@@ -87,6 +130,20 @@ func WriteHTML(w io.Writer, results ...*Result) error {
 		Results []reportResult
 		Now     string
 	}{rs, time.Now().UTC().Format(time.RFC3339)})
+}
+
+// withOld appends to a group's series those of the old run of the same
+// names, marked old.
+func withOld(ss, old []series) []series {
+	out := slices.Clone(ss)
+	for _, o := range old {
+		for _, s := range ss {
+			if s.name == o.name {
+				out = append(out, series{name: o.name, lat: o.lat, old: true})
+			}
+		}
+	}
+	return out
 }
 
 var reportTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
@@ -127,6 +184,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 <section class="result" id="result-{{$i}}">
 <h2>{{$r.Workload}}</h2>
 <p>{{$r.Summary}}</p>
+{{if $r.Old}}<p class="note">Compared with the run started {{date $r.Old.Started}} on {{$r.Old.Machine.CPU}}: its series are dashed and named "old: …". {{$r.Old.Summary}}</p>{{end}}
 <h3>Parameters</h3>
 <table class="kv params">
 {{range $r.Params}}<tr><td>{{.Name}}</td><td>{{.Value}}</td></tr>
@@ -144,8 +202,12 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 <tr><td>date</td><td>{{date $r.Machine.Date}}</td></tr>
 </table>
 {{if $r.Gantt}}<h3>Timeline</h3>
-<p class="note">One snapshot set, named in the chart's title; DoSnapshotSet's interval is shaded. Each lane is a step of the sequence (vss-spec.md A.7), a window (the hold window, each writer's freeze window), a provider method or a writer's events.</p>
+<p class="note">One snapshot set, named in the chart's title; DoSnapshotSet's interval is shaded. Each lane is a step of the sequence (vss-spec.md A.7), a window (the hold window, each writer's freeze window), a provider method or a writer's events. A bar's colour is the stage of the sequence it belongs to; the dashed frame is the hold window, drawn again below on its own time axis.</p>
 {{$r.Gantt}}
+{{$r.Hold}}
+{{end}}{{if $r.Series}}<h3>Over time</h3>
+<p class="note">The load's throughput and latency per 100 ms, with each snapshot set marked where its CommitSnapshots began (the mark spans its hold window), so that what a snapshot costs the I/O around it can be seen.</p>
+{{$r.Series}}
 {{end}}<h3>Latency</h3>
 <table class="latency">
 <tr><th>latency</th><th>count</th><th>min</th><th>mean</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>

@@ -28,8 +28,8 @@ func sampleResults(t *testing.T) []*Result {
 }
 
 // wantIDs are the chart ids a report of sampleResults must have.
-var wantIDs = []string{"gantt-0", "percentiles-0-phase", "histogram-0-phase", "percentiles-0-window",
-	"gantt-1", "percentiles-1-write", "histogram-1-write"}
+var wantIDs = []string{"gantt-0", "hold-0", "percentiles-0-phase", "histogram-0-phase", "percentiles-0-window",
+	"gantt-1", "hold-1", "series-1", "percentiles-1-write", "histogram-1-write"}
 
 func TestReportHTML(t *testing.T) {
 	var buf bytes.Buffer

@@ -32,6 +32,10 @@ type Result struct {
 	// Timeline is one snapshot set's timeline, the one whose DoSnapshotSet
 	// took the median time, for the Gantt chart.
 	Timeline *Timeline `json:"timeline,omitempty"`
+	// Series is the load's throughput and latency over time, with the
+	// snapshot sets taken under it marked, for workloads that run NBD
+	// load.
+	Series *TimeSeries `json:"series,omitempty"`
 	// Notes are remarks a reader needs to interpret the figures.
 	Notes []string `json:"notes,omitempty"`
 }
@@ -154,4 +158,40 @@ func (r *Result) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
+}
+
+// ReadResults reads results as WriteJSON writes them, for a report that
+// compares against an earlier run: one result, several one after another,
+// or a JSON array of them.
+func ReadResults(r io.Reader) ([]*Result, error) {
+	dec := json.NewDecoder(r)
+	var out []*Result
+	for {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err == io.EOF {
+			break
+		} else if err != nil {
+			return nil, fmt.Errorf("bench: reading results: %w", err)
+		}
+		if t := strings.TrimSpace(string(raw)); strings.HasPrefix(t, "[") {
+			var rs []*Result
+			if err := json.Unmarshal(raw, &rs); err != nil {
+				return nil, fmt.Errorf("bench: reading results: %w", err)
+			}
+			out = append(out, rs...)
+			continue
+		}
+		var res Result
+		if err := json.Unmarshal(raw, &res); err != nil {
+			return nil, fmt.Errorf("bench: reading results: %w", err)
+		}
+		if res.Workload == "" {
+			return nil, fmt.Errorf("bench: reading results: an object without a workload is not a result of bench --json")
+		}
+		out = append(out, &res)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("bench: reading results: no result")
+	}
+	return out, nil
 }

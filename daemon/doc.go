@@ -37,8 +37,12 @@
 // daemon, which would otherwise run any command any local user sent.
 //
 // Metrics (GET /metrics) come from a custom Prometheus collector that reads
-// what the array and providers already measure at scrape time, and from
-// histograms the daemon fills from each finished set's timeline.
+// what the array, the NBD server and the providers already measure at
+// scrape time (nbd keeps its own counters and knows nothing of
+// Prometheus), and from histograms and counters the daemon fills from each
+// finished set: its timeline, its result code, its writers' states.
+// contrib/grafana/shadowbench.json is a dashboard of them, which
+// TestDashboardMetricsExist checks against a real daemon.
 //
 // # Configuration
 //
@@ -124,7 +128,8 @@
 //     waits for the coordinator, and drains and flushes the NBD server.
 //     Every goroutine it started has ended when it returns.
 //   - D5 The I/O path carries no instrumentation for the metrics: they are
-//     read from lun statistics and provider histograms at scrape time.
+//     read from lun statistics, the NBD server's statistics and provider
+//     histograms at scrape time.
 //   - D6 A bad request changes nothing: bodies are decoded strictly (unknown
 //     fields, trailing data, oversize bodies are refused) and checked
 //     before any state changes; every error is JSON with the HRESULT's name

@@ -55,8 +55,8 @@ func (d *Daemon) lunInfo(l *lun.LUN) LUNInfo {
 		}
 		o := OpStatsInfo{Op: s.Op.String(), Ops: s.Ops, Bytes: s.Bytes, Errors: s.Errors}
 		if s.Latency != nil {
-			o.P50 = Duration(time.Duration(s.Latency.ValueAtQuantile(50)) * time.Microsecond)
-			o.P99 = Duration(time.Duration(s.Latency.ValueAtQuantile(99)) * time.Microsecond)
+			o.P50 = Duration(time.Duration(s.Latency.ValueAtQuantile(50)))
+			o.P99 = Duration(time.Duration(s.Latency.ValueAtQuantile(99)))
 		}
 		info.Stats = append(info.Stats, o)
 	}

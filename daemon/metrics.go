@@ -1,8 +1,10 @@
 package daemon
 
 import (
+	"math"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/prometheus/client_golang/prometheus"
@@ -10,17 +12,33 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/shadowbench/shadowbench/coordinator"
+	"github.com/shadowbench/shadowbench/nbd"
 	"github.com/shadowbench/shadowbench/vss"
 )
 
-// durationBuckets are the buckets of every duration histogram, in
-// seconds: 10 µs to 60 s, about three per decade, wide enough for a
-// microsecond commit and a writer's 60 s freeze window alike.
+// durationBuckets are the buckets of the windows and whole sets, in
+// seconds: 10 µs to 60 s, about three per decade, up to a writer's 60 s
+// freeze window.
 var durationBuckets = []float64{
 	10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6,
 	1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3,
 	1, 2.5, 5, 10, 30, 60,
 }
+
+// fastBuckets are the buckets of what takes microseconds: a LUN's
+// operations, the NBD server's requests, the steps of a set, provider
+// calls and the commit's pointer swaps. They are durationBuckets from
+// 100 ns: an operation on an in-memory LUN takes about a microsecond, a
+// commit's pointer swaps one to a few, so buckets from 10 µs, as before,
+// put nearly all of them in the first bucket. They are
+// nbd.RequestLatencyBounds, in seconds.
+var fastBuckets = func() []float64 {
+	out := make([]float64, len(nbd.RequestLatencyBounds))
+	for i, b := range nbd.RequestLatencyBounds {
+		out[i] = b.Seconds()
+	}
+	return out
+}()
 
 // metrics is the daemon's Prometheus registry. Two kinds of metric live
 // in it. What the array and the providers already measure (per-LUN
@@ -41,8 +59,11 @@ type metrics struct {
 	writerEvents *prometheus.CounterVec
 	// sets counts the sets that ended, by outcome, as they end: counting
 	// the service's history at scrape time would go backwards once it
-	// forgets a set.
-	sets *prometheus.CounterVec
+	// forgets a set. results counts them by DoSnapshotSet's result code.
+	sets, results *prometheus.CounterVec
+	// writerStates are the states the writers ended the last set with
+	// writers in, each state counted.
+	writerStates *prometheus.GaugeVec
 }
 
 // setOutcomes are the states a set ends in.
@@ -53,25 +74,38 @@ func newMetrics(d *Daemon) *metrics {
 	hist := func(name, help string, labels ...string) *prometheus.HistogramVec {
 		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: durationBuckets}, labels)
 	}
+	fast := func(name, help string, labels ...string) *prometheus.HistogramVec {
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: fastBuckets}, labels)
+	}
 	m.setDuration = hist("shadowbench_snapshot_set_duration_seconds",
 		"Time from AddToSnapshotSet to BackupComplete or AbortBackup of the sets the daemon ran, by outcome.", "outcome")
-	m.phase = hist("shadowbench_snapshot_phase_duration_seconds",
+	m.phase = fast("shadowbench_snapshot_phase_duration_seconds",
 		"Duration of each step of DoSnapshotSet (vss-spec.md A.7), from the sets' timelines.", "phase")
 	m.hold = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "shadowbench_hold_window_seconds",
 		Help: "How long writes were held (flush & hold to release) per set.", Buckets: durationBuckets})
 	m.freeze = hist("shadowbench_writer_freeze_window_seconds",
 		"Each writer's freeze window, from its OnFreeze to the end of PostCommitSnapshots.", "writer")
-	m.providerCall = hist("shadowbench_provider_call_duration_seconds",
+	m.providerCall = fast("shadowbench_provider_call_duration_seconds",
 		"Duration of each provider call the coordinator made during a set.", "provider", "method")
 	m.writerEvents = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shadowbench_writer_events_total",
 		Help: "Writer events delivered during sets, by writer, event and result (true, false, timeout, panic)."},
 		[]string{"writer", "event", "result"})
 	m.sets = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shadowbench_snapshot_sets_total",
 		Help: "Snapshot sets that ended, by outcome: created, failed, cancelled, abandoned."}, []string{"outcome"})
+	m.results = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shadowbench_snapshot_set_results_total",
+		Help: "Snapshot sets that ended, by the result code of the set (S_OK, VSS_E_WRITERERROR_RETRYABLE, ...)."}, []string{"result"})
+	m.writerStates = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "shadowbench_writers_by_state",
+		Help: "Writers in each VSS_WRITER_STATE at the end of the last set that had writers, as GatherWriterStatus reported them."},
+		[]string{"state"})
 	for _, o := range setOutcomes {
 		m.sets.WithLabelValues(o) // every outcome is exported from the start, at 0
 	}
-	m.reg.MustRegister(m.setDuration, m.phase, m.hold, m.freeze, m.providerCall, m.writerEvents, m.sets, newCollector(d),
+	m.results.WithLabelValues(vss.S_OK.Name())
+	for s := vss.VSS_WS_UNKNOWN; s < vss.VSS_WS_COUNT; s++ {
+		m.writerStates.WithLabelValues(s.String())
+	}
+	m.reg.MustRegister(m.setDuration, m.phase, m.hold, m.freeze, m.providerCall, m.writerEvents, m.sets, m.results,
+		m.writerStates, newCollector(d),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -91,17 +125,29 @@ func (m *metrics) observeSet(d *Daemon, id vss.ID) {
 	}
 	if slices.Contains(setOutcomes, info.State) {
 		m.sets.WithLabelValues(info.State).Inc()
+		m.results.WithLabelValues(info.Result.Name()).Inc()
+	}
+	d.mu.Lock()
+	var dur time.Duration
+	var writers []WriterStatusReport
+	rec := d.mu.sets[id]
+	if rec != nil {
+		dur, writers = rec.duration, rec.writers
+	}
+	d.mu.Unlock()
+	if len(writers) > 0 {
+		counts := map[string]int{}
+		for _, w := range writers {
+			counts[w.State]++
+		}
+		for s := vss.VSS_WS_UNKNOWN; s < vss.VSS_WS_COUNT; s++ {
+			m.writerStates.WithLabelValues(s.String()).Set(float64(counts[s.String()]))
+		}
 	}
 	if info.Timeline == nil {
 		return
 	}
-	d.mu.Lock()
-	rec := d.mu.sets[id]
-	d.mu.Unlock()
 	if rec != nil {
-		d.mu.Lock()
-		dur := rec.duration
-		d.mu.Unlock()
 		m.setDuration.WithLabelValues(info.State).Observe(dur.Seconds())
 	}
 	for _, s := range info.Timeline.Spans() {
@@ -134,6 +180,9 @@ type collector struct {
 	apiConns, apiRefused                             *prometheus.Desc
 	nbdOpen, nbdAccepted, nbdRefused, nbdMaxConns    *prometheus.Desc
 	nbdInFlight, nbdMaxInFlight, nbdInFlightWaits    *prometheus.Desc
+	nbdRequestsInFlight, nbdProtocolErrors           *prometheus.Desc
+	nbdRequests, nbdRequestErrors, nbdRequestBytes   *prometheus.Desc
+	nbdRequestDuration                               *prometheus.Desc
 }
 
 func newCollector(d *Daemon) *collector {
@@ -144,7 +193,7 @@ func newCollector(d *Daemon) *collector {
 		lunOps:         desc("shadowbench_lun_ops_total", "Operations per LUN and kind of operation.", "lun", "op"),
 		lunBytes:       desc("shadowbench_lun_bytes_total", "Bytes moved by successful operations per LUN and operation.", "lun", "op"),
 		lunErrors:      desc("shadowbench_lun_errors_total", "Failed operations per LUN and operation, injected faults included.", "lun", "op"),
-		lunLatency:     desc("shadowbench_lun_latency_seconds", "Operation latency per LUN and operation, from the LUN's HDR histogram (the sum is the mean times the count).", "lun", "op"),
+		lunLatency:     desc("shadowbench_lun_latency_seconds", "Operation latency per LUN and operation, from the LUN's HDR histogram; the sum is exact.", "lun", "op"),
 		lunSize:        desc("shadowbench_lun_size_bytes", "Size of each LUN.", "lun", "kind"),
 		storeData:      desc("shadowbench_store_data_bytes", "Data blocks allocated in the array's copy-on-write store."),
 		storeMeta:      desc("shadowbench_store_meta_bytes", "Block-map nodes alive in the array's store."),
@@ -166,6 +215,15 @@ func newCollector(d *Daemon) *collector {
 		nbdMaxInFlight: desc("shadowbench_nbd_max_in_flight_bytes", "The cap on shadowbench_nbd_in_flight_bytes (max-in-flight-bytes)."),
 		nbdInFlightWaits: desc("shadowbench_nbd_in_flight_waits_total",
 			"NBD requests that waited for payload memory, their connection's share or the server's."),
+		nbdRequestsInFlight: desc("shadowbench_nbd_requests_in_flight", "NBD requests read and not yet answered, over every connection."),
+		nbdProtocolErrors: desc("shadowbench_nbd_protocol_errors_total",
+			"NBD connections closed on a protocol violation: bad magic, unknown client flags, an option or a WRITE too large to skip."),
+		nbdRequests:      desc("shadowbench_nbd_requests_total", "NBD requests answered, by command.", "cmd"),
+		nbdRequestErrors: desc("shadowbench_nbd_request_errors_total", "NBD requests answered with an error, by command.", "cmd"),
+		nbdRequestBytes: desc("shadowbench_nbd_request_bytes_total",
+			"Length of the NBD requests answered without error, by command: the data of READ and WRITE, the range of TRIM, WRITE_ZEROES and CACHE.", "cmd"),
+		nbdRequestDuration: desc("shadowbench_nbd_request_duration_seconds",
+			"NBD request latency by command, from its header read to its reply written; the sum is exact.", "cmd"),
 	}
 }
 
@@ -174,7 +232,9 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.lunOps, c.lunBytes, c.lunErrors, c.lunLatency, c.lunSize,
 		c.storeData, c.storeMeta, c.storeCapacity, c.setsInProgress, c.snapshots, c.held,
 		c.commit, c.writers, c.build, c.start, c.apiConns, c.apiRefused, c.nbdOpen, c.nbdAccepted,
-		c.nbdRefused, c.nbdMaxConns, c.nbdInFlight, c.nbdMaxInFlight, c.nbdInFlightWaits} {
+		c.nbdRefused, c.nbdMaxConns, c.nbdInFlight, c.nbdMaxInFlight, c.nbdInFlightWaits,
+		c.nbdRequestsInFlight, c.nbdProtocolErrors, c.nbdRequests, c.nbdRequestErrors, c.nbdRequestBytes,
+		c.nbdRequestDuration} {
 		ch <- d
 	}
 }
@@ -197,7 +257,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.lunBytes, float64(s.Bytes), name, op)
 			counter(c.lunErrors, float64(s.Errors), name, op)
 			if s.Latency != nil {
-				ch <- constHistogram(c.lunLatency, s.Latency, 1e-6, name, op)
+				ch <- constHistogram(c.lunLatency, s.Latency, fastBuckets, s.LatencySum, name, op)
 			}
 		}
 	}
@@ -219,7 +279,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	d.mu.Unlock()
 
 	for _, p := range d.provs {
-		ch <- constHistogram(c.commit, p.prov.CommitHistogram(), 1e-9, p.reg.Name)
+		h, sum := p.prov.CommitHistogramSum()
+		ch <- constHistogram(c.commit, h, fastBuckets, sum, p.reg.Name)
 	}
 	kinds := map[string]int{"scripted": 0, "exec": 0, "fsfreeze": 0, "remote": 0}
 	for _, w := range d.writers() {
@@ -242,24 +303,39 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.nbdInFlight, float64(ns.InFlightBytes))
 	gauge(c.nbdMaxInFlight, float64(ns.MaxInFlightBytes))
 	counter(c.nbdInFlightWaits, float64(ns.InFlightWaits))
+	gauge(c.nbdRequestsInFlight, float64(ns.InFlightRequests))
+	counter(c.nbdProtocolErrors, float64(ns.ProtocolErrors))
+	for _, cs := range ns.Commands {
+		counter(c.nbdRequests, float64(cs.Requests), cs.Command)
+		counter(c.nbdRequestErrors, float64(cs.Errors), cs.Command)
+		counter(c.nbdRequestBytes, float64(cs.Bytes), cs.Command)
+		buckets := make(map[float64]uint64, len(fastBuckets))
+		var cum uint64
+		for i, b := range fastBuckets {
+			cum += cs.Latency[i]
+			buckets[b] = cum
+		}
+		ch <- prometheus.MustNewConstHistogram(c.nbdRequestDuration, cs.Requests, cs.LatencySum.Seconds(), buckets, cs.Command)
+	}
 	gauge(c.build, 1, d.version)
 	gauge(c.start, float64(d.started.UnixNano())/1e9)
 }
 
-// constHistogram turns an HDR histogram whose values are in units of unit
-// seconds into a Prometheus histogram over durationBuckets. HDR keeps no
-// exact sum, so the sum is the mean times the count.
-func constHistogram(desc *prometheus.Desc, h *hdrhistogram.Histogram, unit float64, labels ...string) prometheus.Metric {
-	buckets := make(map[float64]uint64, len(durationBuckets))
+// constHistogram turns an HDR histogram of nanoseconds into a Prometheus
+// histogram over bounds, in seconds, with the exact sum its owner kept.
+// HDR keeps no exact sum; the mean times the count, used before, made
+// the sum up from the rounded values.
+func constHistogram(desc *prometheus.Desc, h *hdrhistogram.Histogram, bounds []float64, sum time.Duration, labels ...string) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(bounds))
 	var cum uint64
 	bars := h.Distribution()
 	i := 0
-	for _, b := range durationBuckets {
-		for ; i < len(bars) && float64(bars[i].To)*unit <= b; i++ {
+	for _, b := range bounds {
+		ns := int64(math.Round(b * 1e9)) // compared in integers: 100*1e-9 > 100e-9
+		for ; i < len(bars) && bars[i].To <= ns; i++ {
 			cum += uint64(bars[i].Count)
 		}
 		buckets[b] = cum
 	}
-	n := uint64(h.TotalCount())
-	return prometheus.MustNewConstHistogram(desc, n, h.Mean()*float64(n)*unit, buckets, labels...)
+	return prometheus.MustNewConstHistogram(desc, uint64(h.TotalCount()), sum.Seconds(), buckets, labels...)
 }

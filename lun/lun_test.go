@@ -649,3 +649,16 @@ func TestReleasedSnapshotsCostNothing(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []cow.Range{{Off: 0, Len: int64(a.Config().Grain)}}, got)
 }
+
+// TestStatsResolveSubMicrosecond checks that a LUN's latency histogram is
+// in nanoseconds, so an operation of a few hundred nanoseconds is told
+// from one of a microsecond, and that the exact sum is kept.
+func TestStatsResolveSubMicrosecond(t *testing.T) {
+	var s Stats
+	s.record(OpRead, 512, 300*time.Nanosecond, nil)
+	s.record(OpRead, 512, 1700*time.Nanosecond, nil)
+	st := s.Snapshot()[OpRead]
+	require.InDelta(t, 300, st.Latency.Min(), 3)
+	require.InDelta(t, 1700, st.Latency.Max(), 17)
+	require.Equal(t, 2000*time.Nanosecond, st.LatencySum)
+}

@@ -29,6 +29,17 @@ var (
 	errTLSRequired   = errors.New("nbd: NBD_OPT_EXPORT_NAME without TLS on a server that requires it")
 )
 
+// isViolation reports whether err is a protocol violation that closes a
+// connection (N4), as ServerStats.ProtocolErrors counts them.
+func isViolation(err error) bool {
+	for _, v := range []error{errBadMagic, errClientFlags, errNotFixed, errOptionTooBig, errPayloadTooBig, errTLSPipelined} {
+		if errors.Is(err, v) {
+			return true
+		}
+	}
+	return false
+}
+
 // discardLimit bounds what the server reads and throws away to stay in step
 // with a client: an option over MaxOptionLen or a WRITE over MaxPayload. A
 // longer one closes the connection rather than tie the server up.
@@ -119,10 +130,14 @@ type conn struct {
 	// idle is set by the reader when a session ends for want of requests
 	// (see readRequest); session reads it after the workers are gone.
 	idle bool
+	// stats is the shard of the server's request counters this
+	// connection counts into.
+	stats *connStats
 }
 
 func newConn(s *Server, ctx context.Context, nc net.Conn) *conn {
 	c := &conn{s: s, raw: nc, rw: nc, maxPayload: uint32(s.opts.MaxPayload)}
+	c.stats = &s.stats[s.nextShard.Add(1)%uint64(len(s.stats))]
 	c.mem.size, c.mem.waits = s.opts.MaxConnInFlightBytes, &s.memWaits
 	c.ctx, c.stop = context.WithCancel(ctx)
 	c.reqs, c.cancelReqs = context.WithCancel(c.ctx)
@@ -161,6 +176,9 @@ func (c *conn) serve() {
 	if err != nil || !ok {
 		if err != nil && !c.draining.Load() && !c.aborted.Load() {
 			c.log.Debug("nbd: handshake ended", "err", err)
+		}
+		if isViolation(err) {
+			c.s.protocolErrors.Add(1)
 		}
 		return
 	}

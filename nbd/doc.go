@@ -91,6 +91,12 @@
 //     disconnected after RequestTimeout, and a handshake is bounded by
 //     HandshakeTimeout.
 //
+// Server.Stats counts connections (open, accepted, refused), requests in
+// flight, protocol violations, and per command the requests, errors,
+// bytes and latencies (in buckets from 100 ns, with their exact sum), in
+// shards of atomic counters so that connections on different cores write
+// different cache lines; the daemon exports them as Prometheus metrics.
+//
 // Backend errors become protocol error values: a syscall.Errno (fault
 // injection) keeps its value where the protocol defines it, the storage
 // sentinels map by meaning (out of range EINVAL, no space ENOSPC, read-only

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -141,6 +142,9 @@ type Server struct {
 	// memWaits counts the waits for it and for connections' shares.
 	mem      *budget
 	memWaits atomic.Uint64
+	// protocolErrors counts the connections closed on a protocol
+	// violation (N4), in the handshake or in transmission.
+	protocolErrors atomic.Uint64
 
 	// mu guards the listeners and connections being served.
 	mu struct {
@@ -148,6 +152,11 @@ type Server struct {
 		listeners map[net.Listener]struct{}
 		conns     map[*conn]struct{}
 	}
+	// stats are the request counters, in shards; connection i counts into
+	// shard i modulo their number (see connStats). nextShard numbers the
+	// connections.
+	stats     []connStats
+	nextShard atomic.Uint64
 	// conns counts connection goroutines; Shutdown waits for it.
 	conns sync.WaitGroup
 }
@@ -155,6 +164,7 @@ type Server struct {
 // NewServer returns a server of the exports in cat.
 func NewServer(cat Catalog, opts Options) *Server {
 	s := &Server{cat: cat, opts: opts.withDefaults(), closed: make(chan struct{})}
+	s.stats = make([]connStats, 2*runtime.GOMAXPROCS(0))
 	s.mem = newBudget(s.opts.MaxInFlightBytes, &s.memWaits)
 	s.log = s.opts.Logger
 	s.mu.listeners = make(map[net.Listener]struct{})
@@ -306,14 +316,32 @@ type ServerStats struct {
 	// for its connection's share.
 	InFlightBytes, MaxInFlightBytes int64
 	InFlightWaits                   uint64
+	// InFlightRequests are the requests read and not yet answered, over
+	// every connection.
+	InFlightRequests int64
+	// ProtocolErrors counts the connections closed on a protocol
+	// violation (N4): bad magic, unknown client flags, an option or a
+	// WRITE too large to skip, data sent before the TLS handshake.
+	ProtocolErrors uint64
+	// Commands are the request counters per command, of every connection
+	// served since NewServer.
+	Commands []CommandStats
 }
 
 // Stats returns the server's counters. Each is read atomically; together
 // they are not one snapshot.
 func (s *Server) Stats() ServerStats {
-	return ServerStats{Open: s.open.Load(), Accepted: s.accepted.Load(), Refused: s.refused.Load(),
+	st := ServerStats{Open: s.open.Load(), Accepted: s.accepted.Load(), Refused: s.refused.Load(),
 		MaxConnections: s.opts.MaxConnections, InFlightBytes: s.mem.used.Load(),
-		MaxInFlightBytes: s.opts.MaxInFlightBytes, InFlightWaits: s.memWaits.Load()}
+		MaxInFlightBytes: s.opts.MaxInFlightBytes, InFlightWaits: s.memWaits.Load(),
+		ProtocolErrors: s.protocolErrors.Load()}
+	var t requestTotals
+	for i := range s.stats {
+		t.add(&s.stats[i])
+		st.InFlightRequests += s.stats[i].inFlight.Load()
+	}
+	st.Commands = t.list()
+	return st
 }
 
 // Run serves on every listener until ctx is done or one of them fails, then

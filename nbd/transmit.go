@@ -43,7 +43,8 @@ type request struct {
 	charged int64   // payload memory taken for data (see charge)
 
 	errno Errno
-	msg   string // static explanation for structured error replies
+	msg   string    // static explanation for structured error replies
+	start time.Time // when its header was read, for the latency counters
 
 	chunks  []chunk     // structured read: content chunks in offset order
 	status  [2]ctxReply // block status: one per selected context
@@ -259,6 +260,7 @@ func (c *conn) endReading(err error) {
 			"timeout", c.s.opts.RequestTimeout)
 	case errors.Is(err, errBadMagic), errors.Is(err, errPayloadTooBig):
 		c.log.Warn("nbd: closing connection on a protocol violation", "export", c.name, "err", err)
+		c.s.protocolErrors.Add(1)
 		c.abort()
 	case errors.Is(err, io.EOF), c.aborted.Load():
 	default:
@@ -277,6 +279,7 @@ func (c *conn) readRequest() (*request, error) {
 	if err := c.readPart(h); err != nil {
 		return nil, err
 	}
+	start := time.Now()
 	if be.Uint32(h[0:]) != magicRequest {
 		return nil, errBadMagic
 	}
@@ -290,6 +293,7 @@ func (c *conn) readRequest() (*request, error) {
 	case <-c.ctx.Done():
 		return nil, c.ctx.Err()
 	}
+	c.stats.begin(r, start)
 	r.flags = CmdFlags(be.Uint16(h[4:]))
 	r.cmd = cmd
 	r.handle = be.Uint64(h[8:])
@@ -627,6 +631,7 @@ func (c *conn) dropPayload(r *request) {
 // release returns r's buffer to the pool, its memory to the budgets and r
 // to the free list.
 func (c *conn) release(r *request) {
+	c.stats.inFlight.Add(-1)
 	c.dropPayload(r)
 	r.errno, r.msg = 0, ""
 	r.chunks = r.chunks[:0]

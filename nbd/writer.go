@@ -12,6 +12,7 @@ func (c *conn) reply(r *request, kept bool) {
 	if (kept || c.alone()) && c.writeMu.TryLock() {
 		c.send(r, false)
 		c.writeMu.Unlock()
+		c.stats.done(r)
 		c.release(r)
 		return
 	}
@@ -27,6 +28,7 @@ func (c *conn) writeLoop() {
 		c.writeMu.Lock()
 		c.send(r, true)
 		c.writeMu.Unlock()
+		c.stats.done(r)
 		c.release(r)
 	}
 	c.writeMu.Lock()

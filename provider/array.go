@@ -49,6 +49,7 @@ type ArrayProvider struct {
 	commits struct {
 		sync.Mutex
 		hist *hdrhistogram.Histogram // CommitSnapshots' pointer swaps, in ns
+		sum  time.Duration           // their exact total, which hist rounds
 	}
 
 	// mu guards the sets, their states and fields marked "guarded by
@@ -273,6 +274,8 @@ type CommitStats struct {
 	Count              int64
 	Min, P50, P99, Max time.Duration
 	Mean               time.Duration
+	// Sum is the exact total of the commit durations.
+	Sum time.Duration
 }
 
 // CommitStats returns the distribution of commit durations so far.
@@ -290,6 +293,7 @@ func (p *ArrayProvider) CommitStats() CommitStats {
 		P99:   time.Duration(h.ValueAtQuantile(99)),
 		Max:   time.Duration(h.Max()),
 		Mean:  time.Duration(h.Mean()),
+		Sum:   p.commits.sum,
 	}
 }
 
@@ -299,6 +303,14 @@ func (p *ArrayProvider) CommitHistogram() *hdrhistogram.Histogram {
 	p.commits.Lock()
 	defer p.commits.Unlock()
 	return hdrhistogram.Import(p.commits.hist.Export())
+}
+
+// CommitHistogramSum returns a copy of the commit-duration histogram, in
+// nanoseconds, and the exact sum of its values, read together.
+func (p *ArrayProvider) CommitHistogramSum() (*hdrhistogram.Histogram, time.Duration) {
+	p.commits.Lock()
+	defer p.commits.Unlock()
+	return hdrhistogram.Import(p.commits.hist.Export()), p.commits.sum
 }
 
 // ReleaseCommit ends the wait of set's CommitSnapshots under a profile whose
@@ -1253,6 +1265,7 @@ func (p *ArrayProvider) CommitSnapshots(ctx context.Context, set vss.ID) error {
 	}
 	p.commits.Lock()
 	_ = p.commits.hist.RecordValue(max(1, int64(d)))
+	p.commits.sum += d
 	p.commits.Unlock()
 	p.mu.Lock()
 	if s.gone == nil {

@@ -14,7 +14,7 @@ import (
 
 // benchOut are the output flags every workload shares.
 type benchOut struct {
-	json, report string
+	json, report, compare, csv string
 }
 
 // workloads names bench's workloads in the order help lists them.
@@ -30,7 +30,8 @@ func newBenchCmd() *cobra.Command {
 Workloads: ` + strings.Join(workloads, ", ") + `. "shadowbench bench WORKLOAD --help"
 explains each and its defaults. --json writes the result as JSON (- for
 stdout, the text then going to stderr); --report writes a self-contained HTML
-page with the charts. A progress bar is drawn on runs longer than two seconds
+page with the charts, over which --compare draws an earlier --json run; --csv
+writes every series as CSV files. A progress bar is drawn on runs longer than two seconds
 when stderr is a terminal.`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -42,6 +43,8 @@ when stderr is a terminal.`,
 	}
 	cmd.PersistentFlags().StringVar(&out.json, "json", "", "write the result as JSON to `FILE` (- for stdout)")
 	cmd.PersistentFlags().StringVar(&out.report, "report", "", "write an HTML report with charts to `FILE`")
+	cmd.PersistentFlags().StringVar(&out.compare, "compare", "", "overlay on the report's charts the run of the same workload in `OLD.json` (an earlier --json)")
+	cmd.PersistentFlags().StringVar(&out.csv, "csv", "", "write every series of the result as CSV files into `DIR`")
 
 	commit := bench.DefaultCommitConfig()
 	cmd.AddCommand(workload(&out, "commit", "The provider's CommitSnapshots over N LUNs, and cow's Snapshot alone",
@@ -220,10 +223,32 @@ func writeResult(stdout, stderr io.Writer, out *benchOut, res *bench.Result) err
 			return fmt.Errorf("--json: %w", err)
 		}
 	}
+	var old []*bench.Result
+	if out.compare != "" {
+		if out.report == "" {
+			return fmt.Errorf("--compare draws on the report: give --report too")
+		}
+		f, err := os.Open(out.compare)
+		if err != nil {
+			return fmt.Errorf("--compare: %w", err)
+		}
+		old, err = bench.ReadResults(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("--compare %s: %w", out.compare, err)
+		}
+	}
 	if out.report != "" {
-		if err := write(out.report, func(w io.Writer) error { return bench.WriteHTML(w, res) }); err != nil {
+		if err := write(out.report, func(w io.Writer) error { return bench.WriteHTMLCompare(w, old, res) }); err != nil {
 			return fmt.Errorf("--report: %w", err)
 		}
+	}
+	if out.csv != "" {
+		paths, err := bench.WriteCSV(out.csv, res)
+		if err != nil {
+			return fmt.Errorf("--csv: %w", err)
+		}
+		fmt.Fprintf(text, "CSV: %d files in %s\n", len(paths), out.csv)
 	}
 	return nil
 }

@@ -122,3 +122,29 @@ func TestBenchJSONToStdout(t *testing.T) {
 	require.Contains(t, string(html), `<svg id="gantt-0"`)
 	require.Contains(t, string(html), `<svg id="percentiles-0-phase"`)
 }
+
+// TestBenchCompareAndCSV runs a workload twice, the second time comparing
+// with the first's JSON and writing CSV files.
+func TestBenchCompareAndCSV(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"hold", "--duration", "200ms", "--luns", "1", "--conns", "1", "--qd", "1", "--lun-size", "16MiB",
+		"--span", "1MiB", "--rate", "20/s"}
+	old := filepath.Join(dir, "old.json")
+	_, _, err := benchRun(append(args, "--json", old)...)
+	require.NoError(t, err)
+	report, csvDir := filepath.Join(dir, "report.html"), filepath.Join(dir, "csv")
+	out, _, err := benchRun(append(args, "--report", report, "--compare", old, "--csv", csvDir)...)
+	require.NoError(t, err)
+	require.Contains(t, out, "CSV: ")
+	html, err := os.ReadFile(report)
+	require.NoError(t, err)
+	require.Contains(t, string(html), "Compared with the run started")
+	require.Contains(t, string(html), ">old: write</text>")
+	require.FileExists(t, filepath.Join(csvDir, "hold-latency.csv"))
+	require.FileExists(t, filepath.Join(csvDir, "hold-series.csv"))
+
+	_, _, err = benchRun(append(args, "--compare", old)...)
+	require.ErrorContains(t, err, "give --report too")
+	_, _, err = benchRun(append(args, "--report", report, "--compare", filepath.Join(dir, "nope.json"))...)
+	require.ErrorContains(t, err, "--compare")
+}

@@ -77,6 +77,7 @@ error when a check fails. Logs are off unless --log-level is given.`,
 	fs.StringVar(&profile, "profile", "", "the array provider's firmware profile, a YAML `FILE` (examples in provider/profiles)")
 	fs.StringVar(&cfg.Report, "report", cfg.Report, "write the HTML report to `FILE`")
 	fs.BoolVar(&noReport, "no-report", false, "write no HTML report")
+	fs.StringVar(&cfg.CSV, "csv", "", "write every series of the report as CSV files into `DIR`")
 	dataDirFlag(fs, &cfg.DataDir)
 	fs.StringVar(&jsonPath, "json", "", "write the result as JSON to `FILE` (- for stdout, the narrative then going to stderr)")
 	return cmd
