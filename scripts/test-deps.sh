@@ -10,7 +10,7 @@ declare -A pkg=(
   [nbdinfo]=libnbd-bin [nbdcopy]=libnbd-bin [nbdfuse]=nbdfuse
   [qemu-img]=qemu-utils [qemu-io]=qemu-utils [qemu-nbd]=qemu-utils
   [fio]=fio [fusermount3]=fuse3 [nbdkit]=nbdkit [mkfs.ext4]=e2fsprogs
-  [chromium]=chromium
+  [chromium]=chromium [jq]=jq
 )
 missing=()
 for tool in "${!pkg[@]}"; do
