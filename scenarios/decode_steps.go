@@ -55,9 +55,10 @@ var calls = map[string]callDef{
 // asyncCalls are the IVssAsync calls, as trace lines name them.
 var asyncCalls = []string{"Async.Wait", "Async.Cancel", "Async.QueryStatus"}
 
-// stepKeys are the keys each kind of step takes besides its own.
+// stepKeys are the keys each kind of step takes besides its own; every
+// step also takes repeat.
 var stepKeys = map[stepKind][]string{
-	stepCall:          {"requester", "args", "expect", "save", "async", "writers", "count", "properties", "repeat"},
+	stepCall:          {"requester", "args", "expect", "save", "async", "writers", "count", "properties"},
 	stepBackup:        {"requester", "expect", "writers", "save"},
 	stepParallel:      {},
 	stepWait:          {"expect"},
@@ -70,6 +71,9 @@ var stepKeys = map[stepKind][]string{
 	stepWrite:         {"requester"},
 	stepRead:          {"requester"},
 }
+
+// maxRepeat bounds repeat: a load across many sets, not a soak.
+const maxRepeat = 256
 
 // defaultRequester is the requester of steps that name none.
 const defaultRequester = "r1"
@@ -101,11 +105,11 @@ func (d *decoder) steps(n *yaml.Node, path string, inParallel bool) ([]*step, er
 	}
 	repeat := 1
 	if v := mapValue(n, "repeat"); v != nil {
-		if kind != stepCall {
-			return nil, d.errf(v, join(path, "repeat"), "only a call repeats")
-		}
-		if err := d.integer(v, join(path, "repeat"), 1, 256, &repeat); err != nil {
+		if err := d.integer(v, join(path, "repeat"), 1, maxRepeat, &repeat); err != nil {
 			return nil, err
+		}
+		if sv := mapValue(n, "save"); repeat > 1 && sv != nil && sv.Kind == yaml.ScalarNode && !strings.Contains(sv.Value, "{i}") {
+			return nil, d.errf(sv, join(path, "save"), "a repeated step saves under a name with {i}, the iteration from 1 (%s{i})", sv.Value)
 		}
 	}
 	var out []*step
@@ -129,6 +133,7 @@ func (d *decoder) step(n *yaml.Node, path string, kind stepKind, inParallel bool
 	for _, k := range stepKeys[kind] {
 		h[k] = nil
 	}
+	h["repeat"] = nil
 	var argsNode, writersNode, asyncNode, saveNode *yaml.Node
 	// Keys the step's own kind does not take are unknown keys; the
 	// handlers below are installed only for the keys it does take.
@@ -138,7 +143,7 @@ func (d *decoder) step(n *yaml.Node, path string, kind stepKind, inParallel bool
 		}
 	}
 	set("requester", func(v *yaml.Node, p string) error { return d.name(v, p, &s.requester) })
-	set("expect", func(v *yaml.Node, p string) error { return d.hresult(v, p, &s.expect) })
+	set("expect", func(v *yaml.Node, p string) error { return d.outcome(v, p, &s.expect) })
 	set("args", func(v *yaml.Node, p string) error { argsNode = v; return nil })
 	set("save", func(v *yaml.Node, p string) error { saveNode = v; return nil })
 	set("async", func(v *yaml.Node, p string) error { asyncNode = v; return nil })
@@ -151,9 +156,8 @@ func (d *decoder) step(n *yaml.Node, path string, kind stepKind, inParallel bool
 	})
 	set("properties", func(v *yaml.Node, p string) error { return d.properties(s, v, p) })
 	set("result", func(v *yaml.Node, p string) error {
-		var hr vss.HRESULT
-		s.result = &hr
-		return d.hresult(v, p, s.result)
+		s.result = &outcome{}
+		return d.outcome(v, p, s.result)
 	})
 	set("timeout", func(v *yaml.Node, p string) error { return d.duration(v, p, &s.duration) })
 	switch kind {
@@ -687,6 +691,11 @@ func (d *decoder) pattern(n *yaml.Node, path string) (pattern, error) {
 		return p, d.errf(n, path, "%v", err)
 	}
 	p.line = n.Line
+	for _, ref := range p.refs {
+		if k, ok := d.saved[ref]; !ok || k == savedDocument {
+			return p, d.errf(n, path, "%q: ${%s}: no step saves a set, snapshot or export as %q", s, ref, ref)
+		}
+	}
 	if p.actor != "" {
 		ok := false
 		switch p.kind {
@@ -724,19 +733,9 @@ func (d *decoder) expect(e *expectSpec, n *yaml.Node, path string) error {
 	logs := func(out *[]logExpect) func(v *yaml.Node, p string) error {
 		return func(v *yaml.Node, p string) error {
 			return d.list(v, p, func(i int, v *yaml.Node, p string) error {
-				s, err := d.scalar(v, p)
-				if err != nil {
-					return err
-				}
-				le := logExpect{line: v.Line, text: s}
-				if id, err := strconv.Atoi(s); err == nil {
-					if id < 1 || id > 65535 {
-						return d.errf(v, p, "%d is not an event ID", id)
-					}
-					le = logExpect{line: v.Line, id: id}
-				}
+				le, err := d.logExpect(v, p)
 				*out = append(*out, le)
-				return nil
+				return err
 			})
 		}
 	}
@@ -867,4 +866,80 @@ func (d *decoder) timing(n *yaml.Node, path string) (timingSpec, error) {
 		t.text += " > " + t.min.String()
 	}
 	return t, selector(selNode, join(path, "span"), sel)
+}
+
+// logExpect decodes one event-log selector: an event ID, a text the
+// message contains, or a mapping of id, message, level and record fields.
+func (d *decoder) logExpect(v *yaml.Node, p string) (logExpect, error) {
+	le := logExpect{line: v.Line}
+	eventID := func(v *yaml.Node, p string, s string) error {
+		id, err := strconv.Atoi(s)
+		if err != nil || id < 1 || id > 65535 {
+			return d.errf(v, p, "%q is not an event ID (1 to 65535)", s)
+		}
+		le.id = id
+		return nil
+	}
+	if v.Kind == yaml.MappingNode {
+		if err := d.check(v, p, yaml.MappingNode, "a mapping"); err != nil {
+			return le, err
+		}
+		le.fields = map[string]string{}
+		for i := 0; i+1 < len(v.Content); i += 2 {
+			k, val := v.Content[i], v.Content[i+1]
+			if err := d.check(k, p, yaml.ScalarNode, "a field name"); err != nil {
+				return le, err
+			}
+			kp := join(p, k.Value)
+			s, err := d.scalar(val, kp)
+			if err != nil {
+				return le, err
+			}
+			if _, dup := le.fields[k.Value]; dup || (k.Value == "id" && le.id != 0) || (k.Value == "message" && le.text != "") || (k.Value == "level" && le.level != "") {
+				return le, d.errf(k, p, "key %q given twice", k.Value)
+			}
+			switch k.Value {
+			case "id", "event_id":
+				if err := eventID(val, kp, s); err != nil {
+					return le, err
+				}
+			case "message":
+				le.text = s
+			case "level":
+				switch strings.ToUpper(s) {
+				case "DEBUG", "INFO", "WARN", "ERROR":
+					le.level = strings.ToUpper(s)
+				default:
+					return le, d.errf(val, kp, "%q: want DEBUG, INFO, WARN or ERROR", s)
+				}
+			default:
+				if !validName(k.Value) {
+					return le, d.errf(k, p, "%q is not a record field", k.Value)
+				}
+				if hr, err := vss.ParseHRESULT(s); err == nil && strings.HasPrefix(s, "0x") {
+					s = hr.Name()
+				}
+				for _, m := range savedRef.FindAllStringSubmatch(s, -1) {
+					if kind, ok := d.saved[m[1]]; !ok || kind == savedDocument {
+						return le, d.errf(val, kp, "${%s}: no step saves a set, snapshot or export as %q", m[1], m[1])
+					}
+					le.refs = true
+				}
+				le.fields[k.Value] = s
+			}
+		}
+		if le.id == 0 && le.text == "" && le.level == "" && len(le.fields) == 0 {
+			return le, d.errf(v, p, "a record selector names at least one field")
+		}
+		return le, nil
+	}
+	s, err := d.scalar(v, p)
+	if err != nil {
+		return le, err
+	}
+	if _, err := strconv.Atoi(s); err == nil {
+		return le, eventID(v, p, s)
+	}
+	le.text = s
+	return le, nil
 }

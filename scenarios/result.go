@@ -3,6 +3,8 @@ package scenarios
 import (
 	"fmt"
 	"io"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -139,6 +141,29 @@ type LogRecord struct {
 	Attrs   map[string]string `json:"attrs,omitempty"`
 }
 
+// text is "LEVEL message [event N] key=value ...", the fields in name
+// order, as the report prints a record and expect.event-log compares it.
+func (l LogRecord) text() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-5s %s", l.Level, l.Message)
+	if l.EventID != 0 {
+		fmt.Fprintf(&b, " [event %d]", l.EventID)
+	}
+	keys := make([]string, 0, len(l.Attrs))
+	for k := range l.Attrs {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		v := l.Attrs[k]
+		if strings.ContainsAny(v, " \t\"") || v == "" {
+			v = strconv.Quote(v)
+		}
+		b.WriteString(" " + k + "=" + v)
+	}
+	return b.String()
+}
+
 // Verdict is the result's one-line summary: "PASS name (1.2s)", or the
 // status and the first mismatch.
 func (r *Result) Verdict() string {
@@ -246,11 +271,7 @@ func (r *Result) WriteText(w io.Writer) error {
 	if len(r.EventLog) > 0 {
 		b.WriteString("  event log:\n")
 		for _, l := range r.EventLog {
-			id := ""
-			if l.EventID != 0 {
-				id = fmt.Sprintf(" [event %d]", l.EventID)
-			}
-			fmt.Fprintf(&b, "    %9s %-5s %s%s\n", fmtDur(l.At), l.Level, l.Message, id)
+			fmt.Fprintf(&b, "    %9s %s\n", fmtDur(l.At), l.text())
 		}
 	}
 	b.WriteString("--- " + r.Verdict() + "\n")

@@ -640,6 +640,14 @@ func (c *logCapture) all() []capturedRecord {
 	return slices.Clone(c.store.recs)
 }
 
+// text prints a record as the report does: level, message, event ID and
+// fields.
+func (c capturedRecord) text() string {
+	attrs := maps.Clone(c.attrs)
+	delete(attrs, "event_id")
+	return LogRecord{Level: c.level.String(), Message: c.msg, EventID: c.id, Attrs: attrs}.text()
+}
+
 // records returns the records a reader of the event log cares about:
 // those with a Windows event ID, and warnings and errors.
 func (c *logCapture) records() []LogRecord {

@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/shadowbench/shadowbench/coordinator"
@@ -150,7 +151,7 @@ type step struct {
 	kind      stepKind
 	requester string
 	// expect is the HRESULT the step must end with (S_OK unless given).
-	expect vss.HRESULT
+	expect outcome
 
 	call     string   // stepCall
 	args     callArgs // stepCall
@@ -159,7 +160,7 @@ type step struct {
 	writers  []writerExpect
 	count    *int         // Query, DeleteSnapshots
 	props    *propsExpect // GetSnapshotProperties
-	result   *vss.HRESULT // query-status: the set's result
+	result   *outcome     // query-status: the set's result
 	backup   *backupSpec
 	parallel []*step
 	duration time.Duration // sleep; wait-for's timeout (scenario time)
@@ -250,19 +251,47 @@ type countExpect struct {
 	n int
 }
 
-// logExpect selects event-log records: by Windows event ID, or by a text
-// the message contains.
+// logExpect selects event-log records: by Windows event ID, by a text the
+// message contains, by level, and by the record's fields (returned:
+// E_FAIL, method: CommitSnapshots, set: ${first}), all of which must hold.
 type logExpect struct {
-	line int
-	id   int
-	text string
+	line   int
+	id     int
+	text   string
+	level  string
+	fields map[string]string // attribute -> value; an HRESULT matches by name
+	refs   bool              // a field value holds ${name}
 }
 
 func (l logExpect) String() string {
-	if l.id != 0 {
-		return fmt.Sprintf("event %d", l.id)
+	if len(l.fields) == 0 && l.level == "" {
+		if l.id != 0 && l.text == "" {
+			return fmt.Sprintf("event %d", l.id)
+		}
+		if l.id == 0 {
+			return fmt.Sprintf("a record %q", l.text)
+		}
 	}
-	return fmt.Sprintf("a record %q", l.text)
+	return "a record with " + strings.Join(l.compared(), ", ")
+}
+
+// compared lists what the selector compares, "id=12293", "returned=E_FAIL",
+// in a stable order: id, message, level, then the fields by name.
+func (l logExpect) compared() []string {
+	var out []string
+	if l.id != 0 {
+		out = append(out, fmt.Sprintf("id=%d", l.id))
+	}
+	if l.text != "" {
+		out = append(out, fmt.Sprintf("message~%q", l.text))
+	}
+	if l.level != "" {
+		out = append(out, "level="+l.level)
+	}
+	for _, k := range sortedKeys(l.fields) {
+		out = append(out, k+"="+l.fields[k])
+	}
+	return out
 }
 
 type traceExpect struct {

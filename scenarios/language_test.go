@@ -1,0 +1,152 @@
+package scenarios
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestExpectOutcomeClasses: a step's expect takes failed, succeeded, any
+// and a list of codes besides one exact code; a step that ends outside
+// what it accepts is a mismatch that says what was accepted.
+func TestExpectOutcomeClasses(t *testing.T) {
+	res := runInline(t, inlineHead+`steps:
+  - call: StartSnapshotSet
+    expect: failed
+  - call: InitializeForBackup
+    expect: succeeded
+  - call: InitializeForBackup
+    expect: [VSS_E_BAD_STATE, E_FAIL]
+  - call: GatherWriterMetadata
+    expect: any
+  - call: Close
+`)
+	require.Equal(t, StatusPass, res.Status, res.Verdict())
+
+	res = runInline(t, inlineHead+"steps:\n  - call: StartSnapshotSet\n    expect: succeeded\n")
+	require.Equal(t, StatusFail, res.Status)
+	require.Equal(t, "a success code", res.Mismatches[0].Expected)
+	require.Equal(t, "VSS_E_BAD_STATE", res.Mismatches[0].Got)
+
+	res = runInline(t, inlineHead+"steps:\n  - call: StartSnapshotSet\n    expect: [E_FAIL, VSS_E_SNAPSHOT_SET_IN_PROGRESS]\n")
+	require.Equal(t, StatusFail, res.Status)
+	require.Equal(t, "one of E_FAIL, VSS_E_SNAPSHOT_SET_IN_PROGRESS", res.Mismatches[0].Expected)
+}
+
+// TestTraceLinesCarrySetIDs: the lines where VSS passes a set or snapshot
+// ID carry it, and patterns name a saved set with ${name}: B.8's "the
+// provider got a new set ID and never AbortSnapshots for the old one" and
+// A.10's "BackupShutdown with this set's ID" are lines of a file.
+func TestTraceLinesCarrySetIDs(t *testing.T) {
+	res := runInline(t, inlineHead+`steps:
+  - call: InitializeForBackup
+  - call: GatherWriterMetadata
+  - call: StartSnapshotSet
+    save: first
+  - call: AddToSnapshotSet
+    args: {volume: "D:"}
+  - call: Close
+  - backup: {volumes: ["D:"]}
+    save: second
+expect:
+  subsequence:
+    - provider:BeginPrepareSnapshot:array [set=${first}]
+    - writer:BackupShutdown:sql [set=${first}]
+    - provider:BeginPrepareSnapshot:array [set=${second}; snapshot=]
+    - provider:CommitSnapshots:array -> S_OK [set=${second}]
+    - writer:BackupShutdown:sql -> true [set=${second}]
+  absent:
+    - provider:AbortSnapshots [set=${first}]
+  count:
+    "provider:EndPrepareSnapshots [set=${first}]": 0
+    "provider:EndPrepareSnapshots [set=${second}]": 1
+`)
+	require.Equal(t, StatusPass, res.Status, res.Verdict())
+	for _, e := range res.Trace {
+		if e.Kind == kindProvider && e.Name == "CommitSnapshots" {
+			require.Contains(t, e.Detail, "set={")
+		}
+	}
+}
+
+// TestRepeatEveryStep: repeat works on every step, backup included, with
+// the iteration in saved names.
+func TestRepeatEveryStep(t *testing.T) {
+	res := runInline(t, inlineHead+`steps:
+  - backup: {volumes: ["D:"]}
+    save: "s{i}"
+    repeat: 3
+  - sleep: 1ms
+    repeat: 2
+  - check: {snapshots: 0}
+    repeat: 2
+expect:
+  count:
+    provider:CommitSnapshots: 3
+    "provider:CommitSnapshots [set=${s2}]": 1
+    "writer:BackupShutdown:sql [set=${s3}]": 1
+`)
+	require.Equal(t, StatusPass, res.Status, res.Verdict())
+}
+
+// TestEventLogRecordsByFields: an event-log expectation selects records by
+// their fields; the report prints them, and a failed match says which
+// fields it compared and how near the nearest record came.
+func TestEventLogRecordsByFields(t *testing.T) {
+	src := strings.Replace(inlineHead, "  - name: array\n", `  - name: array
+    profile:
+      methods:
+        PreCommitSnapshots: {failure: {hresult: E_FAIL, nth: 1}}
+`, 1) + `steps:
+  - backup: {volumes: ["D:"]}
+    save: s
+    expect: failed
+expect:
+`
+	res := runInline(t, src+
+		"  event-log: [{id: 12293, returned: E_FAIL, method: PreCommitSnapshots, level: error, set: \"${s}\"}]\n"+
+		"  no-event-log: [{id: 12293, returned: E_UNEXPECTED}]\n")
+	require.Equal(t, StatusPass, res.Status, res.Verdict())
+	var out strings.Builder
+	require.NoError(t, res.WriteText(&out))
+	require.Contains(t, out.String(), "[event 12293] method=PreCommitSnapshots")
+	require.Contains(t, out.String(), "returned=E_FAIL")
+
+	res = runInline(t, src+"  event-log: [{id: 12293, returned: E_ABORT}]\n")
+	require.Equal(t, StatusFail, res.Status)
+	m := res.Mismatches[0]
+	require.Equal(t, "a record with id=12293, returned=E_ABORT in the event log", m.Expected)
+	require.Contains(t, m.Got, "no record matched on id=12293, returned=E_ABORT; the closest (1 of 2): ERROR unexpected provider error [event 12293]")
+	require.Contains(t, m.Got, "returned=E_FAIL")
+}
+
+// TestAreLunsSupportedDetailOnce: the BOOL of AreLunsSupported is said
+// once in its line, though both the coordinator's span and the runner's
+// wrapper know it.
+func TestAreLunsSupportedDetailOnce(t *testing.T) {
+	src := strings.Replace(inlineHead, "  - name: array\n", "  - name: array\n    luns: [lun1]\n", 1)
+	src = strings.Replace(src, "    - {name: lun0, size: 16MiB}\n", "    - {name: lun0, size: 16MiB}\n    - {name: lun1, size: 16MiB}\n", 1)
+	res := runInline(t, src+`steps:
+  - backup: {volumes: ["D:"]}
+    expect: failed
+expect:
+  subsequence: ["provider:AreLunsSupported:array -> S_OK [supported=false]"]
+`)
+	require.Equal(t, StatusPass, res.Status, res.Verdict())
+	for _, e := range res.Trace {
+		if e.Name == "AreLunsSupported" {
+			require.Equal(t, 1, strings.Count(e.Detail, "supported="), e.Line())
+		}
+	}
+}
+
+// TestSubsequenceMismatchSaysWhichLineCameWhere: a subsequence line found
+// only before the line the previous expectation matched is reported as
+// such, both lines named with the time they began.
+func TestSubsequenceMismatchSaysWhichLineCameWhere(t *testing.T) {
+	res := runInline(t, inlineHead+"steps:\n  - backup: {volumes: [\"D:\"]}\nexpect:\n  subsequence:\n    - provider:CommitSnapshots -> S_OK\n    - writer:Freeze:sql -> true\n")
+	require.Equal(t, StatusFail, res.Status)
+	got := res.Mismatches[0].Got
+	require.Regexp(t, `^the line came too early: "writer:Freeze:sql -> true" \(at [^)]+\) is before "provider:CommitSnapshots:array -> S_OK \[set=\{[-0-9A-F]+\}\]" \(at [^)]+\), which the expected line before it matched$`, got)
+}
