@@ -50,7 +50,7 @@ func Parse(file string, data []byte) (sc *Scenario, err error) {
 	} else if err != nil {
 		return nil, yamlError(file, err)
 	}
-	d := &decoder{file: file, saved: map[string]savedKind{}, asyncs: map[string]bool{}}
+	d := &decoder{file: file, saved: map[string]savedKind{}, asyncs: map[string]bool{}, marks: map[string]bool{}}
 	sc = &Scenario{File: file, Summary: leadingComment(data)}
 	if len(doc.Content) == 0 {
 		return nil, &Error{File: file, Line: 1, Err: errors.New("empty scenario")}
@@ -114,6 +114,7 @@ type decoder struct {
 	// What the steps declared so far, to check references in order.
 	saved      map[string]savedKind
 	asyncs     map[string]bool
+	marks      map[string]bool // store-bytes marks
 	requesters []string
 }
 

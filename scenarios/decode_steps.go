@@ -617,7 +617,104 @@ func (d *decoder) checkStep(s *step, n *yaml.Node, path string) error {
 		"snapshots":     count(&c.snapshots),
 		"snapshot-luns": count(&c.snapshotLUNs),
 		"unique-naa":    func(v *yaml.Node, p string) error { return d.boolean(v, p, &c.uniqueNAA) },
+		"store-bytes":   func(v *yaml.Node, p string) error { return d.storeBytes(c, v, p) },
+		"goroutines": func(v *yaml.Node, p string) error {
+			s, err := d.scalar(v, p)
+			if err != nil {
+				return err
+			}
+			if s != "stable" {
+				return d.errf(v, p, "%q: goroutines takes stable (no more than when the step before began)", s)
+			}
+			c.goroutines = true
+			return nil
+		},
+		"lun-info": func(v *yaml.Node, p string) error { return d.lunInfo(c, v, p) },
 	})
+}
+
+// storeBytes decodes {mark: NAME} or {max: SIZE|MARK, min: SIZE|MARK}.
+func (d *decoder) storeBytes(c *checkSpec, n *yaml.Node, path string) error {
+	sb := &storeBytesCheck{}
+	c.storeBytes = sb
+	bound := func(size *int64, mark *string, has *bool) func(v *yaml.Node, p string) error {
+		return func(v *yaml.Node, p string) error {
+			*has = true
+			s, err := d.scalar(v, p)
+			if err != nil {
+				return err
+			}
+			if d.marks[s] {
+				*mark = s
+				return nil
+			}
+			if s == "0" {
+				return nil
+			}
+			if err := d.size(v, p, size); err != nil {
+				return d.errf(v, p, "%q: want a size (4MiB, 0) or a name marked by an earlier store-bytes check", s)
+			}
+			return nil
+		}
+	}
+	err := d.fields(n, path, handlers{
+		"mark": func(v *yaml.Node, p string) error {
+			if err := d.name(v, p, &sb.mark); err != nil {
+				return err
+			}
+			if d.marks[sb.mark] {
+				return d.errf(v, p, "%q is marked already", sb.mark)
+			}
+			return nil
+		},
+		"max": bound(&sb.max, &sb.maxMark, &sb.hasMax),
+		"min": bound(&sb.min, &sb.minMark, &sb.hasMin),
+	})
+	if err != nil {
+		return err
+	}
+	if sb.mark == "" && !sb.hasMax && !sb.hasMin {
+		return d.errf(n, path, "store-bytes takes mark, max or min")
+	}
+	if sb.mark != "" {
+		d.marks[sb.mark] = true
+	}
+	return nil
+}
+
+// lunInfoFields are the VDS_LUN_INFORMATION fields a lun-info check may
+// expect.
+var lunInfoFields = []string{"vendor", "product", "revision", "serial", "bus-type", "version"}
+
+// lunInfo decodes a snapshot reference, all, or {snapshot, vendor,
+// product, revision, serial, bus-type, version}.
+func (d *decoder) lunInfo(c *checkSpec, n *yaml.Node, path string) error {
+	li := &lunInfoCheck{want: map[string]string{}}
+	c.lunInfo = li
+	if n.Kind == yaml.ScalarNode {
+		s, err := d.scalar(n, path)
+		if err != nil {
+			return err
+		}
+		if s == "all" {
+			return nil
+		}
+		return d.snapshotRef(n, path, &li.snapshot)
+	}
+	h := handlers{"snapshot": func(v *yaml.Node, p string) error {
+		if s, _ := d.scalar(v, p); s == "all" {
+			return nil
+		}
+		return d.snapshotRef(v, p, &li.snapshot)
+	}}
+	for _, f := range lunInfoFields {
+		h[f] = func(v *yaml.Node, p string) error {
+			s, err := d.scalar(v, p)
+			li.want[f] = s
+			return err
+		}
+	}
+	return d.fields(n, path, h)
 }
 
 func (d *decoder) dataStep(s *step, n *yaml.Node, path string) error {

@@ -1,8 +1,10 @@
 package scenarios
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -149,4 +151,26 @@ func TestSubsequenceMismatchSaysWhichLineCameWhere(t *testing.T) {
 	require.Equal(t, StatusFail, res.Status)
 	got := res.Mismatches[0].Got
 	require.Regexp(t, `^the line came too early: "writer:Freeze:sql -> true" \(at [^)]+\) is before "provider:CommitSnapshots:array -> S_OK \[set=\{[-0-9A-F]+\}\]" \(at [^)]+\), which the expected line before it matched$`, got)
+}
+
+// TestGoroutinesCountedByRun: the run's goroutines are those that carry its
+// label, whatever else the process runs; a goroutine it started and left
+// running fails goroutines: stable, named by where it waits.
+func TestGoroutinesCountedByRun(t *testing.T) {
+	r := &runner{runID: "test-" + t.Name()}
+	other := &runner{runID: "other-" + t.Name()}
+	stop := make(chan struct{})
+	n0, _ := r.runGoroutines()
+	r.baseGoroutines = n0
+	r.withRunLabel(context.Background(), func(context.Context) {
+		go func() { <-stop }() // inherits the label
+	})
+	other.withRunLabel(context.Background(), func(context.Context) { go func() { <-stop }() })
+	n, stacks := r.runGoroutines()
+	require.Equal(t, n0+1, n, "%v", stacks)
+	var got string
+	r.checkGoroutines(func(expected, g string) { got = g })
+	require.Contains(t, got, "TestGoroutinesCountedByRun")
+	close(stop)
+	require.Eventually(t, func() bool { n, _ := r.runGoroutines(); return n == n0 }, 5*time.Second, 10*time.Millisecond)
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -63,7 +64,8 @@ func Run(ctx context.Context, sc *Scenario, opts Options) *Result {
 	}
 	scale = max(scale, sc.MinTimeScale)
 	r := &runner{sc: sc, opts: opts, scale: scale, start: time.Now(), rec: newRecorder(),
-		provs: map[string]*provState{}, writers: map[string]*writerState{}}
+		provs: map[string]*provState{}, writers: map[string]*writerState{}, runID: strconv.FormatInt(runIDs.Add(1), 10)}
+	r.mu.marks = map[string]int64{}
 	r.mu.reqs = map[string]*requester{}
 	r.mu.asyncs = map[string]*asyncRun{}
 	r.mu.saved = map[string]savedValue{}
@@ -79,7 +81,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) *Result {
 	runCtx, cancel := context.WithTimeout(ctx, r.scaled(timeout)+slack)
 	defer cancel()
 
-	func() {
+	r.withRunLabel(runCtx, func(runCtx context.Context) {
 		// R1: a panic of the runner itself ends the steps as a failure.
 		defer func() {
 			if p := recover(); p != nil {
@@ -91,7 +93,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) *Result {
 			return
 		}
 		r.runSteps(runCtx, sc.steps)
-	}()
+	})
 	r.stepsEnd = time.Now()
 	r.finish()
 	r.res.Elapsed = time.Since(r.start)
@@ -126,6 +128,11 @@ type runner struct {
 
 	stepsEnd time.Time
 
+	// runID labels the run's goroutines (runLabel); baseGoroutines is how
+	// many there were when the step before a goroutines check began.
+	runID          string
+	baseGoroutines int
+
 	// mu guards what parallel steps share.
 	mu struct {
 		sync.Mutex
@@ -138,6 +145,7 @@ type runner struct {
 		mismatches []pendingMismatch
 		checks     []Check
 		clients    map[string]*nbd.Client
+		marks      map[string]int64 // store-bytes marks
 	}
 }
 

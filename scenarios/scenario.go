@@ -222,6 +222,27 @@ type checkSpec struct {
 	snapshots    *int
 	snapshotLUNs *int
 	uniqueNAA    bool
+	storeBytes   *storeBytesCheck
+	goroutines   bool // stable: the run's goroutines back to their number when the step before began
+	lunInfo      *lunInfoCheck
+}
+
+// storeBytesCheck is a check of the array's data memory (cow.StoreStats
+// DataBytes): mark keeps the number under a name; max and min bound it by
+// a size or a mark (C5: deleting returns every block).
+type storeBytesCheck struct {
+	mark             string
+	max, min         int64
+	maxMark, minMark string
+	hasMax, hasMin   bool
+}
+
+// lunInfoCheck compares the VDS_LUN_INFORMATION of a snapshot's target
+// LUNs as GetTargetLuns gave it with what FillInLunInfo answers for the
+// same disk (C, F.6), and with the fields the file expects.
+type lunInfoCheck struct {
+	snapshot string // a volume, a saved snapshot, or "" for every snapshot the service holds
+	want     map[string]string
 }
 
 type dataSpec struct {

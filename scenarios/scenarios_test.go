@@ -210,6 +210,10 @@ func TestBadFiles(t *testing.T) {
 		{"expect class", head + "steps:\n  - call: Close\n    expect: failing\n", `10:13: steps[0].expect: "failing" is not an HRESULT name or 0x value, nor failed, succeeded or any`},
 		{"expect list", head + "steps:\n  - call: Close\n    expect: [E_FAIL, E_FAIL]\n", "10:22: steps[0].expect[1]: E_FAIL given twice"},
 		{"saved name in pattern", head + "steps: [{call: Close}]\nexpect:\n  absent: [\"provider:AbortSnapshots [set=${first}]\"]\n", `10:12: expect.absent[0]: "provider:AbortSnapshots [set=${first}]": ${first}: no step saves a set, snapshot or export as "first"`},
+		{"store-bytes", head + "steps:\n  - check: {store-bytes: {max: before}}\n", `9:32: steps[0].check.store-bytes.max: "before": want a size (4MiB, 0) or a name marked by an earlier store-bytes check`},
+		{"store-bytes empty", head + "steps:\n  - check: {store-bytes: {}}\n", "9:26: steps[0].check.store-bytes: store-bytes takes mark, max or min"},
+		{"goroutines", head + "steps:\n  - check: {goroutines: few}\n", `9:25: steps[0].check.goroutines: "few": goroutines takes stable`},
+		{"lun-info", head + "steps:\n  - check: {lun-info: {snapshot: \"D:\", colour: red}}\n", `9:40: steps[0].check.lun-info: unknown key "colour"`},
 		{"event-log field", head + "steps: [{call: Close}]\nexpect:\n  event-log: [{id: 99999}]\n", `10:20: expect.event-log[0].id: "99999" is not an event ID`},
 		{"event-log level", head + "steps: [{call: Close}]\nexpect:\n  event-log: [{level: loud}]\n", `10:23: expect.event-log[0].level: "loud": want DEBUG, INFO, WARN or ERROR`},
 		{"event-log saved name", head + "steps: [{call: Close}]\nexpect:\n  event-log: [{set: \"${s}\"}]\n", "10:21: expect.event-log[0].set: ${s}: no step saves"},
@@ -472,6 +476,8 @@ func FuzzLoad(f *testing.F) {
 		"steps: [{backup: {volumes: [l]}, save: \"s{i}\", repeat: 2}]\nexpect: {subsequence: [\"provider:CommitSnapshots [set=${s2}]\"]}\n",
 		"steps: [{backup: {volumes: [l]}, save: s}]\nexpect: {event-log: [{id: 12293, returned: E_FAIL, set: \"${s}\"}], no-event-log: [{level: error}]}\n",
 		"steps: [{call: Close}]\nexpect: {absent: [\"provider:AbortSnapshots [set=${}]\"]}\n",
+		"steps: [{check: {store-bytes: {mark: m}}}, {check: {store-bytes: {max: m, min: 0}, goroutines: stable, lun-info: all}}]\n",
+		"steps: [{check: {lun-info: {snapshot: l, vendor: V, bus-type: 1}}}]\n",
 	} {
 		f.Add([]byte(head + body))
 	}

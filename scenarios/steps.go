@@ -20,7 +20,11 @@ import (
 // go as expected: what follows a surprise would only report its echoes.
 func (r *runner) runSteps(ctx context.Context, steps []*step) {
 	prev := r.start
-	for _, s := range steps {
+	for i, s := range steps {
+		if i+1 < len(steps) && steps[i+1].kind == stepCheck && steps[i+1].check.goroutines {
+			// goroutines: stable compares with the count before this step.
+			r.baseGoroutines, _ = r.runGoroutines()
+		}
 		began := time.Now()
 		if !r.runStep(ctx, s, prev) {
 			return
@@ -143,7 +147,7 @@ func (r *runner) runStep(ctx context.Context, s *step, since time.Time) bool {
 			fail("the commit released", err.Error())
 		}
 	case stepCheck:
-		r.check(s, fail)
+		r.check(ctx, s, fail)
 	case stepWrite, stepRead:
 		r.data(ctx, s, fail)
 	}
@@ -788,8 +792,17 @@ func (r *runner) verifyLoad(ctx context.Context, i int, l *loadGen) {
 
 // ---- check, read and write steps ----
 
-func (r *runner) check(s *step, fail func(expected, got string)) {
+func (r *runner) check(ctx context.Context, s *step, fail func(expected, got string)) {
 	c := s.check
+	if c.storeBytes != nil {
+		r.checkStoreBytes(c.storeBytes, fail)
+	}
+	if c.goroutines {
+		r.checkGoroutines(fail)
+	}
+	if c.lunInfo != nil {
+		r.checkLunInfo(ctx, s, c.lunInfo, fail)
+	}
 	if c.snapshots != nil {
 		if n := len(r.svc.Query()); n != *c.snapshots {
 			fail(fmt.Sprintf("%d snapshots held by the service", *c.snapshots), fmt.Sprintf("%d", n))
