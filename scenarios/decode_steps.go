@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -70,6 +71,7 @@ var stepKeys = map[stepKind][]string{
 	stepCheck:         {},
 	stepWrite:         {"requester"},
 	stepRead:          {"requester"},
+	stepFilesystem:    {"requester"},
 }
 
 // maxRepeat bounds repeat: a load across many sets, not a soak.
@@ -229,6 +231,8 @@ func (d *decoder) step(n *yaml.Node, path string, kind stepKind, inParallel bool
 		h["check"] = func(v *yaml.Node, p string) error { return d.checkStep(s, v, p) }
 	case stepWrite, stepRead:
 		h[kind.String()] = func(v *yaml.Node, p string) error { return d.dataStep(s, v, p) }
+	case stepFilesystem:
+		h["filesystem"] = func(v *yaml.Node, p string) error { return d.fsStep(s, v, p) }
 	}
 	for k, fn := range h {
 		if fn == nil {
@@ -1039,4 +1043,79 @@ func (d *decoder) logExpect(v *yaml.Node, p string) (logExpect, error) {
 	}
 	le.text = s
 	return le, nil
+}
+
+// fsStep decodes {lun | snapshot [, source-lun], path, write | read |
+// absent}.
+func (d *decoder) fsStep(s *step, n *yaml.Node, path string) error {
+	f := &fsStep{}
+	s.fs = f
+	var hasRead bool
+	err := d.fields(n, path, handlers{
+		"lun": func(v *yaml.Node, p string) error {
+			if err := d.name(v, p, &f.lun); err != nil {
+				return err
+			}
+			for _, l := range d.sc.array.luns {
+				if l.name == f.lun {
+					if l.filesystem == nil {
+						return d.errf(v, p, "LUN %q has no filesystem (give it filesystem: ext4)", f.lun)
+					}
+					return nil
+				}
+			}
+			return d.errf(v, p, "no LUN %q in the array", f.lun)
+		},
+		"snapshot":   func(v *yaml.Node, p string) error { return d.snapshotRef(v, p, &f.snapshot) },
+		"source-lun": func(v *yaml.Node, p string) error { return d.name(v, p, &f.sourceLUN) },
+		"path": func(v *yaml.Node, p string) error {
+			if err := d.str(v, p, &f.path); err != nil {
+				return err
+			}
+			clean := filepath.Clean(f.path)
+			if filepath.IsAbs(f.path) || clean == "." || strings.HasPrefix(clean, "..") {
+				return d.errf(v, p, "%q: a path inside the file system, relative to its root", f.path)
+			}
+			f.path = clean
+			return nil
+		},
+		"write": func(v *yaml.Node, p string) error {
+			var str string
+			err := d.str(v, p, &str)
+			f.write = []byte(str)
+			return err
+		},
+		"read": func(v *yaml.Node, p string) error {
+			var str string
+			err := d.str(v, p, &str)
+			f.read, hasRead = []byte(str), true
+			return err
+		},
+		"absent": func(v *yaml.Node, p string) error { return d.boolean(v, p, &f.absent) },
+	}, "path")
+	if err != nil {
+		return err
+	}
+	if (f.lun == "") == (f.snapshot == "") {
+		return d.errf(n, path, "give lun or snapshot, one of them")
+	}
+	ops := 0
+	for _, set := range []bool{f.write != nil, hasRead, f.absent} {
+		if set {
+			ops++
+		}
+	}
+	if ops != 1 {
+		return d.errf(n, path, "give one of write, read and absent")
+	}
+	if f.write != nil && f.snapshot != "" {
+		return d.errf(n, path, "a snapshot's file system is mounted read-only; write to a LUN's")
+	}
+	if f.sourceLUN != "" && f.snapshot == "" {
+		return d.errf(n, path, "source-lun picks a LUN of a snapshot")
+	}
+	if !slices.ContainsFunc(d.sc.array.luns, func(l lunSpec) bool { return l.filesystem != nil }) {
+		return d.errf(n, path, "no LUN of the array has a filesystem")
+	}
+	return nil
 }

@@ -174,3 +174,27 @@ func TestGoroutinesCountedByRun(t *testing.T) {
 	close(stop)
 	require.Eventually(t, func() bool { n, _ := r.runGoroutines(); return n == n0 }, 5*time.Second, 10*time.Millisecond)
 }
+
+// TestFilesystemSkippedWithoutToolsFailsUnderCI: a scenario with a file
+// system on a machine without nbdfuse is skipped, saying what is missing;
+// under CI=true, where the tools are installed, it fails instead.
+func TestFilesystemSkippedWithoutToolsFailsUnderCI(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	const src = `array:
+  luns: [{name: lun0, size: 16MiB, filesystem: ext4}]
+providers: [{name: array}]
+steps:
+  - filesystem: {lun: lun0, path: a.txt, write: x}
+`
+	t.Setenv("CI", "")
+	res := runInline(t, src)
+	require.Equal(t, StatusSkipped, res.Status, res.Verdict())
+	require.True(t, res.Passed())
+	require.Contains(t, res.Verdict(), "SKIP inline: cannot run here: file systems need nbdfuse (Debian package nbdfuse)")
+
+	t.Setenv("CI", "true")
+	res = runInline(t, src)
+	require.Equal(t, StatusFail, res.Status)
+	require.Equal(t, "setup", res.Mismatches[0].What)
+	require.Contains(t, res.Mismatches[0].Got, "nbdfuse")
+}

@@ -24,6 +24,10 @@ const (
 	// StatusFixed: a scenario marked known-failure passed; remove the
 	// mark. It fails a run, so that the mark does not outlive the defect.
 	StatusFixed Status = "fixed"
+	// StatusSkipped: the machine cannot run the scenario (a file system
+	// needs nbdfuse, fuse3, e2fsprogs and root); Skipped says why. It does
+	// not fail a run, except under CI=true, where the run fails instead.
+	StatusSkipped Status = "skipped"
 )
 
 // Result is the outcome of one Run: the verdict with the first mismatch
@@ -33,6 +37,7 @@ type Result struct {
 	File         string  `json:"file"`
 	Status       Status  `json:"status"`
 	KnownFailure string  `json:"known_failure,omitempty"`
+	Skipped      string  `json:"skipped,omitempty"`
 	TimeScale    float64 `json:"time_scale"`
 	// Elapsed is the real time the run took.
 	Elapsed time.Duration `json:"elapsed_ns"`
@@ -53,7 +58,9 @@ type Result struct {
 
 // Passed reports whether the result does not fail a run: it passed, or it
 // failed as its known-failure mark says it would.
-func (r *Result) Passed() bool { return r.Status == StatusPass || r.Status == StatusKnownFailure }
+func (r *Result) Passed() bool {
+	return r.Status == StatusPass || r.Status == StatusKnownFailure || r.Status == StatusSkipped
+}
 
 // Entry is one line of the trace: a requester call, a provider call, a
 // writer event, a phase of the sequence or a window, with its outcome.
@@ -173,6 +180,8 @@ func (r *Result) Verdict() string {
 		return fmt.Sprintf("PASS %s (%v)", r.Name, el)
 	case StatusFixed:
 		return fmt.Sprintf("FIXED %s (%v): marked known-failure (%s) but passed; remove the mark", r.Name, el, r.KnownFailure)
+	case StatusSkipped:
+		return fmt.Sprintf("SKIP %s: %s", r.Name, r.Skipped)
 	}
 	word := "FAIL"
 	if r.Status == StatusKnownFailure {

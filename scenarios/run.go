@@ -66,6 +66,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) *Result {
 	r := &runner{sc: sc, opts: opts, scale: scale, start: time.Now(), rec: newRecorder(),
 		provs: map[string]*provState{}, writers: map[string]*writerState{}, runID: strconv.FormatInt(runIDs.Add(1), 10)}
 	r.mu.marks = map[string]int64{}
+	r.mounts = map[string]*mounted{}
 	r.mu.reqs = map[string]*requester{}
 	r.mu.asyncs = map[string]*asyncRun{}
 	r.mu.saved = map[string]savedValue{}
@@ -89,6 +90,10 @@ func Run(ctx context.Context, sc *Scenario, opts Options) *Result {
 			}
 		}()
 		if err := r.setup(runCtx); err != nil {
+			if errors.Is(err, errSkip) && os.Getenv("CI") != "true" {
+				r.skipped = err.Error()
+				return
+			}
 			r.mismatch(0, "setup", "the array, providers and writers of the file", err.Error(), r.start, time.Now())
 			return
 		}
@@ -146,7 +151,12 @@ type runner struct {
 		checks     []Check
 		clients    map[string]*nbd.Client
 		marks      map[string]int64 // store-bytes marks
+		snapMounts int              // snapshot file systems mounted so far, for their directories
 	}
+
+	mounts  map[string]*mounted // LUN -> its file system
+	closers []func() error      // real writers to close (an fsfreeze writer thaws)
+	skipped string              // why the scenario cannot run on this machine
 }
 
 type provState struct {
@@ -265,6 +275,9 @@ func (r *runner) setup(ctx context.Context) error {
 	if err := r.startNBD(); err != nil {
 		return fmt.Errorf("NBD server: %w", err)
 	}
+	if err := r.setupFilesystems(ctx); err != nil {
+		return err
+	}
 	for _, ls := range sc.loads {
 		clients := make([]*nbd.Client, ls.connections)
 		for i := range clients {
@@ -280,7 +293,7 @@ func (r *runner) setup(ctx context.Context) error {
 		r.loads = append(r.loads, newLoadGen(ls, clients))
 	}
 	for _, ws := range sc.writers {
-		w, err := coordinator.NewScriptedWriter(r.scaleScript(ws.script))
+		w, err := r.newWriter(ws)
 		if err != nil {
 			return fmt.Errorf("writer %s (line %d): %w", ws.name, ws.line, err)
 		}
@@ -312,6 +325,35 @@ func (r *runner) setup(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// newWriter builds a writer of the file: scripted (its delays scaled), an
+// exec writer running real commands, or an fsfreeze writer on a mount
+// point or on the file system the runner made on a LUN. An exec writer's
+// timeout is real time: a command's run does not scale.
+func (r *runner) newWriter(ws writerSpec) (coordinator.Writer, error) {
+	log := slog.New(r.logs.with("writer", ws.name))
+	switch {
+	case ws.exec != nil:
+		o := *ws.exec
+		o.Logger = log
+		return coordinator.NewExecWriter(o)
+	case ws.fsfreeze != nil:
+		mp := ws.fsfreeze.mountPoint
+		if ws.fsfreeze.lun != "" {
+			mp = r.mounts[ws.fsfreeze.lun].dir
+		}
+		fw, err := coordinator.NewFsfreezeWriter(mp, coordinator.FsfreezeOptions{MaxFrozen: ws.fsfreeze.maxFrozen, Logger: log})
+		if errors.Is(err, coordinator.ErrFsfreezeUnsupported) {
+			return nil, fmt.Errorf("%w: %v", errSkip, err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		r.closers = append(r.closers, fw.Close)
+		return fw, nil
+	}
+	return coordinator.NewScriptedWriter(r.scaleScript(ws.script))
 }
 
 // faults builds a LUN's injector from its faults, delays scaled; nil for
@@ -451,6 +493,18 @@ func (r *runner) finish() {
 	r.mu.Unlock()
 	r.fillContexts(trace)
 
+	for _, c := range r.closers {
+		if err := c(); err != nil {
+			r.mismatch(0, "shutdown", "the writers to close", err.Error(), r.stepsEnd, time.Now())
+		}
+	}
+	r.mu.Lock()
+	for _, c := range r.mu.clients {
+		_ = c.Close()
+	}
+	r.mu.clients = map[string]*nbd.Client{}
+	r.mu.Unlock()
+	r.unmountAll() // before the NBD server stops: nbdfuse is its client
 	for _, p := range r.provs {
 		_ = p.inner.Close()
 	}
@@ -491,6 +545,8 @@ func (r *runner) verdict() {
 	}
 	failed := len(ms) > 0
 	switch {
+	case r.skipped != "" && !failed:
+		r.res.Status, r.res.Skipped = StatusSkipped, r.skipped
 	case failed && r.sc.KnownFailure != "":
 		r.res.Status = StatusKnownFailure
 	case failed:

@@ -62,11 +62,12 @@ type arraySpec struct {
 }
 
 type lunSpec struct {
-	line     int
-	name     string
-	opts     lun.Options
-	identity *lun.Identity
-	faults   []faultSpec
+	line       int
+	name       string
+	opts       lun.Options
+	identity   *lun.Identity
+	faults     []faultSpec
+	filesystem *fsSpec
 }
 
 // faultSpec is a fault injected into one kind of LUN operation: a delay
@@ -104,6 +105,25 @@ type writerSpec struct {
 	level         vss.ApplicationLevel
 	freezeTimeout time.Duration // scenario time; 0 for the service's
 	script        coordinator.Script
+	// exec, when set, makes the writer a real one that runs commands
+	// (coordinator.ExecWriter); fsfreeze one that freezes a mounted file
+	// system (coordinator.FsfreezeWriter). Neither takes on.
+	exec     *coordinator.ExecOptions
+	fsfreeze *fsfreezeSpec
+}
+
+// fsfreezeSpec is an fsfreeze writer: a mount point of the machine, or the
+// file system the runner made on one of the array's LUNs.
+type fsfreezeSpec struct {
+	mountPoint string
+	lun        string
+	maxFrozen  time.Duration // real time: the watchdog guards the machine, not the scenario
+}
+
+// fsSpec is a file system the runner makes on a LUN before the steps, and
+// mounts through nbdfuse and a loop device.
+type fsSpec struct {
+	typ string // ext4
 }
 
 type loadSpec struct {
@@ -135,12 +155,13 @@ const (
 	stepCheck
 	stepWrite
 	stepRead
+	stepFilesystem
 )
 
 var stepKindNames = map[stepKind]string{
 	stepCall: "call", stepBackup: "backup", stepParallel: "parallel", stepWait: "wait", stepCancel: "cancel",
 	stepQueryStatus: "query-status", stepSleep: "sleep", stepWaitFor: "wait-for", stepReleaseCommit: "release-commit",
-	stepCheck: "check", stepWrite: "write", stepRead: "read",
+	stepCheck: "check", stepWrite: "write", stepRead: "read", stepFilesystem: "filesystem",
 }
 
 func (k stepKind) String() string { return stepKindNames[k] }
@@ -168,6 +189,19 @@ type step struct {
 	provider string // release-commit
 	check    *checkSpec
 	data     *dataSpec
+	fs       *fsStep
+}
+
+// fsStep is a file-system step: a file written, read or missing on the
+// file system of a LUN, or of a snapshot (mounted read-only for the step).
+type fsStep struct {
+	lun       string
+	snapshot  string
+	sourceLUN string
+	path      string
+	write     []byte
+	read      []byte
+	absent    bool
 }
 
 // callArgs are the arguments of one requester call; which ones a call takes

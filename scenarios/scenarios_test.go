@@ -100,6 +100,8 @@ func runLibrary(t *testing.T, dataDir string, scale float64, skip ...string) {
 				knownFailures.lines = append(knownFailures.lines, res.Verdict())
 				knownFailures.Unlock()
 			case StatusPass:
+			case StatusSkipped:
+				t.Skip(res.Verdict())
 			default:
 				t.Fatal(res.Verdict())
 			}
@@ -214,6 +216,13 @@ func TestBadFiles(t *testing.T) {
 		{"store-bytes empty", head + "steps:\n  - check: {store-bytes: {}}\n", "9:26: steps[0].check.store-bytes: store-bytes takes mark, max or min"},
 		{"goroutines", head + "steps:\n  - check: {goroutines: few}\n", `9:25: steps[0].check.goroutines: "few": goroutines takes stable`},
 		{"lun-info", head + "steps:\n  - check: {lun-info: {snapshot: \"D:\", colour: red}}\n", `9:40: steps[0].check.lun-info: unknown key "colour"`},
+		{"fs step without fs", head + "steps:\n  - filesystem: {lun: lun0, path: a, write: x}\n", `9:23: steps[0].filesystem.lun: LUN "lun0" has no filesystem`},
+		{"fs path", "array:\n  luns: [{name: l, size: 16MiB, filesystem: ext4}]\nproviders: [{name: p}]\nsteps:\n  - filesystem: {lun: l, path: ../x, read: y}\n", `5:32: steps[0].filesystem.path: "../x": a path inside the file system`},
+		{"fs type", "array:\n  luns: [{name: l, size: 16MiB, filesystem: xfs}]\nproviders: [{name: p}]\nsteps: [{call: Close}]\n", `2:45: array.luns[0].filesystem: "xfs": the runner makes ext4 file systems`},
+		{"fs load", "array:\n  luns: [{name: l, size: 16MiB, filesystem: ext4}]\nproviders: [{name: p}]\nload: [{lun: l}]\nsteps: [{call: Close}]\n", "4:8: load[0].lun: LUN l holds a file system"},
+		{"writer kinds", head + "writers:\n  - {name: w, exec: {command: [true]}, on: {Freeze: {result: fail}}}\nsteps: [{call: Close}]\n", "9:5: writers[0]: a writer is scripted (on), exec or fsfreeze"},
+		{"exec empty", head + "writers:\n  - {name: w, exec: {timeout: 1s}}\nsteps: [{call: Close}]\n", "9:21: writers[0].exec: an exec writer needs command or commands"},
+		{"fsfreeze lun", head + "writers:\n  - {name: w, fsfreeze: {lun: lun0}}\nsteps: [{call: Close}]\n", `9:31: writers[0].fsfreeze.lun: LUN "lun0" has no filesystem`},
 		{"event-log field", head + "steps: [{call: Close}]\nexpect:\n  event-log: [{id: 99999}]\n", `10:20: expect.event-log[0].id: "99999" is not an event ID`},
 		{"event-log level", head + "steps: [{call: Close}]\nexpect:\n  event-log: [{level: loud}]\n", `10:23: expect.event-log[0].level: "loud": want DEBUG, INFO, WARN or ERROR`},
 		{"event-log saved name", head + "steps: [{call: Close}]\nexpect:\n  event-log: [{set: \"${s}\"}]\n", "10:21: expect.event-log[0].set: ${s}: no step saves"},
@@ -478,9 +487,13 @@ func FuzzLoad(f *testing.F) {
 		"steps: [{call: Close}]\nexpect: {absent: [\"provider:AbortSnapshots [set=${}]\"]}\n",
 		"steps: [{check: {store-bytes: {mark: m}}}, {check: {store-bytes: {max: m, min: 0}, goroutines: stable, lun-info: all}}]\n",
 		"steps: [{check: {lun-info: {snapshot: l, vendor: V, bus-type: 1}}}]\n",
+		"writers: [{name: x, exec: {command: [sh, -c, 'exit 0'], commands: {Freeze: [\"true\"]}, timeout: 1s, env: [A=1]}}]\nsteps: [{call: Close}]\n",
 	} {
 		f.Add([]byte(head + body))
 	}
+	f.Add([]byte("array: {luns: [{name: l, size: 16MiB, filesystem: ext4}]}\nproviders: [{name: p}]\n" +
+		"writers: [{name: f, fsfreeze: {lun: l, max-frozen: 1s}}]\n" +
+		"steps: [{filesystem: {lun: l, path: a/b, write: x}}, {backup: {volumes: [l]}}, {filesystem: {snapshot: l, path: a/b, read: x}}]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		sc, err := Parse("fuzz.yaml", data)
 		if err != nil {

@@ -150,6 +150,8 @@ func (r *runner) runStep(ctx context.Context, s *step, since time.Time) bool {
 		r.check(ctx, s, fail)
 	case stepWrite, stepRead:
 		r.data(ctx, s, fail)
+	case stepFilesystem:
+		r.filesystem(ctx, s, fail)
 	}
 	return ok
 }
@@ -827,6 +829,24 @@ func (r *runner) check(ctx context.Context, s *step, fail func(expected, got str
 	}
 }
 
+// snapshotExport is the export of a snapshot's target LUN: the one of
+// sourceLUN, or the first.
+func (r *runner) snapshotExport(requester, ref, sourceLUN string) (string, error) {
+	q := r.req(requester)
+	props, err := q.bc.GetSnapshotProperties(r.snapshotID(q, ref))
+	if err != nil {
+		return "", err
+	}
+	i := 0
+	if sourceLUN != "" {
+		i = slices.Index(props.SourceLUNs, sourceLUN)
+	}
+	if i < 0 || i >= len(props.TargetLUNs) || props.TargetLUNs[i] == "" {
+		return "", fmt.Errorf("target LUNs %v", props.TargetLUNs)
+	}
+	return props.TargetLUNs[i], nil
+}
+
 // data runs a read or write step through NBD.
 func (r *runner) data(ctx context.Context, s *step, fail func(expected, got string)) {
 	d := s.data
@@ -835,21 +855,11 @@ func (r *runner) data(ctx context.Context, s *step, fail func(expected, got stri
 		export = r.saved(d.export).export
 	}
 	if d.snapshot != "" {
-		q := r.req(s.requester)
-		props, err := q.bc.GetSnapshotProperties(r.snapshotID(q, d.snapshot))
-		if err != nil {
-			fail("the snapshot of "+d.snapshot, err.Error())
+		var err error
+		if export, err = r.snapshotExport(s.requester, d.snapshot, d.sourceLUN); err != nil {
+			fail("a surfaced target LUN of the snapshot of "+d.snapshot, err.Error())
 			return
 		}
-		i := 0
-		if d.sourceLUN != "" {
-			i = slices.Index(props.SourceLUNs, d.sourceLUN)
-		}
-		if i < 0 || i >= len(props.TargetLUNs) || props.TargetLUNs[i] == "" {
-			fail("a surfaced target LUN of the snapshot of "+d.snapshot, fmt.Sprintf("target LUNs %v", props.TargetLUNs))
-			return
-		}
-		export = props.TargetLUNs[i]
 	}
 	var err error
 	var got []byte
