@@ -1117,6 +1117,20 @@ func (d *decoder) load(i int, n *yaml.Node, path string) error {
 			return err
 		},
 		"verify": func(v *yaml.Node, p string) error { return d.boolean(v, p, &l.verify) },
+		"point-in-time": func(v *yaml.Node, p string) error {
+			s, err := d.scalar(v, p)
+			if err != nil {
+				return err
+			}
+			switch s {
+			case "commit":
+			case "hold":
+				l.atHold = true
+			default:
+				return d.errf(v, p, "%q: want commit (the default) or hold", s)
+			}
+			return nil
+		},
 		"quiesce-with": func(v *yaml.Node, p string) error {
 			if err := d.name(v, p, &l.quiesceWith); err != nil {
 				return err

@@ -198,3 +198,37 @@ steps:
 	require.Equal(t, "setup", res.Mismatches[0].What)
 	require.Contains(t, res.Mismatches[0].Got, "nbdfuse")
 }
+
+// TestPointInTimeAtHold: the stricter point in time wants every write
+// acknowledged before the release and none issued after the hold began,
+// which the commit-time check would accept; and it catches a write that a
+// closed gate let through.
+func TestPointInTimeAtHold(t *testing.T) {
+	at := time.Now()
+	ms := func(n int) time.Time { return at.Add(time.Duration(n) * time.Millisecond) }
+	held, commitStart, commitEnd, release := ms(5), ms(8), ms(10), ms(10)
+	l := &loadGen{blocks: 2, recs: []writeRec{
+		{block: 0, seq: 1, start: ms(0), ack: ms(1)},
+		{block: 0, seq: 2, start: ms(2), ack: ms(3)},
+		{block: 0, seq: 3, start: ms(6), ack: ms(12)}, // issued during the hold: queued
+		{block: 1, seq: 4, start: ms(4), ack: ms(11)}, // in flight across the hold
+	}}
+	for _, tc := range []struct {
+		got        []uint64
+		ok, commit bool // the hold check, the commit-time check
+	}{
+		{[]uint64{2, 4}, true, true},
+		{[]uint64{2, 0}, true, true},
+		{[]uint64{3, 4}, false, true},
+		{[]uint64{1, 4}, false, false},
+	} {
+		_, ok := l.verifyHeld(tc.got, held, release)
+		require.Equal(t, tc.ok, ok, "%v", tc.got)
+		_, ok = l.verifyPointInTime(tc.got, commitStart, commitEnd)
+		require.Equal(t, tc.commit, ok, "%v, commit-time check", tc.got)
+	}
+	l.recs = append(l.recs, writeRec{block: 1, seq: 5, start: ms(6), ack: ms(7)})
+	d, ok := l.verifyHeld([]uint64{2, 4}, held, release)
+	require.False(t, ok)
+	require.Contains(t, d, "write 5 to block 1 was issued after the hold began and acknowledged before the release: a gate let it through")
+}

@@ -137,6 +137,9 @@ type loadSpec struct {
 	seed        uint64
 	verify      bool
 	quiesceWith string // a writer: the load pauses from its Freeze to its Thaw or Abort
+	// atHold is point-in-time: hold, the stricter check of each snapshot:
+	// exactly the writes acknowledged before the hold began.
+	atHold bool
 }
 
 // stepKind is what a step does.

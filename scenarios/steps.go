@@ -690,12 +690,18 @@ func (r *runner) afterCreated(ctx context.Context, set vss.ID) {
 		return
 	}
 	r.pollSets(false)
-	var commitStart, commitEnd time.Time
+	var commitStart, commitEnd, held, release time.Time
 	r.mu.Lock()
 	for _, st := range r.mu.sets {
 		if st.id == set && !st.imported {
 			if sp, ok := st.tl.Find(coordinator.KindPhase, "CommitSnapshots"); ok {
 				commitStart, commitEnd = st.tl.Origin().Add(sp.Start), st.tl.Origin().Add(sp.End)
+			}
+			if sp, ok := st.tl.Find(coordinator.KindPhase, "FlushAndHold"); ok {
+				held = st.tl.Origin().Add(sp.End) // every gate closed
+			}
+			if sp, ok := st.tl.Find(coordinator.KindPhase, "ReleaseWrites"); ok {
+				release = st.tl.Origin().Add(sp.Start)
 			}
 		}
 	}
@@ -722,6 +728,10 @@ func (r *runner) afterCreated(ctx context.Context, set vss.ID) {
 				default:
 					if d, ok, exact := l.verifyFrozen(set, got); exact {
 						check.Detail, check.OK = d, ok
+					} else if l.spec.atHold && (held.IsZero() || release.IsZero()) {
+						check.Detail = "no FlushAndHold or ReleaseWrites phase in the set's timeline"
+					} else if l.spec.atHold {
+						check.Detail, check.OK = l.verifyHeld(got, held, release)
 					} else if commitStart.IsZero() {
 						check.Detail = "no CommitSnapshots phase in the set's timeline"
 					} else {
