@@ -2,6 +2,8 @@ package scenarios
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -231,4 +233,53 @@ func TestPointInTimeAtHold(t *testing.T) {
 	d, ok := l.verifyHeld([]uint64{2, 4}, held, release)
 	require.False(t, ok)
 	require.Contains(t, d, "write 5 to block 1 was issued after the hold began and acknowledged before the release: a gate let it through")
+}
+
+// TestEveryKeyDocumentedAndUsed: each key of the language a vendor needs
+// for any case is in the package documentation (go doc ./scenarios), in
+// the README's scenario section, and in a library file that uses it.
+func TestEveryKeyDocumentedAndUsed(t *testing.T) {
+	doc, err := os.ReadFile("doc.go")
+	require.NoError(t, err)
+	readme, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	section := string(readme)
+	start := strings.Index(section, "## Writing scenarios")
+	require.GreaterOrEqual(t, start, 0)
+	section = section[start:]
+	if end := strings.Index(section[1:], "\n## "); end >= 0 {
+		section = section[:end+1]
+	}
+	var library strings.Builder
+	files, err := filepath.Glob("library/*.yaml")
+	require.NoError(t, err)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		library.Write(b)
+	}
+	for _, k := range []struct{ doc, readme, use string }{
+		{"failed (any", "`failed`", "expect: failed"},
+		{"succeeded (any", "`succeeded`", "expect: succeeded"},
+		{"or any.", "`any`", "expect: any"},
+		{"a\n// list of them", "a list", "expect: [VSS_E_BAD_STATE"},
+		{"repeat: 50", "`repeat: N`", "repeat: 50"},
+		{`save: "s{i}"`, `save: "s{i}"`, `save: "s{i}"`},
+		{"set=", "[set=${", "[set=${"},
+		{"${name}", "`${name}`", "${"},
+		{"event-log: [{id: 12293, returned: E_FAIL", "{id: 12293, returned: E_FAIL", "{id: 12293, method: PreCommitSnapshots, returned: E_FAIL"},
+		{"store-bytes", "store-bytes", "store-bytes: {mark:"},
+		{"goroutines: stable", "goroutines: stable", "goroutines: stable"},
+		{"lun-info", "lun-info", "lun-info:"},
+		{"exec: {command:", "exec: {command:", "exec:\n      command:"},
+		{"fsfreeze: {mount-point:", "fsfreeze: {mount-point:", "fsfreeze: {lun:"},
+		{"filesystem: ext4", "filesystem: ext4", "filesystem: ext4"},
+		{"filesystem: {snapshot:", "filesystem:\n{snapshot:", "filesystem: {snapshot:"},
+		{"point-in-time: commit|hold", "point-in-time: hold", "point-in-time: hold"},
+		{"CI=true", "CI=true", ""},
+	} {
+		require.Contains(t, string(doc), k.doc, "go doc ./scenarios")
+		require.Contains(t, section, k.readme, "README, Writing scenarios")
+		require.Contains(t, library.String(), k.use, "a library file")
+	}
 }
