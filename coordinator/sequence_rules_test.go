@@ -15,15 +15,16 @@ import (
 
 // TestDWriterInFailedStateGetsOnlyAbortAndBackupShutdown: a writer that
 // entered a failed state, whatever the event and however it failed (a
-// veto, false, a panic), gets no later event of the sequence: only Abort
+// veto, false, a panic, a timeout), gets no later event of the sequence: only Abort
 // where B.10 sends one (a fatal Freeze or Thaw), and BackupShutdown last.
 // The one Thaw it may get ends a freeze it vetoed but went through with.
 func TestDWriterInFailedStateGetsOnlyAbortAndBackupShutdown(t *testing.T) {
 	events := []vss.WriterEvent{vss.EventPrepareForBackup, vss.EventPrepareForSnapshot, vss.EventFreeze,
 		vss.EventThaw, vss.EventPostSnapshot, vss.EventBackupComplete}
 	for _, ev := range events {
-		for _, how := range []string{"veto", "fatal", "panic"} {
+		for _, how := range []string{"veto", "fatal", "panic", "timeout"} {
 			t.Run(ev.String()+"/"+how, func(t *testing.T) {
+				t.Parallel() // the timeouts wait out their windows
 				ctx := context.Background()
 				b := newBench(t, fast, "lun0")
 				w := newTestWriter("w")
@@ -31,6 +32,9 @@ func TestDWriterInFailedStateGetsOnlyAbortAndBackupShutdown(t *testing.T) {
 					switch how {
 					case "panic":
 						panic("writer bug")
+					case "timeout":
+						<-e.Ctx.Done()
+						return false
 					case "veto":
 						require.NoError(t, e.SetWriterFailure(vss.VSS_E_WRITERERROR_RETRYABLE))
 						return true
