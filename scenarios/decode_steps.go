@@ -211,8 +211,8 @@ func (d *decoder) step(n *yaml.Node, path string, kind stepKind, inParallel bool
 			if pt.kind != kindProvider && pt.kind != kindWriter {
 				return d.errf(v, p, "wait-for waits for a provider call or a writer event to begin")
 			}
-			if pt.hasResult {
-				return d.errf(v, p, "wait-for waits for a call to begin, so it takes no result")
+			if pt.hasResult || pt.detail != "" {
+				return d.errf(v, p, "wait-for waits for a call to begin, so it takes no result or detail")
 			}
 			s.waitFor = &pt
 			return nil

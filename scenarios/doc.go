@@ -57,7 +57,7 @@
 //	      Freeze: {delay: 1s, result: ok|fail|veto|panic|hang,
 //	               failure: HRESULT, application: HRESULT, message: TEXT, illegal: false}
 //	  - name: hook                # a real writer, as the daemon's configuration has it:
-//	    exec: {command: [ARGV...], commands: {Freeze: [ARGV...]}, timeout: 30s, dir: D, env: [K=V]}
+//	    exec: {command: [ARGV...], commands: {Freeze: [ARGV...]}, timeout: 30s, dir: D, env: [K=V]}   # dir relative to the file
 //	  - name: ext4                # or one that freezes a file system (FIFREEZE, FITHAW):
 //	    fsfreeze: {mount-point: /mnt/data, max-frozen: 30s}   # or {lun: fs0}
 //	load:                         # writes through NBD while the steps run

@@ -223,6 +223,7 @@ func TestBadFiles(t *testing.T) {
 		{"writer kinds", head + "writers:\n  - {name: w, exec: {command: [true]}, on: {Freeze: {result: fail}}}\nsteps: [{call: Close}]\n", "9:5: writers[0]: a writer is scripted (on), exec or fsfreeze"},
 		{"exec empty", head + "writers:\n  - {name: w, exec: {timeout: 1s}}\nsteps: [{call: Close}]\n", "9:21: writers[0].exec: an exec writer needs command or commands"},
 		{"fsfreeze lun", head + "writers:\n  - {name: w, fsfreeze: {lun: lun0}}\nsteps: [{call: Close}]\n", `9:31: writers[0].fsfreeze.lun: LUN "lun0" has no filesystem`},
+		{"wait-for detail", head + "steps:\n  - wait-for: \"provider:CommitSnapshots [set=x]\"\n", "9:15: steps[0].wait-for: wait-for waits for a call to begin, so it takes no result or detail"},
 		{"event-log field", head + "steps: [{call: Close}]\nexpect:\n  event-log: [{id: 99999}]\n", `10:20: expect.event-log[0].id: "99999" is not an event ID`},
 		{"event-log level", head + "steps: [{call: Close}]\nexpect:\n  event-log: [{level: loud}]\n", `10:23: expect.event-log[0].level: "loud": want DEBUG, INFO, WARN or ERROR`},
 		{"event-log saved name", head + "steps: [{call: Close}]\nexpect:\n  event-log: [{set: \"${s}\"}]\n", "10:21: expect.event-log[0].set: ${s}: no step saves"},
