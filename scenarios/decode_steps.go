@@ -68,7 +68,7 @@ var stepKeys = map[stepKind][]string{
 	stepSleep:         {},
 	stepWaitFor:       {"timeout"},
 	stepReleaseCommit: {"requester"},
-	stepCheck:         {},
+	stepCheck:         {"requester"}, // lun-info resolves a volume in this requester's last set
 	stepWrite:         {"requester"},
 	stepRead:          {"requester"},
 	stepFilesystem:    {"requester"},

@@ -103,7 +103,7 @@
 //	  - check: {store-bytes: {mark: NAME}}          # the array's data memory, kept under NAME
 //	  - check: {store-bytes: {max: NAME, min: 4MiB}} # bounded by a mark or a size (C5)
 //	  - check: {goroutines: stable}  # the run's goroutines no more than when the step before began
-//	  - check: {lun-info: "D:"}      # or all, or {snapshot: "D:", vendor, product, revision, serial, bus-type, version}
+//	  - check: {lun-info: "D:"}      # or all, or {snapshot: "D:", vendor, product, revision, serial, bus-type, version}; requester: NAME
 //	  - write: {lun: lun0, offset: 0, data: TEXT}    # or snapshot: "D:", or export: NAME; fails: true
 //	  - read: {snapshot: "D:", offset: 0, data: TEXT}
 //	  - filesystem: {lun: fs0, path: dir/file, write: TEXT}      # written and fsynced
