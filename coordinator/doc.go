@@ -28,7 +28,10 @@
 //     per set, however many of its volumes are in it.
 //   - A.9 BackupComplete is refused after a failed DoSnapshotSet.
 //   - A.10 Close always sends BackupShutdown, and deletes the snapshots of
-//     auto-release contexts.
+//     auto-release contexts. Once closed, the object is released: every
+//     call answers VSS_E_BAD_STATE, one answer whatever codes E lists for
+//     the call on a live object (GetSnapshotProperties included). Close
+//     itself may come again and does nothing, as Go's Close contract asks.
 //   - A.13 Writerless contexts send no writer events and refuse
 //     AddComponent, PrepareForBackup and BackupComplete.
 //   - B.1 One set is created at a time, from StartSnapshotSet until
@@ -44,6 +47,9 @@
 //     VSS_E_WRITERERROR_TIMEOUT and gets OnAbort, not OnThaw.
 //   - B.7 AbortSnapshots goes only to providers that got EndPrepareSnapshots,
 //     and at once when the set is cancelled while EndPrepareSnapshots runs.
+//     The EndPrepareSnapshots call ends with the cancel: its E_ABORT is the
+//     cancel VSS caused ("cancelled by the requester"), not a provider
+//     error, so it is neither translated nor logged as event 12293.
 //   - B.8 A set abandoned before DoSnapshotSet gets no AbortSnapshots.
 //   - B.10 Writers get Abort when OnFreeze or OnThaw fails or times out, or
 //     when the set fails after PrepareForSnapshot; never after PostSnapshot,
@@ -52,5 +58,15 @@
 //     VSS_E_UNEXPECTED_PROVIDER_ERROR, with event 12293.
 //   - D A veto (SetWriterFailure, then true) fails the writer's state but not
 //     the set; a fatal failure (false) fails it too; a panicking writer is
-//     contained as a failure.
+//     contained as a failure, logged once (event 8229).
+//   - D, failed states. A writer in a failed state (FAILED_AT_*, however it
+//     got there: a veto, false, a panic, a timeout) gets no later event of
+//     the sequence: no PrepareForSnapshot, Freeze, PostSnapshot or
+//     BackupComplete. It gets Abort where B.10 sends one (its Freeze or
+//     Thaw failed fatally, the set failed after it got PrepareForSnapshot,
+//     the requester called AbortBackup) and BackupShutdown. The one
+//     exception is Thaw to a writer that vetoed Freeze yet froze: D wants
+//     every freeze ended by Thaw or Abort, and B.10 sends no Abort for a
+//     veto. The alternative, an Abort for every failed state, was rejected:
+//     B.10 says which failures raise Abort, and a veto is not one of them.
 package coordinator

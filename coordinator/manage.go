@@ -45,6 +45,10 @@ func parseDocument(b []byte) (*Document, error) {
 // requester created (SaveAsXML's counterpart, in JSON).
 func (b *BackupComponents) SaveDocument() ([]byte, error) {
 	b.mu.Lock()
+	if err := b.releasedLocked(); err != nil {
+		b.mu.Unlock()
+		return nil, err
+	}
 	set := b.mu.lastSet
 	b.mu.Unlock()
 	b.s.mu.Lock()
@@ -75,6 +79,9 @@ func (b *BackupComponents) DeleteSnapshots(ctx context.Context, id vss.ID, t vss
 	b.mu.Lock()
 	err := b.checkLocked(opManage)
 	b.mu.Unlock()
+	if errors.Is(err, errReleased) {
+		return 0, vss.ID{}, err
+	}
 	if err != nil {
 		return 0, vss.ID{}, vss.VSS_E_UNEXPECTED
 	}
@@ -174,6 +181,9 @@ func (b *BackupComponents) BreakSnapshotSetEx(ctx context.Context, set vss.ID, f
 	b.mu.Lock()
 	err := b.checkLocked(opManage)
 	b.mu.Unlock()
+	if errors.Is(err, errReleased) {
+		return err
+	}
 	if err != nil {
 		return vss.VSS_E_UNEXPECTED
 	}

@@ -112,8 +112,31 @@ func (s *Service) NewBackupComponents() *BackupComponents {
 	return b
 }
 
+// errReleased is what every call answers after Close (rule A.10): the
+// object is released, and one answer serves every call, whatever codes E
+// lists for the call on a live object.
+var errReleased = fmt.Errorf("%w: the requester is closed", vss.VSS_E_BAD_STATE)
+
+// releasedLocked answers errReleased after Close, nil before.
+func (b *BackupComponents) releasedLocked() error {
+	if b.mu.state == reqClosed {
+		return errReleased
+	}
+	return nil
+}
+
+// released is releasedLocked for callers that do not hold b.mu.
+func (b *BackupComponents) released() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.releasedLocked()
+}
+
 // checkLocked answers VSS_E_BAD_STATE unless op is legal now.
 func (b *BackupComponents) checkLocked(op reqOp) error {
+	if err := b.releasedLocked(); err != nil {
+		return err
+	}
 	if !slices.Contains(allowed[op], b.mu.state) {
 		return fmt.Errorf("%w: not allowed in state %v", vss.VSS_E_BAD_STATE, b.mu.state)
 	}
@@ -246,7 +269,10 @@ func (b *BackupComponents) WriterMetadata() []WriterMetadata {
 func (b *BackupComponents) GatherWriterStatus(ctx context.Context) ([]WriterStatus, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.mu.state == reqCreated || b.mu.state == reqClosed {
+	if err := b.releasedLocked(); err != nil {
+		return nil, err
+	}
+	if b.mu.state == reqCreated {
 		return nil, vss.VSS_E_BAD_STATE
 	}
 	if !b.mu.gathered {
@@ -530,6 +556,9 @@ func (b *BackupComponents) DoSnapshotSet(ctx context.Context) (*Async, error) {
 // GetSnapshotProperties returns one snapshot's properties;
 // VSS_E_OBJECT_NOT_FOUND while its set is still being created.
 func (b *BackupComponents) GetSnapshotProperties(id vss.ID) (SnapshotProperties, error) {
+	if err := b.released(); err != nil {
+		return SnapshotProperties{}, err
+	}
 	b.s.mu.Lock()
 	defer b.s.mu.Unlock()
 	r, ok := b.s.mu.snapshots[id]
@@ -547,6 +576,9 @@ func (b *BackupComponents) Query() []SnapshotProperties { return b.s.Query() }
 func (b *BackupComponents) SetBackupSucceeded(writerID vss.ID, component string, succeeded bool) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.releasedLocked(); err != nil {
+		return err
+	}
 	if b.mu.state != reqSnapshotDone {
 		return vss.VSS_E_BAD_STATE
 	}
@@ -571,7 +603,14 @@ func (b *BackupComponents) BackupComplete(ctx context.Context) error {
 		return fmt.Errorf("%w: context %v has no writers", vss.VSS_E_BAD_STATE, b.mu.ctx)
 	}
 	b.mu.state = reqCompleted
-	sts := b.activeWritersLocked()
+	// A writer in a failed state gets no BackupComplete (rule D, failed
+	// states); the requester reads its failure in GatherWriterStatus.
+	var sts []*writerStatus
+	for _, st := range b.activeWritersLocked() {
+		if !st.state.IsFailed() {
+			sts = append(sts, st)
+		}
+	}
 	run := b.mu.set
 	b.mu.Unlock()
 	if fatal := b.broadcast(ctx, run, sts, vss.EventBackupComplete, b.s.cfg.EventWindow); len(fatal) > 0 {

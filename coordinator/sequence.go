@@ -95,7 +95,11 @@ func (r *setRun) callProvider(ctx context.Context, p *Registration, m vss.Provid
 		// The coordinator cancelled the call itself (the hold window
 		// passed, the set was cancelled): whatever the provider answered,
 		// it is not the provider's error to report or log.
-		sp.end(hr.Name(), "cancelled by the coordinator: "+context.Cause(ctx).Error())
+		why := "cancelled by the coordinator: " + context.Cause(ctx).Error()
+		if errors.Is(context.Cause(ctx), errCancelled) {
+			why = "cancelled by the requester (Async.Cancel)"
+		}
+		sp.end(hr.Name(), why)
 		return vss.E_ABORT
 	}
 	if err != nil && errors.Is(err, context.DeadlineExceeded) {
@@ -192,15 +196,23 @@ func (b *BackupComponents) run(ctx context.Context, r *setRun, writers []*writer
 		for _, p := range r.provs {
 			r.prepared[p] = true
 			done := make(chan vss.HRESULT, 1)
+			// The call's context ends with the requester's cancel, before
+			// AbortSnapshots goes out: what the provider then answers
+			// (E_ABORT, as preparation stops) is the cancel VSS caused,
+			// traced as such, neither translated nor logged as a provider
+			// error (rule B.7).
+			pctx, stop := context.WithCancelCause(ctx)
 			s.wg.Go(func() {
-				done <- r.callProvider(ctx, p, vss.MethodEndPrepareSnapshots, func(ctx context.Context) error {
+				done <- r.callProvider(pctx, p, vss.MethodEndPrepareSnapshots, func(ctx context.Context) error {
 					return p.Provider.EndPrepareSnapshots(ctx, r.id)
 				})
 			})
 			var hr vss.HRESULT
 			select {
 			case hr = <-done:
+				stop(nil)
 			case <-a.cancelCh:
+				stop(errCancelled)
 				r.callProvider(context.WithoutCancel(ctx), p, vss.MethodAbortSnapshots, func(ctx context.Context) error {
 					return p.Provider.AbortSnapshots(ctx, r.id)
 				})
@@ -223,12 +235,20 @@ func (b *BackupComponents) run(ctx context.Context, r *setRun, writers []*writer
 	// the array has no such flags; recorded so the trace keeps A.7's shape.
 	r.phase("SetSourceFlags", func() vss.HRESULT { return vss.S_OK })
 
-	// c. PrepareForSnapshot. Failures here raise no Abort (B.10).
+	// c. PrepareForSnapshot. Failures here raise no Abort (B.10). A writer
+	// that failed PrepareForBackup gets no later event of the sequence
+	// (rule D, failed states).
+	b.mu.Lock()
+	var prep []*writerStatus
 	for _, st := range writers {
-		st.prepared = true
+		if !st.state.IsFailed() {
+			st.prepared = true
+			prep = append(prep, st)
+		}
 	}
+	b.mu.Unlock()
 	r.phase("PrepareForSnapshot", func() vss.HRESULT {
-		b.broadcast(ctx, r, writers, vss.EventPrepareForSnapshot, s.cfg.PrepareWindow)
+		b.broadcast(ctx, r, prep, vss.EventPrepareForSnapshot, s.cfg.PrepareWindow)
 		return vss.S_OK
 	})
 	if err := check(vss.S_OK); err != nil {
@@ -241,11 +261,13 @@ func (b *BackupComponents) run(ctx context.Context, r *setRun, writers []*writer
 	r.phase("Freeze", func() vss.HRESULT {
 		for _, level := range vss.FreezeOrder() {
 			var group []*writerStatus
-			for _, st := range writers {
+			b.mu.Lock()
+			for _, st := range prep {
 				if st.reg.opts.Level == level && !st.state.IsFailed() {
 					group = append(group, st)
 				}
 			}
+			b.mu.Unlock()
 			b.freeze(ctx, r, group)
 		}
 		return vss.S_OK
@@ -344,12 +366,13 @@ func (b *BackupComponents) run(ctx context.Context, r *setRun, writers []*writer
 	}
 
 	// o. PostSnapshot. Failures here raise no Abort (B.10), and no Abort
-	// follows it.
+	// follows it. A writer in a failed state (a veto at Thaw, say) gets no
+	// PostSnapshot (rule D, failed states).
 	r.phase("PostSnapshot", func() vss.HRESULT {
 		var post []*writerStatus
 		b.mu.Lock()
 		for _, st := range writers {
-			if !st.aborted {
+			if !st.aborted && !st.state.IsFailed() {
 				st.postSnapshot = true
 				post = append(post, st)
 			}

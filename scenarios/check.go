@@ -19,7 +19,7 @@ func (r *runner) checkExpectations(all []Entry) {
 			trace = append(trace, e)
 		}
 	}
-	ex := r.sc.expect
+	ex := r.resolveExpect(r.sc.expect)
 	if t := ex.trace; t != nil {
 		var got []Entry
 		for _, e := range trace {
@@ -50,11 +50,12 @@ func (r *runner) checkExpectations(all []Entry) {
 				got = "no such line in the trace"
 			}
 			if j := slices.IndexFunc(trace, p.matches); j >= 0 {
-				got = fmt.Sprintf("it comes earlier, as %q, before %s", trace[j].Line(), lineAt(trace, pos-1))
+				got = fmt.Sprintf("the line came too early: %s is before %s, which the expected line before it matched",
+					lineAt(trace, j), lineAt(trace, pos-1))
 			} else if k := slices.IndexFunc(trace, func(e Entry) bool {
 				return e.Kind == p.kind && e.Name == p.name && (p.actor == "" || p.actor == e.Actor)
 			}); k >= 0 {
-				got = fmt.Sprintf("%q", trace[k].Line())
+				got = "no such line; the same call is " + lineAt(trace, k)
 			}
 			r.traceMismatch(p.line, "expect.subsequence", p.text, got, trace, max(pos-1, 0))
 			break
@@ -78,19 +79,23 @@ func (r *runner) checkExpectations(all []Entry) {
 		}
 	}
 	recs := r.logs.all()
-	logged := func(l logExpect) bool {
-		return slices.ContainsFunc(recs, func(c capturedRecord) bool {
-			return (l.id != 0 && c.id == l.id) || (l.text != "" && strings.Contains(c.msg, l.text))
-		})
-	}
 	for _, l := range ex.eventLog {
-		if !logged(l) {
-			r.mismatch(l.line, "expect.event-log", l.String()+" in the event log", "none", time.Time{}, time.Time{})
+		l = r.resolveLog(l)
+		if _, ok := l.find(recs); !ok {
+			got := "none"
+			if len(l.compared()) > 1 {
+				got = "no record matched on " + strings.Join(l.compared(), ", ")
+				if c, n := l.closest(recs); n > 0 {
+					got += fmt.Sprintf("; the closest (%d of %d): %s", n, len(l.compared()), c.text())
+				}
+			}
+			r.mismatch(l.line, "expect.event-log", l.String()+" in the event log", got, time.Time{}, time.Time{})
 		}
 	}
 	for _, l := range ex.noEventLog {
-		if logged(l) {
-			r.mismatch(l.line, "expect.no-event-log", "no "+l.String(), l.String()+" logged", time.Time{}, time.Time{})
+		l = r.resolveLog(l)
+		if c, ok := l.find(recs); ok {
+			r.mismatch(l.line, "expect.no-event-log", "no "+l.String(), c.text(), time.Time{}, time.Time{})
 		}
 	}
 	for _, b := range ex.timing {
@@ -98,11 +103,120 @@ func (r *runner) checkExpectations(all []Entry) {
 	}
 }
 
+// resolveExpect returns a copy of e whose patterns have their saved names
+// filled in (R3: the Scenario is not modified).
+func (r *runner) resolveExpect(e expectSpec) expectSpec {
+	all := func(ps []pattern) []pattern {
+		out := make([]pattern, len(ps))
+		for i, p := range ps {
+			out[i] = p.resolve(r.savedText)
+		}
+		return out
+	}
+	if e.trace != nil {
+		t := *e.trace
+		t.lines = all(t.lines)
+		e.trace = &t
+	}
+	e.subsequence, e.absent = all(e.subsequence), all(e.absent)
+	e.counts = slices.Clone(e.counts)
+	for i := range e.counts {
+		e.counts[i].pattern = e.counts[i].pattern.resolve(r.savedText)
+	}
+	e.timing = slices.Clone(e.timing)
+	for i := range e.timing {
+		e.timing[i].sel = e.timing[i].sel.resolve(r.savedText)
+	}
+	return e
+}
+
+// savedText is what ${name} stands for: a saved set's or snapshot's ID as
+// trace lines print it, or an export's name. A name whose step never ran
+// stands for a text no line holds.
+func (r *runner) savedText(name string) string {
+	r.mu.Lock()
+	v, ok := r.mu.saved[name]
+	r.mu.Unlock()
+	switch {
+	case !ok:
+		return "${" + name + "}: not saved (its step did not run)"
+	case v.kind == savedExport:
+		return v.export
+	}
+	return v.id.String()
+}
+
+// resolveLog fills in the saved names of a selector's field values.
+func (r *runner) resolveLog(l logExpect) logExpect {
+	if !l.refs {
+		return l
+	}
+	fields := make(map[string]string, len(l.fields))
+	for k, v := range l.fields {
+		fields[k] = savedRef.ReplaceAllStringFunc(v, func(m string) string { return r.savedText(m[2 : len(m)-1]) })
+	}
+	l.fields, l.refs = fields, false
+	return l
+}
+
+// score counts how many of the selector's comparisons the record passes.
+func (l logExpect) score(c capturedRecord) int {
+	n := 0
+	if l.id != 0 && c.id == l.id {
+		n++
+	}
+	if l.text != "" && strings.Contains(c.msg, l.text) {
+		n++
+	}
+	if l.level != "" && c.level.String() == l.level {
+		n++
+	}
+	for k, want := range l.fields {
+		if got, ok := c.attrs[k]; ok && (got == want || hresultName(got) == hresultName(want)) {
+			n++
+		}
+	}
+	return n
+}
+
+func hresultName(s string) string {
+	if hr, err := vss.ParseHRESULT(s); err == nil {
+		return hr.Name()
+	}
+	return s
+}
+
+// find returns the first record that passes every comparison.
+func (l logExpect) find(recs []capturedRecord) (capturedRecord, bool) {
+	all := len(l.compared())
+	for _, c := range recs {
+		if l.score(c) == all {
+			return c, true
+		}
+	}
+	return capturedRecord{}, false
+}
+
+// closest returns the record that passes the most comparisons, and how
+// many; the first such record on a tie.
+func (l logExpect) closest(recs []capturedRecord) (capturedRecord, int) {
+	var best capturedRecord
+	n := 0
+	for _, c := range recs {
+		if s := l.score(c); s > n {
+			best, n = c, s
+		}
+	}
+	return best, n
+}
+
+// lineAt names a line of the trace with the time it began, as the
+// report's "at" column shows it: "\"writer:Freeze:sql -> true\" (at 2.1ms)".
 func lineAt(trace []Entry, i int) string {
 	if i < 0 || i >= len(trace) {
 		return "the start"
 	}
-	return fmt.Sprintf("%q", trace[i].Line())
+	return fmt.Sprintf("%q (at %s)", trace[i].Line(), fmtDur(trace[i].Start))
 }
 
 func (r *runner) traceMismatch(line int, what, expected, got string, trace []Entry, at int) {

@@ -50,7 +50,7 @@ func Parse(file string, data []byte) (sc *Scenario, err error) {
 	} else if err != nil {
 		return nil, yamlError(file, err)
 	}
-	d := &decoder{file: file, saved: map[string]savedKind{}, asyncs: map[string]bool{}}
+	d := &decoder{file: file, saved: map[string]savedKind{}, asyncs: map[string]bool{}, marks: map[string]bool{}}
 	sc = &Scenario{File: file, Summary: leadingComment(data)}
 	if len(doc.Content) == 0 {
 		return nil, &Error{File: file, Line: 1, Err: errors.New("empty scenario")}
@@ -114,6 +114,7 @@ type decoder struct {
 	// What the steps declared so far, to check references in order.
 	saved      map[string]savedKind
 	asyncs     map[string]bool
+	marks      map[string]bool // store-bytes marks
 	requesters []string
 }
 
@@ -521,6 +522,17 @@ func (d *decoder) lun(a *arraySpec, n *yaml.Node, path string) error {
 			"thin":       func(v *yaml.Node, p string) error { return d.boolean(v, p, &l.opts.Thin) },
 			"identity":   func(v *yaml.Node, p string) error { idNode = v; return nil },
 			"count":      func(v *yaml.Node, p string) error { return nil },
+			"filesystem": func(v *yaml.Node, p string) error {
+				s, err := d.scalar(v, p)
+				if err != nil {
+					return err
+				}
+				if s != "ext4" {
+					return d.errf(v, p, "%q: the runner makes ext4 file systems", s)
+				}
+				l.filesystem = &fsSpec{typ: s}
+				return nil
+			},
 			"faults": func(v *yaml.Node, p string) error {
 				return d.list(v, p, func(i int, v *yaml.Node, p string) error {
 					f, err := d.fault(v, p)
@@ -537,6 +549,9 @@ func (d *decoder) lun(a *arraySpec, n *yaml.Node, path string) error {
 		}
 		if d.hasLUN(l.name) {
 			return d.errf(node, join(path, "name"), "LUN %q declared twice", l.name)
+		}
+		if l.filesystem != nil && l.opts.Size < minFilesystem {
+			return d.errf(node, join(path, "size"), "an ext4 file system needs a LUN of %d MiB at least", minFilesystem>>20)
 		}
 		if l.opts.Size%int64(l.opts.BlockSize) != 0 {
 			return d.errf(node, join(path, "size"), "%d bytes is not a multiple of the %d-byte block size", l.opts.Size, l.opts.BlockSize)
@@ -557,6 +572,9 @@ func (d *decoder) lun(a *arraySpec, n *yaml.Node, path string) error {
 	}
 	return nil
 }
+
+// minFilesystem is the smallest LUN the runner makes a file system on.
+const minFilesystem = 8 << 20
 
 // fault decodes one injected LUN fault.
 func (d *decoder) fault(n *yaml.Node, path string) (faultSpec, error) {
@@ -852,9 +870,28 @@ func (d *decoder) writer(i int, n *yaml.Node, path string) error {
 			})
 		},
 		"on": func(v *yaml.Node, p string) error { onNode = v; return nil },
+		"exec": func(v *yaml.Node, p string) error {
+			o, err := d.execWriter(v, p)
+			ws.exec = o
+			return err
+		},
+		"fsfreeze": func(v *yaml.Node, p string) error {
+			f, err := d.fsfreezeWriter(v, p)
+			ws.fsfreeze = f
+			return err
+		},
 	}, "name")
 	if err != nil {
 		return err
+	}
+	kinds := 0
+	for _, set := range []bool{onNode != nil, ws.exec != nil, ws.fsfreeze != nil} {
+		if set {
+			kinds++
+		}
+	}
+	if kinds > 1 {
+		return d.errf(n, path, "a writer is scripted (on), exec or fsfreeze, one of them")
 	}
 	if slices.ContainsFunc(d.sc.writers, func(o writerSpec) bool { return o.name == ws.name }) {
 		return d.errf(n, join(path, "name"), "writer %q declared twice", ws.name)
@@ -896,8 +933,105 @@ func (d *decoder) writer(i int, n *yaml.Node, path string) error {
 	if err := ws.script.Validate(); err != nil {
 		return d.errf(n, path, "%v", err)
 	}
+	if ws.exec != nil {
+		ws.exec.Components = ws.script.Components
+		if _, err := coordinator.NewExecWriter(*ws.exec); err != nil {
+			return d.errf(n, join(path, "exec"), "%v", strings.TrimPrefix(err.Error(), coordinator.ErrInvalidExecOptions.Error()+": "))
+		}
+	}
 	d.sc.writers = append(d.sc.writers, ws)
 	return nil
+}
+
+// execWriter decodes an exec writer as the daemon's configuration writes
+// it: command (the event's name appended), commands per event, timeout,
+// dir (relative to the scenario file) and env.
+func (d *decoder) execWriter(n *yaml.Node, path string) (*coordinator.ExecOptions, error) {
+	o := &coordinator.ExecOptions{}
+	argv := func(v *yaml.Node, p string, out *[]string) error {
+		return d.list(v, p, func(i int, v *yaml.Node, p string) error {
+			s, err := d.scalar(v, p)
+			*out = append(*out, s)
+			return err
+		})
+	}
+	err := d.fields(n, path, handlers{
+		"command": func(v *yaml.Node, p string) error { return argv(v, p, &o.Command) },
+		"commands": func(v *yaml.Node, p string) error {
+			if err := d.check(v, p, yaml.MappingNode, "a mapping of writer events to commands"); err != nil {
+				return err
+			}
+			o.Commands = map[vss.WriterEvent][]string{}
+			for i := 0; i+1 < len(v.Content); i += 2 {
+				k, c := v.Content[i], v.Content[i+1]
+				ev, err := vss.ParseWriterEvent(k.Value)
+				if err != nil {
+					return d.errf(k, p, "unknown event %q", k.Value)
+				}
+				if _, dup := o.Commands[ev]; dup {
+					return d.errf(k, p, "event %v given twice", ev)
+				}
+				var cmd []string
+				if err := argv(c, join(p, k.Value), &cmd); err != nil {
+					return err
+				}
+				o.Commands[ev] = cmd
+			}
+			return nil
+		},
+		"timeout": func(v *yaml.Node, p string) error { return d.duration(v, p, &o.Timeout) },
+		"dir": func(v *yaml.Node, p string) error {
+			if err := d.str(v, p, &o.Dir); err != nil {
+				return err
+			}
+			if !filepath.IsAbs(o.Dir) {
+				o.Dir = filepath.Join(filepath.Dir(d.file), o.Dir)
+			}
+			return nil
+		},
+		"env": func(v *yaml.Node, p string) error {
+			return d.list(v, p, func(i int, v *yaml.Node, p string) error {
+				s, err := d.scalar(v, p)
+				if err == nil && !strings.Contains(s, "=") {
+					return d.errf(v, p, "%q: want NAME=VALUE", s)
+				}
+				o.Env = append(o.Env, s)
+				return err
+			})
+		},
+	})
+	if err == nil && len(o.Command) == 0 && len(o.Commands) == 0 {
+		err = d.errf(n, path, "an exec writer needs command or commands")
+	}
+	return o, err
+}
+
+// fsfreezeWriter decodes {mount-point: PATH} or {lun: NAME}, and
+// max-frozen.
+func (d *decoder) fsfreezeWriter(n *yaml.Node, path string) (*fsfreezeSpec, error) {
+	f := &fsfreezeSpec{}
+	err := d.fields(n, path, handlers{
+		"mount-point": func(v *yaml.Node, p string) error { return d.str(v, p, &f.mountPoint) },
+		"lun": func(v *yaml.Node, p string) error {
+			if err := d.name(v, p, &f.lun); err != nil {
+				return err
+			}
+			for _, l := range d.sc.array.luns {
+				if l.name == f.lun {
+					if l.filesystem == nil {
+						return d.errf(v, p, "LUN %q has no filesystem for the runner to mount", f.lun)
+					}
+					return nil
+				}
+			}
+			return d.errf(v, p, "no LUN %q in the array", f.lun)
+		},
+		"max-frozen": func(v *yaml.Node, p string) error { return d.duration(v, p, &f.maxFrozen) },
+	})
+	if err == nil && (f.mountPoint == "") == (f.lun == "") {
+		err = d.errf(n, path, "an fsfreeze writer takes mount-point or lun, one of them")
+	}
+	return f, err
 }
 
 func (d *decoder) action(n *yaml.Node, path string) (coordinator.Action, error) {
@@ -983,6 +1117,20 @@ func (d *decoder) load(i int, n *yaml.Node, path string) error {
 			return err
 		},
 		"verify": func(v *yaml.Node, p string) error { return d.boolean(v, p, &l.verify) },
+		"point-in-time": func(v *yaml.Node, p string) error {
+			s, err := d.scalar(v, p)
+			if err != nil {
+				return err
+			}
+			switch s {
+			case "commit":
+			case "hold":
+				l.atHold = true
+			default:
+				return d.errf(v, p, "%q: want commit (the default) or hold", s)
+			}
+			return nil
+		},
 		"quiesce-with": func(v *yaml.Node, p string) error {
 			if err := d.name(v, p, &l.quiesceWith); err != nil {
 				return err
@@ -1001,6 +1149,9 @@ func (d *decoder) load(i int, n *yaml.Node, path string) error {
 	for _, s := range d.sc.array.luns {
 		if s.name == l.lun {
 			size, bs = s.opts.Size, s.opts.BlockSize
+			if s.filesystem != nil {
+				return d.errf(n, join(path, "lun"), "LUN %s holds a file system; a load would write over it", l.lun)
+			}
 		}
 	}
 	if l.blockSize == 0 {

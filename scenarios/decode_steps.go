@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -55,9 +56,10 @@ var calls = map[string]callDef{
 // asyncCalls are the IVssAsync calls, as trace lines name them.
 var asyncCalls = []string{"Async.Wait", "Async.Cancel", "Async.QueryStatus"}
 
-// stepKeys are the keys each kind of step takes besides its own.
+// stepKeys are the keys each kind of step takes besides its own; every
+// step also takes repeat.
 var stepKeys = map[stepKind][]string{
-	stepCall:          {"requester", "args", "expect", "save", "async", "writers", "count", "properties", "repeat"},
+	stepCall:          {"requester", "args", "expect", "save", "async", "writers", "count", "properties"},
 	stepBackup:        {"requester", "expect", "writers", "save"},
 	stepParallel:      {},
 	stepWait:          {"expect"},
@@ -66,10 +68,14 @@ var stepKeys = map[stepKind][]string{
 	stepSleep:         {},
 	stepWaitFor:       {"timeout"},
 	stepReleaseCommit: {"requester"},
-	stepCheck:         {},
+	stepCheck:         {"requester"}, // lun-info resolves a volume in this requester's last set
 	stepWrite:         {"requester"},
 	stepRead:          {"requester"},
+	stepFilesystem:    {"requester"},
 }
+
+// maxRepeat bounds repeat: a load across many sets, not a soak.
+const maxRepeat = 256
 
 // defaultRequester is the requester of steps that name none.
 const defaultRequester = "r1"
@@ -101,11 +107,11 @@ func (d *decoder) steps(n *yaml.Node, path string, inParallel bool) ([]*step, er
 	}
 	repeat := 1
 	if v := mapValue(n, "repeat"); v != nil {
-		if kind != stepCall {
-			return nil, d.errf(v, join(path, "repeat"), "only a call repeats")
-		}
-		if err := d.integer(v, join(path, "repeat"), 1, 256, &repeat); err != nil {
+		if err := d.integer(v, join(path, "repeat"), 1, maxRepeat, &repeat); err != nil {
 			return nil, err
+		}
+		if sv := mapValue(n, "save"); repeat > 1 && sv != nil && sv.Kind == yaml.ScalarNode && !strings.Contains(sv.Value, "{i}") {
+			return nil, d.errf(sv, join(path, "save"), "a repeated step saves under a name with {i}, the iteration from 1 (%s{i})", sv.Value)
 		}
 	}
 	var out []*step
@@ -129,6 +135,7 @@ func (d *decoder) step(n *yaml.Node, path string, kind stepKind, inParallel bool
 	for _, k := range stepKeys[kind] {
 		h[k] = nil
 	}
+	h["repeat"] = nil
 	var argsNode, writersNode, asyncNode, saveNode *yaml.Node
 	// Keys the step's own kind does not take are unknown keys; the
 	// handlers below are installed only for the keys it does take.
@@ -138,7 +145,7 @@ func (d *decoder) step(n *yaml.Node, path string, kind stepKind, inParallel bool
 		}
 	}
 	set("requester", func(v *yaml.Node, p string) error { return d.name(v, p, &s.requester) })
-	set("expect", func(v *yaml.Node, p string) error { return d.hresult(v, p, &s.expect) })
+	set("expect", func(v *yaml.Node, p string) error { return d.outcome(v, p, &s.expect) })
 	set("args", func(v *yaml.Node, p string) error { argsNode = v; return nil })
 	set("save", func(v *yaml.Node, p string) error { saveNode = v; return nil })
 	set("async", func(v *yaml.Node, p string) error { asyncNode = v; return nil })
@@ -151,9 +158,8 @@ func (d *decoder) step(n *yaml.Node, path string, kind stepKind, inParallel bool
 	})
 	set("properties", func(v *yaml.Node, p string) error { return d.properties(s, v, p) })
 	set("result", func(v *yaml.Node, p string) error {
-		var hr vss.HRESULT
-		s.result = &hr
-		return d.hresult(v, p, s.result)
+		s.result = &outcome{}
+		return d.outcome(v, p, s.result)
 	})
 	set("timeout", func(v *yaml.Node, p string) error { return d.duration(v, p, &s.duration) })
 	switch kind {
@@ -205,8 +211,8 @@ func (d *decoder) step(n *yaml.Node, path string, kind stepKind, inParallel bool
 			if pt.kind != kindProvider && pt.kind != kindWriter {
 				return d.errf(v, p, "wait-for waits for a provider call or a writer event to begin")
 			}
-			if pt.hasResult {
-				return d.errf(v, p, "wait-for waits for a call to begin, so it takes no result")
+			if pt.hasResult || pt.detail != "" {
+				return d.errf(v, p, "wait-for waits for a call to begin, so it takes no result or detail")
 			}
 			s.waitFor = &pt
 			return nil
@@ -225,6 +231,8 @@ func (d *decoder) step(n *yaml.Node, path string, kind stepKind, inParallel bool
 		h["check"] = func(v *yaml.Node, p string) error { return d.checkStep(s, v, p) }
 	case stepWrite, stepRead:
 		h[kind.String()] = func(v *yaml.Node, p string) error { return d.dataStep(s, v, p) }
+	case stepFilesystem:
+		h["filesystem"] = func(v *yaml.Node, p string) error { return d.fsStep(s, v, p) }
 	}
 	for k, fn := range h {
 		if fn == nil {
@@ -613,7 +621,104 @@ func (d *decoder) checkStep(s *step, n *yaml.Node, path string) error {
 		"snapshots":     count(&c.snapshots),
 		"snapshot-luns": count(&c.snapshotLUNs),
 		"unique-naa":    func(v *yaml.Node, p string) error { return d.boolean(v, p, &c.uniqueNAA) },
+		"store-bytes":   func(v *yaml.Node, p string) error { return d.storeBytes(c, v, p) },
+		"goroutines": func(v *yaml.Node, p string) error {
+			s, err := d.scalar(v, p)
+			if err != nil {
+				return err
+			}
+			if s != "stable" {
+				return d.errf(v, p, "%q: goroutines takes stable (no more than when the step before began)", s)
+			}
+			c.goroutines = true
+			return nil
+		},
+		"lun-info": func(v *yaml.Node, p string) error { return d.lunInfo(c, v, p) },
 	})
+}
+
+// storeBytes decodes {mark: NAME} or {max: SIZE|MARK, min: SIZE|MARK}.
+func (d *decoder) storeBytes(c *checkSpec, n *yaml.Node, path string) error {
+	sb := &storeBytesCheck{}
+	c.storeBytes = sb
+	bound := func(size *int64, mark *string, has *bool) func(v *yaml.Node, p string) error {
+		return func(v *yaml.Node, p string) error {
+			*has = true
+			s, err := d.scalar(v, p)
+			if err != nil {
+				return err
+			}
+			if d.marks[s] {
+				*mark = s
+				return nil
+			}
+			if s == "0" {
+				return nil
+			}
+			if err := d.size(v, p, size); err != nil {
+				return d.errf(v, p, "%q: want a size (4MiB, 0) or a name marked by an earlier store-bytes check", s)
+			}
+			return nil
+		}
+	}
+	err := d.fields(n, path, handlers{
+		"mark": func(v *yaml.Node, p string) error {
+			if err := d.name(v, p, &sb.mark); err != nil {
+				return err
+			}
+			if d.marks[sb.mark] {
+				return d.errf(v, p, "%q is marked already", sb.mark)
+			}
+			return nil
+		},
+		"max": bound(&sb.max, &sb.maxMark, &sb.hasMax),
+		"min": bound(&sb.min, &sb.minMark, &sb.hasMin),
+	})
+	if err != nil {
+		return err
+	}
+	if sb.mark == "" && !sb.hasMax && !sb.hasMin {
+		return d.errf(n, path, "store-bytes takes mark, max or min")
+	}
+	if sb.mark != "" {
+		d.marks[sb.mark] = true
+	}
+	return nil
+}
+
+// lunInfoFields are the VDS_LUN_INFORMATION fields a lun-info check may
+// expect.
+var lunInfoFields = []string{"vendor", "product", "revision", "serial", "bus-type", "version"}
+
+// lunInfo decodes a snapshot reference, all, or {snapshot, vendor,
+// product, revision, serial, bus-type, version}.
+func (d *decoder) lunInfo(c *checkSpec, n *yaml.Node, path string) error {
+	li := &lunInfoCheck{want: map[string]string{}}
+	c.lunInfo = li
+	if n.Kind == yaml.ScalarNode {
+		s, err := d.scalar(n, path)
+		if err != nil {
+			return err
+		}
+		if s == "all" {
+			return nil
+		}
+		return d.snapshotRef(n, path, &li.snapshot)
+	}
+	h := handlers{"snapshot": func(v *yaml.Node, p string) error {
+		if s, _ := d.scalar(v, p); s == "all" {
+			return nil
+		}
+		return d.snapshotRef(v, p, &li.snapshot)
+	}}
+	for _, f := range lunInfoFields {
+		h[f] = func(v *yaml.Node, p string) error {
+			s, err := d.scalar(v, p)
+			li.want[f] = s
+			return err
+		}
+	}
+	return d.fields(n, path, h)
 }
 
 func (d *decoder) dataStep(s *step, n *yaml.Node, path string) error {
@@ -687,6 +792,11 @@ func (d *decoder) pattern(n *yaml.Node, path string) (pattern, error) {
 		return p, d.errf(n, path, "%v", err)
 	}
 	p.line = n.Line
+	for _, ref := range p.refs {
+		if k, ok := d.saved[ref]; !ok || k == savedDocument {
+			return p, d.errf(n, path, "%q: ${%s}: no step saves a set, snapshot or export as %q", s, ref, ref)
+		}
+	}
 	if p.actor != "" {
 		ok := false
 		switch p.kind {
@@ -724,19 +834,9 @@ func (d *decoder) expect(e *expectSpec, n *yaml.Node, path string) error {
 	logs := func(out *[]logExpect) func(v *yaml.Node, p string) error {
 		return func(v *yaml.Node, p string) error {
 			return d.list(v, p, func(i int, v *yaml.Node, p string) error {
-				s, err := d.scalar(v, p)
-				if err != nil {
-					return err
-				}
-				le := logExpect{line: v.Line, text: s}
-				if id, err := strconv.Atoi(s); err == nil {
-					if id < 1 || id > 65535 {
-						return d.errf(v, p, "%d is not an event ID", id)
-					}
-					le = logExpect{line: v.Line, id: id}
-				}
+				le, err := d.logExpect(v, p)
 				*out = append(*out, le)
-				return nil
+				return err
 			})
 		}
 	}
@@ -867,4 +967,155 @@ func (d *decoder) timing(n *yaml.Node, path string) (timingSpec, error) {
 		t.text += " > " + t.min.String()
 	}
 	return t, selector(selNode, join(path, "span"), sel)
+}
+
+// logExpect decodes one event-log selector: an event ID, a text the
+// message contains, or a mapping of id, message, level and record fields.
+func (d *decoder) logExpect(v *yaml.Node, p string) (logExpect, error) {
+	le := logExpect{line: v.Line}
+	eventID := func(v *yaml.Node, p string, s string) error {
+		id, err := strconv.Atoi(s)
+		if err != nil || id < 1 || id > 65535 {
+			return d.errf(v, p, "%q is not an event ID (1 to 65535)", s)
+		}
+		le.id = id
+		return nil
+	}
+	if v.Kind == yaml.MappingNode {
+		if err := d.check(v, p, yaml.MappingNode, "a mapping"); err != nil {
+			return le, err
+		}
+		le.fields = map[string]string{}
+		for i := 0; i+1 < len(v.Content); i += 2 {
+			k, val := v.Content[i], v.Content[i+1]
+			if err := d.check(k, p, yaml.ScalarNode, "a field name"); err != nil {
+				return le, err
+			}
+			kp := join(p, k.Value)
+			s, err := d.scalar(val, kp)
+			if err != nil {
+				return le, err
+			}
+			if _, dup := le.fields[k.Value]; dup || (k.Value == "id" && le.id != 0) || (k.Value == "message" && le.text != "") || (k.Value == "level" && le.level != "") {
+				return le, d.errf(k, p, "key %q given twice", k.Value)
+			}
+			switch k.Value {
+			case "id", "event_id":
+				if err := eventID(val, kp, s); err != nil {
+					return le, err
+				}
+			case "message":
+				le.text = s
+			case "level":
+				switch strings.ToUpper(s) {
+				case "DEBUG", "INFO", "WARN", "ERROR":
+					le.level = strings.ToUpper(s)
+				default:
+					return le, d.errf(val, kp, "%q: want DEBUG, INFO, WARN or ERROR", s)
+				}
+			default:
+				if !validName(k.Value) {
+					return le, d.errf(k, p, "%q is not a record field", k.Value)
+				}
+				if hr, err := vss.ParseHRESULT(s); err == nil && strings.HasPrefix(s, "0x") {
+					s = hr.Name()
+				}
+				for _, m := range savedRef.FindAllStringSubmatch(s, -1) {
+					if kind, ok := d.saved[m[1]]; !ok || kind == savedDocument {
+						return le, d.errf(val, kp, "${%s}: no step saves a set, snapshot or export as %q", m[1], m[1])
+					}
+					le.refs = true
+				}
+				le.fields[k.Value] = s
+			}
+		}
+		if le.id == 0 && le.text == "" && le.level == "" && len(le.fields) == 0 {
+			return le, d.errf(v, p, "a record selector names at least one field")
+		}
+		return le, nil
+	}
+	s, err := d.scalar(v, p)
+	if err != nil {
+		return le, err
+	}
+	if _, err := strconv.Atoi(s); err == nil {
+		return le, eventID(v, p, s)
+	}
+	le.text = s
+	return le, nil
+}
+
+// fsStep decodes {lun | snapshot [, source-lun], path, write | read |
+// absent}.
+func (d *decoder) fsStep(s *step, n *yaml.Node, path string) error {
+	f := &fsStep{}
+	s.fs = f
+	var hasRead bool
+	err := d.fields(n, path, handlers{
+		"lun": func(v *yaml.Node, p string) error {
+			if err := d.name(v, p, &f.lun); err != nil {
+				return err
+			}
+			for _, l := range d.sc.array.luns {
+				if l.name == f.lun {
+					if l.filesystem == nil {
+						return d.errf(v, p, "LUN %q has no filesystem (give it filesystem: ext4)", f.lun)
+					}
+					return nil
+				}
+			}
+			return d.errf(v, p, "no LUN %q in the array", f.lun)
+		},
+		"snapshot":   func(v *yaml.Node, p string) error { return d.snapshotRef(v, p, &f.snapshot) },
+		"source-lun": func(v *yaml.Node, p string) error { return d.name(v, p, &f.sourceLUN) },
+		"path": func(v *yaml.Node, p string) error {
+			if err := d.str(v, p, &f.path); err != nil {
+				return err
+			}
+			clean := filepath.Clean(f.path)
+			if filepath.IsAbs(f.path) || clean == "." || strings.HasPrefix(clean, "..") {
+				return d.errf(v, p, "%q: a path inside the file system, relative to its root", f.path)
+			}
+			f.path = clean
+			return nil
+		},
+		"write": func(v *yaml.Node, p string) error {
+			var str string
+			err := d.str(v, p, &str)
+			f.write = []byte(str)
+			return err
+		},
+		"read": func(v *yaml.Node, p string) error {
+			var str string
+			err := d.str(v, p, &str)
+			f.read, hasRead = []byte(str), true
+			return err
+		},
+		"absent": func(v *yaml.Node, p string) error { return d.boolean(v, p, &f.absent) },
+	}, "path")
+	if err != nil {
+		return err
+	}
+	if (f.lun == "") == (f.snapshot == "") {
+		return d.errf(n, path, "give lun or snapshot, one of them")
+	}
+	ops := 0
+	for _, set := range []bool{f.write != nil, hasRead, f.absent} {
+		if set {
+			ops++
+		}
+	}
+	if ops != 1 {
+		return d.errf(n, path, "give one of write, read and absent")
+	}
+	if f.write != nil && f.snapshot != "" {
+		return d.errf(n, path, "a snapshot's file system is mounted read-only; write to a LUN's")
+	}
+	if f.sourceLUN != "" && f.snapshot == "" {
+		return d.errf(n, path, "source-lun picks a LUN of a snapshot")
+	}
+	if !slices.ContainsFunc(d.sc.array.luns, func(l lunSpec) bool { return l.filesystem != nil }) {
+		return d.errf(n, path, "no LUN of the array has a filesystem")
+	}
+	return nil
 }

@@ -38,6 +38,7 @@
 //	       identity: {vendor, product, revision, serial, naa: 32 hex digits}}
 //	    - {name: "v{i}", size: 1MiB, count: 65}    # v1 ... v65
 //	    - {name: slow, size: 1MiB, faults: [{op: flush, delay: 11s, error: EIO, nth: 3, probability: 0.1, seed: 1}]}
+//	    - {name: fs0, size: 64MiB, filesystem: ext4}   # made and mounted by the runner; see File systems
 //	  volumes:                    # a LUN is also a volume of itself
 //	    - {name: "D:", luns: [lun0, lun1]}
 //	providers:                    # at least one
@@ -55,9 +56,14 @@
 //	    on:                       # per event: coordinator.Action
 //	      Freeze: {delay: 1s, result: ok|fail|veto|panic|hang,
 //	               failure: HRESULT, application: HRESULT, message: TEXT, illegal: false}
+//	  - name: hook                # a real writer, as the daemon's configuration has it:
+//	    exec: {command: [ARGV...], commands: {Freeze: [ARGV...]}, timeout: 30s, dir: D, env: [K=V]}   # dir relative to the file
+//	  - name: ext4                # or one that freezes a file system (FIFREEZE, FITHAW):
+//	    fsfreeze: {mount-point: /mnt/data, max-frozen: 30s}   # or {lun: fs0}
 //	load:                         # writes through NBD while the steps run
 //	  - {lun: lun0, rate: 500, pattern: sequential|random, block-size: 4KiB,
-//	     region: 4MiB, connections: 1, seed: 1, verify: true, quiesce-with: sql}
+//	     region: 4MiB, connections: 1, seed: 1, verify: true, quiesce-with: sql,
+//	     point-in-time: commit|hold}   # how each snapshot is checked (S5)
 //	steps: [...]                  # required; below
 //	expect: {...}                 # below
 //
@@ -65,14 +71,21 @@
 //
 // A step is a mapping with one action key. requester (default r1) names
 // the requester a step speaks for; it is created on first use.
-// expect is the HRESULT the step ends with, S_OK unless given: a step that
-// ends otherwise is a mismatch, and the steps stop there.
+// expect is what the step ends with, S_OK unless given: one HRESULT, a
+// list of them ([VSS_E_BAD_STATE, VSS_E_OBJECT_NOT_FOUND]), failed (any
+// failure code), succeeded (any success code) or any. A step that ends
+// otherwise is a mismatch, and the steps stop there. Every step takes
+// repeat: N (up to 256), which runs it N times; {i} in any of its values
+// is the iteration from 1, so a repeated step saves under a name with {i}
+// (save: "s{i}" keeps s1 ... sN).
 //
 //	steps:
 //	  - backup: {volumes: ["D:"], context: VSS_CTX_BACKUP, backup-type: FULL, provider: NAME,
 //	             keep-open: false, retry-in-progress: false, crash-after: CALL}
 //	    writers: {sql: STABLE, exch: {state: FAILED_AT_FREEZE, failure: HRESULT, application: HRESULT, message: TEXT}}
-//	    save: NAME                  # the set's ID
+//	    save: NAME                  # the set's ID, from StartSnapshotSet on
+//	    expect: failed              # or an HRESULT, a list of them, succeeded, any
+//	    repeat: 50                  # on every step
 //	  - call: AddToSnapshotSet      # any IVssBackupComponents call, by its Windows name
 //	    args: {volume: "D:", provider: NAME}
 //	    save: NAME                  # StartSnapshotSet, AddToSnapshotSet, ExposeSnapshot, SaveDocument
@@ -87,8 +100,14 @@
 //	  - release-commit: array       # the "snapshot taken" signal of an until-released profile
 //	  - sleep: 2s
 //	  - check: {snapshots: N, snapshot-luns: N, unique-naa: true}
+//	  - check: {store-bytes: {mark: NAME}}          # the array's data memory, kept under NAME
+//	  - check: {store-bytes: {max: NAME, min: 4MiB}} # bounded by a mark or a size (C5)
+//	  - check: {goroutines: stable}  # the run's goroutines no more than when the step before began
+//	  - check: {lun-info: "D:"}      # or all, or {snapshot: "D:", vendor, product, revision, serial, bus-type, version}; requester: NAME
 //	  - write: {lun: lun0, offset: 0, data: TEXT}    # or snapshot: "D:", or export: NAME; fails: true
 //	  - read: {snapshot: "D:", offset: 0, data: TEXT}
+//	  - filesystem: {lun: fs0, path: dir/file, write: TEXT}      # written and fsynced
+//	  - filesystem: {snapshot: "D:", path: dir/file, read: TEXT} # or absent: true; source-lun: NAME
 //
 // The calls and their args: InitializeForBackup {document}, SetContext
 // {context}, SetBackupState {select-components, bootable-state,
@@ -117,19 +136,53 @@
 // crash-after stops right after the named call and closes without
 // AbortBackup, as the system releases a requester that died.
 //
+// The checks: store-bytes reads the array's data memory (cow.StoreStats
+// DataBytes) and keeps it under a mark or bounds it, so that a file shows
+// that deleting a snapshot gave every block back (C5). goroutines: stable
+// counts the goroutines of the run (those carrying its pprof label: the
+// service's, the providers', the NBD server's, the load's, whatever else
+// runs in the process) and wants no more, within 2 s, than when the step
+// before began: an abort left nothing running. NBD connections a step
+// opens (read, write) count too. lun-info asks each target LUN's provider
+// for FillInLunInfo and compares its VDS_LUN_INFORMATION with the one
+// GetTargetLuns gave, field by field (vendor, product, revision, serial,
+// bus type, version, disk signature, page-83 identifiers), and with the
+// fields given.
+//
+// # Real writers and file systems
+//
+// exec and fsfreeze writers are coordinator.ExecWriter and
+// coordinator.FsfreezeWriter, as "shadowbench serve" configures them: an
+// exec command answers with its exit status or a last line "ok", "veto
+// HRESULT" or "fail HRESULT"; its timeout is real time, since a command's
+// run does not scale. A LUN with filesystem: ext4 is made ext4 through
+// nbdfuse (the LUN's export as a file), and mounted through a loop device,
+// before the steps, as a Linux client of the array would; fsfreeze: {lun:
+// NAME} freezes that mount. A filesystem step writes a file there, or
+// reads one on a snapshot's file system, exposed read-only through
+// nbdfuse and mounted without replaying its journal for the step. File
+// systems need nbdfuse, fuse3, e2fsprogs, /dev/fuse and root: elsewhere the
+// scenario is skipped (StatusSkipped, saying what is missing), and under
+// CI=true it fails instead, as CI has them.
+//
 // # The trace
 //
 // Each line is "kind:name[:actor] -> result [detail]", in the order the
 // steps began, an outer span before what it contains:
 //
 //	requester:StartSnapshotSet:r1 -> S_OK
-//	provider:CommitSnapshots:array -> VSS_E_UNEXPECTED_PROVIDER_ERROR [provider returned E_FAIL]
+//	provider:BeginPrepareSnapshot:array -> S_OK [set={2F0C...}; snapshot={9A1B...}]
+//	provider:CommitSnapshots:array -> VSS_E_UNEXPECTED_PROVIDER_ERROR [provider returned E_FAIL; set={2F0C...}]
 //	writer:Freeze:sql -> true [SetWriterFailure VSS_E_WRITERERROR_RETRYABLE]
+//	writer:BackupShutdown:sql -> true [set={2F0C...}]
 //	phase:CommitSnapshots -> S_OK
 //	window:hold -> VSS_E_HOLD_WRITES_TIMEOUT [writes held past 10s]
 //
 // Writer events come to true, false, timeout or panic. AreLunsSupported
-// and FillInLunInfo carry their BOOL ([supported=false]). Durations in
+// and FillInLunInfo carry their BOOL ([supported=false]), once. The lines
+// where VSS passes a set or snapshot ID carry it (set=, snapshot=): the
+// provider calls that take a SnapshotSetId and BeginPrepareSnapshot's
+// snapshot ID, and OnBackupShutdown(setId). Durations in
 // details read in scenario time. One event delivered to several writers
 // at once is sorted by writer name, so a trace is the same from run to run.
 //
@@ -152,15 +205,28 @@
 //	  absent: [LINE...]           # no such line
 //	  count: {LINE: N}            # exactly N such lines
 //	  event-log: [12298, "provider call failed"]              # event IDs or message texts
-//	  no-event-log: [12293]
+//	  event-log: [{id: 12293, returned: E_FAIL, method: PreCommitSnapshots, level: error, set: "${s}"}]
+//	  no-event-log: [12293, {id: 12293, method: AbortSnapshots}]
 //	  timing:
 //	    - "CommitSnapshots < 1s"  # a bare name is a phase; soft: reported only
 //	    - {span: "provider:CommitSnapshots", max: 50ms, min: 0, hard: true, unscaled: true}
 //
 // An expected line leaves out what it does not care about: no actor
 // matches any, no result any result, and a [detail] must be contained in
-// the line's. Lines after the last step (the runner closing what the
-// steps left open) are shown but not matched.
+// the line's; a detail may come without a result
+// ("provider:AbortSnapshots [set=${first}]"). ${name} in a detail stands
+// for what save kept under name: a set's or a snapshot's ID as the lines
+// print it, or an export's name. Lines after the last step (the runner
+// closing what the steps left open) are shown but not matched. A
+// subsequence line found only before the line the previous one matched is
+// reported as such, both lines named with the time they began.
+//
+// An event-log selector is an event ID, a text the message contains, or a
+// mapping of id, message (contained), level and the record's fields
+// (returned, method, provider, set, ...; an HRESULT matches by name, and
+// ${name} works as in lines), all of which must hold. The report prints
+// each record with its fields; a selector that matches nothing names what
+// it compared and the record that came closest.
 //
 // # Time
 //
@@ -190,7 +256,11 @@
 //   - S5 (cow C4) Each snapshot of a loaded LUN, read as soon as its set is
 //     created, holds every write acknowledged before CommitSnapshots began
 //     and none issued after it returned; when the load quiesces with a
-//     writer, it equals what the LUN held when that writer froze.
+//     writer, it equals what the LUN held when that writer froze. With
+//     point-in-time: hold, stricter: every write acknowledged before the
+//     release and none issued after the hold began (every gate closed),
+//     and no write acknowledged between the two, which a closed gate let
+//     through.
 //   - S6 (F.6) GetTargetLuns and FillInLunInfo read no LUN: the reads of the
 //     LUNs they describe do not grow while they run.
 //
@@ -203,5 +273,7 @@
 //     server, load, clients) before it returns; the tests check for leaked
 //     goroutines.
 //   - R3 A Scenario is not modified by Run: profiles and scripts are
-//     scaled into copies.
+//     scaled into copies, saved names resolved into copies of the patterns.
+//   - R4 Run leaves no mount and no nbdfuse process behind: the file
+//     systems it mounted are unmounted before the NBD server stops.
 package scenarios

@@ -62,7 +62,7 @@ func Tally(results []*Result) (string, bool) {
 	for _, s := range []struct {
 		st   Status
 		word string
-	}{{StatusPass, "passed"}, {StatusFail, "failed"}, {StatusKnownFailure, "known failures"}, {StatusFixed, "fixed (remove their known-failure mark)"}} {
+	}{{StatusPass, "passed"}, {StatusFail, "failed"}, {StatusKnownFailure, "known failures"}, {StatusSkipped, "skipped"}, {StatusFixed, "fixed (remove their known-failure mark)"}} {
 		if n := count[s.st]; n > 0 || s.st == StatusPass {
 			parts = append(parts, fmt.Sprintf("%d %s", n, s.word))
 		}

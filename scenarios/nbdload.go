@@ -309,6 +309,52 @@ func (l *loadGen) verifyPointInTime(got []uint64, commitStart, commitEnd time.Ti
 	return fmt.Sprintf("point in time: %d blocks written before the commit are in it, %d blocks rewritten since are not", before, after), true
 }
 
+// verifyHeld is the stricter point in time (point-in-time: hold). The
+// gates admit no write from the moment the hold began (every LUN's gate
+// closed, the end of FlushAndHold) to the release, so a block holds
+// exactly: every write acknowledged before the release (it went in before
+// the hold), and none issued after the hold began, though CommitSnapshots
+// ran later. A block's writes are one at a time, so at most one write, the
+// one in flight when the hold began and acknowledged after the release,
+// may be in or not. A write issued after the hold began and acknowledged
+// before the release went through a closed gate.
+func (l *loadGen) verifyHeld(got []uint64, held, release time.Time) (string, bool) {
+	l.mu.Lock()
+	acked := make([]uint64, l.blocks)
+	issued := make([]uint64, l.blocks)
+	var through *writeRec
+	for i, r := range l.recs {
+		if !r.ack.IsZero() && r.ack.Before(release) {
+			acked[r.block] = max(acked[r.block], r.seq)
+			if !r.start.Before(held) && through == nil {
+				through = &l.recs[i]
+			}
+		}
+		if r.start.Before(held) {
+			issued[r.block] = max(issued[r.block], r.seq)
+		}
+	}
+	l.mu.Unlock()
+	if through != nil {
+		return fmt.Sprintf("write %d to block %d was issued after the hold began and acknowledged before the release: a gate let it through",
+			through.seq, through.block), false
+	}
+	exact, open := 0, 0
+	for b := range got {
+		switch {
+		case got[b] < acked[b]:
+			return fmt.Sprintf("block %d holds write %d, but write %d was acknowledged before the release", b, got[b], acked[b]), false
+		case got[b] > issued[b]:
+			return fmt.Sprintf("block %d holds write %d, issued after the hold began (the last issued before it: %d)", b, got[b], issued[b]), false
+		case acked[b] == issued[b]:
+			exact++
+		default:
+			open++
+		}
+	}
+	return fmt.Sprintf("point in time of the hold: %d blocks exactly, %d with a write in flight across it", exact, open), true
+}
+
 // loadSummary is what a load did.
 type loadSummary struct {
 	writes, failures int

@@ -3,6 +3,7 @@ package scenarios
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -32,10 +33,12 @@ var (
 	writerResults = []string{"true", "false", "timeout", "panic"}
 )
 
-// pattern is one expected trace line, "kind:name[:actor] [-> result
-// [[detail]]]". Parts left out match anything: "provider:CommitSnapshots"
+// pattern is one expected trace line, "kind:name[:actor] [-> result]
+// [[detail]]". Parts left out match anything: "provider:CommitSnapshots"
 // matches the call on every provider, whatever it returned. A detail, when
-// given, must be contained in the line's detail.
+// given, must be contained in the line's detail; ${name} in it stands for
+// what save kept under name (a set's or snapshot's ID, an export's name),
+// filled in when the pattern is matched.
 type pattern struct {
 	line      int
 	text      string
@@ -45,6 +48,21 @@ type pattern struct {
 	result    string
 	hasResult bool
 	detail    string
+	refs      []string // the saved names ${...} in detail
+}
+
+// savedRef is a reference to a saved name in a pattern's detail.
+var savedRef = regexp.MustCompile(`\$\{([^{}]*)\}`)
+
+// resolve returns the pattern with every ${name} of its detail replaced by
+// value(name).
+func (p pattern) resolve(value func(name string) string) pattern {
+	if len(p.refs) == 0 {
+		return p
+	}
+	p.detail = savedRef.ReplaceAllStringFunc(p.detail, func(m string) string { return value(m[2 : len(m)-1]) })
+	p.refs = nil
+	return p
 }
 
 // errPattern is wrapped by every problem of a trace line.
@@ -56,6 +74,16 @@ func parsePattern(s string) (pattern, error) {
 	p := pattern{text: s}
 	sel, rest, hasArrow := strings.Cut(s, "->")
 	sel = strings.TrimSpace(sel)
+	if !hasArrow {
+		// A detail without a result: "provider:BeginPrepareSnapshot [set=...]".
+		if i := strings.Index(sel, "["); i >= 0 {
+			if !strings.HasSuffix(sel, "]") {
+				return p, fmt.Errorf("%w %q: a detail is written [like this] at the end", errPattern, s)
+			}
+			p.detail = strings.TrimSpace(sel[i+1 : len(sel)-1])
+			sel = strings.TrimSpace(sel[:i])
+		}
+	}
 	parts := strings.Split(sel, ":")
 	if len(parts) < 2 || len(parts) > 3 {
 		return p, fmt.Errorf("%w %q: want kind:name[:actor] [-> result]", errPattern, s)
@@ -100,7 +128,7 @@ func parsePattern(s string) (pattern, error) {
 		}
 	}
 	if !hasArrow {
-		return p, nil
+		return p, p.findRefs(s)
 	}
 	rest = strings.TrimSpace(rest)
 	if i := strings.Index(rest, "["); i >= 0 {
@@ -114,6 +142,9 @@ func parsePattern(s string) (pattern, error) {
 		return p, fmt.Errorf("%w %q: no result after ->", errPattern, s)
 	}
 	p.hasResult = true
+	if err := p.findRefs(s); err != nil {
+		return p, err
+	}
 	switch p.kind {
 	case kindWriter:
 		if !slices.Contains(writerResults, rest) {
@@ -133,6 +164,17 @@ func parsePattern(s string) (pattern, error) {
 		p.result = hr.Name()
 	}
 	return p, nil
+}
+
+// findRefs collects the saved names the detail refers to.
+func (p *pattern) findRefs(s string) error {
+	for _, m := range savedRef.FindAllStringSubmatch(p.detail, -1) {
+		if !validName(m[1]) {
+			return fmt.Errorf("%w %q: ${%s} is not a saved name", errPattern, s, m[1])
+		}
+		p.refs = append(p.refs, m[1])
+	}
+	return nil
 }
 
 // matches reports whether the trace entry e fits the pattern.

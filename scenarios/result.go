@@ -3,6 +3,8 @@ package scenarios
 import (
 	"fmt"
 	"io"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -22,6 +24,10 @@ const (
 	// StatusFixed: a scenario marked known-failure passed; remove the
 	// mark. It fails a run, so that the mark does not outlive the defect.
 	StatusFixed Status = "fixed"
+	// StatusSkipped: the machine cannot run the scenario (a file system
+	// needs nbdfuse, fuse3, e2fsprogs and root); Skipped says why. It does
+	// not fail a run, except under CI=true, where the run fails instead.
+	StatusSkipped Status = "skipped"
 )
 
 // Result is the outcome of one Run: the verdict with the first mismatch
@@ -31,6 +37,7 @@ type Result struct {
 	File         string  `json:"file"`
 	Status       Status  `json:"status"`
 	KnownFailure string  `json:"known_failure,omitempty"`
+	Skipped      string  `json:"skipped,omitempty"`
 	TimeScale    float64 `json:"time_scale"`
 	// Elapsed is the real time the run took.
 	Elapsed time.Duration `json:"elapsed_ns"`
@@ -51,7 +58,9 @@ type Result struct {
 
 // Passed reports whether the result does not fail a run: it passed, or it
 // failed as its known-failure mark says it would.
-func (r *Result) Passed() bool { return r.Status == StatusPass || r.Status == StatusKnownFailure }
+func (r *Result) Passed() bool {
+	return r.Status == StatusPass || r.Status == StatusKnownFailure || r.Status == StatusSkipped
+}
 
 // Entry is one line of the trace: a requester call, a provider call, a
 // writer event, a phase of the sequence or a window, with its outcome.
@@ -139,6 +148,29 @@ type LogRecord struct {
 	Attrs   map[string]string `json:"attrs,omitempty"`
 }
 
+// text is "LEVEL message [event N] key=value ...", the fields in name
+// order, as the report prints a record and expect.event-log compares it.
+func (l LogRecord) text() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-5s %s", l.Level, l.Message)
+	if l.EventID != 0 {
+		fmt.Fprintf(&b, " [event %d]", l.EventID)
+	}
+	keys := make([]string, 0, len(l.Attrs))
+	for k := range l.Attrs {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		v := l.Attrs[k]
+		if strings.ContainsAny(v, " \t\"") || v == "" {
+			v = strconv.Quote(v)
+		}
+		b.WriteString(" " + k + "=" + v)
+	}
+	return b.String()
+}
+
 // Verdict is the result's one-line summary: "PASS name (1.2s)", or the
 // status and the first mismatch.
 func (r *Result) Verdict() string {
@@ -148,6 +180,8 @@ func (r *Result) Verdict() string {
 		return fmt.Sprintf("PASS %s (%v)", r.Name, el)
 	case StatusFixed:
 		return fmt.Sprintf("FIXED %s (%v): marked known-failure (%s) but passed; remove the mark", r.Name, el, r.KnownFailure)
+	case StatusSkipped:
+		return fmt.Sprintf("SKIP %s: %s", r.Name, r.Skipped)
 	}
 	word := "FAIL"
 	if r.Status == StatusKnownFailure {
@@ -246,11 +280,7 @@ func (r *Result) WriteText(w io.Writer) error {
 	if len(r.EventLog) > 0 {
 		b.WriteString("  event log:\n")
 		for _, l := range r.EventLog {
-			id := ""
-			if l.EventID != 0 {
-				id = fmt.Sprintf(" [event %d]", l.EventID)
-			}
-			fmt.Fprintf(&b, "    %9s %-5s %s%s\n", fmtDur(l.At), l.Level, l.Message, id)
+			fmt.Fprintf(&b, "    %9s %s\n", fmtDur(l.At), l.text())
 		}
 	}
 	b.WriteString("--- " + r.Verdict() + "\n")

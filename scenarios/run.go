@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -63,7 +64,9 @@ func Run(ctx context.Context, sc *Scenario, opts Options) *Result {
 	}
 	scale = max(scale, sc.MinTimeScale)
 	r := &runner{sc: sc, opts: opts, scale: scale, start: time.Now(), rec: newRecorder(),
-		provs: map[string]*provState{}, writers: map[string]*writerState{}}
+		provs: map[string]*provState{}, writers: map[string]*writerState{}, runID: strconv.FormatInt(runIDs.Add(1), 10)}
+	r.mu.marks = map[string]int64{}
+	r.mounts = map[string]*mounted{}
 	r.mu.reqs = map[string]*requester{}
 	r.mu.asyncs = map[string]*asyncRun{}
 	r.mu.saved = map[string]savedValue{}
@@ -79,7 +82,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) *Result {
 	runCtx, cancel := context.WithTimeout(ctx, r.scaled(timeout)+slack)
 	defer cancel()
 
-	func() {
+	r.withRunLabel(runCtx, func(runCtx context.Context) {
 		// R1: a panic of the runner itself ends the steps as a failure.
 		defer func() {
 			if p := recover(); p != nil {
@@ -87,11 +90,15 @@ func Run(ctx context.Context, sc *Scenario, opts Options) *Result {
 			}
 		}()
 		if err := r.setup(runCtx); err != nil {
+			if errors.Is(err, errSkip) && os.Getenv("CI") != "true" {
+				r.skipped = err.Error()
+				return
+			}
 			r.mismatch(0, "setup", "the array, providers and writers of the file", err.Error(), r.start, time.Now())
 			return
 		}
 		r.runSteps(runCtx, sc.steps)
-	}()
+	})
 	r.stepsEnd = time.Now()
 	r.finish()
 	r.res.Elapsed = time.Since(r.start)
@@ -126,6 +133,11 @@ type runner struct {
 
 	stepsEnd time.Time
 
+	// runID labels the run's goroutines (runLabel); baseGoroutines is how
+	// many there were when the step before a goroutines check began.
+	runID          string
+	baseGoroutines int
+
 	// mu guards what parallel steps share.
 	mu struct {
 		sync.Mutex
@@ -138,7 +150,13 @@ type runner struct {
 		mismatches []pendingMismatch
 		checks     []Check
 		clients    map[string]*nbd.Client
+		marks      map[string]int64 // store-bytes marks
+		snapMounts int              // snapshot file systems mounted so far, for their directories
 	}
+
+	mounts  map[string]*mounted // LUN -> its file system
+	closers []func() error      // real writers to close (an fsfreeze writer thaws)
+	skipped string              // why the scenario cannot run on this machine
 }
 
 type provState struct {
@@ -257,6 +275,9 @@ func (r *runner) setup(ctx context.Context) error {
 	if err := r.startNBD(); err != nil {
 		return fmt.Errorf("NBD server: %w", err)
 	}
+	if err := r.setupFilesystems(ctx); err != nil {
+		return err
+	}
 	for _, ls := range sc.loads {
 		clients := make([]*nbd.Client, ls.connections)
 		for i := range clients {
@@ -272,7 +293,7 @@ func (r *runner) setup(ctx context.Context) error {
 		r.loads = append(r.loads, newLoadGen(ls, clients))
 	}
 	for _, ws := range sc.writers {
-		w, err := coordinator.NewScriptedWriter(r.scaleScript(ws.script))
+		w, err := r.newWriter(ws)
 		if err != nil {
 			return fmt.Errorf("writer %s (line %d): %w", ws.name, ws.line, err)
 		}
@@ -304,6 +325,35 @@ func (r *runner) setup(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// newWriter builds a writer of the file: scripted (its delays scaled), an
+// exec writer running real commands, or an fsfreeze writer on a mount
+// point or on the file system the runner made on a LUN. An exec writer's
+// timeout is real time: a command's run does not scale.
+func (r *runner) newWriter(ws writerSpec) (coordinator.Writer, error) {
+	log := slog.New(r.logs.with("writer", ws.name))
+	switch {
+	case ws.exec != nil:
+		o := *ws.exec
+		o.Logger = log
+		return coordinator.NewExecWriter(o)
+	case ws.fsfreeze != nil:
+		mp := ws.fsfreeze.mountPoint
+		if ws.fsfreeze.lun != "" {
+			mp = r.mounts[ws.fsfreeze.lun].dir
+		}
+		fw, err := coordinator.NewFsfreezeWriter(mp, coordinator.FsfreezeOptions{MaxFrozen: ws.fsfreeze.maxFrozen, Logger: log})
+		if errors.Is(err, coordinator.ErrFsfreezeUnsupported) {
+			return nil, fmt.Errorf("%w: %v", errSkip, err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		r.closers = append(r.closers, fw.Close)
+		return fw, nil
+	}
+	return coordinator.NewScriptedWriter(r.scaleScript(ws.script))
 }
 
 // faults builds a LUN's injector from its faults, delays scaled; nil for
@@ -443,6 +493,18 @@ func (r *runner) finish() {
 	r.mu.Unlock()
 	r.fillContexts(trace)
 
+	for _, c := range r.closers {
+		if err := c(); err != nil {
+			r.mismatch(0, "shutdown", "the writers to close", err.Error(), r.stepsEnd, time.Now())
+		}
+	}
+	r.mu.Lock()
+	for _, c := range r.mu.clients {
+		_ = c.Close()
+	}
+	r.mu.clients = map[string]*nbd.Client{}
+	r.mu.Unlock()
+	r.unmountAll() // before the NBD server stops: nbdfuse is its client
 	for _, p := range r.provs {
 		_ = p.inner.Close()
 	}
@@ -483,6 +545,8 @@ func (r *runner) verdict() {
 	}
 	failed := len(ms) > 0
 	switch {
+	case r.skipped != "" && !failed:
+		r.res.Status, r.res.Skipped = StatusSkipped, r.skipped
 	case failed && r.sc.KnownFailure != "":
 		r.res.Status = StatusKnownFailure
 	case failed:
@@ -638,6 +702,14 @@ func (c *logCapture) all() []capturedRecord {
 	c.store.mu.Lock()
 	defer c.store.mu.Unlock()
 	return slices.Clone(c.store.recs)
+}
+
+// text prints a record as the report does: level, message, event ID and
+// fields.
+func (c capturedRecord) text() string {
+	attrs := maps.Clone(c.attrs)
+	delete(attrs, "event_id")
+	return LogRecord{Level: c.level.String(), Message: c.msg, EventID: c.id, Attrs: attrs}.text()
 }
 
 // records returns the records a reader of the event log cares about:

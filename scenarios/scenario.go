@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/shadowbench/shadowbench/coordinator"
@@ -61,11 +62,12 @@ type arraySpec struct {
 }
 
 type lunSpec struct {
-	line     int
-	name     string
-	opts     lun.Options
-	identity *lun.Identity
-	faults   []faultSpec
+	line       int
+	name       string
+	opts       lun.Options
+	identity   *lun.Identity
+	faults     []faultSpec
+	filesystem *fsSpec
 }
 
 // faultSpec is a fault injected into one kind of LUN operation: a delay
@@ -103,6 +105,25 @@ type writerSpec struct {
 	level         vss.ApplicationLevel
 	freezeTimeout time.Duration // scenario time; 0 for the service's
 	script        coordinator.Script
+	// exec, when set, makes the writer a real one that runs commands
+	// (coordinator.ExecWriter); fsfreeze one that freezes a mounted file
+	// system (coordinator.FsfreezeWriter). Neither takes on.
+	exec     *coordinator.ExecOptions
+	fsfreeze *fsfreezeSpec
+}
+
+// fsfreezeSpec is an fsfreeze writer: a mount point of the machine, or the
+// file system the runner made on one of the array's LUNs.
+type fsfreezeSpec struct {
+	mountPoint string
+	lun        string
+	maxFrozen  time.Duration // real time: the watchdog guards the machine, not the scenario
+}
+
+// fsSpec is a file system the runner makes on a LUN before the steps, and
+// mounts through nbdfuse and a loop device.
+type fsSpec struct {
+	typ string // ext4
 }
 
 type loadSpec struct {
@@ -116,6 +137,9 @@ type loadSpec struct {
 	seed        uint64
 	verify      bool
 	quiesceWith string // a writer: the load pauses from its Freeze to its Thaw or Abort
+	// atHold is point-in-time: hold, the stricter check of each snapshot:
+	// exactly the writes acknowledged before the hold began.
+	atHold bool
 }
 
 // stepKind is what a step does.
@@ -134,12 +158,13 @@ const (
 	stepCheck
 	stepWrite
 	stepRead
+	stepFilesystem
 )
 
 var stepKindNames = map[stepKind]string{
 	stepCall: "call", stepBackup: "backup", stepParallel: "parallel", stepWait: "wait", stepCancel: "cancel",
 	stepQueryStatus: "query-status", stepSleep: "sleep", stepWaitFor: "wait-for", stepReleaseCommit: "release-commit",
-	stepCheck: "check", stepWrite: "write", stepRead: "read",
+	stepCheck: "check", stepWrite: "write", stepRead: "read", stepFilesystem: "filesystem",
 }
 
 func (k stepKind) String() string { return stepKindNames[k] }
@@ -150,7 +175,7 @@ type step struct {
 	kind      stepKind
 	requester string
 	// expect is the HRESULT the step must end with (S_OK unless given).
-	expect vss.HRESULT
+	expect outcome
 
 	call     string   // stepCall
 	args     callArgs // stepCall
@@ -159,7 +184,7 @@ type step struct {
 	writers  []writerExpect
 	count    *int         // Query, DeleteSnapshots
 	props    *propsExpect // GetSnapshotProperties
-	result   *vss.HRESULT // query-status: the set's result
+	result   *outcome     // query-status: the set's result
 	backup   *backupSpec
 	parallel []*step
 	duration time.Duration // sleep; wait-for's timeout (scenario time)
@@ -167,6 +192,19 @@ type step struct {
 	provider string // release-commit
 	check    *checkSpec
 	data     *dataSpec
+	fs       *fsStep
+}
+
+// fsStep is a file-system step: a file written, read or missing on the
+// file system of a LUN, or of a snapshot (mounted read-only for the step).
+type fsStep struct {
+	lun       string
+	snapshot  string
+	sourceLUN string
+	path      string
+	write     []byte
+	read      []byte
+	absent    bool
 }
 
 // callArgs are the arguments of one requester call; which ones a call takes
@@ -221,6 +259,27 @@ type checkSpec struct {
 	snapshots    *int
 	snapshotLUNs *int
 	uniqueNAA    bool
+	storeBytes   *storeBytesCheck
+	goroutines   bool // stable: the run's goroutines back to their number when the step before began
+	lunInfo      *lunInfoCheck
+}
+
+// storeBytesCheck is a check of the array's data memory (cow.StoreStats
+// DataBytes): mark keeps the number under a name; max and min bound it by
+// a size or a mark (C5: deleting returns every block).
+type storeBytesCheck struct {
+	mark             string
+	max, min         int64
+	maxMark, minMark string
+	hasMax, hasMin   bool
+}
+
+// lunInfoCheck compares the VDS_LUN_INFORMATION of a snapshot's target
+// LUNs as GetTargetLuns gave it with what FillInLunInfo answers for the
+// same disk (C, F.6), and with the fields the file expects.
+type lunInfoCheck struct {
+	snapshot string // a volume, a saved snapshot, or "" for every snapshot the service holds
+	want     map[string]string
 }
 
 type dataSpec struct {
@@ -250,19 +309,47 @@ type countExpect struct {
 	n int
 }
 
-// logExpect selects event-log records: by Windows event ID, or by a text
-// the message contains.
+// logExpect selects event-log records: by Windows event ID, by a text the
+// message contains, by level, and by the record's fields (returned:
+// E_FAIL, method: CommitSnapshots, set: ${first}), all of which must hold.
 type logExpect struct {
-	line int
-	id   int
-	text string
+	line   int
+	id     int
+	text   string
+	level  string
+	fields map[string]string // attribute -> value; an HRESULT matches by name
+	refs   bool              // a field value holds ${name}
 }
 
 func (l logExpect) String() string {
-	if l.id != 0 {
-		return fmt.Sprintf("event %d", l.id)
+	if len(l.fields) == 0 && l.level == "" {
+		if l.id != 0 && l.text == "" {
+			return fmt.Sprintf("event %d", l.id)
+		}
+		if l.id == 0 {
+			return fmt.Sprintf("a record %q", l.text)
+		}
 	}
-	return fmt.Sprintf("a record %q", l.text)
+	return "a record with " + strings.Join(l.compared(), ", ")
+}
+
+// compared lists what the selector compares, "id=12293", "returned=E_FAIL",
+// in a stable order: id, message, level, then the fields by name.
+func (l logExpect) compared() []string {
+	var out []string
+	if l.id != 0 {
+		out = append(out, fmt.Sprintf("id=%d", l.id))
+	}
+	if l.text != "" {
+		out = append(out, fmt.Sprintf("message~%q", l.text))
+	}
+	if l.level != "" {
+		out = append(out, "level="+l.level)
+	}
+	for _, k := range sortedKeys(l.fields) {
+		out = append(out, k+"="+l.fields[k])
+	}
+	return out
 }
 
 type traceExpect struct {

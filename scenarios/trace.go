@@ -64,8 +64,10 @@ func (r *runner) buildTrace() []Entry {
 		}
 		if found >= 0 {
 			matched[found] = true
-			if ev.answer != nil {
-				es[found].Detail = joinDetail(es[found].Detail, answerDetail(ev))
+			// The coordinator's span may say the BOOL already
+			// ("supported=false"): once is enough.
+			if a := answerDetail(ev); ev.answer != nil && !strings.Contains(es[found].Detail, a) {
+				es[found].Detail = joinDetail(es[found].Detail, a)
 			}
 			if ev.detail != "" && !strings.Contains(es[found].Detail, ev.detail) {
 				es[found].Detail = joinDetail(es[found].Detail, ev.detail)

@@ -110,7 +110,13 @@ var (
 	_ provider.Notifications      = (*tracedProvider)(nil)
 )
 
+// call records one provider call. A set-bound call's line carries the set
+// ID VSS passes (set={...}), so that patterns can name a saved set.
 func (p *tracedProvider) call(m vss.ProviderMethod, set vss.ID, fn func() error) error {
+	return p.callDetail(m, set, setDetail(set), fn)
+}
+
+func (p *tracedProvider) callDetail(m vss.ProviderMethod, set vss.ID, detail string, fn func() error) error {
 	if !set.IsNull() {
 		p.mu.Lock()
 		p.lastSet = set
@@ -119,8 +125,17 @@ func (p *tracedProvider) call(m vss.ProviderMethod, set vss.ID, fn func() error)
 	start := p.rec.enter(kindProvider, m.String(), p.name)
 	err := fn()
 	p.rec.add(rawEvent{kind: kindProvider, name: m.String(), actor: p.name, result: vss.FromError(err).Name(),
-		start: start, end: time.Now(), set: set})
+		detail: detail, start: start, end: time.Now(), set: set})
 	return err
+}
+
+// setDetail is the detail of a line about set: "set={...}", or nothing
+// for GUID_NULL.
+func setDetail(set vss.ID) string {
+	if set.IsNull() {
+		return ""
+	}
+	return "set=" + set.String()
 }
 
 // answer is call for the methods that also answer a BOOL.
@@ -152,7 +167,7 @@ func (p *tracedProvider) AreLunsSupported(ctx context.Context, c vss.SnapshotCon
 }
 
 func (p *tracedProvider) BeginPrepareSnapshot(ctx context.Context, set, snap vss.ID, c vss.SnapshotContext, devices []string, luns []provider.LunInfo) error {
-	return p.call(vss.MethodBeginPrepareSnapshot, set, func() error {
+	return p.callDetail(vss.MethodBeginPrepareSnapshot, set, setDetail(set)+"; snapshot="+snap.String(), func() error {
 		return p.inner.BeginPrepareSnapshot(ctx, set, snap, c, devices, luns)
 	})
 }
@@ -312,6 +327,9 @@ var _ coordinator.Writer = (*tracedWriter)(nil)
 func (w *tracedWriter) handle(ev *coordinator.Event, fn func(*coordinator.Event) bool) (ok bool) {
 	start := w.rec.enter(kindWriter, ev.Kind.String(), w.name)
 	e := rawEvent{kind: kindWriter, name: ev.Kind.String(), actor: w.name, start: start, set: ev.SnapshotSetID}
+	if ev.Kind == vss.EventBackupShutdown {
+		e.detail = setDetail(ev.SnapshotSetID) // OnBackupShutdown(setId), A.10
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			e.result, e.end = "panic", time.Now()
