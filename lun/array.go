@@ -1,6 +1,7 @@
 package lun
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -54,6 +55,10 @@ type Options struct {
 	Thin bool
 	// Identity overrides the generated one; its NAA must be unique.
 	Identity *Identity
+	// Cache is the write cache the LUN emulates (SetCache), CacheSize
+	// the writes it holds (DefaultCacheSize when 0). In memory only.
+	Cache     CacheMode
+	CacheSize int64
 }
 
 // Array is a storage array of software LUNs sharing one cow store. Its
@@ -189,6 +194,12 @@ func (a *Array) Create(name string, opts Options) (*LUN, error) {
 	if bs != 512 && bs != 4096 || opts.Size <= 0 || opts.Size%int64(bs) != 0 {
 		return nil, ErrBadGeometry
 	}
+	if opts.Cache > CacheReorder {
+		return nil, ErrCacheMode
+	}
+	if opts.Cache != CacheNone && a.db != nil {
+		return nil, ErrCacheDurable
+	}
 	id := NewIdentity(ProductLUN)
 	if opts.Identity != nil {
 		id = *opts.Identity
@@ -220,6 +231,12 @@ func (a *Array) Create(name string, opts Options) (*LUN, error) {
 		return nil, fmt.Errorf("lun: create %s: %w", name, err)
 	}
 	l.data.Store(&data{vol: vol})
+	if opts.Cache != CacheNone {
+		if err := l.SetCache(context.Background(), opts.Cache, opts.CacheSize); err != nil {
+			_ = a.Delete(name)
+			return nil, err
+		}
+	}
 	return l, nil
 }
 
@@ -652,6 +669,11 @@ func (a *Array) Revert(source, snapshot string) error {
 	}
 	if err := dd.vol.Revert(sd.img); err != nil {
 		return mapErr(err)
+	}
+	if c := src.cache.Load(); c != nil && c.logs() {
+		// A revert is the array's own work, not a cached write: it
+		// survives a power cut.
+		return src.advance(c)
 	}
 	return nil
 }

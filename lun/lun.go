@@ -93,6 +93,9 @@ type LUN struct {
 	// For an Original: its snapshot LUNs alive or prepared, and the newest.
 	snapshots atomic.Int32
 	lastSnap  atomic.Pointer[LUN]
+
+	// cache is the emulated write cache (SetCache); nil for none.
+	cache atomic.Pointer[cache]
 }
 
 // injectorBox is an installed injector. cleared ends when SetFaults(nil)
@@ -328,13 +331,15 @@ func (l *LUN) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error 
 	if err != nil {
 		return err
 	}
-	err = l.writable(func(v *cow.Volume) error {
-		if fua && l.array.db == nil {
-			_, err := v.WriteAtFUA(p, off)
+	err = l.logged(cacheRec{op: OpWrite, off: off, n: int64(len(p)), data: p, fua: fua}, func() error {
+		return l.writable(func(v *cow.Volume) error {
+			if fua && l.array.db == nil {
+				_, err := v.WriteAtFUA(p, off)
+				return err
+			}
+			_, err := v.WriteAt(p, off)
 			return err
-		}
-		_, err := v.WriteAt(p, off)
-		return err
+		})
 	})
 	if err == nil && fua && l.array.db != nil {
 		err = l.array.db.Flush()
@@ -363,6 +368,9 @@ func (l *LUN) Flush(ctx context.Context) error {
 		err = l.array.db.Flush()
 	} else if d := l.data.Load(); d.vol != nil {
 		err = mapErr(d.vol.Flush())
+	}
+	if err == nil {
+		err = l.flushed()
 	}
 	l.end(tok, OpFlush, 0, err)
 	return err
@@ -398,7 +406,7 @@ func FlushAll(ctx context.Context, luns []*LUN) error {
 	}
 	for _, l := range luns {
 		if d := l.data.Load(); l.array.db == nil && d.vol != nil {
-			errs = append(errs, mapErr(d.vol.Flush()))
+			errs = append(errs, mapErr(d.vol.Flush()), l.flushed())
 		}
 	}
 	err = errors.Join(errs...)
@@ -424,11 +432,13 @@ func (l *LUN) zero(ctx context.Context, op Op, off, length int64, noHole bool) e
 	if err != nil {
 		return err
 	}
-	err = l.writable(func(v *cow.Volume) error {
-		if op == OpTrim {
-			return v.Trim(off, length)
-		}
-		return v.WriteZeroes(off, length, noHole)
+	err = l.logged(cacheRec{op: op, off: off, n: length, noHole: noHole}, func() error {
+		return l.writable(func(v *cow.Volume) error {
+			if op == OpTrim {
+				return v.Trim(off, length)
+			}
+			return v.WriteZeroes(off, length, noHole)
+		})
 	})
 	l.end(tok, op, int(min(length, 1<<62)), err)
 	return err
@@ -551,6 +561,14 @@ func (l *LUN) makeWritableDurable() error {
 }
 
 func (l *LUN) release() {
+	if c := l.cache.Swap(nil); c != nil {
+		c.mu.Lock()
+		if c.durable != nil {
+			_ = c.durable.Release()
+			c.durable = nil
+		}
+		c.mu.Unlock()
+	}
 	d := l.data.Load()
 	if d == nil {
 		return

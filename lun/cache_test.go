@@ -1,0 +1,256 @@
+package lun
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+var cacheSeed = flag.Uint64("cache.seed", 0, "seed of TestCacheModel (0: from the clock)")
+
+// cacheModel is what a LUN with an emulated cache must hold: durable is
+// its state at the durable point, live what it reads now, pending the
+// writes since the durable point.
+type cacheModel struct {
+	mode    CacheMode
+	limit   int64
+	durable []byte
+	live    []byte
+	pending []cacheRec
+	bytes   int64
+}
+
+func (m *cacheModel) apply(buf []byte, r cacheRec) {
+	if r.data != nil {
+		copy(buf[r.off:], r.data)
+		return
+	}
+	clear(buf[r.off : r.off+r.n])
+}
+
+func (m *cacheModel) write(r cacheRec) {
+	m.apply(m.live, r)
+	if m.mode == CacheWriteThrough || m.mode == CacheWriteBackBattery {
+		return
+	}
+	m.pending = append(m.pending, r)
+	m.bytes += int64(len(r.data)) + 64
+	if m.bytes > m.limit {
+		m.advance()
+	}
+}
+
+func (m *cacheModel) advance() {
+	copy(m.durable, m.live)
+	m.pending, m.bytes = nil, 0
+}
+
+func (m *cacheModel) flush() {
+	if m.mode != CacheWriteThrough && m.mode != CacheWriteBackBattery && m.mode != CacheIgnoreFlush {
+		m.advance()
+	}
+}
+
+// cut returns what the LUN must hold after a cut keeping keep; for a
+// random choice it returns nil, and the test checks bounds instead.
+func (m *cacheModel) cut(keep Keep) []byte {
+	if m.mode == CacheWriteThrough || m.mode == CacheWriteBackBattery {
+		return bytes.Clone(m.live)
+	}
+	if keep == KeepRandom || (keep == KeepAll && m.mode == CacheReorder) {
+		return nil
+	}
+	out := bytes.Clone(m.durable)
+	for _, r := range m.pending {
+		if keep == KeepAll || (r.fua && m.mode != CacheIgnoreFUA) {
+			m.apply(out, r)
+		}
+	}
+	return out
+}
+
+// TestCacheModel drives LUNs of every cache mode with random writes, FUA
+// writes, trims, zeroes, flushes and power cuts, against a model of what
+// each mode must keep. A failure prints the seed; -cache.seed replays it.
+func TestCacheModel(t *testing.T) {
+	seed := *cacheSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seed %d (replay: go test ./lun -run TestCacheModel -cache.seed %d)", seed, seed)
+	ctx := context.Background()
+	const size = 64 << 10
+	for mode := CacheWriteThrough; mode <= CacheReorder; mode++ {
+		t.Run(mode.String(), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, uint64(mode)))
+			a := newArray(t, Config{})
+			limit := int64(48 << 10)
+			l, err := a.Create("lun0", Options{Size: size, Cache: mode, CacheSize: limit})
+			require.NoError(t, err)
+			m := &cacheModel{mode: mode, limit: limit, durable: make([]byte, size), live: make([]byte, size)}
+			for step := range 600 {
+				off := int64(rng.IntN(size/512)) * 512
+				n := min(int64(1+rng.IntN(16))*512, size-off)
+				switch p := rng.IntN(100); {
+				case p < 55:
+					data := bytes.Repeat([]byte{byte(1 + rng.IntN(255))}, int(n))
+					fua := rng.IntN(5) == 0
+					require.NoError(t, l.WriteAt(ctx, data, off, fua))
+					m.write(cacheRec{op: OpWrite, off: off, n: n, data: data, fua: fua})
+				case p < 62:
+					require.NoError(t, l.Trim(ctx, off, n))
+					m.write(cacheRec{op: OpTrim, off: off, n: n})
+				case p < 68:
+					require.NoError(t, l.WriteZeroes(ctx, off, n, rng.IntN(2) == 0))
+					m.write(cacheRec{op: OpZero, off: off, n: n})
+				case p < 85:
+					require.NoError(t, l.Flush(ctx))
+					m.flush()
+				default:
+					keep := []Keep{KeepRandom, KeepNone, KeepAll, KeepWorst}[rng.IntN(4)]
+					if keep == KeepWorst {
+						keep = KeepNone // the same choice without tearing
+					}
+					res, err := l.PowerCut(ctx, PowerCutOptions{Keep: keep, Seed: rng.Uint64()})
+					require.NoError(t, err)
+					got := make([]byte, size)
+					require.NoError(t, l.ReadAt(ctx, got, 0))
+					if want := m.cut(keep); want != nil {
+						require.Equal(t, want, got, "step %d: power cut keeping %v (%s)", step, keep, res)
+					} else {
+						// Any subset: each sector is the durable point's or
+						// one a pending write put there (writes are whole
+						// sectors of one byte value, so a sector's first byte
+						// stands for it).
+						for i := 0; i < size; i += 512 {
+							require.Equal(t, bytes.Repeat(got[i:i+1], 512), got[i:i+512], "step %d: sector at %d is whole", step, i)
+							ok := got[i] == m.durable[i]
+							for _, r := range m.pending {
+								if int64(i) >= r.off && int64(i) < r.off+r.n && (r.data == nil && got[i] == 0 || r.data != nil && got[i] == r.data[int64(i)-r.off]) {
+									ok = true
+								}
+							}
+							require.True(t, ok, "step %d: byte %d is %d after a random cut (%s)", step, i, got[i], res)
+						}
+					}
+					copy(m.live, got)
+					m.advance()
+				}
+			}
+		})
+	}
+}
+
+// TestPowerCut: the cut keeps the durable point and the FUA writes, says
+// what it lost, tears when asked, and is refused where it means nothing.
+func TestPowerCut(t *testing.T) {
+	ctx := context.Background()
+	a := newArray(t, Config{})
+	l, err := a.Create("lun0", Options{Size: mib, Cache: CacheWriteBack})
+	require.NoError(t, err)
+	require.Equal(t, CacheWriteBack, l.CacheMode())
+	ones, twos, threes := bytes.Repeat([]byte{1}, 4096), bytes.Repeat([]byte{2}, 4096), bytes.Repeat([]byte{3}, 4096)
+	require.NoError(t, l.WriteAt(ctx, ones, 0, false))
+	require.NoError(t, l.Flush(ctx))
+	require.NoError(t, l.WriteAt(ctx, twos, 0, false))     // lost
+	require.NoError(t, l.WriteAt(ctx, threes, 8192, true)) // FUA: kept
+	res, err := l.PowerCut(ctx, PowerCutOptions{Keep: KeepNone, Seed: 7})
+	require.NoError(t, err)
+	require.Equal(t, PowerCutResult{Mode: CacheWriteBack, Pending: 2, Kept: 1, Forced: 1, LostBytes: 4096, Seed: 7}, res)
+	require.Contains(t, res.String(), "1 of 2 writes since the last durable point survived (1 with FUA, which had to); 4096 bytes lost")
+	got := make([]byte, 12288)
+	require.NoError(t, l.ReadAt(ctx, got, 0))
+	require.Equal(t, ones, got[:4096])
+	require.Equal(t, threes, got[8192:])
+
+	// Torn: of a 4 KiB write, some 512-byte sectors survive.
+	require.NoError(t, l.WriteAt(ctx, twos, 0, false))
+	res, err = l.PowerCut(ctx, PowerCutOptions{Keep: KeepAll, Tear: true, Seed: 3})
+	require.NoError(t, err)
+	require.Equal(t, 1, res.Torn, "seed 3 tears the write")
+	require.NoError(t, l.ReadAt(ctx, got[:4096], 0))
+	var old, new int
+	for s := 0; s < 8; s++ {
+		switch got[s*512] {
+		case 1:
+			old++
+		case 2:
+			new++
+		}
+		require.Equal(t, got[s*512:s*512+512], bytes.Repeat([]byte{got[s*512]}, 512), "a sector is whole")
+	}
+	require.Equal(t, 8, old+new)
+	require.NotZero(t, new)
+	require.NotZero(t, old)
+
+	plain := newLUN(t, a, "plain", mib)
+	_, err = plain.PowerCut(ctx, PowerCutOptions{})
+	require.ErrorIs(t, err, ErrNoCache)
+	_, err = ParseCacheMode("sometimes")
+	require.ErrorIs(t, err, ErrCacheMode)
+	for m := CacheNone; m <= CacheReorder; m++ {
+		back, err := ParseCacheMode(m.String())
+		require.NoError(t, err)
+		require.Equal(t, m, back)
+	}
+
+	// A deleted LUN gives its durable image back.
+	require.NoError(t, a.Delete("lun0"))
+	_, err = l.PowerCut(ctx, PowerCutOptions{})
+	require.ErrorIs(t, err, ErrDeleted)
+}
+
+// TestPowerCutUnderLoad: cuts while writers run, under the race
+// detector: the gate keeps every write whole, before the cut or after it.
+func TestPowerCutUnderLoad(t *testing.T) {
+	ctx := context.Background()
+	a := newArray(t, Config{})
+	l, err := a.Create("lun0", Options{Size: mib, Cache: CacheWriteBack, CacheSize: 256 << 10})
+	require.NoError(t, err)
+	done := make(chan struct{})
+	errs := make(chan error, 4)
+	for w := range 4 {
+		go func() {
+			buf := bytes.Repeat([]byte{byte(w + 1)}, 4096)
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					errs <- nil
+					return
+				default:
+				}
+				off := int64((i*4+w)%256) * 4096
+				if err := l.WriteAt(ctx, buf, off, false); err != nil {
+					errs <- err
+					return
+				}
+				if i%17 == 0 {
+					if err := l.Flush(ctx); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		}()
+	}
+	for range 20 {
+		_, err := l.PowerCut(ctx, PowerCutOptions{Keep: KeepRandom, Seed: 1})
+		require.NoError(t, err)
+		time.Sleep(time.Millisecond)
+	}
+	close(done)
+	for range 4 {
+		require.NoError(t, <-errs)
+	}
+	got := make([]byte, mib)
+	require.NoError(t, l.ReadAt(ctx, got, 0))
+	for b := 0; b < 256; b++ {
+		blk := got[b*4096 : (b+1)*4096]
+		require.Equal(t, bytes.Repeat(blk[:1], 4096), blk, "block %d is one write's, whole", b)
+	}
+}
