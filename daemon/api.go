@@ -61,6 +61,14 @@ func (d *Daemon) routes() http.Handler {
 		res, err := d.deleteLUN(r.Context(), r.PathValue("name"), force)
 		return http.StatusOK, res, err
 	})
+	handle("POST /v1/luns/{name}/powercut", func(r *http.Request) (int, any, error) {
+		var req PowerCutRequest
+		if err := decode(r, &req, false); err != nil {
+			return 0, nil, err
+		}
+		res, err := d.powerCut(r.Context(), r.PathValue("name"), req)
+		return http.StatusOK, res, err
+	})
 	handle("GET /v1/luns/{name}/faults", func(r *http.Request) (int, any, error) {
 		res, err := d.faults(r.PathValue("name"))
 		return http.StatusOK, res, err

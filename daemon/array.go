@@ -67,7 +67,9 @@ func BuildArray(cfg *Config, log *slog.Logger) (*lun.Array, error) {
 			}
 			continue
 		}
-		opts := lun.Options{Size: int64(l.Size), BlockSize: l.BlockSize, ReadOnly: l.ReadOnly, Thin: l.Thin}
+		mode, _ := lun.ParseCacheMode(l.Cache) // checked by Validate
+		opts := lun.Options{Size: int64(l.Size), BlockSize: l.BlockSize, ReadOnly: l.ReadOnly, Thin: l.Thin,
+			Cache: mode, CacheSize: int64(l.CacheSize)}
 		if l.Serial != "" || l.NAA != "" {
 			id := lun.NewIdentity(lun.ProductLUN)
 			if l.Serial != "" {

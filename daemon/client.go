@@ -333,6 +333,12 @@ func (c *Client) NextEvent(ctx context.Context, id vss.ID, wait time.Duration) (
 	return &ev, nil
 }
 
+// PowerCut cuts a LUN's power (see PowerCutRequest).
+func (c *Client) PowerCut(ctx context.Context, name string, req PowerCutRequest) (out PowerCutResult, err error) {
+	_, err = c.do(ctx, http.MethodPost, "/v1/luns/"+url.PathEscape(name)+"/powercut", req, &out)
+	return out, err
+}
+
 // Progress returns the snapshot set being created and what it waits on,
 // or an *APIError of status 404 when no set is being created.
 func (c *Client) Progress(ctx context.Context) (*SetProgress, error) {

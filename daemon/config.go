@@ -195,6 +195,13 @@ type LUNConfig struct {
 	// default) is created only when the sizes of the thick LUNs, its own
 	// included, add up within the capacity.
 	Thin bool `yaml:"thin" json:"thin,omitempty"`
+	// Cache is the write cache the LUN emulates, which decides what
+	// lun powercut leaves: write-through, write-back, write-back-battery,
+	// or the defects ignore-flush, ignore-fua and reorder; "" for none
+	// (power cuts refused). CacheSize bounds the writes it holds since
+	// its last durable point (64 MiB when 0). In-memory arrays only.
+	Cache     string `yaml:"cache" json:"cache,omitempty"`
+	CacheSize Size   `yaml:"cache-size" json:"cache_size,omitempty"`
 	// Serial and NAA set the LUN's SCSI identity (page 80 serial; page 83
 	// NAA 6 designator, 32 hex digits); generated when empty.
 	Serial string `yaml:"serial" json:"serial,omitempty"`

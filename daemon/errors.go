@@ -170,11 +170,11 @@ func statusOf(err error) int {
 	case is(ErrNoSuchLUN, ErrNoSuchWriter, ErrNoSuchObject, lun.ErrNotFound, vss.VSS_E_OBJECT_NOT_FOUND):
 		return http.StatusNotFound
 	case is(ErrBadRequest, ErrBadConfig, vss.E_INVALIDARG, lun.ErrBadName, lun.ErrBadGeometry, ErrBadWriterName,
-		lun.ErrNotFamily, lun.ErrNotSnapshot):
+		lun.ErrNotFamily, lun.ErrNotSnapshot, lun.ErrCacheMode):
 		return http.StatusBadRequest
 	case is(vss.E_ACCESSDENIED, lun.ErrReadOnly):
 		return http.StatusForbidden
-	case is(lun.ErrExists, coordinator.ErrDuplicate, ErrWriterInUse, ErrNameInUse, ErrLUNInUse, vss.VSS_E_BAD_STATE,
+	case is(lun.ErrExists, coordinator.ErrDuplicate, ErrWriterInUse, ErrNameInUse, lun.ErrNoCache, lun.ErrCacheDurable, ErrLUNInUse, vss.VSS_E_BAD_STATE,
 		vss.VSS_E_SNAPSHOT_SET_IN_PROGRESS, vss.VSS_E_BREAK_REVERT_ID_FAILED):
 		return http.StatusConflict
 	case is(vss.VSS_E_UNSUPPORTED_CONTEXT, vss.VSS_E_VOLUME_NOT_SUPPORTED, vss.VSS_E_VOLUME_NOT_SUPPORTED_BY_PROVIDER,

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -43,6 +44,9 @@ func (d *Daemon) lunInfo(l *lun.LUN) LUNInfo {
 	if p := l.Parent(); p != nil {
 		info.Parent = p.Name()
 	}
+	if m := l.CacheMode(); m != lun.CacheNone {
+		info.Cache = m.String()
+	}
 	if !l.Masked() {
 		info.Exports = d.exportURLs(l.Name())
 	}
@@ -77,7 +81,9 @@ func (d *Daemon) createLUN(req LUNConfig) (LUNInfo, error) {
 	if err := checkLUN(req); err != nil {
 		return LUNInfo{}, badRequest("%v", err)
 	}
-	l, err := d.array.Create(req.Name, lun.Options{Size: int64(req.Size), BlockSize: req.BlockSize, ReadOnly: req.ReadOnly, Thin: req.Thin})
+	mode, _ := lun.ParseCacheMode(req.Cache) // checked by checkLUN
+	l, err := d.array.Create(req.Name, lun.Options{Size: int64(req.Size), BlockSize: req.BlockSize, ReadOnly: req.ReadOnly, Thin: req.Thin,
+		Cache: mode, CacheSize: int64(req.CacheSize)})
 	if errors.Is(err, lun.ErrExists) {
 		return LUNInfo{}, existsError(req.Name)
 	}
@@ -346,4 +352,33 @@ func (d *Daemon) exportURLs(name string) []string {
 		out = append(out, "nbd://"+host+"/"+url.PathEscape(name))
 	}
 	return out
+}
+
+// powerCut cuts the power of LUN name: its NBD connections drop, as a
+// power loss drops them, and it comes back holding what its cache mode
+// keeps (lun.LUN.PowerCut). A seed of 0 is drawn and reported.
+func (d *Daemon) powerCut(ctx context.Context, name string, req PowerCutRequest) (PowerCutResult, error) {
+	l, err := d.array.Get(name)
+	if err != nil {
+		return PowerCutResult{}, notFound(ErrNoSuchLUN, name)
+	}
+	keep := lun.KeepRandom
+	if req.Keep != "" {
+		if keep, err = lun.ParseKeep(req.Keep); err != nil {
+			return PowerCutResult{}, badRequest("keep %q: want random, none, all or worst", req.Keep)
+		}
+	}
+	seed := uint64(req.Seed)
+	if seed == 0 {
+		seed = rand.Uint64() | 1
+	}
+	dropped := d.nbd.Disconnect(l)
+	res, err := l.PowerCut(ctx, lun.PowerCutOptions{Keep: keep, Seed: seed, Tear: req.Tear || keep == lun.KeepWorst})
+	if err != nil {
+		return PowerCutResult{}, fmt.Errorf("LUN %s: %w", name, err)
+	}
+	d.log.Warn("power cut", "lun", name, "cache", res.Mode.String(), "kept", res.Kept, "pending", res.Pending,
+		"torn", res.Torn, "lost_bytes", res.LostBytes, "seed", strconv.FormatUint(seed, 10), "connections_dropped", dropped)
+	return PowerCutResult{LUN: name, Cache: res.Mode.String(), Keep: keep.String(), Pending: res.Pending, Kept: res.Kept,
+		Forced: res.Forced, Torn: res.Torn, LostBytes: res.LostBytes, Seed: Seed(seed), Dropped: dropped, Summary: res.String()}, nil
 }

@@ -95,6 +95,9 @@ func (l LUNInfo) WriteText(w io.Writer) error {
 		{"read-only", fmt.Sprint(l.ReadOnly)}, {"masked", fmt.Sprint(l.Masked)}, {"provisioning", provisioningOf(l.Thin)},
 		{"serial", l.Serial}, {"NAA", l.NAA},
 	}
+	if l.Cache != "" {
+		rows = append(rows, []string{"write cache", l.Cache + " (emulated: lun powercut loses what it would)"})
+	}
 	if l.Parent != "" {
 		rows = append(rows, []string{"parent", l.Parent})
 	}
@@ -393,5 +396,11 @@ func (p *SetProgress) WriteText(w io.Writer) error {
 		waits = strings.Join(parts, ", ")
 	}
 	_, err := fmt.Fprintf(w, "snapshot set %v, %s in: waiting on %s\n", p.ID, short(p.Elapsed), waits)
+	return err
+}
+
+// WriteText implements Texter.
+func (r PowerCutResult) WriteText(w io.Writer) error {
+	_, err := fmt.Fprintf(w, "LUN %s lost power: %s; %d NBD connections dropped\n", r.LUN, r.Summary, r.Dropped)
 	return err
 }

@@ -81,6 +81,7 @@ type LUNInfo struct {
 	// Thin is set for a LUN that may overcommit the array's capacity: one
 	// created thin, and every snapshot LUN and clone.
 	Thin    bool      `json:"thin"`
+	Cache   string    `json:"cache,omitempty"` // the emulated write cache's mode
 	Parent  string    `json:"parent,omitempty"`
 	Created time.Time `json:"created"`
 	Serial  string    `json:"serial"`
@@ -89,6 +90,33 @@ type LUNInfo struct {
 	Exports []string      `json:"exports,omitempty"`
 	Faults  []FaultRule   `json:"faults,omitempty"`
 	Stats   []OpStatsInfo `json:"stats,omitempty"`
+}
+
+// PowerCutRequest is POST /v1/luns/{name}/powercut: what the cut keeps of
+// the writes it may lose (random, none, all, worst; random when empty),
+// whether it tears writes at sector boundaries, and the seed of its
+// choices (drawn when 0, and reported).
+type PowerCutRequest struct {
+	Keep string `json:"keep,omitempty"`
+	Tear bool   `json:"tear,omitempty"`
+	Seed Seed   `json:"seed,omitempty"`
+}
+
+// PowerCutResult is what a power cut left.
+type PowerCutResult struct {
+	LUN   string `json:"lun"`
+	Cache string `json:"cache"`
+	Keep  string `json:"keep"`
+	// Pending are the writes since the LUN's durable point; Kept of them
+	// survived (Forced had to: FUA), Torn in part.
+	Pending   int    `json:"pending"`
+	Kept      int    `json:"kept"`
+	Forced    int    `json:"forced"`
+	Torn      int    `json:"torn"`
+	LostBytes int64  `json:"lost_bytes"`
+	Seed      Seed   `json:"seed"`
+	Dropped   int    `json:"connections_dropped"`
+	Summary   string `json:"summary"`
 }
 
 // OpStatsInfo summarises one kind of operation on a LUN.

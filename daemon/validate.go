@@ -10,6 +10,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/shadowbench/shadowbench/coordinator"
+	"github.com/shadowbench/shadowbench/lun"
 	"github.com/shadowbench/shadowbench/nbd"
 	"github.com/shadowbench/shadowbench/provider"
 	"github.com/shadowbench/shadowbench/vss"
@@ -192,6 +193,11 @@ func checkLUN(l LUNConfig) error {
 		return fmt.Errorf("size %d is not a multiple of the block size %d", l.Size, max(l.BlockSize, 512))
 	case len(l.Serial) > 64:
 		return fmt.Errorf("serial %q: at most 64 characters", l.Serial)
+	case l.CacheSize < 0:
+		return fmt.Errorf("cache-size %d: must not be negative", l.CacheSize)
+	}
+	if _, err := lun.ParseCacheMode(l.Cache); err != nil {
+		return fmt.Errorf("cache %q: want write-through, write-back, write-back-battery, ignore-flush, ignore-fua or reorder", l.Cache)
 	}
 	if _, err := parseNAA(l.NAA); err != nil {
 		return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/spf13/cobra"
 
@@ -9,7 +10,7 @@ import (
 )
 
 func newLUNCreateCmd(f *apiFlags) *cobra.Command {
-	var size string
+	var size, cacheSize string
 	req := daemon.CreateLUNRequest{BlockSize: 512}
 	cmd := &cobra.Command{
 		Use:   "create NAME --size SIZE",
@@ -24,15 +25,28 @@ with the figures. Thick is admission, not a reservation: the array sets
 no blocks aside, so thin LUNs and snapshots can still fill it. A thin LUN
 may overcommit the capacity, as a thin pool's volumes do: its size is not
 counted, and its writes fail with ENOSPC once the array is full. Snapshot
-LUNs and clones are thin.`,
-		Example: "  shadowbench lun create db --size 4GiB --block-size 4096\n  shadowbench lun create scratch --size 1TiB --thin",
-		Args:    cobra.ExactArgs(1),
+LUNs and clones are thin.
+
+--cache MODE makes the LUN emulate an array's write cache, which decides
+what lun powercut leaves of it: write-through (every acknowledged write
+survives), write-back (a write survives once a FLUSH after it completes,
+or at once with FUA), write-back-battery (the cache survives the cut), or
+the firmware defects ignore-flush (FLUSH persists nothing), ignore-fua and
+reorder (the cache destages in any order). In-memory arrays only.`,
+		Example: "  shadowbench lun create db --size 4GiB --block-size 4096\n  shadowbench lun create scratch --size 1TiB --thin\n" +
+			"  shadowbench lun create fs --size 1GiB --cache write-back",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := daemon.ParseSize(size)
 			if err != nil {
 				return err
 			}
 			req.Name, req.Size = args[0], s
+			if cacheSize != "" {
+				if req.CacheSize, err = daemon.ParseSize(cacheSize); err != nil {
+					return fmt.Errorf("--cache-size: %w", err)
+				}
+			}
 			return f.call(cmd, func(ctx context.Context, c *daemon.Client) (daemon.Texter, error) {
 				return c.CreateLUN(ctx, req)
 			})
@@ -42,6 +56,8 @@ LUNs and clones are thin.`,
 	cmd.Flags().IntVar(&req.BlockSize, "block-size", 512, "logical block size: 512 or 4096")
 	cmd.Flags().BoolVar(&req.ReadOnly, "read-only", false, "refuse writes")
 	cmd.Flags().BoolVar(&req.Thin, "thin", false, "let the LUN overcommit the array's capacity (default: thick, refused unless the thick LUNs' sizes fit)")
+	cmd.Flags().StringVar(&req.Cache, "cache", "", "emulate a write cache: write-through, write-back, write-back-battery, ignore-flush, ignore-fua or reorder (default: none; lun powercut refused)")
+	cmd.Flags().StringVar(&cacheSize, "cache-size", "", "the writes the emulated cache holds since its last durable point; past it, it destages them all (default 64MiB)")
 	_ = cmd.MarkFlagRequired("size")
 	return cmd
 }

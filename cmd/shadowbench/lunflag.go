@@ -8,10 +8,11 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/shadowbench/shadowbench/daemon"
+	"github.com/shadowbench/shadowbench/lun"
 )
 
 // lunSpecs is the repeatable --lun flag; each value is
-// name=NAME,size=SIZE[,block-size=512|4096][,read-only=BOOL][,thin=BOOL],
+// name=NAME,size=SIZE[,block-size=512|4096][,read-only=BOOL][,thin=BOOL][,cache=MODE][,cache-size=SIZE],
 // spelled as lun create's flags and the configuration file's keys.
 type lunSpecs []daemon.LUNConfig
 
@@ -65,6 +66,17 @@ func parseLUNSpec(v string) (daemon.LUNConfig, error) {
 				return spec, fmt.Errorf("block-size %q: want 512 or 4096", val)
 			}
 			spec.BlockSize, _ = strconv.Atoi(val)
+		case "cache":
+			if _, err := lun.ParseCacheMode(val); err != nil {
+				return spec, fmt.Errorf("cache %q: want write-through, write-back, write-back-battery, ignore-flush, ignore-fua or reorder", val)
+			}
+			spec.Cache = val
+		case "cache-size":
+			n, err := daemon.ParseSize(val)
+			if err != nil || n <= 0 {
+				return spec, fmt.Errorf("cache-size %q: want a positive size such as 64MiB", val)
+			}
+			spec.CacheSize = n
 		case "read-only", "thin":
 			b, err := strconv.ParseBool(val)
 			if err != nil {
@@ -76,7 +88,7 @@ func parseLUNSpec(v string) (daemon.LUNConfig, error) {
 				spec.ReadOnly = b
 			}
 		default:
-			return spec, fmt.Errorf("unknown key %q (want name, size, block-size, read-only, thin)", key)
+			return spec, fmt.Errorf("unknown key %q (want name, size, block-size, read-only, thin, cache, cache-size)", key)
 		}
 	}
 	switch {

@@ -67,7 +67,7 @@ is nbdkit's captive mode, the shortest way to script a test:
 	fl.StringVar(&f.listen, "listen", daemon.DefaultNBDListen, "TCP address to serve NBD on; empty for none")
 	fl.StringVar(&f.socket, "socket", "", "unix socket to serve NBD on as well")
 	f.api.bind(fl)
-	fl.Var(&f.luns, "lun", "a LUN, name=NAME,size=SIZE[,block-size=512|4096][,read-only=true][,thin=true]; repeatable (default: lun0 and lun1 of 1 GiB); thick unless thin, and thick LUNs' sizes must add up within the capacity")
+	fl.Var(&f.luns, "lun", "a LUN, name=NAME,size=SIZE[,block-size=512|4096][,read-only=true][,thin=true][,cache=write-back]; repeatable (default: lun0 and lun1 of 1 GiB); thick unless thin, and thick LUNs' sizes must add up within the capacity")
 	fl.StringVar(&f.profile, "profile", "", "firmware profile `FILE` of the (first) array provider")
 	fl.StringVar(&f.defaultExport, "default-export", "", "export for clients that name none (default: the first LUN)")
 	fl.BoolVarP(&f.readOnly, "read-only", "r", false, "serve every export read-only (writes, trims and zeroes answer EPERM)")

@@ -104,12 +104,19 @@ func freePort(t *testing.T) string {
 // it serves NBD. A daemon the test has not killed is killed when it ends.
 func start(t *testing.T, dir, run string, round int, size int64) *daemon {
 	t.Helper()
+	return startWith(t, run, round, "--data-dir", dir, "--lun", fmt.Sprintf("name=c0,size=%d", size))
+}
+
+// startWith runs serve with args (its LUNs, where it keeps them) and
+// waits until it serves NBD, as start does.
+func startWith(t *testing.T, run string, round int, args ...string) *daemon {
+	t.Helper()
 	d := &daemon{nbd: freePort(t), api: filepath.Join(run, "api.sock")}
 	var err error
 	d.logf, err = os.Create(filepath.Join(run, fmt.Sprintf("serve-%d.log", round)))
 	require.NoError(t, err)
-	d.cmd = exec.Command(binPath, "serve", "--data-dir", dir, "--listen", d.nbd, "--api", "", "--api-socket", d.api,
-		"--lun", fmt.Sprintf("name=c0,size=%d", size), "--shutdown-timeout", "1s")
+	d.cmd = exec.Command(binPath, append([]string{"serve", "--listen", d.nbd, "--api", "", "--api-socket", d.api,
+		"--shutdown-timeout", "1s"}, args...)...)
 	d.cmd.Stdout, d.cmd.Stderr = d.logf, d.logf
 	require.NoError(t, d.cmd.Start())
 	t.Cleanup(func() {
