@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -68,6 +69,30 @@ func (d *Daemon) routes() http.Handler {
 		}
 		res, err := d.powerCut(r.Context(), r.PathValue("name"), req)
 		return http.StatusOK, res, err
+	})
+	handle("GET /v1/luns/{name}/crashpoints", func(r *http.Request) (int, any, error) {
+		pts, err := d.crashPoints(r.PathValue("name"))
+		return http.StatusOK, pts, err
+	})
+	handle("POST /v1/luns/{name}/marks", func(r *http.Request) (int, any, error) {
+		var req MarkRequest
+		if err := decode(r, &req, true); err != nil {
+			return 0, nil, err
+		}
+		p, err := d.mark(r.PathValue("name"), req.Label)
+		return http.StatusCreated, p, err
+	})
+	handle("POST /v1/luns/{name}/crashpoints/{id}/expose", func(r *http.Request) (int, any, error) {
+		id, err := strconv.Atoi(r.PathValue("id"))
+		if err != nil || id < 1 {
+			return 0, nil, badRequest("crash point %q: want its number, from lun crashpoints", r.PathValue("id"))
+		}
+		var req ExposePointRequest
+		if err := decode(r, &req, false); err != nil {
+			return 0, nil, err
+		}
+		info, err := d.exposePoint(r.PathValue("name"), id, req)
+		return http.StatusCreated, info, err
 	})
 	handle("GET /v1/luns/{name}/faults", func(r *http.Request) (int, any, error) {
 		res, err := d.faults(r.PathValue("name"))

@@ -69,7 +69,7 @@ func BuildArray(cfg *Config, log *slog.Logger) (*lun.Array, error) {
 		}
 		mode, _ := lun.ParseCacheMode(l.Cache) // checked by Validate
 		opts := lun.Options{Size: int64(l.Size), BlockSize: l.BlockSize, ReadOnly: l.ReadOnly, Thin: l.Thin,
-			Cache: mode, CacheSize: int64(l.CacheSize)}
+			Cache: mode, CacheSize: int64(l.CacheSize), CrashPoints: l.CrashPoints}
 		if l.Serial != "" || l.NAA != "" {
 			id := lun.NewIdentity(lun.ProductLUN)
 			if l.Serial != "" {

@@ -333,6 +333,25 @@ func (c *Client) NextEvent(ctx context.Context, id vss.ID, wait time.Duration) (
 	return &ev, nil
 }
 
+// CrashPoints lists a LUN's crash points.
+func (c *Client) CrashPoints(ctx context.Context, name string) (out []CrashPointInfo, err error) {
+	_, err = c.do(ctx, http.MethodGet, "/v1/luns/"+url.PathEscape(name)+"/crashpoints", nil, &out)
+	return out, err
+}
+
+// Mark adds a mark to a LUN's crash points.
+func (c *Client) Mark(ctx context.Context, name, label string) (out CrashPointInfo, err error) {
+	_, err = c.do(ctx, http.MethodPost, "/v1/luns/"+url.PathEscape(name)+"/marks", MarkRequest{Label: label}, &out)
+	return out, err
+}
+
+// ExposeCrashPoint makes a LUN of what name would hold after a power cut
+// at crash point id.
+func (c *Client) ExposeCrashPoint(ctx context.Context, name string, id int, req ExposePointRequest) (out LUNInfo, err error) {
+	_, err = c.do(ctx, http.MethodPost, fmt.Sprintf("/v1/luns/%s/crashpoints/%d/expose", url.PathEscape(name), id), req, &out)
+	return out, err
+}
+
 // PowerCut cuts a LUN's power (see PowerCutRequest).
 func (c *Client) PowerCut(ctx context.Context, name string, req PowerCutRequest) (out PowerCutResult, err error) {
 	_, err = c.do(ctx, http.MethodPost, "/v1/luns/"+url.PathEscape(name)+"/powercut", req, &out)

@@ -202,6 +202,10 @@ type LUNConfig struct {
 	// its last durable point (64 MiB when 0). In-memory arrays only.
 	Cache     string `yaml:"cache" json:"cache,omitempty"`
 	CacheSize Size   `yaml:"cache-size" json:"cache_size,omitempty"`
+	// CrashPoints is how many crash points (FLUSHes and marks) the LUN
+	// keeps for lun crashpoints, lun expose --at and crash-test; 0 for
+	// none. It needs a cache mode.
+	CrashPoints int `yaml:"crash-points" json:"crash_points,omitempty"`
 	// Serial and NAA set the LUN's SCSI identity (page 80 serial; page 83
 	// NAA 6 designator, 32 hex digits); generated when empty.
 	Serial string `yaml:"serial" json:"serial,omitempty"`

@@ -167,7 +167,7 @@ func statusOf(err error) int {
 		return http.StatusRequestTimeout
 	case is(ErrEventOver, ErrWriterDropped):
 		return http.StatusGone
-	case is(ErrNoSuchLUN, ErrNoSuchWriter, ErrNoSuchObject, lun.ErrNotFound, vss.VSS_E_OBJECT_NOT_FOUND):
+	case is(ErrNoSuchLUN, ErrNoSuchWriter, ErrNoSuchObject, lun.ErrNotFound, lun.ErrNoCrashPoint, vss.VSS_E_OBJECT_NOT_FOUND):
 		return http.StatusNotFound
 	case is(ErrBadRequest, ErrBadConfig, vss.E_INVALIDARG, lun.ErrBadName, lun.ErrBadGeometry, ErrBadWriterName,
 		lun.ErrNotFamily, lun.ErrNotSnapshot, lun.ErrCacheMode):

@@ -83,7 +83,7 @@ func (d *Daemon) createLUN(req LUNConfig) (LUNInfo, error) {
 	}
 	mode, _ := lun.ParseCacheMode(req.Cache) // checked by checkLUN
 	l, err := d.array.Create(req.Name, lun.Options{Size: int64(req.Size), BlockSize: req.BlockSize, ReadOnly: req.ReadOnly, Thin: req.Thin,
-		Cache: mode, CacheSize: int64(req.CacheSize)})
+		Cache: mode, CacheSize: int64(req.CacheSize), CrashPoints: req.CrashPoints})
 	if errors.Is(err, lun.ErrExists) {
 		return LUNInfo{}, existsError(req.Name)
 	}
@@ -381,4 +381,53 @@ func (d *Daemon) powerCut(ctx context.Context, name string, req PowerCutRequest)
 		"torn", res.Torn, "lost_bytes", res.LostBytes, "seed", strconv.FormatUint(seed, 10), "connections_dropped", dropped)
 	return PowerCutResult{LUN: name, Cache: res.Mode.String(), Keep: keep.String(), Pending: res.Pending, Kept: res.Kept,
 		Forced: res.Forced, Torn: res.Torn, LostBytes: res.LostBytes, Seed: Seed(seed), Dropped: dropped, Summary: res.String()}, nil
+}
+
+// crashPoints lists a LUN's crash points.
+func (d *Daemon) crashPoints(name string) ([]CrashPointInfo, error) {
+	l, err := d.array.Get(name)
+	if err != nil {
+		return nil, notFound(ErrNoSuchLUN, name)
+	}
+	out := []CrashPointInfo{}
+	for _, p := range l.CrashPoints() {
+		out = append(out, CrashPointInfo{ID: p.ID, Kind: p.Kind, Label: p.Label, At: p.At, Writes: p.Writes})
+	}
+	return out, nil
+}
+
+// mark adds a mark to a LUN's crash points.
+func (d *Daemon) mark(name, label string) (CrashPointInfo, error) {
+	l, err := d.array.Get(name)
+	if err != nil {
+		return CrashPointInfo{}, notFound(ErrNoSuchLUN, name)
+	}
+	p, err := l.Mark(label)
+	if err != nil {
+		if errors.Is(err, lun.ErrNoCache) {
+			return CrashPointInfo{}, err
+		}
+		return CrashPointInfo{}, badRequest("%v", err)
+	}
+	return CrashPointInfo{ID: p.ID, Kind: p.Kind, Label: p.Label, At: p.At, Writes: p.Writes}, nil
+}
+
+// exposePoint makes a LUN of what name would hold after a power cut at
+// crash point id, exported over NBD.
+func (d *Daemon) exposePoint(name string, id int, req ExposePointRequest) (LUNInfo, error) {
+	as := req.Name
+	if as == "" {
+		as = fmt.Sprintf("%s.at-%d", name, id)
+	}
+	l, err := d.array.ExposeCrashPoint(name, id, as, req.Writable)
+	switch {
+	case errors.Is(err, lun.ErrNotFound):
+		return LUNInfo{}, notFound(ErrNoSuchLUN, name)
+	case errors.Is(err, lun.ErrExists):
+		return LUNInfo{}, existsError(as)
+	case err != nil:
+		return LUNInfo{}, err
+	}
+	d.log.Info("crash point exposed", "lun", name, "point", id, "as", as, "writable", req.Writable)
+	return d.lunInfo(l), nil
 }

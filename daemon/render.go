@@ -404,3 +404,21 @@ func (r PowerCutResult) WriteText(w io.Writer) error {
 	_, err := fmt.Fprintf(w, "LUN %s lost power: %s; %d NBD connections dropped\n", r.LUN, r.Summary, r.Dropped)
 	return err
 }
+
+// CrashPointList is the answer of lun crashpoints.
+type CrashPointList []CrashPointInfo
+
+// WriteText implements Texter.
+func (l CrashPointList) WriteText(w io.Writer) error {
+	rows := [][]string{{"POINT", "KIND", "LABEL", "AT", "WRITES BEFORE IT"}}
+	for _, p := range l {
+		rows = append(rows, []string{strconv.Itoa(p.ID), p.Kind, orDash(p.Label), p.At.Format("15:04:05.000000"), strconv.Itoa(p.Writes)})
+	}
+	return table(w, rows)
+}
+
+// WriteText implements Texter.
+func (p CrashPointInfo) WriteText(w io.Writer) error {
+	_, err := fmt.Fprintf(w, "crash point %d: %s %s, %d writes since the point before\n", p.ID, p.Kind, orDash(p.Label), p.Writes)
+	return err
+}

@@ -119,6 +119,29 @@ type PowerCutResult struct {
 	Summary   string `json:"summary"`
 }
 
+// CrashPointInfo is a crash point of a LUN (lun crashpoints): a FLUSH or
+// a mark, and the writes since the point before.
+type CrashPointInfo struct {
+	ID     int       `json:"id"`
+	Kind   string    `json:"kind"` // flush or mark
+	Label  string    `json:"label,omitempty"`
+	At     time.Time `json:"at"`
+	Writes int       `json:"writes"`
+}
+
+// MarkRequest is POST /v1/luns/{name}/marks.
+type MarkRequest struct {
+	Label string `json:"label"`
+}
+
+// ExposePointRequest is POST /v1/luns/{name}/crashpoints/{id}/expose: the
+// name of the LUN to make (NAME.at-ID when empty), and whether it is
+// writable (a clone a file system can replay its journal on).
+type ExposePointRequest struct {
+	Name     string `json:"name,omitempty"`
+	Writable bool   `json:"writable,omitempty"`
+}
+
 // OpStatsInfo summarises one kind of operation on a LUN.
 type OpStatsInfo struct {
 	Op     string   `json:"op"`

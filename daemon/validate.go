@@ -195,6 +195,10 @@ func checkLUN(l LUNConfig) error {
 		return fmt.Errorf("serial %q: at most 64 characters", l.Serial)
 	case l.CacheSize < 0:
 		return fmt.Errorf("cache-size %d: must not be negative", l.CacheSize)
+	case l.CrashPoints < 0 || l.CrashPoints > maxCrashPoints:
+		return fmt.Errorf("crash-points %d: want 0 to %d", l.CrashPoints, maxCrashPoints)
+	case l.CrashPoints > 0 && (l.Cache == "" || l.Cache == "none"):
+		return fmt.Errorf("crash-points needs a cache mode (cache: write-back, or another)")
 	}
 	if _, err := lun.ParseCacheMode(l.Cache); err != nil {
 		return fmt.Errorf("cache %q: want write-through, write-back, write-back-battery, ignore-flush, ignore-fua or reorder", l.Cache)
@@ -204,6 +208,9 @@ func checkLUN(l LUNConfig) error {
 	}
 	return nil
 }
+
+// maxCrashPoints bounds the crash points a LUN keeps.
+const maxCrashPoints = 100000
 
 // maxWriterName bounds a writer's name as lun bounds a LUN's.
 const maxWriterName = 255

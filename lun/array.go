@@ -59,6 +59,9 @@ type Options struct {
 	// the writes it holds (DefaultCacheSize when 0). In memory only.
 	Cache     CacheMode
 	CacheSize int64
+	// CrashPoints is how many crash points (FLUSHes and marks) the LUN
+	// keeps, newest first; 0 for none. They need a cache mode.
+	CrashPoints int
 }
 
 // Array is a storage array of software LUNs sharing one cow store. Its
@@ -232,7 +235,7 @@ func (a *Array) Create(name string, opts Options) (*LUN, error) {
 	}
 	l.data.Store(&data{vol: vol})
 	if opts.Cache != CacheNone {
-		if err := l.SetCache(context.Background(), opts.Cache, opts.CacheSize); err != nil {
+		if err := l.SetCacheWithPoints(context.Background(), opts.Cache, opts.CacheSize, opts.CrashPoints); err != nil {
 			_ = a.Delete(name)
 			return nil, err
 		}

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/shadowbench/shadowbench/cow"
 )
@@ -165,13 +166,54 @@ type cacheRec struct {
 type cache struct {
 	mode  CacheMode
 	limit int64
+	// keepPoints bounds the crash points kept; 0 keeps none.
+	keepPoints int
 
 	mu      sync.RWMutex
-	durable *cow.Image // under mu
+	durable *sharedImage // under mu
+	points  []crashPoint // under mu, oldest first
+	nextID  int          // under mu
 
 	logMu sync.Mutex
 	recs  []cacheRec // under logMu
 	bytes int64      // under logMu
+	// since counts the writes logged since the last crash point.
+	since int // under logMu
+}
+
+// sharedImage is an image the durable point and crash points share: it
+// is released when the last of them lets it go. Under cache.mu.
+type sharedImage struct {
+	img  *cow.Image
+	refs int
+}
+
+func share(img *cow.Image) *sharedImage { return &sharedImage{img: img, refs: 1} }
+
+func (s *sharedImage) ref() *sharedImage { s.refs++; return s }
+
+func (s *sharedImage) unref() {
+	if s.refs--; s.refs == 0 {
+		_ = s.img.Release()
+	}
+}
+
+// CrashPoint is a moment a power cut could have happened at, kept so that
+// the LUN can be seen as such a cut would have left it (ExposeCrashPoint):
+// each completed FLUSH (what a cut keeping none of the writes it may lose
+// leaves then, under the LUN's cache mode) and each mark (every write
+// completed before it, as dm-log-writes' marks are).
+type CrashPoint struct {
+	ID     int // from 1, in order; never reused
+	Kind   string
+	Label  string // a mark's
+	At     time.Time
+	Writes int // writes, trims and zeroes between the point before and this one
+}
+
+type crashPoint struct {
+	CrashPoint
+	img *sharedImage
 }
 
 // logs reports whether the mode's power cut can lose writes, and so
@@ -194,6 +236,13 @@ func (l *LUN) CacheMode() CacheMode {
 // later power cut. CacheNone stops the emulation. Only an original or a
 // clone of an in-memory array has a cache.
 func (l *LUN) SetCache(ctx context.Context, mode CacheMode, size int64) error {
+	return l.SetCacheWithPoints(ctx, mode, size, 0)
+}
+
+// SetCacheWithPoints is SetCache keeping the newest points crash points
+// (FLUSHes and marks): each holds the blocks written after it, until it is
+// dropped.
+func (l *LUN) SetCacheWithPoints(ctx context.Context, mode CacheMode, size int64, points int) error {
 	if mode > CacheReorder {
 		return ErrCacheMode
 	}
@@ -219,18 +268,42 @@ func (l *LUN) SetCache(ctx context.Context, mode CacheMode, size int64) error {
 		if err != nil {
 			return mapErr(err)
 		}
-		c = &cache{mode: mode, limit: size, durable: img}
+		c = &cache{mode: mode, limit: size, durable: share(img), keepPoints: max(points, 0)}
 	}
 	l.cache.Store(c)
 	if old != nil {
-		old.mu.Lock()
-		if old.durable != nil {
-			_ = old.durable.Release()
-			old.durable = nil
-		}
-		old.mu.Unlock()
+		old.drop()
 	}
 	return nil
+}
+
+// drop gives back every image the cache holds.
+func (c *cache) drop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.durable != nil {
+		c.durable.unref()
+		c.durable = nil
+	}
+	for _, p := range c.points {
+		p.img.unref()
+	}
+	c.points = nil
+}
+
+// pointLocked adds a crash point on img (a reference the point takes
+// over), dropping the oldest past keepPoints. Under c.mu.
+func (c *cache) pointLocked(kind, label string, img *sharedImage) {
+	c.logMu.Lock()
+	since := c.since
+	c.since = 0
+	c.logMu.Unlock()
+	c.nextID++
+	c.points = append(c.points, crashPoint{CrashPoint{ID: c.nextID, Kind: kind, Label: label, At: time.Now(), Writes: since}, img})
+	for len(c.points) > c.keepPoints {
+		c.points[0].img.unref()
+		c.points = c.points[1:]
+	}
 }
 
 // logged runs a write (fn) under the cache's read lock, then logs it if
@@ -238,8 +311,18 @@ func (l *LUN) SetCache(ctx context.Context, mode CacheMode, size int64) error {
 // destages: the durable point moves to the present.
 func (l *LUN) logged(rec cacheRec, fn func() error) error {
 	c := l.cache.Load()
-	if c == nil || !c.logs() {
+	if c == nil || (!c.logs() && c.keepPoints == 0) {
 		return fn()
+	}
+	if !c.logs() {
+		// Nothing to lose, but the crash points count what they span.
+		err := fn()
+		if err == nil {
+			c.logMu.Lock()
+			c.since++
+			c.logMu.Unlock()
+		}
+		return err
 	}
 	c.mu.RLock()
 	err := fn()
@@ -250,6 +333,7 @@ func (l *LUN) logged(rec cacheRec, fn func() error) error {
 		}
 		c.logMu.Lock()
 		c.recs = append(c.recs, rec)
+		c.since++
 		c.bytes += int64(len(rec.data)) + 64
 		full = c.bytes > c.limit
 		c.logMu.Unlock()
@@ -265,10 +349,46 @@ func (l *LUN) logged(rec cacheRec, fn func() error) error {
 // mode honours FLUSH.
 func (l *LUN) flushed() error {
 	c := l.cache.Load()
-	if c == nil || !c.logs() || c.mode == CacheIgnoreFlush {
+	if c == nil {
 		return nil
 	}
-	return l.advance(c)
+	if c.logs() && c.mode != CacheIgnoreFlush {
+		if err := l.advance(c); err != nil {
+			return err
+		}
+	}
+	if c.keepPoints == 0 {
+		return nil
+	}
+	if !c.logs() {
+		// Nothing is lost at a cut: the point is the LUN as it is.
+		return l.markPoint(c, "flush", "")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.durable != nil {
+		c.pointLocked("flush", "", c.durable.ref())
+	}
+	return nil
+}
+
+// markPoint adds a crash point holding every write completed so far.
+func (l *LUN) markPoint(c *cache, kind, label string) error {
+	d := l.data.Load()
+	if d.vol == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.durable == nil {
+		return nil // replaced by SetCache
+	}
+	img, err := d.vol.Snapshot()
+	if err != nil {
+		return mapErr(err)
+	}
+	c.pointLocked(kind, label, share(img))
+	return nil
 }
 
 // advance makes everything the LUN holds durable: a new image, the old
@@ -287,8 +407,8 @@ func (l *LUN) advance(c *cache) error {
 	if err != nil {
 		return mapErr(err)
 	}
-	_ = c.durable.Release()
-	c.durable = img
+	c.durable.unref()
+	c.durable = share(img)
 	c.logMu.Lock()
 	c.recs, c.bytes = nil, 0
 	c.logMu.Unlock()
@@ -384,7 +504,7 @@ func (l *LUN) PowerCut(ctx context.Context, o PowerCutOptions) (PowerCutResult, 
 		chosen = append(chosen, rp)
 	}
 
-	if err := d.vol.Revert(c.durable); err != nil {
+	if err := d.vol.Revert(c.durable.img); err != nil {
 		return res, fmt.Errorf("lun: power cut of %s: %w", l.name, mapErr(err))
 	}
 	var errs []error
@@ -410,8 +530,8 @@ func (l *LUN) PowerCut(ctx context.Context, o PowerCutOptions) (PowerCutResult, 
 	}
 	img, err := d.vol.Snapshot()
 	if err == nil {
-		_ = c.durable.Release()
-		c.durable = img
+		c.durable.unref()
+		c.durable = share(img)
 	}
 	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
@@ -440,4 +560,86 @@ func (r PowerCutResult) String() string {
 		fmt.Fprintf(&b, "; %d bytes lost (seed %d)", r.LostBytes, r.Seed)
 	}
 	return b.String()
+}
+
+// ErrNoCrashPoint is a crash point the LUN does not keep (never made, or
+// dropped past its bound).
+var ErrNoCrashPoint = errors.New("lun: no such crash point")
+
+// Mark adds a crash point labelled label: the LUN with every write
+// completed before it, as dm-log-writes' marks are. The LUN must keep
+// crash points.
+func (l *LUN) Mark(label string) (CrashPoint, error) {
+	if err := checkName(label); err != nil {
+		return CrashPoint{}, fmt.Errorf("mark %.64q: labels are 1-255 characters of [A-Za-z0-9._:-]", label)
+	}
+	c := l.cache.Load()
+	if c == nil || c.keepPoints == 0 {
+		return CrashPoint{}, fmt.Errorf("%w: %s keeps no crash points (lun create --cache MODE --crash-points N)", ErrNoCache, l.name)
+	}
+	if err := l.markPoint(c, "mark", label); err != nil {
+		return CrashPoint{}, err
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.points[len(c.points)-1].CrashPoint, nil
+}
+
+// CrashPoints lists the crash points the LUN keeps, oldest first.
+func (l *LUN) CrashPoints() []CrashPoint {
+	c := l.cache.Load()
+	if c == nil {
+		return nil
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]CrashPoint, len(c.points))
+	for i, p := range c.points {
+		out[i] = p.CrashPoint
+	}
+	return out
+}
+
+// ExposeCrashPoint adds LUN name holding what source would hold after a
+// power cut at crash point id: a clone of the point's image, in O(1),
+// read-only unless writable (so that a file system can replay its
+// journal on it). Deleting it changes nothing of source.
+func (a *Array) ExposeCrashPoint(source string, id int, name string, writable bool) (*LUN, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	src, err := a.Get(source)
+	if err != nil {
+		return nil, err
+	}
+	c := src.cache.Load()
+	if c == nil {
+		return nil, fmt.Errorf("%w: %s keeps none", ErrNoCrashPoint, source)
+	}
+	c.mu.RLock()
+	var vol *cow.Volume
+	found := false
+	for _, p := range c.points {
+		if p.ID == id {
+			found = true
+			vol, err = p.img.img.Clone()
+			break
+		}
+	}
+	c.mu.RUnlock()
+	switch {
+	case !found:
+		return nil, fmt.Errorf("%w: %s has no point %d (lun crashpoints %s lists them)", ErrNoCrashPoint, source, id, source)
+	case err != nil:
+		return nil, mapErr(err)
+	}
+	l := a.newLUN(name, Clone, NewIdentity(ProductLUN), src.size, src.blockSize)
+	l.parent = src
+	l.readOnly.Store(!writable)
+	if err := a.insert(l); err != nil {
+		_ = vol.Release()
+		return nil, err
+	}
+	l.data.Store(&data{vol: vol})
+	return l, nil
 }

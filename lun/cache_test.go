@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -253,4 +254,62 @@ func TestPowerCutUnderLoad(t *testing.T) {
 		blk := got[b*4096 : (b+1)*4096]
 		require.Equal(t, bytes.Repeat(blk[:1], 4096), blk, "block %d is one write's, whole", b)
 	}
+}
+
+// TestCrashPoints: each FLUSH and mark is a crash point, kept up to the
+// bound; a point exposed holds what a power cut then would have left.
+func TestCrashPoints(t *testing.T) {
+	ctx := context.Background()
+	a := newArray(t, Config{})
+	l, err := a.Create("lun0", Options{Size: mib, Cache: CacheWriteBack, CrashPoints: 3})
+	require.NoError(t, err)
+	block := func(b byte) []byte { return bytes.Repeat([]byte{b}, 4096) }
+	require.NoError(t, l.WriteAt(ctx, block(1), 0, false))
+	require.NoError(t, l.Flush(ctx)) // point 1: 1
+	require.NoError(t, l.WriteAt(ctx, block(2), 0, false))
+	m, err := l.Mark("after-2") // point 2: 2, though not flushed
+	require.NoError(t, err)
+	require.Equal(t, CrashPoint{ID: 2, Kind: "mark", Label: "after-2", At: m.At, Writes: 1}, m)
+	require.NoError(t, l.WriteAt(ctx, block(3), 0, false))
+	require.NoError(t, l.Flush(ctx)) // point 3: 3
+	require.NoError(t, l.WriteAt(ctx, block(4), 0, false))
+	require.NoError(t, l.Flush(ctx)) // point 4: 4; point 1 dropped
+	pts := l.CrashPoints()
+	require.Len(t, pts, 3)
+	require.Equal(t, []int{2, 3, 4}, []int{pts[0].ID, pts[1].ID, pts[2].ID})
+
+	for id, want := range map[int]byte{2: 2, 3: 3, 4: 4} {
+		name := fmt.Sprintf("at%d", id)
+		p, err := a.ExposeCrashPoint("lun0", id, name, false)
+		require.NoError(t, err)
+		got := make([]byte, 4096)
+		require.NoError(t, p.ReadAt(ctx, got, 0))
+		require.Equal(t, block(want), got, "point %d", id)
+		require.ErrorIs(t, p.WriteAt(ctx, got, 0, false), ErrReadOnly)
+		require.NoError(t, a.Delete(name))
+	}
+	w, err := a.ExposeCrashPoint("lun0", 3, "w3", true)
+	require.NoError(t, err)
+	require.NoError(t, w.WriteAt(ctx, block(9), 0, false), "a writable point, for a journal replay")
+	got := make([]byte, 4096)
+	require.NoError(t, l.ReadAt(ctx, got, 0))
+	require.Equal(t, block(4), got, "the source is untouched")
+	_, err = a.ExposeCrashPoint("lun0", 1, "gone", false)
+	require.ErrorIs(t, err, ErrNoCrashPoint)
+	_, err = l.Mark("no spaces")
+	require.ErrorContains(t, err, "labels are")
+	plain := newLUN(t, a, "plain", mib)
+	_, err = plain.Mark("x")
+	require.ErrorIs(t, err, ErrNoCache)
+
+	// ignore-flush: a FLUSH point is the durable point, which FLUSH never
+	// moves.
+	bad, err := a.Create("bad", Options{Size: mib, Cache: CacheIgnoreFlush, CrashPoints: 8})
+	require.NoError(t, err)
+	require.NoError(t, bad.WriteAt(ctx, block(5), 0, false))
+	require.NoError(t, bad.Flush(ctx))
+	p, err := a.ExposeCrashPoint("bad", bad.CrashPoints()[0].ID, "bad-at", false)
+	require.NoError(t, err)
+	require.NoError(t, p.ReadAt(ctx, got, 0))
+	require.Equal(t, make([]byte, 4096), got, "the FLUSH persisted nothing")
 }

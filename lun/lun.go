@@ -562,12 +562,7 @@ func (l *LUN) makeWritableDurable() error {
 
 func (l *LUN) release() {
 	if c := l.cache.Swap(nil); c != nil {
-		c.mu.Lock()
-		if c.durable != nil {
-			_ = c.durable.Release()
-			c.durable = nil
-		}
-		c.mu.Unlock()
+		c.drop()
 	}
 	d := l.data.Load()
 	if d == nil {

@@ -12,6 +12,7 @@ Every LUN is an NBD export of the same name.`,
 		Args: cobra.NoArgs,
 	}
 	f.bind(cmd)
-	cmd.AddCommand(newLUNCreateCmd(&f), newLUNListCmd(&f), newLUNDeleteCmd(&f), newLUNFaultCmd(&f), newLUNPowercutCmd(&f))
+	cmd.AddCommand(newLUNCreateCmd(&f), newLUNListCmd(&f), newLUNDeleteCmd(&f), newLUNFaultCmd(&f), newLUNPowercutCmd(&f),
+		newLUNMarkCmd(&f), newLUNCrashpointsCmd(&f), newLUNExposeCmd(&f))
 	return cmd
 }

@@ -57,6 +57,7 @@ reorder (the cache destages in any order). In-memory arrays only.`,
 	cmd.Flags().BoolVar(&req.ReadOnly, "read-only", false, "refuse writes")
 	cmd.Flags().BoolVar(&req.Thin, "thin", false, "let the LUN overcommit the array's capacity (default: thick, refused unless the thick LUNs' sizes fit)")
 	cmd.Flags().StringVar(&req.Cache, "cache", "", "emulate a write cache: write-through, write-back, write-back-battery, ignore-flush, ignore-fua or reorder (default: none; lun powercut refused)")
+	cmd.Flags().IntVar(&req.CrashPoints, "crash-points", 0, "keep the newest N crash points (FLUSHes and marks) for lun crashpoints, lun expose --at and crash-test; needs --cache")
 	cmd.Flags().StringVar(&cacheSize, "cache-size", "", "the writes the emulated cache holds since its last durable point; past it, it destages them all (default 64MiB)")
 	_ = cmd.MarkFlagRequired("size")
 	return cmd

@@ -71,6 +71,12 @@ func parseLUNSpec(v string) (daemon.LUNConfig, error) {
 				return spec, fmt.Errorf("cache %q: want write-through, write-back, write-back-battery, ignore-flush, ignore-fua or reorder", val)
 			}
 			spec.Cache = val
+		case "crash-points":
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 0 {
+				return spec, fmt.Errorf("crash-points %q: want a count", val)
+			}
+			spec.CrashPoints = n
 		case "cache-size":
 			n, err := daemon.ParseSize(val)
 			if err != nil || n <= 0 {
@@ -88,7 +94,7 @@ func parseLUNSpec(v string) (daemon.LUNConfig, error) {
 				spec.ReadOnly = b
 			}
 		default:
-			return spec, fmt.Errorf("unknown key %q (want name, size, block-size, read-only, thin, cache, cache-size)", key)
+			return spec, fmt.Errorf("unknown key %q (want name, size, block-size, read-only, thin, cache, cache-size, crash-points)", key)
 		}
 	}
 	switch {

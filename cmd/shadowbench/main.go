@@ -71,6 +71,7 @@ func newRoot(stderr io.Writer) *cobra.Command {
 	root.AddCommand(newCheckCmd())
 	root.AddCommand(newVersionCmd())
 	root.AddCommand(newManCmd())
+	root.AddCommand(newCrashTestCmd())
 	root.Version = versionText()
 	root.SetVersionTemplate("{{.Version}}")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
