@@ -351,4 +351,3 @@ func requireDone(t testing.TB, ch <-chan struct{}) {
 		t.Fatal("the write did not complete")
 	}
 }
-
