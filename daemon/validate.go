@@ -105,6 +105,20 @@ func (c *Config) Validate() error {
 		if _, err := providerType(p.Type); err != nil {
 			add(err, "providers", i, "type")
 		}
+		if p.Remote != "" {
+			if err := checkProviderAddr(p.Remote); err != nil {
+				add(err, "providers", i, "remote")
+			}
+			if p.ProfileNode.Kind != 0 || p.ProfileFile != "" || p.Seed != 0 || p.Listen != "" {
+				add(fmt.Errorf("remote provider %q takes no profile, seed or listen: its firmware is its own", p.Name), "providers", i)
+			}
+			continue
+		}
+		if p.Listen != "" {
+			if err := checkProviderAddr(p.Listen); err != nil {
+				add(err, "providers", i, "listen")
+			}
+		}
 		if err := c.resolveProfile(p); err != nil {
 			errs = append(errs, c.profileError(err, i))
 		}
@@ -360,4 +374,12 @@ func (x *ExecConfig) options() (coordinator.ExecOptions, error) {
 	}
 	_, err := coordinator.NewExecWriter(o)
 	return o, err
+}
+
+// checkProviderAddr checks a provider protocol address: host:port.
+func checkProviderAddr(addr string) error {
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+		return fmt.Errorf("provider address %q: want HOST:PORT", addr)
+	}
+	return nil
 }
