@@ -286,6 +286,10 @@ type FsfreezeConfig struct {
 type VolumeConfig struct {
 	Name string   `yaml:"name"`
 	LUNs []string `yaml:"luns"`
+	// Provider names the remote provider whose array holds the LUNs (a
+	// set across arrays holds them there, through the protocol's
+	// KernelSupport); "" for LUNs of this daemon's array.
+	Provider string `yaml:"provider"`
 }
 
 // WindowsConfig are the coordinator's windows; 0 keeps the default.

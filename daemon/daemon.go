@@ -188,7 +188,11 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error) 
 		}
 	}
 	for i, v := range cfg.Volumes {
-		if err := d.svc.AddVolume(v.Name, v.LUNs...); err != nil {
+		add := d.svc.AddVolume
+		if v.Provider != "" {
+			add = func(name string, luns ...string) error { return d.svc.AddVolumeOn(name, v.Provider, luns...) }
+		}
+		if err := add(v.Name, v.LUNs...); err != nil {
 			return nil, cfg.errAt(err, "volumes", i)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -175,6 +176,13 @@ func (c *Config) Validate() error {
 			add(errors.New("a volume needs at least one LUN"), "volumes", i, "luns")
 		}
 		vols[v.Name] = true
+		if v.Provider != "" {
+			k := slices.IndexFunc(c.Providers, func(p ProviderConfig) bool { return p.Name == v.Provider })
+			if k < 0 || c.Providers[k].Remote == "" {
+				add(fmt.Errorf("provider %q is not a remote provider", v.Provider), "volumes", i, "provider")
+			}
+			continue // its LUNs are the remote array's
+		}
 		for j, l := range v.LUNs {
 			if !luns[l] {
 				add(fmt.Errorf("LUN %q is not in array.luns", l), "volumes", i, "luns", j)

@@ -20,6 +20,10 @@ type remoteProvider struct {
 	client *wire.Client
 }
 
+// A remote provider's array is reached through the protocol's
+// KernelSupport.
+var _ coordinator.LunHost = (*wire.Client)(nil)
+
 // providerServer serves one of the daemon's array providers over the
 // provider protocol.
 type providerServer struct {
@@ -47,7 +51,8 @@ func (d *Daemon) addRemoteProvider(ctx context.Context, p ProviderConfig, typ vs
 		_ = c.Close()
 		return err
 	}
-	e := &remoteProvider{client: c, reg: coordinator.Registration{ID: id, Name: p.Name, Type: typ, Priority: p.Priority, Provider: c}}
+	e := &remoteProvider{client: c, reg: coordinator.Registration{ID: id, Name: p.Name, Type: typ, Priority: p.Priority,
+		Provider: c, Host: c}}
 	d.remotes = append(d.remotes, e)
 	lctx, cancel := context.WithTimeout(ctx, onLoadTimeout)
 	defer cancel()

@@ -121,3 +121,33 @@ providers:
 	require.NoError(t, err)
 	require.Equal(t, RemoteProvider{Name: "v", Addr: "h:1"}, rp)
 }
+
+// Two daemons: one serves its array provider over the protocol, the other
+// names it as a remote provider with a volume on its LUNs. A set created
+// on the second commits on the first's array, through its gates, and the
+// snapshot LUNs are there.
+func TestSetOnAnotherDaemonsArray(t *testing.T) {
+	addr := freeAddr(t)
+	acfg := testConfig()
+	acfg.Apply(Overrides{ProviderListen: &addr})
+	a, _ := start(t, acfg)
+
+	bcfg := testConfig()
+	bcfg.Array.LUNs = []LUNConfig{{Name: "local", Size: 8 << 20}}
+	bcfg.Apply(Overrides{RemoteProviders: []RemoteProvider{{Name: "hostA", Addr: addr}}})
+	bcfg.Volumes = []VolumeConfig{{Name: "remote-data", Provider: "hostA", LUNs: []string{"lun0", "lun1"}}}
+	_, c := start(t, bcfg)
+	rep, err := c.CreateSet(context.Background(), CreateSetRequest{Targets: []string{"remote-data"}, Context: "app-rollback"})
+	require.NoError(t, err)
+	require.Equal(t, "created", rep.State)
+	require.Equal(t, "hostA", rep.Snapshots[0].Provider)
+	require.True(t, rep.Snapshots[0].Imported)
+	for _, target := range rep.Snapshots[0].TargetLUNs {
+		_, err := a.array.Get(target)
+		require.NoError(t, err, "the snapshot LUN is on the array that serves the source")
+	}
+
+	bad := testConfig()
+	bad.Volumes = []VolumeConfig{{Name: "v", Provider: "array", LUNs: []string{"lun0"}}}
+	require.ErrorContains(t, bad.Validate(), "not a remote provider")
+}
