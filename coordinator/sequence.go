@@ -482,6 +482,7 @@ func (b *BackupComponents) holdAndCommit(ctx context.Context, r *setRun) vss.HRE
 	// no goroutine per LUN to schedule on a busy machine.
 	holds := make([]*lun.Hold, len(luns))
 	hosts := r.hostHolds()
+	hostsFailed := false
 	// failed is what went wrong, for the window's detail and the log: a
 	// flush that fails on the array's storage (a full disk under a durable
 	// array) is the cause the operator needs, not just its HRESULT.
@@ -526,8 +527,11 @@ func (b *BackupComponents) holdAndCommit(ctx context.Context, r *setRun) vss.HRE
 				timedOut = true
 			}
 		}
+		// A host that cannot confirm its release leaves the commit's
+		// quiescence unproven; hostsFailed fails the set for it unless
+		// the commit failed first, whose code then stands.
 		if t, err := r.releaseHosts(holdCtx, hosts); t {
-			timedOut = true
+			hostsFailed = true
 			failed = errors.Join(failed, err)
 		}
 		r.setHolding(false)
@@ -554,7 +558,7 @@ func (b *BackupComponents) holdAndCommit(ctx context.Context, r *setRun) vss.HRE
 	// h. ReleaseWrites right after the last commit returns.
 	expired := holdCtx.Err() != nil
 	relSpan := r.tl.begin(KindPhase, "ReleaseWrites", "")
-	if release() {
+	if release() || hostsFailed && !hr.Failed() {
 		expired = true
 	}
 	relSpan.end(vss.S_OK.Name(), "")

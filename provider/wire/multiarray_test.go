@@ -31,11 +31,29 @@ type remoteArray struct {
 	proxy *proxy
 }
 
-// arrays starts n remote arrays of 2 LUNs each, with the profile of
-// profiles[i] (nil for the default), and a coordinator over an empty local
-// array that registers each as a provider with its array (Host) and one
-// volume per array, vol-<name> on both its LUNs.
+// topology says where the arrays listen and how the coordinator reaches
+// them: loopback through a proxy each by default; network namespaces in
+// netns_linux_test.go.
+type topology struct {
+	listen func(t testing.TB, i int) net.Listener
+	dial   func(t testing.TB, addr string) *wire.Client
+	proxy  bool
+}
+
+var loopback = topology{listen: func(t testing.TB, _ int) net.Listener { return listen(t) }, dial: dial, proxy: true}
+
+// arrays starts remote arrays of 2 LUNs each on loopback, one per profile
+// (nil for the default); see arraysOn.
 func arrays(t *testing.T, cfg coordinator.Config, wrap func(i int, p provider.Provider) provider.Provider, profiles ...*provider.Profile) (*service, []*remoteArray) {
+	t.Helper()
+	return arraysOn(t, loopback, 2, cfg, wrap, profiles...)
+}
+
+// arraysOn starts one remote array of n LUNs per profile, and a
+// coordinator over an empty local array that registers each as a provider
+// with its array (Host) and one volume per array, vol-<name> on all its
+// LUNs. wrap, when not nil, wraps the provider array i serves.
+func arraysOn(t *testing.T, topo topology, n int, cfg coordinator.Config, wrap func(i int, p provider.Provider) provider.Provider, profiles ...*provider.Profile) (*service, []*remoteArray) {
 	t.Helper()
 	local, err := lun.NewArray(lun.Config{})
 	require.NoError(t, err)
@@ -49,16 +67,24 @@ func arrays(t *testing.T, cfg coordinator.Config, wrap func(i int, p provider.Pr
 	})
 	var out []*remoteArray
 	for i, prof := range profiles {
-		ra := &remoteArray{name: fmt.Sprintf("array%d", i), a: array(t, 2)}
+		ra := &remoteArray{name: fmt.Sprintf("array%d", i), a: array(t, n)}
 		ra.p = arrayProvider(t, ra.a, prof)
 		var served provider.Provider = ra.p
 		if wrap != nil {
 			served = wrap(i, ra.p)
 		}
-		ra.proxy = newProxy(t, serve(t, served, wire.WithArray(ra.a)))
-		c := dial(t, ra.proxy.addr())
+		addr, _ := serveOn(t, topo.listen(t, i), served, wire.WithArray(ra.a))
+		if topo.proxy {
+			ra.proxy = newProxy(t, addr)
+			addr = ra.proxy.addr()
+		}
+		c := topo.dial(t, addr)
 		require.NoError(t, s.RegisterProvider(context.Background(), coordinator.Registration{Name: ra.name, Provider: c, Host: c}))
-		require.NoError(t, s.AddVolumeOn("vol-"+ra.name, ra.name, "lun0", "lun1"))
+		var luns []string
+		for _, l := range ra.a.List() {
+			luns = append(luns, l.Name())
+		}
+		require.NoError(t, s.AddVolumeOn("vol-"+ra.name, ra.name, luns...))
 		out = append(out, ra)
 	}
 	return &service{t: t, s: s, logs: logs}, out
@@ -92,6 +118,13 @@ func snapshotLUNs(a *lun.Array) []string {
 // overlap would let the writer on between them.
 func TestSetAcrossArraysHasOnePointInTime(t *testing.T) {
 	sv, ras := arrays(t, coordinator.Config{}, nil, nil, nil, nil)
+	onePointInTime(t, sv, ras)
+}
+
+// onePointInTime runs a set across the three arrays under the writer and
+// checks the images.
+func onePointInTime(t *testing.T, sv *service, ras []*remoteArray) {
+	t.Helper()
 	ctx := context.Background()
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -194,7 +227,7 @@ func TestSetAcrossArraysPartitionInCommit(t *testing.T) {
 		}
 		return &onCommit{Provider: p, do: func() { cut.Load().partition() }}
 	}
-	sv, ras := arrays(t, coordinator.Config{HoldWindow: window, ProviderTimeout: 300 * time.Millisecond}, wrap, nil, nil, nil)
+	sv, ras := arrays(t, coordinator.Config{HoldWindow: window, ProviderTimeout: time.Second}, wrap, nil, nil, nil)
 	cut.Store(ras[1].proxy)
 	start := time.Now()
 	err, tl, _ := sv.backup(context.Background(), volumes(ras)...)
@@ -235,6 +268,7 @@ type proxy struct {
 	ls     net.Listener
 	target string
 	cut    atomic.Bool
+	delay  atomic.Int64 // nanoseconds added to each chunk forwarded
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	conns  []net.Conn
@@ -251,6 +285,18 @@ func newProxy(t testing.TB, target string) *proxy {
 func (p *proxy) addr() string { return p.ls.Addr().String() }
 func (p *proxy) partition()   { p.cut.Store(true) }
 func (p *proxy) heal()        { p.cut.Store(false) }
+
+// kill closes every connection and the listener, as the death of the
+// provider's process does: new connections are refused.
+func (p *proxy) kill() {
+	_ = p.ls.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		_ = c.Close()
+	}
+	p.conns = nil
+}
 
 func (p *proxy) accept() {
 	for {
@@ -275,6 +321,9 @@ func (p *proxy) pipe(dst, src net.Conn) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
+		if d := p.delay.Load(); n > 0 && d > 0 {
+			time.Sleep(time.Duration(d))
+		}
 		if n > 0 && !p.cut.Load() {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
@@ -298,4 +347,60 @@ func (p *proxy) close() {
 	}
 	p.mu.Unlock()
 	p.wg.Wait()
+}
+
+// A provider process killed between PreCommitSnapshots and
+// CommitSnapshots (while the arrays before it commit): its CommitSnapshots
+// fails at once as a provider failure (VSS_E_UNEXPECTED_PROVIDER_ERROR,
+// event 12293), well inside the hold window; the other arrays get
+// AbortSnapshots and keep no snapshot of the set (B.9), and every gate is
+// released, the dead one's by its own window at the latest.
+func TestSetAcrossArraysProviderKilledBeforeCommit(t *testing.T) {
+	const window = time.Second
+	var victim atomic.Pointer[proxy]
+	wrap := func(i int, p provider.Provider) provider.Provider {
+		if i != 1 {
+			return p
+		}
+		return &onCommit{Provider: p, do: func() { victim.Load().kill() }}
+	}
+	sv, ras := arrays(t, coordinator.Config{HoldWindow: window}, wrap, nil, nil, nil)
+	victim.Store(ras[2].proxy)
+	start := time.Now()
+	err, tl, _ := sv.backup(context.Background(), volumes(ras)...)
+	require.ErrorIs(t, err, vss.VSS_E_UNEXPECTED_PROVIDER_ERROR)
+	require.Less(t, time.Since(start), window, "no wait for the hold window")
+	require.Contains(t, sv.logs.String(), "event_id=12293")
+	var commits []string
+	for _, sp := range tl.Spans() {
+		if sp.Kind == coordinator.KindProvider && sp.Name == "CommitSnapshots" {
+			commits = append(commits, sp.Actor+"="+sp.Result)
+		}
+		if sp.Kind == coordinator.KindProvider && sp.Name == "AbortSnapshots" && sp.Actor != "array2" {
+			require.Equal(t, "S_OK", sp.Result, sp.Actor)
+		}
+	}
+	require.Equal(t, []string{"array0=S_OK", "array1=S_OK", "array2=VSS_E_UNEXPECTED_PROVIDER_ERROR"}, commits)
+	for _, ra := range ras[:2] {
+		require.Empty(t, snapshotLUNs(ra.a), "%s keeps no snapshot of the failed set", ra.name)
+	}
+	for _, ra := range ras {
+		requireDone(t, write(t, ra.a, "lun0"))
+	}
+}
+
+// Latency on one link: the set still commits, and its hold window grows by
+// the round trips through that link (FlushAndHold, CommitSnapshots,
+// ReleaseWrites), which the window must cover (B.2).
+func TestSetAcrossArraysLinkLatency(t *testing.T) {
+	sv, ras := arrays(t, coordinator.Config{}, nil, nil, nil, nil)
+	ras[1].proxy.delay.Store(int64(10 * time.Millisecond))
+	err, tl, _ := sv.backup(context.Background(), volumes(ras)...)
+	require.NoError(t, err)
+	for _, sp := range tl.Spans() {
+		if sp.Kind == coordinator.KindWindow && sp.Name == "hold" {
+			require.Equal(t, "S_OK", sp.Result)
+			require.Greater(t, sp.Duration(), 30*time.Millisecond, "three round trips through the slow link")
+		}
+	}
 }
