@@ -46,14 +46,19 @@ var loopback = topology{listen: func(t testing.TB, _ int) net.Listener { return 
 // (nil for the default); see arraysOn.
 func arrays(t *testing.T, cfg coordinator.Config, wrap func(i int, p provider.Provider) provider.Provider, profiles ...*provider.Profile) (*service, []*remoteArray) {
 	t.Helper()
-	return arraysOn(t, loopback, 2, cfg, wrap, profiles...)
+	sizes := make([]int, len(profiles))
+	for i := range sizes {
+		sizes[i] = 2
+	}
+	return arraysOn(t, loopback, sizes, cfg, wrap, profiles...)
 }
 
-// arraysOn starts one remote array of n LUNs per profile, and a
+// arraysOn starts one remote array per profile, array i with sizes[i]
+// LUNs, and a
 // coordinator over an empty local array that registers each as a provider
 // with its array (Host) and one volume per array, vol-<name> on all its
 // LUNs. wrap, when not nil, wraps the provider array i serves.
-func arraysOn(t *testing.T, topo topology, n int, cfg coordinator.Config, wrap func(i int, p provider.Provider) provider.Provider, profiles ...*provider.Profile) (*service, []*remoteArray) {
+func arraysOn(t *testing.T, topo topology, sizes []int, cfg coordinator.Config, wrap func(i int, p provider.Provider) provider.Provider, profiles ...*provider.Profile) (*service, []*remoteArray) {
 	t.Helper()
 	local, err := lun.NewArray(lun.Config{})
 	require.NoError(t, err)
@@ -67,7 +72,7 @@ func arraysOn(t *testing.T, topo topology, n int, cfg coordinator.Config, wrap f
 	})
 	var out []*remoteArray
 	for i, prof := range profiles {
-		ra := &remoteArray{name: fmt.Sprintf("array%d", i), a: array(t, n)}
+		ra := &remoteArray{name: fmt.Sprintf("array%d", i), a: array(t, sizes[i])}
 		ra.p = arrayProvider(t, ra.a, prof)
 		var served provider.Provider = ra.p
 		if wrap != nil {
