@@ -1068,8 +1068,10 @@ const (
 //
 // IVssProviderNotifications (C). Optional.
 type ProviderNotificationsClient interface {
-	// OnLoad is called when the provider is registered, and again after its
-	// connection was lost and came back. Codes: std.
+	// OnLoad is called when the provider is registered. The connection is
+	// made again by itself after it breaks, without another OnLoad, so a
+	// provider keeps nothing between calls that OnLoad alone sets up.
+	// Codes: std.
 	OnLoad(ctx context.Context, in *OnLoadRequest, opts ...grpc.CallOption) (*ResultResponse, error)
 	// OnUnload is called when the coordinator lets the provider go. Codes:
 	// std; not translated.
@@ -1110,8 +1112,10 @@ func (c *providerNotificationsClient) OnUnload(ctx context.Context, in *OnUnload
 //
 // IVssProviderNotifications (C). Optional.
 type ProviderNotificationsServer interface {
-	// OnLoad is called when the provider is registered, and again after its
-	// connection was lost and came back. Codes: std.
+	// OnLoad is called when the provider is registered. The connection is
+	// made again by itself after it breaks, without another OnLoad, so a
+	// provider keeps nothing between calls that OnLoad alone sets up.
+	// Codes: std.
 	OnLoad(context.Context, *OnLoadRequest) (*ResultResponse, error)
 	// OnUnload is called when the coordinator lets the provider go. Codes:
 	// std; not translated.
