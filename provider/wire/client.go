@@ -122,6 +122,13 @@ func (c *Client) Close() error { return c.conn.Close() }
 
 // transport turns a gRPC failure into the provider failure VSS would see.
 func transport(m vss.ProviderMethod, set vss.ID, err error) error {
+	code, cause := transportCode(err)
+	return &provider.Error{Method: m, Set: set, Code: code, Err: cause}
+}
+
+// transportCode returns the HRESULT of a gRPC failure and its cause, one of
+// the transport errors with the status' code and message.
+func transportCode(err error) (vss.HRESULT, error) {
 	st := status.Convert(err)
 	var code vss.HRESULT
 	var cause error
@@ -137,7 +144,7 @@ func transport(m vss.ProviderMethod, set vss.ID, err error) error {
 	default:
 		code, cause = RPC_S_CALL_FAILED, ErrCallFailed
 	}
-	return &provider.Error{Method: m, Set: set, Code: code, Err: fmt.Errorf("%w: %s: %s", cause, st.Code(), st.Message())}
+	return code, fmt.Errorf("%w: %s: %s", cause, st.Code(), st.Message())
 }
 
 // answer turns a response's Result into the method's error. An absent

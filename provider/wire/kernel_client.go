@@ -14,7 +14,8 @@ import (
 // transport's.
 func kernelError(op string, set vss.ID, r *wirepb.Result, err error) error {
 	if err != nil {
-		return fmt.Errorf("wire: %s: %w", op, transport(0, set, err))
+		code, cause := transportCode(err)
+		return fmt.Errorf("wire: %s: %w: %w", op, code, cause)
 	}
 	if r == nil || r.Hresult == 0 {
 		return nil

@@ -334,6 +334,12 @@ func TestW6KernelSupportHolds(t *testing.T) {
 	wrote = write(t, a, "lun1")
 	stop()
 	requireDone(t, wrote)
+
+	// A host that is gone: the transport's code, not a hang.
+	err = c.FlushAndHold(ctx, vss.NewID(), []string{"lun0"}, time.Second)
+	require.ErrorIs(t, err, wire.ErrUnavailable)
+	require.ErrorIs(t, err, wire.RPC_S_SERVER_UNAVAILABLE)
+	require.ErrorContains(t, err, "wire: FlushAndHold")
 }
 
 func listen(t testing.TB) net.Listener {
