@@ -176,7 +176,7 @@ func TestNetnsLinkDownInCommit(t *testing.T) {
 // fail the test); the figures are logged.
 func TestNetnsSequenceFigures(t *testing.T) {
 	h := newHosts(t, 3)
-	const rounds = 40
+	const rounds = 20
 	sv, ras := arraysOn(t, h.topology(), []int{6, 5, 5}, coordinator.Config{}, nil, nil, nil, nil)
 	remoteSet, remoteHold := measure(t, sv, volumes(ras), rounds)
 
