@@ -21,7 +21,7 @@ build: ## Build every package and the shadowbench binary into bin/.
 	$(GO) build -o bin/shadowbench ./cmd/shadowbench
 
 .PHONY: deps
-deps: ## Install the Debian test tools (qemu-utils, libnbd-bin, fio, fuse3, nbdkit) when root; otherwise list what is missing.
+deps: ## Install the Debian test tools (qemu-utils, libnbd-bin, fio, fuse3, nbdkit, protobuf-compiler, python3-grpcio) when root; otherwise list what is missing.
 	@scripts/test-deps.sh
 
 .PHONY: test
@@ -31,6 +31,10 @@ test: deps ## go vet, then every test under the race detector, and cow once with
 	@# Race builds copy with plain stores (cow/stream_other.go): run cow once
 	@# without the detector so that the streamed copy is tested too.
 	$(GO) test -count=1 ./cow/...
+
+.PHONY: proto
+proto: ## Regenerate provider/wire/wirepb and the Python sample's provider_pb2.py from provider/wire/provider.proto (needs protoc).
+	@scripts/proto.sh
 
 .PHONY: man
 man: ## Write the man pages of every command into man/ (read one with man -l man/shadowbench.1).

@@ -372,13 +372,23 @@ func (b *BackupComponents) AddToSnapshotSet(ctx context.Context, volume string, 
 	if !ok {
 		return vss.ID{}, fmt.Errorf("%w: volume %s", vss.VSS_E_OBJECT_NOT_FOUND, volume)
 	}
+	host := b.s.volumeHost(volume)
 	infos := make([]provider.LunInfo, len(names))
 	for i, n := range names {
+		if host != nil {
+			break
+		}
 		l, err := b.s.array.Get(n)
 		if err != nil {
 			return vss.ID{}, fmt.Errorf("%w: LUN %s of volume %s", vss.VSS_E_OBJECT_NOT_FOUND, n, volume)
 		}
 		infos[i] = provider.LunInfoOf(l)
+	}
+	if host != nil {
+		var err error
+		if infos, err = b.s.describe(ctx, host, volume, names); err != nil {
+			return vss.ID{}, err
+		}
 	}
 
 	var candidates []*Registration
@@ -424,7 +434,7 @@ func (b *BackupComponents) AddToSnapshotSet(ctx context.Context, volume string, 
 	if b.mu.set != run { // the requester closed meanwhile
 		return vss.ID{}, vss.VSS_E_BAD_STATE
 	}
-	run.addVolume(&volEntry{name: volume, snapID: snap, reg: chosen, luns: names, sources: infos})
+	run.addVolume(&volEntry{name: volume, snapID: snap, reg: chosen, host: host, luns: names, sources: infos})
 	return snap, nil
 }
 

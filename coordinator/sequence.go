@@ -38,6 +38,7 @@ type volEntry struct {
 	name    string
 	snapID  vss.ID
 	reg     *Registration
+	host    *Registration // the array holding the LUNs; nil for the service's
 	luns    []string
 	sources []provider.LunInfo
 	targets []provider.LunInfo
@@ -475,6 +476,9 @@ func (b *BackupComponents) holdAndCommit(ctx context.Context, r *setRun) vss.HRE
 	s := b.s
 	var names []string
 	for _, v := range r.vols {
+		if v.host != nil {
+			continue // held through its host (hostHolds)
+		}
 		for _, n := range v.luns {
 			if !slices.Contains(names, n) {
 				names = append(names, n)
@@ -500,6 +504,8 @@ func (b *BackupComponents) holdAndCommit(ctx context.Context, r *setRun) vss.HRE
 	// drain. Closing all before draining any makes the drains overlap, with
 	// no goroutine per LUN to schedule on a busy machine.
 	holds := make([]*lun.Hold, len(luns))
+	hosts := r.hostHolds()
+	hostsFailed := false
 	// failed is what went wrong, for the window's detail and the log: a
 	// flush that fails on the array's storage (a full disk under a durable
 	// array) is the cause the operator needs, not just its HRESULT.
@@ -507,7 +513,7 @@ func (b *BackupComponents) holdAndCommit(ctx context.Context, r *setRun) vss.HRE
 	hr := r.phase("FlushAndHold", func() vss.HRESULT {
 		fail := func(what string, err error) vss.HRESULT {
 			failed = fmt.Errorf("%s: %w", what, err)
-			if holdCtx.Err() != nil {
+			if holdCtx.Err() != nil || errors.Is(err, vss.VSS_E_FLUSH_WRITES_TIMEOUT) {
 				return vss.VSS_E_FLUSH_WRITES_TIMEOUT
 			}
 			return vss.VSS_E_UNEXPECTED
@@ -531,6 +537,10 @@ func (b *BackupComponents) holdAndCommit(ctx context.Context, r *setRun) vss.HRE
 				return fail("drain "+luns[i].Name(), err)
 			}
 		}
+		// The LUNs of other arrays, each through its own gate.
+		if err := r.holdHosts(holdCtx, hosts); err != nil {
+			return fail("remote", err)
+		}
 		return vss.S_OK
 	})
 	r.setHolding(true)
@@ -539,6 +549,13 @@ func (b *BackupComponents) holdAndCommit(ctx context.Context, r *setRun) vss.HRE
 			if h != nil && errors.Is(h.Release(), lun.ErrHoldTimeout) {
 				timedOut = true
 			}
+		}
+		// A host that cannot confirm its release leaves the commit's
+		// quiescence unproven; hostsFailed fails the set for it unless
+		// the commit failed first, whose code then stands.
+		if t, err := r.releaseHosts(holdCtx, hosts); t {
+			hostsFailed = true
+			failed = errors.Join(failed, err)
 		}
 		r.setHolding(false)
 		return timedOut
@@ -564,12 +581,16 @@ func (b *BackupComponents) holdAndCommit(ctx context.Context, r *setRun) vss.HRE
 	// h. ReleaseWrites right after the last commit returns.
 	expired := holdCtx.Err() != nil
 	relSpan := r.tl.begin(KindPhase, "ReleaseWrites", "")
-	if release() {
+	if release() || hostsFailed && !hr.Failed() {
 		expired = true
 	}
 	relSpan.end(vss.S_OK.Name(), "")
 	if expired {
-		window.end(vss.VSS_E_HOLD_WRITES_TIMEOUT.Name(), fmt.Sprintf("writes held past %v", s.cfg.HoldWindow))
+		detail := fmt.Sprintf("writes held past %v", s.cfg.HoldWindow)
+		if failed != nil {
+			detail = "holds not released in time: " + failed.Error()
+		}
+		window.end(vss.VSS_E_HOLD_WRITES_TIMEOUT.Name(), detail)
 		s.log.Error("writes could not be held for the whole commit", "event_id", EventHoldTimeout,
 			"set", r.id.String(), "window", s.cfg.HoldWindow)
 		return vss.VSS_E_HOLD_WRITES_TIMEOUT
@@ -635,28 +656,33 @@ func (r *setRun) locate(ctx context.Context, vols []*volEntry) vss.HRESULT {
 		}
 	}
 	// FillInLunInfo is called once for each disk that arrives, however many
-	// volumes share it.
+	// volumes share it. Disks of different arrays may share a name, so the
+	// array is part of the key.
 	type answer struct {
 		info provider.LunInfo
 		ok   bool
 	}
-	answers := map[string]answer{}
+	type disk struct {
+		host *Registration
+		dev  string
+	}
+	answers := map[disk]answer{}
 	for _, v := range vols {
 		v.devices = make([]string, len(v.targets))
 		v.matched = true
 		for i, t := range v.targets {
-			dev := r.s.rescan(t.NAA())
+			dev := r.rescanOn(ctx, v, t.NAA())
 			if dev == "" {
 				v.matched = false
 				continue
 			}
-			a, asked := answers[dev]
+			a, asked := answers[disk{v.host, dev}]
 			if !asked {
 				r.callProvider(ctx, v.reg, vss.MethodFillInLunInfo, func(ctx context.Context) (err error) {
 					a.ok, err = v.reg.Provider.FillInLunInfo(ctx, dev, &a.info)
 					return err
 				}, func() string { return fmt.Sprintf("device %s: supported=%v", dev, a.ok) })
-				answers[dev] = a
+				answers[disk{v.host, dev}] = a
 			}
 			info, ok := a.info, a.ok
 			if !ok || !reflect.DeepEqual(info, t) {

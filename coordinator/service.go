@@ -97,6 +97,9 @@ type Registration struct {
 	// the order among hardware providers undefined.
 	Priority int
 	Provider provider.Provider
+	// Host is the array behind the provider when its LUNs are not in the
+	// service's array (AddVolumeOn); nil otherwise.
+	Host LunHost
 }
 
 // Errors of the service's configuration.
@@ -133,6 +136,10 @@ type Service struct {
 		// StartSnapshotSet until DoSnapshotSet completes or it closes.
 		creating *BackupComponents
 		closed   bool
+
+		// volumeHosts maps a volume on a host's array to that host's
+		// registration (AddVolumeOn); other volumes are the array's.
+		volumeHosts map[string]*Registration
 	}
 }
 

@@ -556,6 +556,17 @@ func (d *Daemon) status() Status {
 			Priority: p.reg.Priority, Profile: p.prov.Profile().Name, Commits: cs.Count,
 			CommitP50: Duration(cs.P50), CommitP99: Duration(cs.P99)})
 	}
+	for _, ps := range d.provSrvs {
+		for i := range st.Providers {
+			if st.Providers[i].Name == ps.name {
+				st.Providers[i].Listen = ps.ls.Addr().String()
+			}
+		}
+	}
+	for _, r := range d.remotes {
+		st.Providers = append(st.Providers, ProviderInfo{ID: r.reg.ID, Name: r.reg.Name, Type: r.reg.Type.String(),
+			Priority: r.reg.Priority, Remote: r.client.Addr()})
+	}
 	for _, s := range d.svc.Sets() {
 		st.Sets[s.State]++
 	}

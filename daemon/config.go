@@ -217,9 +217,20 @@ func DefaultLUNs() []LUNConfig {
 	return []LUNConfig{{Name: "lun0", Size: 1 << 30, BlockSize: 512}, {Name: "lun1", Size: 1 << 30, BlockSize: 512}}
 }
 
-// ProviderConfig registers an emulated array provider.
+// ProviderConfig registers a provider: the emulated array provider over
+// the daemon's array, or, with Remote, a provider reached over the provider
+// protocol (provider/wire).
 type ProviderConfig struct {
 	Name string `yaml:"name"`
+	// Remote is the address (host:port) of a provider reached over the
+	// provider protocol, in another process or on another host; it takes
+	// no profile and no seed. "" for the daemon's own array provider.
+	Remote string `yaml:"remote"`
+	// Listen serves this array provider over the provider protocol on
+	// the TCP address, with KernelSupport for the daemon's array, so that
+	// a coordinator elsewhere can drive it (serve --provider-listen sets
+	// it on the first array provider). "" for none.
+	Listen string `yaml:"listen"`
 	// Type is hardware (the default) or software.
 	Type string `yaml:"type"`
 	// Priority orders providers of one type, highest first.
@@ -286,6 +297,10 @@ type FsfreezeConfig struct {
 type VolumeConfig struct {
 	Name string   `yaml:"name"`
 	LUNs []string `yaml:"luns"`
+	// Provider names the remote provider whose array holds the LUNs (a
+	// set across arrays holds them there, through the protocol's
+	// KernelSupport); "" for LUNs of this daemon's array.
+	Provider string `yaml:"provider"`
 }
 
 // WindowsConfig are the coordinator's windows; 0 keeps the default.
@@ -495,6 +510,23 @@ type Overrides struct {
 	ReadOnly                                                    *bool
 	MaxRequestSize                                              *Size
 	TLS, TLSCertificates                                        *string
+	// ProviderListen is the Listen of the first array provider.
+	ProviderListen *string
+	// RemoteProviders are added after the configuration's providers
+	// (after the default array provider when it names none).
+	RemoteProviders []RemoteProvider
+}
+
+// RemoteProvider is one --remote-provider NAME=ADDR.
+type RemoteProvider struct{ Name, Addr string }
+
+// ParseRemoteProvider reads NAME=ADDR.
+func ParseRemoteProvider(s string) (RemoteProvider, error) {
+	name, addr, ok := strings.Cut(s, "=")
+	if !ok || name == "" || addr == "" {
+		return RemoteProvider{}, fmt.Errorf("remote provider %q: want NAME=HOST:PORT", s)
+	}
+	return RemoteProvider{Name: name, Addr: addr}, nil
 }
 
 // Apply applies the overrides.
@@ -548,5 +580,22 @@ func (c *Config) Apply(o Overrides) {
 			c.Providers = []ProviderConfig{{Name: "array"}}
 		}
 		c.Providers[0].ProfileFile = o.Profile
+	}
+	if o.ProviderListen != nil {
+		if len(c.Providers) == 0 {
+			c.Providers = []ProviderConfig{{Name: "array"}}
+		}
+		for i := range c.Providers {
+			if c.Providers[i].Remote == "" {
+				c.Providers[i].Listen = *o.ProviderListen
+				break
+			}
+		}
+	}
+	if len(o.RemoteProviders) > 0 && len(c.Providers) == 0 {
+		c.Providers = []ProviderConfig{{Name: "array"}}
+	}
+	for _, r := range o.RemoteProviders {
+		c.Providers = append(c.Providers, ProviderConfig{Name: r.Name, Remote: r.Addr})
 	}
 }

@@ -59,9 +59,13 @@ type Daemon struct {
 	array *lun.Array
 	svc   *coordinator.Service
 	provs []*providerEntry
-	nbd   *nbd.Server
-	nbdLs []net.Listener
-	apiLs []net.Listener // each a *capListener
+	// remotes are the providers reached over the provider protocol;
+	// provSrvs serve array providers over it.
+	remotes  []*remoteProvider
+	provSrvs []*providerServer
+	nbd      *nbd.Server
+	nbdLs    []net.Listener
+	apiLs    []net.Listener // each a *capListener
 	// token is the TCP API's bearer token, "" when it takes none;
 	// tokenFile is where it was written.
 	token, tokenFile string
@@ -151,11 +155,17 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error) 
 		PrepareWindow: w.Prepare, EventWindow: w.Event, ProviderTimeout: w.Provider, SetHistory: cfg.Sets.History,
 		Logger: log})
 	for _, p := range cfg.Providers {
+		typ, _ := providerType(p.Type)
+		if p.Remote != "" {
+			if err := d.addRemoteProvider(ctx, p, typ); err != nil {
+				return nil, fmt.Errorf("provider %s: %w", p.Name, err)
+			}
+			continue
+		}
 		prov, err := provider.NewArray(d.array, p.profile, provider.WithLogger(log))
 		if err != nil {
 			return nil, fmt.Errorf("provider %s: %w", p.Name, err)
 		}
-		typ, _ := providerType(p.Type)
 		id, err := providerID(d.array, p.Name)
 		if err != nil {
 			return nil, fmt.Errorf("provider %s: %w", p.Name, err)
@@ -166,6 +176,11 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error) 
 		if err := d.svc.RegisterProvider(ctx, e.reg); err != nil {
 			return nil, fmt.Errorf("provider %s: %w", p.Name, err)
 		}
+		if p.Listen != "" {
+			if err := d.serveProvider(p.Name, p.Listen, prov); err != nil {
+				return nil, err
+			}
+		}
 	}
 	for i, wc := range cfg.Writers {
 		if err := d.addConfigWriter(wc); err != nil {
@@ -173,7 +188,11 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error) 
 		}
 	}
 	for i, v := range cfg.Volumes {
-		if err := d.svc.AddVolume(v.Name, v.LUNs...); err != nil {
+		add := d.svc.AddVolume
+		if v.Provider != "" {
+			add = func(name string, luns ...string) error { return d.svc.AddVolumeOn(name, v.Provider, luns...) }
+		}
+		if err := add(v.Name, v.LUNs...); err != nil {
 			return nil, cfg.errAt(err, "volumes", i)
 		}
 	}
@@ -479,6 +498,7 @@ func (d *Daemon) release() {
 // their own listeners.
 func (d *Daemon) releaseResources() {
 	d.removeToken()
+	d.stopProviders()
 	for _, p := range d.provs {
 		_ = p.prov.Close()
 	}

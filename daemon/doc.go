@@ -6,7 +6,11 @@
 // A Daemon assembles, from a Config (a YAML file, strict, with serve's
 // flags on top), what design.md's control plane names: a lun.Array with
 // its LUNs, one emulated array provider per configured provider (each with
-// its firmware profile, from a file or inline), a coordinator.Service with
+// its firmware profile, from a file or inline; one may also be served over
+// the provider protocol, provider/wire, with flush & hold of this array's
+// LUNs), the remote providers reached over that protocol (registered even
+// while unreachable: their calls then fail as provider failures), a
+// coordinator.Service with
 // the configured writers (scripted, exec, fsfreeze) and volumes, the NBD
 // server over the array, and an HTTP API on loopback or on a unix socket.
 //
@@ -53,9 +57,11 @@
 // idle-timeout, max-connections), array (data-dir, capacity, grain,
 // max-snapshots, luns: name, size, block-size, read-only, thin, serial,
 // naa),
-// providers (name, type, priority, profile: a file or inline, seed),
+// providers (name, type, priority, profile: a file or inline, seed,
+// listen; or remote, for one reached over the provider protocol),
 // writers (name, level, freeze-timeout, and one of scripted, exec or
-// fsfreeze), volumes (name, luns), windows (hold, freeze, prepare,
+// fsfreeze), volumes (name, luns, provider: the remote provider whose
+// array holds the LUNs), windows (hold, freeze, prepare,
 // event, provider, remote-writer) and sets (history). Sizes are numbers
 // or "1GiB"; durations are Go durations.
 //

@@ -364,6 +364,11 @@ func (s Status) WriteText(w io.Writer) error {
 	slices.Sort(vols)
 	rows = append(rows, []string{"volumes", orDash(strings.Join(vols, " "))})
 	for _, p := range s.Providers {
+		if p.Remote != "" {
+			rows = append(rows, []string{"provider", fmt.Sprintf("%s (%s, priority %d, remote %s)",
+				p.Name, strings.ToLower(strings.TrimPrefix(p.Type, "VSS_PROV_")), p.Priority, p.Remote)})
+			continue
+		}
 		rows = append(rows, []string{"provider", fmt.Sprintf("%s (%s, priority %d, profile %s): %d commits, p50 %s, p99 %s",
 			p.Name, strings.ToLower(strings.TrimPrefix(p.Type, "VSS_PROV_")), p.Priority, p.Profile, p.Commits, short(p.CommitP50), short(p.CommitP99))})
 	}

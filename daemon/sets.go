@@ -82,11 +82,11 @@ func (d *Daemon) createSet(ctx context.Context, req CreateSetRequest) (*SetRepor
 	}
 	var provID vss.ID
 	if req.Provider != "" {
-		p := d.providerByName(req.Provider)
-		if p == nil {
+		id, ok := d.providerID(req.Provider)
+		if !ok {
 			return nil, fmt.Errorf("provider %q: %w", req.Provider, vss.VSS_E_PROVIDER_NOT_REGISTERED)
 		}
-		provID = p.reg.ID
+		provID = id
 	}
 	for _, id := range req.Writers {
 		rw, err := d.writerInfo(id)
@@ -297,10 +297,29 @@ func (d *Daemon) providerByName(name string) *providerEntry {
 	return nil
 }
 
+// providerID returns the ID of the provider called name, an array
+// provider or a remote one.
+func (d *Daemon) providerID(name string) (vss.ID, bool) {
+	if p := d.providerByName(name); p != nil {
+		return p.reg.ID, true
+	}
+	for _, r := range d.remotes {
+		if r.reg.Name == name {
+			return r.reg.ID, true
+		}
+	}
+	return vss.GUID_NULL, false
+}
+
 func (d *Daemon) providerName(id vss.ID) string {
 	for _, p := range d.provs {
 		if p.reg.ID == id {
 			return p.reg.Name
+		}
+	}
+	for _, r := range d.remotes {
+		if r.reg.ID == id {
+			return r.reg.Name
 		}
 	}
 	return id.String()

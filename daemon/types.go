@@ -63,6 +63,11 @@ type ProviderInfo struct {
 	Type     string `json:"type"`
 	Priority int    `json:"priority"`
 	Profile  string `json:"profile"`
+	// Remote is the address of a provider reached over the provider
+	// protocol; it has no profile and no commit figures here.
+	Remote string `json:"remote,omitempty"`
+	// Listen is where an array provider is served over the protocol.
+	Listen string `json:"listen,omitempty"`
 	// Commits, CommitP50 and CommitP99 summarise the provider's commits:
 	// the pointer swaps of CommitSnapshots, without the profile's block.
 	Commits   int64    `json:"commits"`

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -106,6 +107,20 @@ func (c *Config) Validate() error {
 		if _, err := providerType(p.Type); err != nil {
 			add(err, "providers", i, "type")
 		}
+		if p.Remote != "" {
+			if err := checkProviderAddr(p.Remote); err != nil {
+				add(err, "providers", i, "remote")
+			}
+			if p.ProfileNode.Kind != 0 || p.ProfileFile != "" || p.Seed != 0 || p.Listen != "" {
+				add(fmt.Errorf("remote provider %q takes no profile, seed or listen: its firmware is its own", p.Name), "providers", i)
+			}
+			continue
+		}
+		if p.Listen != "" {
+			if err := checkProviderAddr(p.Listen); err != nil {
+				add(err, "providers", i, "listen")
+			}
+		}
 		if err := c.resolveProfile(p); err != nil {
 			errs = append(errs, c.profileError(err, i))
 		}
@@ -162,6 +177,13 @@ func (c *Config) Validate() error {
 			add(errors.New("a volume needs at least one LUN"), "volumes", i, "luns")
 		}
 		vols[v.Name] = true
+		if v.Provider != "" {
+			k := slices.IndexFunc(c.Providers, func(p ProviderConfig) bool { return p.Name == v.Provider })
+			if k < 0 || c.Providers[k].Remote == "" {
+				add(fmt.Errorf("provider %q is not a remote provider", v.Provider), "volumes", i, "provider")
+			}
+			continue // its LUNs are the remote array's
+		}
 		for j, l := range v.LUNs {
 			if !luns[l] {
 				add(fmt.Errorf("LUN %q is not in array.luns", l), "volumes", i, "luns", j)
@@ -373,4 +395,12 @@ func (x *ExecConfig) options() (coordinator.ExecOptions, error) {
 	}
 	_, err := coordinator.NewExecWriter(o)
 	return o, err
+}
+
+// checkProviderAddr checks a provider protocol address: host:port.
+func checkProviderAddr(addr string) error {
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+		return fmt.Errorf("provider address %q: want HOST:PORT", addr)
+	}
+	return nil
 }

@@ -10,11 +10,22 @@ declare -A pkg=(
   [nbdinfo]=libnbd-bin [nbdcopy]=libnbd-bin [nbdfuse]=nbdfuse
   [qemu-img]=qemu-utils [qemu-io]=qemu-utils [qemu-nbd]=qemu-utils
   [fio]=fio [fusermount3]=fuse3 [nbdkit]=nbdkit [mkfs.ext4]=e2fsprogs
-  [chromium]=chromium [jq]=jq
+  [chromium]=chromium [jq]=jq [protoc]=protobuf-compiler [ip]=iproute2
 )
+# Python modules of the sample provider (examples/python-provider), which
+# its test runs with Debian's python3 -> Debian package.
+declare -A pymod=([grpc]=python3-grpcio [google.protobuf]=python3-protobuf)
 missing=()
 for tool in "${!pkg[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("${pkg[$tool]}")
+done
+py=/usr/bin/python3
+[ -x "$py" ] || py=$(command -v python3 || true)
+for mod in "${!pymod[@]}"; do
+  if [ -z "$py" ] || ! "$py" -c "import $mod" >/dev/null 2>&1; then
+    missing+=("${pymod[$mod]}")
+    [ -z "$py" ] && missing+=(python3)
+  fi
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)

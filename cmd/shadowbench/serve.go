@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"time"
@@ -16,7 +17,8 @@ import (
 // serveFlags are the flags of shadowbench serve.
 type serveFlags struct {
 	config, profile, listen, socket, defaultExport, dataDir     string
-	pidFile, run, tls, tlsCertificates                          string
+	pidFile, run, tls, tlsCertificates, providerListen          string
+	remoteProviders                                             []string
 	readOnly                                                    bool
 	luns                                                        lunSpecs
 	maxInFlightBytes, capacity, maxRequestSize                  sizeFlag
@@ -82,6 +84,8 @@ is nbdkit's captive mode, the shortest way to script a test:
 	fl.Var(&f.maxInFlightBytes, "max-in-flight-bytes", "payload memory of the NBD server (replies unsent, writes undone); past it a request waits, and one connection holds at most a sixteenth (default: a sixteenth of RAM, 64 MiB to 4 GiB)")
 	fl.DurationVar(&f.requestTimeout, "request-timeout", nbd.DefaultRequestTimeout, "how long an NBD request may take to arrive once begun; an idle connection waits for ever")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for requests in flight")
+	fl.StringVar(&f.providerListen, "provider-listen", "", "serve the (first) array provider over the provider protocol (gRPC) on the TCP `ADDR`, with flush & hold of this array's LUNs, for a coordinator elsewhere")
+	fl.StringArrayVar(&f.remoteProviders, "remote-provider", nil, "register a provider reached over the provider protocol, `NAME=HOST:PORT` (a vendor's own provider, or another daemon's --provider-listen); repeatable")
 	fl.DurationVar(&f.hold, "hold-window", 10*time.Second, "the flush & hold window")
 	fl.DurationVar(&f.freeze, "freeze-window", 60*time.Second, "writers' default freeze window")
 	fl.DurationVar(&f.remoteWriter, "remote-writer-timeout", daemon.DefaultRemoteWriterTimeout, "how long an attached writer may stay silent before it is dropped")
@@ -134,6 +138,14 @@ func serve(ctx context.Context, log *slog.Logger, fl *pflag.FlagSet, f *serveFla
 		LUNs: f.luns, Profile: f.profile, DataDir: given(fl, "data-dir", f.dataDir),
 		ReadOnly: given(fl, "read-only", f.readOnly), MaxRequestSize: given(fl, "max-request-size", f.maxRequestSize.v),
 		TLS: given(fl, "tls", f.tls), TLSCertificates: given(fl, "tls-certificates", f.tlsCertificates)}
+	o.ProviderListen = given(fl, "provider-listen", f.providerListen)
+	for _, r := range f.remoteProviders {
+		rp, err := daemon.ParseRemoteProvider(r)
+		if err != nil {
+			return fmt.Errorf("--remote-provider: %w", err)
+		}
+		o.RemoteProviders = append(o.RemoteProviders, rp)
+	}
 	f.api.apply(fl, &o)
 	cfg.Apply(o)
 	if err := cfg.Validate(); err != nil {
