@@ -495,6 +495,11 @@ func (d *decoder) hasLUN(name string) bool {
 	return slices.ContainsFunc(d.sc.array.luns, func(l lunSpec) bool { return l.name == name })
 }
 
+// cached reports whether LUN name emulates a write cache.
+func (d *decoder) cached(name string) bool {
+	return slices.ContainsFunc(d.sc.array.luns, func(l lunSpec) bool { return l.name == name && l.opts.Cache != lun.CacheNone })
+}
+
 func (d *decoder) hasVolume(name string) bool {
 	return d.hasLUN(name) || slices.ContainsFunc(d.sc.array.volumes, func(v volumeSpec) bool { return v.name == name })
 }
@@ -520,8 +525,18 @@ func (d *decoder) lun(a *arraySpec, n *yaml.Node, path string) error {
 			"block-size": func(v *yaml.Node, p string) error { return d.blockSize(v, p, &l.opts.BlockSize) },
 			"read-only":  func(v *yaml.Node, p string) error { return d.boolean(v, p, &l.opts.ReadOnly) },
 			"thin":       func(v *yaml.Node, p string) error { return d.boolean(v, p, &l.opts.Thin) },
-			"identity":   func(v *yaml.Node, p string) error { idNode = v; return nil },
-			"count":      func(v *yaml.Node, p string) error { return nil },
+			"cache": func(v *yaml.Node, p string) error {
+				str, err := d.scalar(v, p)
+				if err != nil {
+					return err
+				}
+				if l.opts.Cache, err = lun.ParseCacheMode(str); err != nil {
+					return d.errf(v, p, "%q: want write-through, write-back, write-back-battery, ignore-flush, ignore-fua or reorder", str)
+				}
+				return nil
+			},
+			"identity": func(v *yaml.Node, p string) error { idNode = v; return nil },
+			"count":    func(v *yaml.Node, p string) error { return nil },
 			"filesystem": func(v *yaml.Node, p string) error {
 				s, err := d.scalar(v, p)
 				if err != nil {

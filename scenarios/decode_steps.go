@@ -9,6 +9,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/shadowbench/shadowbench/lun"
 	"github.com/shadowbench/shadowbench/vss"
 )
 
@@ -72,6 +73,7 @@ var stepKeys = map[stepKind][]string{
 	stepWrite:         {"requester"},
 	stepRead:          {"requester"},
 	stepFilesystem:    {"requester"},
+	stepPowercut:      {},
 }
 
 // maxRepeat bounds repeat: a load across many sets, not a soak.
@@ -233,6 +235,8 @@ func (d *decoder) step(n *yaml.Node, path string, kind stepKind, inParallel bool
 		h[kind.String()] = func(v *yaml.Node, p string) error { return d.dataStep(s, v, p) }
 	case stepFilesystem:
 		h["filesystem"] = func(v *yaml.Node, p string) error { return d.fsStep(s, v, p) }
+	case stepPowercut:
+		h["powercut"] = func(v *yaml.Node, p string) error { return d.cutStep(s, v, p) }
 	}
 	for k, fn := range h {
 		if fn == nil {
@@ -760,6 +764,12 @@ func (d *decoder) dataStep(s *step, n *yaml.Node, path string) error {
 			return nil
 		},
 		"fails": func(v *yaml.Node, p string) error { return d.boolean(v, p, &ds.fails) },
+		"fua": func(v *yaml.Node, p string) error {
+			fua := true
+			err := d.boolean(v, p, &fua)
+			ds.noFUA = !fua
+			return err
+		},
 	}, "data")
 	if err != nil {
 		return err
@@ -775,6 +785,9 @@ func (d *decoder) dataStep(s *step, n *yaml.Node, path string) error {
 	}
 	if ds.sourceLUN != "" && ds.snapshot == "" {
 		return d.errf(n, path, "source-lun picks a LUN of a snapshot")
+	}
+	if ds.noFUA && s.kind != stepWrite {
+		return d.errf(n, path, "fua is a write's")
 	}
 	if len(ds.data) == 0 || len(ds.data) > 1<<16 {
 		return d.errf(dataNode, join(path, "data"), "data is 1 to 65536 bytes")
@@ -1118,4 +1131,47 @@ func (d *decoder) fsStep(s *step, n *yaml.Node, path string) error {
 		return d.errf(n, path, "no LUN of the array has a filesystem")
 	}
 	return nil
+}
+
+// cutStep reads a powercut step: {lun: NAME, keep: random|none|all|worst,
+// seed: N, tear: BOOL}.
+func (d *decoder) cutStep(s *step, n *yaml.Node, path string) error {
+	c := &cutSpec{keep: lun.KeepNone, seed: 1}
+	s.cut = c
+	err := d.fields(n, path, handlers{
+		"lun": func(v *yaml.Node, p string) error {
+			if err := d.name(v, p, &c.lun); err != nil {
+				return err
+			}
+			if !d.hasLUN(c.lun) {
+				return d.errf(v, p, "no LUN %q in the array", c.lun)
+			}
+			if !d.cached(c.lun) {
+				return d.errf(v, p, "LUN %s has no cache: give it cache: write-back (or another mode)", c.lun)
+			}
+			return nil
+		},
+		"keep": func(v *yaml.Node, p string) error {
+			str, err := d.scalar(v, p)
+			if err != nil {
+				return err
+			}
+			if c.keep, err = lun.ParseKeep(str); err != nil {
+				return d.errf(v, p, "%q: want random, none, all or worst", str)
+			}
+			return nil
+		},
+		"seed": func(v *yaml.Node, p string) error {
+			str, err := d.scalar(v, p)
+			if err != nil {
+				return err
+			}
+			if c.seed, err = strconv.ParseUint(str, 0, 64); err != nil {
+				return d.errf(v, p, "%q: want an unsigned 64-bit seed", str)
+			}
+			return nil
+		},
+		"tear": func(v *yaml.Node, p string) error { return d.boolean(v, p, &c.tear) },
+	}, "lun")
+	return err
 }

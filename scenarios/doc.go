@@ -39,6 +39,7 @@
 //	    - {name: "v{i}", size: 1MiB, count: 65}    # v1 ... v65
 //	    - {name: slow, size: 1MiB, faults: [{op: flush, delay: 11s, error: EIO, nth: 3, probability: 0.1, seed: 1}]}
 //	    - {name: fs0, size: 64MiB, filesystem: ext4}   # made and mounted by the runner; see File systems
+//	    - {name: wb, size: 1MiB, cache: write-back}  # an emulated write cache, for powercut steps
 //	  volumes:                    # a LUN is also a volume of itself
 //	    - {name: "D:", luns: [lun0, lun1]}
 //	providers:                    # at least one
@@ -104,7 +105,8 @@
 //	  - check: {store-bytes: {max: NAME, min: 4MiB}} # bounded by a mark or a size (C5)
 //	  - check: {goroutines: stable}  # the run's goroutines no more than when the step before began
 //	  - check: {lun-info: "D:"}      # or all, or {snapshot: "D:", vendor, product, revision, serial, bus-type, version}; requester: NAME
-//	  - write: {lun: lun0, offset: 0, data: TEXT}    # or snapshot: "D:", or export: NAME; fails: true
+//	  - write: {lun: lun0, offset: 0, data: TEXT}    # or snapshot: "D:", or export: NAME; fails: true; fua: false
+//	  - powercut: {lun: wb, keep: none, seed: 1, tear: false}  # keep: random, none, all or worst
 //	  - read: {snapshot: "D:", offset: 0, data: TEXT}
 //	  - filesystem: {lun: fs0, path: dir/file, write: TEXT}      # written and fsynced
 //	  - filesystem: {snapshot: "D:", path: dir/file, read: TEXT} # or absent: true; source-lun: NAME
@@ -155,7 +157,17 @@
 // coordinator.FsfreezeWriter, as "shadowbench serve" configures them: an
 // exec command answers with its exit status or a last line "ok", "veto
 // HRESULT" or "fail HRESULT"; its timeout is real time, since a command's
-// run does not scale. A LUN with filesystem: ext4 is made ext4 through
+// run does not scale.
+//
+// A LUN with cache: MODE (write-through, write-back, write-back-battery,
+// or the defects ignore-flush, ignore-fua, reorder) emulates an array's
+// write cache, and a powercut step cuts its power: it comes back at its
+// last FLUSH the mode honours, plus the FUA writes and those of the
+// others keep chooses (lun.LUN.PowerCut). Writes are sent with FUA unless
+// fua: false. Power cuts are emulated on in-memory arrays: on a durable
+// run (Options.DataDir) such a scenario is skipped, even under CI=true.
+//
+// A LUN with filesystem: ext4 is made ext4 through
 // nbdfuse (the LUN's export as a file), and mounted through a loop device,
 // before the steps, as a Linux client of the array would; fsfreeze: {lun:
 // NAME} freezes that mount. A filesystem step writes a file there, or

@@ -29,6 +29,10 @@ var fsTools = [][2]string{{"nbdfuse", "nbdfuse"}, {"fusermount3", "fuse3"}, {"mk
 // errSkip is wrapped by what makes a scenario impossible on this machine.
 var errSkip = errors.New("cannot run here")
 
+// errNotHere is wrapped by what makes a scenario mean nothing in the run
+// asked for (a power cut on a durable array): skipped, even under CI.
+var errNotHere = errors.New("not run here")
+
 // needFilesystems reports what the machine lacks for file systems, or nil.
 func needFilesystems() error {
 	var missing []string

@@ -277,6 +277,9 @@ func TestEveryKeyDocumentedAndUsed(t *testing.T) {
 		{"filesystem: {snapshot:", "filesystem:\n{snapshot:", "filesystem: {snapshot:"},
 		{"point-in-time: commit|hold", "point-in-time: hold", "point-in-time: hold"},
 		{"CI=true", "CI=true", ""},
+		{"cache: write-back", "cache: write-back", "cache: write-back"},
+		{"powercut: {lun:", "powercut: {lun:", "powercut: {lun:"},
+		{"fua: false", "fua: false", "fua: false"},
 	} {
 		require.Contains(t, string(doc), k.doc, "go doc ./scenarios")
 		require.Contains(t, section, k.readme, "README, Writing scenarios")

@@ -159,12 +159,13 @@ const (
 	stepWrite
 	stepRead
 	stepFilesystem
+	stepPowercut
 )
 
 var stepKindNames = map[stepKind]string{
 	stepCall: "call", stepBackup: "backup", stepParallel: "parallel", stepWait: "wait", stepCancel: "cancel",
 	stepQueryStatus: "query-status", stepSleep: "sleep", stepWaitFor: "wait-for", stepReleaseCommit: "release-commit",
-	stepCheck: "check", stepWrite: "write", stepRead: "read", stepFilesystem: "filesystem",
+	stepCheck: "check", stepWrite: "write", stepRead: "read", stepFilesystem: "filesystem", stepPowercut: "powercut",
 }
 
 func (k stepKind) String() string { return stepKindNames[k] }
@@ -193,6 +194,16 @@ type step struct {
 	check    *checkSpec
 	data     *dataSpec
 	fs       *fsStep
+	cut      *cutSpec
+}
+
+// cutSpec is a powercut step: the LUN whose power is cut, and what the cut
+// keeps of the writes it may lose.
+type cutSpec struct {
+	lun  string
+	keep lun.Keep
+	seed uint64
+	tear bool
 }
 
 // fsStep is a file-system step: a file written, read or missing on the
@@ -290,6 +301,7 @@ type dataSpec struct {
 	offset    int64
 	data      []byte
 	fails     bool
+	noFUA     bool // write: sent without FUA, so a power cut may lose it
 }
 
 // expectSpec is what the whole run must show.

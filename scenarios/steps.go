@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -152,6 +153,16 @@ func (r *runner) runStep(ctx context.Context, s *step, since time.Time) bool {
 		r.data(ctx, s, fail)
 	case stepFilesystem:
 		r.filesystem(ctx, s, fail)
+	case stepPowercut:
+		l, err := r.array.Get(s.cut.lun)
+		if err == nil {
+			var res lun.PowerCutResult
+			res, err = l.PowerCut(ctx, lun.PowerCutOptions{Keep: s.cut.keep, Seed: s.cut.seed, Tear: s.cut.tear})
+			slog.New(r.logs.with("component", "array")).Warn("power cut", "lun", s.cut.lun, "result", res.String())
+		}
+		if err != nil {
+			fail("the power cut of "+s.cut.lun, err.Error())
+		}
 	}
 	return ok
 }
@@ -876,7 +887,11 @@ func (r *runner) data(ctx context.Context, s *step, fail func(expected, got stri
 	c, err := r.client(ctx, export)
 	if err == nil {
 		if s.kind == stepWrite {
-			err = c.Write(ctx, d.data, d.offset, nbd.CmdFlagFUA)
+			flags := nbd.CmdFlagFUA
+			if d.noFUA {
+				flags = 0
+			}
+			err = c.Write(ctx, d.data, d.offset, flags)
 		} else {
 			got = make([]byte, len(d.data))
 			err = c.Read(ctx, got, d.offset)
