@@ -374,26 +374,25 @@ func (l *LUN) flushed() error {
 
 // markPoint adds a crash point holding every write completed so far.
 func (l *LUN) markPoint(c *cache, kind, label string) error {
-	d := l.data.Load()
-	if d.vol == nil {
-		return nil
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.durable == nil {
-		return nil // replaced by SetCache
-	}
-	img, err := d.vol.Snapshot()
-	if err != nil {
-		return mapErr(err)
-	}
-	c.pointLocked(kind, label, share(img))
-	return nil
+	return l.snapshotLocked(c, func(img *cow.Image) { c.pointLocked(kind, label, share(img)) })
 }
 
 // advance makes everything the LUN holds durable: a new image, the old
 // one released and the log emptied.
 func (l *LUN) advance(c *cache) error {
+	return l.snapshotLocked(c, func(img *cow.Image) {
+		c.durable.unref()
+		c.durable = share(img)
+		c.logMu.Lock()
+		c.recs, c.bytes = nil, 0
+		c.logMu.Unlock()
+	})
+}
+
+// snapshotLocked takes an image of the LUN with c.mu held for writing,
+// so that no logged write is half done, and gives it to keep. A cache
+// SetCache replaced takes nothing.
+func (l *LUN) snapshotLocked(c *cache, keep func(*cow.Image)) error {
 	d := l.data.Load()
 	if d.vol == nil {
 		return nil
@@ -407,11 +406,7 @@ func (l *LUN) advance(c *cache) error {
 	if err != nil {
 		return mapErr(err)
 	}
-	c.durable.unref()
-	c.durable = share(img)
-	c.logMu.Lock()
-	c.recs, c.bytes = nil, 0
-	c.logMu.Unlock()
+	keep(img)
 	return nil
 }
 

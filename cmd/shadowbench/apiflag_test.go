@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/shadowbench/shadowbench/daemon"
+	"github.com/shadowbench/shadowbench/nbd"
 )
 
 // cli runs a command line and returns its stdout, stderr and error.
@@ -46,6 +49,19 @@ func serveForTest(t *testing.T, args ...string) string {
 		require.NoError(t, <-done)
 	})
 	return api
+}
+
+// dialLUN connects an NBD client to a LUN of the daemon at api, at the
+// address its export names; the test closes it.
+func dialLUN(t *testing.T, api, name string) (*nbd.Client, string) {
+	t.Helper()
+	var l daemon.LUNInfo
+	cliJSON(t, &l, "lun", "list", name, "--api", api)
+	addr := strings.TrimSuffix(strings.TrimPrefix(l.Exports[0], "nbd://"), "/"+name)
+	c, err := nbd.Dial(context.Background(), "tcp", addr, &nbd.DialOptions{Export: name})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	return c, addr
 }
 
 // cliJSON runs a client command with --json and decodes its stdout.

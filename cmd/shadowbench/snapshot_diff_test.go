@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"strings"
 	"testing"
 
 	"github.com/dustin/go-humanize"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/shadowbench/shadowbench/cow"
 	"github.com/shadowbench/shadowbench/daemon"
-	"github.com/shadowbench/shadowbench/nbd"
 )
 
 // TestSnapshotNamesAndDiff: a set made with --name is named wherever a
@@ -21,12 +19,7 @@ import (
 func TestSnapshotNamesAndDiff(t *testing.T) {
 	api := serveForTest(t)
 	ctx := context.Background()
-	var l daemon.LUNInfo
-	cliJSON(t, &l, "lun", "list", "lun0", "--api", api)
-	addr := strings.TrimSuffix(strings.TrimPrefix(l.Exports[0], "nbd://"), "/lun0")
-	c, err := nbd.Dial(ctx, "tcp", addr, &nbd.DialOptions{Export: "lun0"})
-	require.NoError(t, err)
-	defer c.Close()
+	c, _ := dialLUN(t, api, "lun0")
 	g := int64(cow.DefaultGrain)
 	write := func(b byte, grain int64) {
 		require.NoError(t, c.Write(ctx, bytes.Repeat([]byte{b}, int(g)), grain*g, 0))

@@ -2,30 +2,23 @@ package main
 
 import (
 	"context"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/shadowbench/shadowbench/daemon"
 	"github.com/shadowbench/shadowbench/nbd"
 )
 
 func TestSnapshotRevert(t *testing.T) {
 	api := serveForTest(t)
 	ctx := context.Background()
-	var l daemon.LUNInfo
-	cliJSON(t, &l, "lun", "list", "lun0", "--api", api)
-	addr := strings.TrimSuffix(strings.TrimPrefix(l.Exports[0], "nbd://"), "/lun0")
-	c, err := nbd.Dial(ctx, "tcp", addr, &nbd.DialOptions{Export: "lun0"})
-	require.NoError(t, err)
-	defer c.Close()
+	c, addr := dialLUN(t, api, "lun0")
 	require.NoError(t, c.Write(ctx, []byte("old"), 0, 0))
 	rep := createSet(t, api, "lun0", "--context", "app-rollback")
 	require.NoError(t, c.Write(ctx, []byte("new"), 0, 0))
 
 	// Refused while the client is connected; --force disconnects it.
-	_, _, err = cli(ctx, "snapshot", "revert", rep.Snapshots[0].ID.String(), "--api", api)
+	_, _, err := cli(ctx, "snapshot", "revert", rep.Snapshots[0].ID.String(), "--api", api)
 	require.ErrorContains(t, err, "lun0 (1 NBD connections)")
 	out, _, err := cli(ctx, "snapshot", "revert", "--force", rep.Snapshots[0].ID.String(), "--api", api)
 	require.NoError(t, err)

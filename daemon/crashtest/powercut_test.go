@@ -27,19 +27,12 @@ import (
 // write cache. The file system is made, files are written and fsynced,
 // more are written and not, and the host goes (nbdfuse killed, the mount
 // dropped) once the array's power is cut keeping none of the writes it
-// may lose. With a write-back cache every fsynced file is intact and, once the
-// journal is replayed, fsck finds nothing: ext4's FLUSH and FUA were
-// honoured. With the ignore-flush defect the same cut loses the fsynced
+// may lose. With a write-back cache every fsynced file is intact and,
+// once the journal is replayed, fsck finds nothing: ext4's FLUSH and FUA
+// were honoured. With the ignore-flush defect the same cut loses the fsynced
 // files or the file system itself, and the test asserts that it does.
 func TestExt4PowerCut(t *testing.T) {
-	nbdtest.NeedMounts(t)
-	nbdtest.NeedTool(t, "losetup", "mount")
-	nbdtest.NeedTool(t, "fsck.ext4", "e2fsprogs")
-	seed := *seedFlag
-	if seed == 0 {
-		seed = uint64(time.Now().UnixNano())
-	}
-	t.Logf("seed %d (replay: go test ./daemon/crashtest -run TestExt4PowerCut -crash.seed %d)", seed, seed)
+	seed := needExt4(t)
 	for _, mode := range []string{"write-back", "ignore-flush"} {
 		t.Run(mode, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, seed))
@@ -122,6 +115,21 @@ func writeBack(t *testing.T, path string) {
 
 var crashTestPoints = flag.Int("crash.points", 0, "crash points TestCrashTestExt4 checks per cache mode, drawn with the seed (0: all)")
 
+// needExt4 checks what a test of ext4 on a LUN needs, and returns its
+// seed (-crash.seed, or the clock's), printed for a replay.
+func needExt4(t *testing.T) uint64 {
+	t.Helper()
+	nbdtest.NeedMounts(t)
+	nbdtest.NeedTool(t, "losetup", "mount")
+	nbdtest.NeedTool(t, "fsck.ext4", "e2fsprogs")
+	seed := *seedFlag
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seed %d (replay: go test ./daemon/crashtest -run %s -crash.seed %d)", seed, t.Name(), seed)
+	return seed
+}
+
 // crashWorkload mounts the ext4 on $uri (through nbdfuse and a loop
 // device), creates, writes, fsyncs and renames files, and unmounts.
 const crashWorkload = `set -e
@@ -156,18 +164,12 @@ fsck.ext4 -f -n $loop
 `
 
 // TestCrashTestExt4 runs shadowbench crash-test over an ext4 workload
-// (mounting, files created, written, fsynced, renamed, unmounting): with a write-back cache
-// every crash point it checks holds a file system fsck finds clean once
-// its journal is replayed; with the ignore-flush defect some do not.
+// (mounting, files created, written, fsynced, renamed, unmounting): with
+// a write-back cache every crash point it checks holds a file system fsck
+// finds clean once its journal is replayed; with the ignore-flush defect
+// some do not.
 func TestCrashTestExt4(t *testing.T) {
-	nbdtest.NeedMounts(t)
-	nbdtest.NeedTool(t, "losetup", "mount")
-	nbdtest.NeedTool(t, "fsck.ext4", "e2fsprogs")
-	seed := *seedFlag
-	if seed == 0 {
-		seed = uint64(time.Now().UnixNano())
-	}
-	t.Logf("seed %d (replay: go test ./daemon/crashtest -run TestCrashTestExt4 -crash.seed %d)", seed, seed)
+	seed := needExt4(t)
 	for _, mode := range []string{"write-back", "ignore-flush"} {
 		t.Run(mode, func(t *testing.T) {
 			run := t.TempDir()
