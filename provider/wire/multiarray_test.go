@@ -84,7 +84,17 @@ func arraysOn(t *testing.T, topo topology, sizes []int, cfg coordinator.Config, 
 			addr = ra.proxy.addr()
 		}
 		c := topo.dial(t, addr)
-		require.NoError(t, s.RegisterProvider(context.Background(), coordinator.Registration{Name: ra.name, Provider: c, Host: c}))
+		// A link just made in a namespace may drop the first packets
+		// for a moment on a loaded machine: OnLoad is retried while the
+		// provider is unreachable, as a service retries a provider
+		// whose host is still coming up.
+		reg := coordinator.Registration{Name: ra.name, Provider: c, Host: c}
+		err := s.RegisterProvider(context.Background(), reg)
+		for deadline := time.Now().Add(10 * time.Second); err != nil && strings.Contains(err.Error(), "provider unreachable") && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond)
+			err = s.RegisterProvider(context.Background(), reg)
+		}
+		require.NoError(t, err)
 		var luns []string
 		for _, l := range ra.a.List() {
 			luns = append(luns, l.Name())
@@ -371,10 +381,13 @@ func TestSetAcrossArraysProviderKilledBeforeCommit(t *testing.T) {
 	}
 	sv, ras := arrays(t, coordinator.Config{HoldWindow: window}, wrap, nil, nil, nil)
 	victim.Store(ras[2].proxy)
-	start := time.Now()
 	err, tl, _ := sv.backup(context.Background(), volumes(ras)...)
 	require.ErrorIs(t, err, vss.VSS_E_UNEXPECTED_PROVIDER_ERROR)
-	require.Less(t, time.Since(start), window, "no wait for the hold window")
+	// The set ended on the provider's failure, not on the window: no
+	// wait for it (a bound in time would fail on a loaded machine).
+	hold, ok := tl.Find(coordinator.KindWindow, "hold")
+	require.True(t, ok)
+	require.NotEqual(t, vss.VSS_E_HOLD_WRITES_TIMEOUT.Name(), hold.Result, "no wait for the hold window")
 	require.Contains(t, sv.logs.String(), "event_id=12293")
 	var commits []string
 	for _, sp := range tl.Spans() {

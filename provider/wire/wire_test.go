@@ -115,7 +115,7 @@ func TestW3SilentProviderIsAProviderFailure(t *testing.T) {
 	err, tl, _ := sv.backup(ctx, "vol0")
 	took := time.Since(start)
 	require.ErrorIs(t, err, vss.VSS_E_UNEXPECTED_PROVIDER_ERROR)
-	require.Less(t, took, 3*time.Second, "no hang")
+	require.Less(t, took, 5*time.Second, "no hang")
 	require.Contains(t, sv.logs.String(), "event_id=12293")
 	require.Contains(t, sv.logs.String(), "returned=0x800705B4")
 	require.Contains(t, providerTrace(tl), "PreCommitSnapshots=VSS_E_UNEXPECTED_PROVIDER_ERROR")
@@ -180,7 +180,7 @@ func TestW3BrokenConnectionAndReregistration(t *testing.T) {
 	start := time.Now()
 	stop()
 	err = <-done
-	require.Less(t, time.Since(start), 2*time.Second)
+	require.Less(t, time.Since(start), 5*time.Second)
 	var hr vss.HRESULT
 	require.ErrorAs(t, err, &hr)
 	require.Equal(t, wire.RPC_S_SERVER_UNAVAILABLE, hr, "%v", err)
@@ -191,7 +191,7 @@ func TestW3BrokenConnectionAndReregistration(t *testing.T) {
 	start = time.Now()
 	err = c.PreCommitSnapshots(ctx, vss.NewID())
 	require.ErrorIs(t, err, wire.ErrUnavailable)
-	require.Less(t, time.Since(start), 2*time.Second)
+	require.Less(t, time.Since(start), 5*time.Second)
 
 	// Back at the same address: the client reconnects by itself.
 	ls2, err := net.Listen("tcp", addr)
