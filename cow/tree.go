@@ -279,9 +279,11 @@ func (g *geometry) own(owner *node, slot *atomic.Pointer[node], mu *sync.Mutex, 
 // released, so copying it and dropping the original would change nothing
 // anyone can see. The count cannot rise meanwhile: only copying the slot's
 // owner or committing the tree adds references, and the owner belongs to
-// gen, which no one copies, while a commit drains the writers first. The
-// count can fall to 1 under a racing image release, which only means a
-// copy that was not needed.
+// gen, which no one copies, while a commit drains the writers first; or,
+// for a page, a reader's pin (see ReadVec), which then races the write as
+// any read racing a write of its grain does. The count can fall to 1 under
+// a racing image release or a pin's release, which only means a copy that
+// was not needed.
 func adopt(refs *atomic.Int32, own *atomic.Uint64, gen uint64) bool {
 	if refs.Load() != 1 {
 		return false

@@ -40,7 +40,9 @@ type request struct {
 
 	bp      *[]byte // pooled payload buffer
 	data    []byte  // read data or write payload
-	charged int64   // payload memory taken for data (see charge)
+	vec     cow.Vec // read data, pinned where it lies (VecReader)
+	zc      bool    // the read data is vec, not data
+	charged int64   // payload memory taken for data or vec (see charge)
 
 	errno Errno
 	msg   string    // static explanation for structured error replies
@@ -449,6 +451,12 @@ func (c *conn) markDirty() {
 // read fills r for a READ. With structured replies, zero runs of at least
 // minHoleChunk become hole chunks and only the data is sent.
 //
+// A backend that reads without a copy (VecReader) fills r.vec with its
+// grains, pinned, and the reply sends them by reference: the kernel's copy
+// into the socket is the only copy. The payload budget is charged for the
+// whole read as for a buffer, so it bounds the memory pinned as it bounds
+// buffers, whether the client reads its replies or not.
+//
 // Every READ is one read of the backend, so that its read faults and
 // statistics see each request once, whatever its chunks: a range with
 // data is read whole, its holes copied as zeros that are not sent, and a
@@ -461,8 +469,7 @@ func (c *conn) read(r *request) error {
 		if err := c.charge(r, n); err != nil {
 			return err
 		}
-		r.bp, r.data = getBuf(int(n))
-		return c.b.ReadAt(ctx, r.data, off)
+		return c.readData(ctx, r, off, n)
 	}
 	if n > 0 {
 		r.chunks = holeChunks(ctx, r.chunks[:0], c.b, off, n)
@@ -475,6 +482,16 @@ func (c *conn) read(r *request) error {
 	}
 	if err := c.charge(r, n); err != nil {
 		return err
+	}
+	return c.readData(ctx, r, off, n)
+}
+
+// readData reads [off, off+n) for r: pinned in r.vec where the backend
+// can, into a pooled buffer otherwise.
+func (c *conn) readData(ctx context.Context, r *request, off, n int64) error {
+	if c.vr != nil {
+		r.zc = true
+		return c.vr.ReadVec(ctx, &r.vec, off, n)
 	}
 	r.bp, r.data = getBuf(int(n))
 	return c.b.ReadAt(ctx, r.data, off)
@@ -621,6 +638,10 @@ func allocFlags(k cow.ExtentKind) uint32 {
 func (c *conn) dropPayload(r *request) {
 	putBuf(r.bp)
 	r.bp, r.data = nil, nil
+	if r.zc {
+		r.vec.Release()
+		r.zc = false
+	}
 	if r.charged > 0 {
 		c.mem.release(r.charged)
 		c.s.mem.release(r.charged)

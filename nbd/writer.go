@@ -2,18 +2,16 @@ package nbd
 
 import "runtime"
 
-// reply sends r's reply and frees its slot. When r is the only request in
-// flight, or one its worker kept (see lead), and the socket is free, it
-// writes and flushes at once; otherwise the reply joins the writer's queue,
-// where it can share a write with others. A kept request at depth is a large
-// write, whose reply would share a write with little and cost the writer a
-// wake-up.
+// reply sends r's reply and frees its slot once it is flushed. When r is
+// the only request in flight, or one its worker kept (see lead), and the
+// socket is free, it writes and flushes at once; otherwise the reply joins
+// the writer's queue, where it can share a write with others. A kept
+// request at depth is a large write, whose reply would share a write with
+// little and cost the writer a wake-up.
 func (c *conn) reply(r *request, kept bool) {
 	if (kept || c.alone()) && c.writeMu.TryLock() {
 		c.send(r, false)
 		c.writeMu.Unlock()
-		c.stats.done(r)
-		c.release(r)
 		return
 	}
 	c.replies <- r
@@ -28,23 +26,39 @@ func (c *conn) writeLoop() {
 		c.writeMu.Lock()
 		c.send(r, true)
 		c.writeMu.Unlock()
-		c.stats.done(r)
-		c.release(r)
 	}
 	c.writeMu.Lock()
 	if !c.writeFailed {
 		_ = c.bw.Flush()
 	}
+	c.settleLocked()
 	c.writeMu.Unlock()
+}
+
+// settleLocked frees the requests whose replies have been flushed (or can
+// no longer be: the connection failed): their pinned grains and buffers,
+// which the socket buffer referred to, their payload memory and their
+// slots. The caller holds writeMu.
+func (c *conn) settleLocked() {
+	for i, r := range c.sent {
+		c.stats.done(r)
+		c.release(r)
+		c.sent[i] = nil
+	}
+	c.sent = c.sent[:0]
 }
 
 // send writes r's reply, and flushes when no other reply is queued (the
 // writer yields once first: wait). Whoever leaves replies unflushed leaves
-// one queued, and the writer flushes after it. On a write error send closes
-// the connection, which ends reading; later replies are dropped. The caller
+// one queued, and the writer flushes after it. A reply may refer to r's
+// memory (see sendBuf.Ref), so r is freed only once the flush that sends
+// it has returned (see settleLocked). On a write error send closes the
+// connection, which ends reading; later replies are dropped. The caller
 // holds writeMu.
 func (c *conn) send(r *request, wait bool) {
+	c.sent = append(c.sent, r)
 	if c.writeFailed {
+		c.settleLocked()
 		return
 	}
 	err := c.writeReply(r)
@@ -56,7 +70,9 @@ func (c *conn) send(r *request, wait bool) {
 			runtime.Gosched()
 		}
 		if len(c.replies) == 0 {
-			err = c.bw.Flush()
+			if err = c.bw.Flush(); err == nil {
+				c.settleLocked()
+			}
 		}
 	}
 	if err != nil {
@@ -65,6 +81,7 @@ func (c *conn) send(r *request, wait bool) {
 			c.log.Debug("nbd: write failed", "export", c.name, "err", err)
 		}
 		c.abort()
+		c.settleLocked()
 	}
 }
 
@@ -87,8 +104,31 @@ func (c *conn) writeReply(r *request) error {
 		return err
 	}
 	if r.cmd == CmdRead && r.errno == 0 {
-		_, err := c.bw.Write(r.data)
-		return err
+		return c.putData(r, 0, int64(r.length))
+	}
+	return nil
+}
+
+// putData queues bytes [off, off+n) of r's read data, by reference: they
+// are r's until it is settled. A hole of a pinned read is a slice of a
+// shared zero page.
+func (c *conn) putData(r *request, off, n int64) error {
+	if !r.zc {
+		return c.bw.Ref(r.data[off : off+n])
+	}
+	for i, s := range r.vec.Segs {
+		if n == 0 {
+			break
+		}
+		if off >= int64(len(s)) {
+			off -= int64(len(s))
+			continue
+		}
+		k := min(int64(len(s))-off, n)
+		if err := c.bw.Ref(r.vec.Segs[i][off : off+k]); err != nil {
+			return err
+		}
+		off, n = 0, n-k
 	}
 	return nil
 }
@@ -138,7 +178,7 @@ func (c *conn) writeRead(r *request) error {
 		if err := c.chunkHeader(r, flags, replyOffsetData, uint32(8+ch.n), 8); err != nil {
 			return err
 		}
-		if _, err := c.bw.Write(r.data[ch.off : ch.off+ch.n]); err != nil {
+		if err := c.putData(r, ch.off, ch.n); err != nil {
 			return err
 		}
 	}
