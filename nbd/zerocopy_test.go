@@ -34,8 +34,8 @@ func (b *imageBackend) ReadVec(_ context.Context, vec *cow.Vec, off, n int64) er
 	return b.img.ReadVec(vec, off, n)
 }
 func (b *imageBackend) WriteAt(context.Context, []byte, int64, bool) error { return cow.ErrReadOnly }
-func (b *imageBackend) Flush(context.Context) error                      { return nil }
-func (b *imageBackend) Trim(context.Context, int64, int64) error         { return cow.ErrReadOnly }
+func (b *imageBackend) Flush(context.Context) error                        { return nil }
+func (b *imageBackend) Trim(context.Context, int64, int64) error           { return cow.ErrReadOnly }
 func (b *imageBackend) WriteZeroes(context.Context, int64, int64, bool) error {
 	return cow.ErrReadOnly
 }
