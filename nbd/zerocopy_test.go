@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"math/rand/v2"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -111,4 +112,96 @@ func TestReplyKeepsItsGrainsPinned(t *testing.T) {
 			require.Len(t, got, size)
 		})
 	}
+}
+
+// TestLUNReadsMatchTheLUN reads random ranges of a LUN with data, holes,
+// zeroed grains and a snapshot's shared grains through the server, with
+// structured replies (hole chunks from the pinned read's holes) and
+// simple ones (holes as the shared zero page), and compares them with the
+// LUN's own ReadAt.
+func TestLUNReadsMatchTheLUN(t *testing.T) {
+	const size = 8 << 20
+	a := newArray(t, size, "lun0")
+	l, err := a.Get("lun0")
+	require.NoError(t, err)
+	ctx := tctx(t)
+	r := rand.New(rand.NewPCG(11, 12))
+	for i := range 80 {
+		off := r.Int64N(size)
+		n := 1 + r.Int64N(min(size-off, 256<<10))
+		switch i % 5 {
+		case 0, 1, 2:
+			require.NoError(t, l.WriteAt(ctx, pattern(int(n), byte(i)), off, false))
+		case 3:
+			require.NoError(t, l.Trim(ctx, off, n))
+		case 4:
+			require.NoError(t, l.WriteZeroes(ctx, off, n, i%2 == 0))
+		}
+		if i == 40 {
+			snapshot(t, a, "lun0", "s1")
+		}
+	}
+	ts := serveOn(t, "tcp", ArrayCatalog(a), Options{})
+	for _, simple := range []bool{false, true} {
+		c := ts.dial(t, &DialOptions{Export: "lun0", NoStructuredReplies: simple})
+		for range 300 {
+			off := r.Int64N(size)
+			n := r.Int64N(min(size-off, 2<<20) + 1)
+			want := make([]byte, n)
+			require.NoError(t, l.ReadAt(ctx, want, off))
+			got := make([]byte, n)
+			for i := range got {
+				got[i] = 0xee // a hole chunk must zero what it covers
+			}
+			require.NoError(t, c.Read(ctx, got, off))
+			require.True(t, bytes.Equal(want, got), "simple=%v off %d n %d", simple, off, n)
+		}
+		require.NoError(t, c.Close())
+	}
+}
+
+// TestLUNStructuredReadChunks is TestStructuredReadSendsHoleChunks on a
+// LUN, whose chunks come from its pinned read: holes of a grain or more
+// are hole chunks, data goes by reference.
+func TestLUNStructuredReadChunks(t *testing.T) {
+	a := newArray(t, testSize, "lun0")
+	l, err := a.Get("lun0")
+	require.NoError(t, err)
+	ctx := tctx(t)
+	require.NoError(t, l.WriteAt(ctx, pattern(8192, 3), 16384, false))
+	require.NoError(t, l.WriteAt(ctx, []byte{9}, 40000, false))
+	ts := serveOn(t, "tcp", ArrayCatalog(a), Options{})
+	rc := rawDial(t, ts)
+	rc.goExport("lun0", true)
+	rc.request(0, CmdRead, 7, 0, 64<<10, nil)
+	type seen struct {
+		typ    uint16
+		off, n uint64
+	}
+	var chunks []seen
+	for {
+		ch := rc.chunk()
+		s := seen{typ: ch.typ, off: be.Uint64(ch.payload)}
+		if ch.typ == replyOffsetHole {
+			s.n = uint64(be.Uint32(ch.payload[8:]))
+		} else {
+			s.n = uint64(len(ch.payload) - 8)
+		}
+		chunks = append(chunks, s)
+		if ch.flags&replyFlagDone != 0 {
+			break
+		}
+	}
+	require.Equal(t, []seen{
+		{replyOffsetHole, 0, 16384},
+		{replyOffsetData, 16384, 8192},
+		{replyOffsetHole, 24576, 36864 - 24576},
+		{replyOffsetData, 36864, 4096},
+		{replyOffsetHole, 40960, 64<<10 - 40960},
+	}, chunks)
+	// A read of holes only is one hole chunk and holds no payload memory.
+	rc.request(0, CmdRead, 8, 1<<20, 100, nil)
+	ch := rc.chunk()
+	require.Equal(t, replyOffsetHole, ch.typ)
+	require.Equal(t, uint32(100), be.Uint32(ch.payload[8:]))
 }

@@ -18,6 +18,12 @@
 #   JOBS=1m-write PEERS="shadowbench shadowbench-snap" scripts/bench-nbd.sh
 #   PEERS="shadowbench-durable nbdkit-file qemu-nbd-file" DURABLE_DIR=/dev/shm/d scripts/bench-nbd.sh
 #
+# A before-and-after in one run: BASELINE_BIN=path/to/an/older/shadowbench
+# adds the peer shadowbench-baseline, that binary serving a LUN as
+# shadowbench does.
+#
+#   BASELINE_BIN=/tmp/old PEERS="shadowbench shadowbench-baseline nbdkit-null" JOBS=1m-read scripts/bench-nbd.sh
+#
 # Each job runs ROUNDS times on every peer, interleaved; the table shows the
 # median round. PEERS and JOBS (words matched against the job names) narrow
 # the run; the first peer is the one ratios are taken against.
@@ -76,7 +82,7 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 # DURABLE_DIR=/dev/shm/... for tmpfs.
 DURABLE_DIR=${DURABLE_DIR:-$OUT/durable}
 mkdir -p "$DURABLE_DIR"
-all_peers="shadowbench nbdkit-null nbdkit-memory qemu-nbd go-nbd shadowbench-snap shadowbench-durable nbdkit-file qemu-nbd-file"
+all_peers="shadowbench shadowbench-baseline nbdkit-null nbdkit-memory qemu-nbd go-nbd shadowbench-snap shadowbench-durable nbdkit-file qemu-nbd-file"
 read -r -a peers <<<"${PEERS:-shadowbench nbdkit-null nbdkit-memory qemu-nbd go-nbd shadowbench-snap shadowbench-durable nbdkit-file qemu-nbd-file}"
 P=$BASE_PORT
 for peer in "${peers[@]}"; do
@@ -84,6 +90,10 @@ for peer in "${peers[@]}"; do
   shadowbench)
     start_peer "$peer" $((P+1)) "$OUT/shadowbench" serve --api "" --listen 127.0.0.1:$((P+1)) --lun name=lun0,size=$SIZE
     uri[$peer]="nbd://127.0.0.1:$((P+1))/lun0" ;;
+  shadowbench-baseline)
+    [ -n "${BASELINE_BIN:-}" ] || { echo "bench-nbd: shadowbench-baseline needs BASELINE_BIN" >&2; exit 1; }
+    start_peer "$peer" $((P+10)) "$BASELINE_BIN" serve --api "" --listen 127.0.0.1:$((P+10)) --lun name=lun0,size=$SIZE
+    uri[$peer]="nbd://127.0.0.1:$((P+10))/lun0" ;;
   shadowbench-snap)
     start_peer "$peer" $((P+2)) "$OUT/shadowbench" serve --listen 127.0.0.1:$((P+2)) --lun name=lun0,size=$SIZE --snapshot-interval 1s
     uri[$peer]="nbd://127.0.0.1:$((P+2))/lun0" ;;
