@@ -166,6 +166,7 @@ func patience(r *request) time.Duration {
 
 // worker runs requests from c.work; a nil entry is the reading turn.
 func (c *conn) worker() {
+	var done []*request // replies this worker flushed, to settle
 	for r := range c.work {
 		kept := false
 		if r == nil {
@@ -177,7 +178,7 @@ func (c *conn) worker() {
 			if r.errno == 0 {
 				c.handle(r)
 			}
-			c.reply(r, kept)
+			c.reply(r, kept, &done)
 			if !kept || !c.reclaimTurn() {
 				break
 			}

@@ -8,10 +8,13 @@ import "runtime"
 // the writer's queue, where it can share a write with others. A kept
 // request at depth is a large write, whose reply would share a write with
 // little and cost the writer a wake-up.
-func (c *conn) reply(r *request, kept bool) {
+//
+// done is the caller's own list of requests to settle (see settle).
+func (c *conn) reply(r *request, kept bool, done *[]*request) {
 	if (kept || c.alone()) && c.writeMu.TryLock() {
-		c.send(r, false)
+		c.send(r, false, done)
 		c.writeMu.Unlock()
+		c.settle(done)
 		return
 	}
 	c.replies <- r
@@ -22,43 +25,60 @@ func (c *conn) reply(r *request, kept bool) {
 // queued, even after yielding once, so replies that finish together share
 // a write.
 func (c *conn) writeLoop() {
+	var done []*request
 	for r := range c.replies {
 		c.writeMu.Lock()
-		c.send(r, true)
+		c.send(r, true, &done)
 		c.writeMu.Unlock()
+		c.settle(&done)
 	}
 	c.writeMu.Lock()
 	if !c.writeFailed {
 		_ = c.bw.Flush()
 	}
-	c.settleLocked()
+	c.flushedLocked(&done)
 	c.writeMu.Unlock()
+	c.settle(&done)
 }
 
-// settleLocked frees the requests whose replies have been flushed (or can
-// no longer be: the connection failed): their pinned grains and buffers,
+// flushedLocked moves the requests whose replies have been flushed (or
+// can no longer be: the connection failed) from c.sent to done, for the
+// caller to settle once it has let go of writeMu. The caller holds
+// writeMu.
+func (c *conn) flushedLocked(done *[]*request) {
+	*done = append(*done, c.sent...)
+	clear(c.sent)
+	c.sent = c.sent[:0]
+}
+
+// settle frees the requests in done: their pinned grains and buffers,
 // which the socket buffer referred to, their payload memory and their
-// slots. The caller holds writeMu.
-func (c *conn) settleLocked() {
-	for i, r := range c.sent {
+// slots. It runs outside writeMu: releasing wakes the reader waiting for
+// a slot and the requests waiting for memory, and holding the socket
+// meanwhile made workers that found it taken queue their replies for the
+// writer (4 KiB random reads, QD16 x 4, five interleaved rounds: median
+// 83.6 k IOPS with the releases under the lock, 92.9 k after it).
+func (c *conn) settle(done *[]*request) {
+	for i, r := range *done {
 		c.stats.done(r)
 		c.release(r)
-		c.sent[i] = nil
+		(*done)[i] = nil
 	}
-	c.sent = c.sent[:0]
+	*done = (*done)[:0]
 }
 
 // send writes r's reply, and flushes when no other reply is queued (the
 // writer yields once first: wait). Whoever leaves replies unflushed leaves
 // one queued, and the writer flushes after it. A reply may refer to r's
 // memory (see sendBuf.Ref), so r is freed only once the flush that sends
-// it has returned (see settleLocked). On a write error send closes the
-// connection, which ends reading; later replies are dropped. The caller
-// holds writeMu.
-func (c *conn) send(r *request, wait bool) {
+// it has returned (see flushedLocked): send adds the requests it flushed
+// to done, which the caller settles after letting go of writeMu. On a
+// write error send closes the connection, which ends reading; later
+// replies are dropped. The caller holds writeMu.
+func (c *conn) send(r *request, wait bool, done *[]*request) {
 	c.sent = append(c.sent, r)
 	if c.writeFailed {
-		c.settleLocked()
+		c.flushedLocked(done)
 		return
 	}
 	err := c.writeReply(r)
@@ -71,7 +91,7 @@ func (c *conn) send(r *request, wait bool) {
 		}
 		if len(c.replies) == 0 {
 			if err = c.bw.Flush(); err == nil {
-				c.settleLocked()
+				c.flushedLocked(done)
 			}
 		}
 	}
@@ -81,7 +101,7 @@ func (c *conn) send(r *request, wait bool) {
 			c.log.Debug("nbd: write failed", "export", c.name, "err", err)
 		}
 		c.abort()
-		c.settleLocked()
+		c.flushedLocked(done)
 	}
 }
 
