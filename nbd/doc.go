@@ -63,9 +63,9 @@
 // (an image deleted while its grains are being sent) cannot change the
 // bytes on the wire, and the payload budget bounds what is pinned as it
 // bounds buffers. 1 MiB reads copied each grain into a buffer that bufio
-// then wrote in two calls (its 64 KiB buffer, then the rest): the
-// zero-copy reply takes about half the server CPU per request (see the
-// README's NBD benchmarks).
+// then wrote in two calls (its 64 KiB buffer, then the rest); sent from
+// the grains, a 1 MiB read took 17-36% less server CPU in the runs the
+// README reports.
 //
 // A durable LUN's blocks are slices of its data file's read-only mapping
 // (cow/filestore), so the same writev copies from the page cache through
