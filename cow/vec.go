@@ -39,8 +39,10 @@ import "sync/atomic"
 // reused across reads; Release must come before the next ReadVec.
 type Vec struct {
 	// Segs covers the range read, in order; their lengths add up to the
-	// length read. Blocks that lie end to end in memory (a file store's
-	// mapping) share a segment.
+	// length read. Each block is a segment of its own (a store's Block
+	// slices end at the block, so blocks end to end in a file's mapping are
+	// not merged: an iovec costs the kernel little), and a run of holes
+	// shares segments of up to MaxGrain.
 	Segs [][]byte
 	// Holes is parallel to Segs: whether the segment is zeros from the
 	// shared zero page rather than a block.
@@ -97,17 +99,11 @@ func pin(p *page) bool {
 	}
 }
 
-// add appends b to the Vec, extending the last segment when b continues
-// it in memory and is of the same kind.
+// add appends b to the Vec; a hole extends a hole segment before it.
 func (v *Vec) add(b []byte, hole bool) {
-	if k := len(v.Segs) - 1; k >= 0 && v.Holes[k] == hole {
-		last := v.Segs[k]
-		if hole && len(last)+len(b) <= len(zeros) {
-			v.Segs[k] = zeros[:len(last)+len(b)]
-			return
-		}
-		if !hole && cap(last) >= len(last)+len(b) && &last[:len(last)+1][len(last)] == &b[0] {
-			v.Segs[k] = last[:len(last)+len(b)]
+	if k := len(v.Segs) - 1; hole && k >= 0 && v.Holes[k] {
+		if n := len(v.Segs[k]) + len(b); n <= len(zeros) {
+			v.Segs[k] = zeros[:n]
 			return
 		}
 	}

@@ -10,9 +10,9 @@ import (
 // keeps unchanged until the next Flush (a READ's pinned grains, see
 // cow.Vec) is queued by reference, and goes out with the buffered bytes
 // around it in one writev (net.Buffers), so the kernel's copy into the
-// socket is the only copy of a READ's data. bufio.Writer was kept for the
-// handshake at first, but it cannot hand its buffered bytes to a writev:
-// a reply's header would then cost a write of its own.
+// socket is the only copy of a READ's data. bufio.Writer was rejected
+// because it cannot hand its buffered bytes to a writev: a reply's header
+// would cost a write of its own, or the grains behind it a copy.
 //
 // Over TLS the connection is no buffersWriter, and net.Buffers writes the
 // segments one after another: correct, and as many records as segments.

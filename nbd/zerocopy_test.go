@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shadowbench/shadowbench/cow"
+	"github.com/shadowbench/shadowbench/lun"
 	"github.com/stretchr/testify/require"
 )
 
@@ -120,8 +121,21 @@ func TestReplyKeepsItsGrainsPinned(t *testing.T) {
 // simple ones (holes as the shared zero page), and compares them with the
 // LUN's own ReadAt.
 func TestLUNReadsMatchTheLUN(t *testing.T) {
+	t.Run("memory", func(t *testing.T) { testLUNReads(t, newArray(t, 8<<20, "lun0")) })
+	t.Run("durable", func(t *testing.T) {
+		// A durable LUN's blocks are slices of its data file's mapping,
+		// sent from there.
+		a, err := lun.Open(t.TempDir(), lun.Config{Capacity: 64 << 20})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = a.Close() })
+		_, err = a.Create("lun0", lun.Options{Size: 8 << 20, BlockSize: 4096})
+		require.NoError(t, err)
+		testLUNReads(t, a)
+	})
+}
+
+func testLUNReads(t *testing.T, a *lun.Array) {
 	const size = 8 << 20
-	a := newArray(t, size, "lun0")
 	l, err := a.Get("lun0")
 	require.NoError(t, err)
 	ctx := tctx(t)
