@@ -158,9 +158,9 @@ func testLUNReads(t *testing.T, a *lun.Array) {
 	ts := serveOn(t, "tcp", ArrayCatalog(a), Options{})
 	for _, simple := range []bool{false, true} {
 		c := ts.dial(t, &DialOptions{Export: "lun0", NoStructuredReplies: simple})
-		for range 300 {
+		for range 100 {
 			off := r.Int64N(size)
-			n := r.Int64N(min(size-off, 2<<20) + 1)
+			n := r.Int64N(min(size-off, 1<<20) + 1)
 			want := make([]byte, n)
 			require.NoError(t, l.ReadAt(ctx, want, off))
 			got := make([]byte, n)
