@@ -38,6 +38,12 @@
 // else reaches. Data blocks come from a Store; MemStore keeps them on the
 // heap, and a file-backed store can fill the same interface.
 //
+// ReadVec reads without a copy: it hands out slices of the blocks
+// themselves, for a server to send with one writev, and pins each page it
+// names (a reference, as a leaf slot holds) until the Vec is released, so
+// a block that every tree lets go of meanwhile is neither reused nor
+// punched out of a file while it is being sent (vec.go).
+//
 // Designs measured and rejected: a RWMutex around the volume (commits and
 // writers wait for each other); copying the block table at snapshot (O(n),
 // milliseconds per 256 MiB); qcow2-style refcount bumps of every block at
@@ -101,7 +107,9 @@
 // be lost. A read that races a write of the same bytes returns old, new or
 // mixed bytes, as a disk's would, and never bytes of another grain: a
 // block freed and reused while a read copied from it is read again (see
-// geometry.read). It is a data race by Go's rules, so the race detector
+// geometry.read); ReadVec's slices may change under a write racing the
+// read until the Vec is released, but never to another grain's bytes. It
+// is a data race by Go's rules, so the race detector
 // reports it, and tests give concurrent readers and writers bytes of their
 // own, or run without the detector.
 package cow

@@ -305,6 +305,26 @@ func (l *LUN) ReadAt(ctx context.Context, p []byte, off int64) error {
 	return err
 }
 
+// ReadVec reads length bytes at off as ReadAt does, without copying them:
+// vec holds slices of the LUN's blocks, pinned until vec.Release (see
+// cow.Vec). It passes the gate, the read faults and the statistics as
+// ReadAt does; the send that follows is the caller's, outside the gate.
+func (l *LUN) ReadVec(ctx context.Context, vec *cow.Vec, off, length int64) error {
+	tok, err := l.begin(ctx, OpRead)
+	if err != nil {
+		return err
+	}
+	d := l.data.Load()
+	if d.vol != nil {
+		err = d.vol.ReadVec(vec, off, length)
+	} else {
+		err = d.img.ReadVec(vec, off, length)
+	}
+	err = mapErr(err)
+	l.end(tok, OpRead, int(length), err)
+	return err
+}
+
 // ReadHoles is a read of [off, off+length) that its caller answers as
 // zeros from Extents, as an NBD server's hole chunks are: it passes the
 // gate and the read faults as ReadAt does and is counted as a read of

@@ -47,6 +47,15 @@ type HoleReader interface {
 	ReadHoles(ctx context.Context, off, length int64) error
 }
 
+// VecReader is a Backend that can read without copying: ReadVec does what
+// ReadAt does, but leaves the bytes where they are and fills vec with
+// slices of them, pinned until vec.Release (see cow.Vec). The server sends
+// them by reference (one writev for a reply and the replies around it)
+// and releases the Vec once the send naming them has returned.
+type VecReader interface {
+	ReadVec(ctx context.Context, vec *cow.Vec, off, length int64) error
+}
+
 // ExportInfo names an export in NBD_OPT_LIST.
 type ExportInfo struct {
 	Name        string

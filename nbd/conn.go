@@ -79,7 +79,7 @@ type conn struct {
 	raw  net.Conn // the accepted connection: deadlines and Close
 	rw   net.Conn // raw, or the TLS connection over it
 	br   *bufio.Reader
-	bw   *bufio.Writer
+	bw   *sendBuf
 	log  *slog.Logger
 	ctx  context.Context
 	stop context.CancelFunc
@@ -107,12 +107,15 @@ type conn struct {
 	name       string
 	b          Backend
 	ct         ChangeTracker
+	vr         VecReader // b, when it reads without a copy
 	size       uint64
 	readOnly   bool
 	maxPayload uint32
 
 	// Transmission (see transmit). The worker holding the reading turn
-	// owns br and rhdr; writeMu guards bw, wtmp and writeFailed. turnKept
+	// owns br and rhdr; writeMu guards bw, wtmp, sent and writeFailed.
+	// sent holds the requests whose replies are in bw, not yet flushed:
+	// their memory (pinned grains, buffers) is bw's until then. turnKept
 	// is set while a worker runs a request with the turn kept (see lead).
 	free        chan *request
 	work        chan *request
@@ -122,6 +125,7 @@ type conn struct {
 	rhdr        [requestHeaderLen]byte
 	writeMu     sync.Mutex
 	writeFailed bool
+	sent        []*request
 	wtmp        [32]byte
 	dirty       atomic.Bool
 	opt         []byte // handshake option data, reused
@@ -390,6 +394,7 @@ func (c *conn) selectExport(name string, b Backend) {
 	c.size = uint64(max(b.Size(), 0))
 	c.readOnly = c.exportReadOnly(b)
 	c.ct, _ = b.(ChangeTracker)
+	c.vr, _ = b.(VecReader)
 	if c.metaExport != name {
 		c.meta = nil
 	}

@@ -146,7 +146,8 @@ func runFuzzRequest(t *testing.T, data []byte) {
 	mode := data[0]
 	c := newConn(srv, context.Background(), &pipeConn{r: bytes.NewReader(data[1:])})
 	c.br = bufio.NewReaderSize(c.rw, readBufSize)
-	c.bw = bufio.NewWriterSize(c.rw, ioBufSize)
+	c.bw = newSendBuf(ioBufSize)
+	c.bw.Reset(c.rw)
 	c.structured = mode&1 != 0
 	if c.structured && mode&2 != 0 {
 		c.meta = append(c.meta, metaAlloc)

@@ -26,7 +26,7 @@ var (
 // and for each session, and gives them back when it waits.
 var (
 	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufSize) }}
-	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, ioBufSize) }}
+	writerPool = sync.Pool{New: func() any { return newSendBuf(ioBufSize) }}
 )
 
 // takeBuffers gives the connection its socket buffers.
@@ -36,7 +36,7 @@ func (c *conn) takeBuffers() {
 		c.br.Reset(c.rw)
 	}
 	if c.bw == nil {
-		c.bw = writerPool.Get().(*bufio.Writer)
+		c.bw = writerPool.Get().(*sendBuf)
 		c.bw.Reset(c.rw)
 	}
 }

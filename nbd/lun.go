@@ -12,6 +12,7 @@ var (
 	_ Backend       = (*lun.LUN)(nil)
 	_ ChangeTracker = (*lun.LUN)(nil)
 	_ HoleReader    = (*lun.LUN)(nil)
+	_ VecReader     = (*lun.LUN)(nil)
 	_ Catalog       = arrayCatalog{}
 )
 

@@ -2,18 +2,19 @@ package nbd
 
 import "runtime"
 
-// reply sends r's reply and frees its slot. When r is the only request in
-// flight, or one its worker kept (see lead), and the socket is free, it
-// writes and flushes at once; otherwise the reply joins the writer's queue,
-// where it can share a write with others. A kept request at depth is a large
-// write, whose reply would share a write with little and cost the writer a
-// wake-up.
-func (c *conn) reply(r *request, kept bool) {
+// reply sends r's reply and frees its slot once it is flushed. When r is
+// the only request in flight, or one its worker kept (see lead), and the
+// socket is free, it writes and flushes at once; otherwise the reply joins
+// the writer's queue, where it can share a write with others. A kept
+// request at depth is a large write, whose reply would share a write with
+// little and cost the writer a wake-up.
+//
+// done is the caller's own list of requests to settle (see settle).
+func (c *conn) reply(r *request, kept bool, done *[]*request) {
 	if (kept || c.alone()) && c.writeMu.TryLock() {
-		c.send(r, false)
+		c.send(r, false, done)
 		c.writeMu.Unlock()
-		c.stats.done(r)
-		c.release(r)
+		c.settle(done)
 		return
 	}
 	c.replies <- r
@@ -24,27 +25,60 @@ func (c *conn) reply(r *request, kept bool) {
 // queued, even after yielding once, so replies that finish together share
 // a write.
 func (c *conn) writeLoop() {
+	var done []*request
 	for r := range c.replies {
 		c.writeMu.Lock()
-		c.send(r, true)
+		c.send(r, true, &done)
 		c.writeMu.Unlock()
-		c.stats.done(r)
-		c.release(r)
+		c.settle(&done)
 	}
 	c.writeMu.Lock()
 	if !c.writeFailed {
 		_ = c.bw.Flush()
 	}
+	c.flushedLocked(&done)
 	c.writeMu.Unlock()
+	c.settle(&done)
+}
+
+// flushedLocked moves the requests whose replies have been flushed (or
+// can no longer be: the connection failed) from c.sent to done, for the
+// caller to settle once it has let go of writeMu. The caller holds
+// writeMu.
+func (c *conn) flushedLocked(done *[]*request) {
+	*done = append(*done, c.sent...)
+	clear(c.sent)
+	c.sent = c.sent[:0]
+}
+
+// settle frees the requests in done: their pinned grains and buffers,
+// which the socket buffer referred to, their payload memory and their
+// slots. It runs outside writeMu: releasing wakes the reader waiting for
+// a slot and the requests waiting for memory, and holding the socket
+// meanwhile made workers that found it taken queue their replies for the
+// writer (4 KiB random reads, QD16 x 4, five interleaved rounds: median
+// 83.6 k IOPS with the releases under the lock, 92.9 k after it).
+func (c *conn) settle(done *[]*request) {
+	for i, r := range *done {
+		c.stats.done(r)
+		c.release(r)
+		(*done)[i] = nil
+	}
+	*done = (*done)[:0]
 }
 
 // send writes r's reply, and flushes when no other reply is queued (the
 // writer yields once first: wait). Whoever leaves replies unflushed leaves
-// one queued, and the writer flushes after it. On a write error send closes
-// the connection, which ends reading; later replies are dropped. The caller
-// holds writeMu.
-func (c *conn) send(r *request, wait bool) {
+// one queued, and the writer flushes after it. A reply may refer to r's
+// memory (see sendBuf.Ref), so r is freed only once the flush that sends
+// it has returned (see flushedLocked): send adds the requests it flushed
+// to done, which the caller settles after letting go of writeMu. On a
+// write error send closes the connection, which ends reading; later
+// replies are dropped. The caller holds writeMu.
+func (c *conn) send(r *request, wait bool, done *[]*request) {
+	c.sent = append(c.sent, r)
 	if c.writeFailed {
+		c.flushedLocked(done)
 		return
 	}
 	err := c.writeReply(r)
@@ -56,7 +90,9 @@ func (c *conn) send(r *request, wait bool) {
 			runtime.Gosched()
 		}
 		if len(c.replies) == 0 {
-			err = c.bw.Flush()
+			if err = c.bw.Flush(); err == nil {
+				c.flushedLocked(done)
+			}
 		}
 	}
 	if err != nil {
@@ -65,6 +101,7 @@ func (c *conn) send(r *request, wait bool) {
 			c.log.Debug("nbd: write failed", "export", c.name, "err", err)
 		}
 		c.abort()
+		c.flushedLocked(done)
 	}
 }
 
@@ -87,8 +124,31 @@ func (c *conn) writeReply(r *request) error {
 		return err
 	}
 	if r.cmd == CmdRead && r.errno == 0 {
-		_, err := c.bw.Write(r.data)
-		return err
+		return c.putData(r, 0, int64(r.length))
+	}
+	return nil
+}
+
+// putData queues bytes [off, off+n) of r's read data, by reference: they
+// are r's until it is settled. A hole of a pinned read is a slice of a
+// shared zero page.
+func (c *conn) putData(r *request, off, n int64) error {
+	if !r.zc {
+		return c.bw.Ref(r.data[off : off+n])
+	}
+	for i, s := range r.vec.Segs {
+		if n == 0 {
+			break
+		}
+		if off >= int64(len(s)) {
+			off -= int64(len(s))
+			continue
+		}
+		k := min(int64(len(s))-off, n)
+		if err := c.bw.Ref(r.vec.Segs[i][off : off+k]); err != nil {
+			return err
+		}
+		off, n = 0, n-k
 	}
 	return nil
 }
@@ -138,7 +198,7 @@ func (c *conn) writeRead(r *request) error {
 		if err := c.chunkHeader(r, flags, replyOffsetData, uint32(8+ch.n), 8); err != nil {
 			return err
 		}
-		if _, err := c.bw.Write(r.data[ch.off : ch.off+ch.n]); err != nil {
+		if err := c.putData(r, ch.off, ch.n); err != nil {
 			return err
 		}
 	}

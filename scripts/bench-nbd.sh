@@ -4,8 +4,11 @@
 # and go-nbd's server over a shadowbench memory LUN; then shadowbench again
 # with a snapshot of the LUN taken every second; then the durable peers:
 # shadowbench --data-dir against nbdkit's file plugin and qemu-nbd on a raw
-# file, all in DURABLE_DIR. Prints IOPS, MiB/s, p99 latency and each peer's
-# ratio to shadowbench (to shadowbench-durable for the durable ones); and for
+# file, all in DURABLE_DIR. nbdkit's null plugin (nbdkit-null: no data, no
+# work) runs beside them as the ceiling of the transport, not as a rival.
+# Prints the machine, then IOPS, MiB/s, p99 latency, each peer's ratio to
+# shadowbench (to shadowbench-durable for the durable ones) and to
+# nbdkit-null (the ceiling column); and for
 # the durable peers the FLUSH latency of 4k-randwrite-qd1-fsync1, a write and
 # an NBD FLUSH in turn: fio's sync latency percentiles, p50 and p99.
 #
@@ -14,6 +17,12 @@
 #   RUNTIME=5 ROUNDS=3 SIZE=1G scripts/bench-nbd.sh
 #   JOBS=1m-write PEERS="shadowbench shadowbench-snap" scripts/bench-nbd.sh
 #   PEERS="shadowbench-durable nbdkit-file qemu-nbd-file" DURABLE_DIR=/dev/shm/d scripts/bench-nbd.sh
+#
+# A before-and-after in one run: BASELINE_BIN=path/to/an/older/shadowbench
+# adds the peer shadowbench-baseline, that binary serving a LUN as
+# shadowbench does.
+#
+#   BASELINE_BIN=/tmp/old PEERS="shadowbench shadowbench-baseline nbdkit-null" JOBS=1m-read scripts/bench-nbd.sh
 #
 # Each job runs ROUNDS times on every peer, interleaved; the table shows the
 # median round. PEERS and JOBS (words matched against the job names) narrow
@@ -56,29 +65,41 @@ wait_port() {
 }
 
 # peer name -> "uri", for the peers started
-declare -A uri
+declare -A uri pid
 start_peer() {
   local name=$1 port=$2; shift 2
   "$@" >"$OUT/$name.log" 2>&1 &
   pids+=($!)
+  pid[$name]=$!
   wait_port "$port"
 }
+
+# cpu_ticks PID prints the user and system time the process has used, in
+# clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
 # The durable peers keep their data in DURABLE_DIR: on the disk by default,
 # DURABLE_DIR=/dev/shm/... for tmpfs.
 DURABLE_DIR=${DURABLE_DIR:-$OUT/durable}
 mkdir -p "$DURABLE_DIR"
-all_peers="shadowbench nbdkit-memory qemu-nbd go-nbd shadowbench-snap shadowbench-durable nbdkit-file qemu-nbd-file"
-read -r -a peers <<<"${PEERS:-shadowbench nbdkit-memory qemu-nbd go-nbd shadowbench-snap shadowbench-durable nbdkit-file qemu-nbd-file}"
+all_peers="shadowbench shadowbench-baseline nbdkit-null nbdkit-memory qemu-nbd go-nbd shadowbench-snap shadowbench-durable nbdkit-file qemu-nbd-file"
+read -r -a peers <<<"${PEERS:-shadowbench nbdkit-null nbdkit-memory qemu-nbd go-nbd shadowbench-snap shadowbench-durable nbdkit-file qemu-nbd-file}"
 P=$BASE_PORT
 for peer in "${peers[@]}"; do
   case $peer in
   shadowbench)
     start_peer "$peer" $((P+1)) "$OUT/shadowbench" serve --api "" --listen 127.0.0.1:$((P+1)) --lun name=lun0,size=$SIZE
     uri[$peer]="nbd://127.0.0.1:$((P+1))/lun0" ;;
+  shadowbench-baseline)
+    [ -n "${BASELINE_BIN:-}" ] || { echo "bench-nbd: shadowbench-baseline needs BASELINE_BIN" >&2; exit 1; }
+    start_peer "$peer" $((P+10)) "$BASELINE_BIN" serve --api "" --listen 127.0.0.1:$((P+10)) --lun name=lun0,size=$SIZE
+    uri[$peer]="nbd://127.0.0.1:$((P+10))/lun0" ;;
   shadowbench-snap)
     start_peer "$peer" $((P+2)) "$OUT/shadowbench" serve --listen 127.0.0.1:$((P+2)) --lun name=lun0,size=$SIZE --snapshot-interval 1s
     uri[$peer]="nbd://127.0.0.1:$((P+2))/lun0" ;;
+  nbdkit-null)
+    start_peer "$peer" $((P+9)) nbdkit -f -i 127.0.0.1 -p $((P+9)) null "$SIZE"
+    uri[$peer]="nbd://127.0.0.1:$((P+9))/" ;;
   nbdkit-memory)
     start_peer "$peer" $((P+3)) nbdkit -f -i 127.0.0.1 -p $((P+3)) memory "$SIZE"
     uri[$peer]="nbd://127.0.0.1:$((P+3))/" ;;
@@ -163,38 +184,61 @@ for round in $(seq "$ROUNDS"); do
     [[ $jargs == *"|"* ]] && { only=${jargs#*|}; jargs=${jargs%%|*}; }
     for k in $(seq 0 $((npeers - 1))); do
       peer=${peers[$(((round - 1 + k) % npeers))]}
-      [ "$only" = durable ] && ! is_durable "$peer" && continue
+      [ "$only" = durable ] && ! is_durable "$peer" && [ "$peer" != nbdkit-null ] && continue
       echo "== round $round/$ROUNDS: $jname on $peer (${RUNTIME}s)" >&2
       # shellcheck disable=SC2086
       fio --name="$jname" --ioengine=nbd --uri="${uri[$peer]}" --size="$SIZE" $jargs \
         --time_based --runtime="$RUNTIME" --ramp_time=1 --group_reporting \
-        --output-format=json --output="$OUT/$jname.$peer.$round.json" >/dev/null 2>"$OUT/$jname.$peer.err" \
-        || echo "bench-nbd: fio failed for $jname on $peer: $(tail -n 3 "$OUT/$jname.$peer.err")" >&2
+        --output-format=json --output="$OUT/$jname.$peer.$round.json" >/dev/null 2>"$OUT/$jname.$peer.err" &
+      fiopid=$!
+      # The server's CPU time over the measured part of the run (after the
+      # ramp), for the CPU per request column.
+      sleep 1; t0=$(cpu_ticks "${pid[$peer]}")
+      wait $fiopid || echo "bench-nbd: fio failed for $jname on $peer: $(tail -n 3 "$OUT/$jname.$peer.err")" >&2
+      echo $(($(cpu_ticks "${pid[$peer]}") - t0)) >"$OUT/$jname.$peer.$round.cpu"
     done
   done
 done
 
-# median FILE... prints "IOPS MiB/s p99-us" of the round with the median IOPS.
+# median FILE... prints "IOPS MiB/s p99-us cpu-us" of the round with the
+# median IOPS; cpu-us is the server's CPU time per request in that round
+# (user and system, from /proc, over the measured seconds).
+tick_us=$((1000000 / $(getconf CLK_TCK)))
 median() {
-  local f
+  local f c
   for f in "$@"; do
-    [ -s "$f" ] && jq -r '.jobs[0] | (if .read.io_bytes > 0 then .read else .write end) |
-      "\(.iops) \(.bw_bytes/1048576) \((.clat_ns.percentile["99.000000"] // 0)/1000)"' "$f"
+    c=$(cat "${f%.json}.cpu" 2>/dev/null || echo 0)
+    [ -s "$f" ] && jq -r --argjson ticks "$c" --argjson tick "$tick_us" --argjson secs "$RUNTIME" '.jobs[0] | (if .read.io_bytes > 0 then .read else .write end) |
+      "\(.iops) \(.bw_bytes/1048576) \((.clat_ns.percentile["99.000000"] // 0)/1000) \(if .iops > 0 then $ticks * $tick / (.iops * $secs) else 0 end)"' "$f"
   done | sort -n | awk '{ r[NR] = $0 } END { if (NR) print r[int((NR + 1) / 2)] }'
 }
 
-printf '\n%-22s %-17s %10s %9s %10s %8s\n' job peer IOPS MiB/s p99-us ratio
+# The machine line: the figures mean nothing without the CPU they came from.
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+fam=$(awk -F': ' '/^cpu family/ { f = $2 } /^model[[:space:]]*:/ { m = $2 } /^vendor_id/ { v = $2 } END { printf "%s family %s model %s", v, f, m }' /proc/cpuinfo)
+echo
+echo "machine: ${cpu:-unknown CPU} ($fam), $(nproc) cores, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%d)"
+
+# The ceiling column is each peer's IOPS over nbdkit-null's in the same job.
+has_null=false
+[[ " ${peers[*]} " == *" nbdkit-null "* ]] && has_null=true
+printf '\n%-22s %-20s %10s %9s %10s %8s %8s %9s\n' job peer IOPS MiB/s p99-us ratio ceiling cpu-us/op
 for job in "${jobs[@]}"; do
   jname=${job%%|*}
+  read -r ceil _ < <(median "$OUT/$jname.nbdkit-null".*.json) || true
   for peer in "${peers[@]}"; do
-    [[ $job == *"|durable" ]] && ! is_durable "$peer" && continue
-    read -r iops mibs p99 < <(median "$OUT/$jname.$peer".*.json) || true
-    [ -n "${iops:-}" ] || { printf '%-22s %-17s %10s\n' "$jname" "$peer" failed; continue; }
+    [[ $job == *"|durable" ]] && ! is_durable "$peer" && [ "$peer" != nbdkit-null ] && continue
+    read -r iops mibs p99 cpu < <(median "$OUT/$jname.$peer".*.json) || true
+    [ -n "${iops:-}" ] || { printf '%-22s %-20s %10s\n' "$jname" "$peer" failed; continue; }
     read -r ref _ < <(median "$OUT/$jname.$(ref_of "$peer")".*.json) || true
     ratio=$(jq -n "$iops / ${ref:-$iops}")
-    printf '%-22s %-17s %10.0f %9.1f %10.1f %8.2f\n' "$jname" "$peer" "$iops" "$mibs" "$p99" "$ratio"
+    if [ "$peer" = nbdkit-null ]; then ratio=ceiling; else ratio=$(printf '%.2f' "$ratio"); fi
+    c=-
+    $has_null && [ -n "${ceil:-}" ] && c=$(jq -n "$iops / $ceil" | xargs printf '%.2f')
+    printf '%-22s %-20s %10.0f %9.1f %10.1f %8s %8s %9.1f\n' "$jname" "$peer" "$iops" "$mibs" "$p99" "$ratio" "$c" "$cpu"
     iops=""
   done
+  ceil=""
 done
 
 # flush_median FILE... prints "p50-us p99-us": the medians over the rounds
@@ -216,14 +260,14 @@ for job in "${jobs[@]}"; do
   [[ " $a " == *" --fsync=1 "* ]] && flush_jobs+=("${job%%|*}")
 done
 if [ ${#flush_jobs[@]} -gt 0 ]; then
-  printf '\n%-22s %-17s %10s %10s %9s %9s\n' "FLUSH latency" peer p50-us p99-us p50-ratio p99-ratio
+  printf '\n%-22s %-20s %10s %10s %9s %9s\n' "FLUSH latency" peer p50-us p99-us p50-ratio p99-ratio
   for jname in "${flush_jobs[@]}"; do
     for peer in "${peers[@]}"; do
       is_durable "$peer" || continue
       read -r p50 p99 < <(flush_median "$OUT/$jname.$peer".*.json) || true
-      [ -n "${p50:-}" ] || { printf '%-22s %-17s %10s\n' "$jname" "$peer" failed; continue; }
+      [ -n "${p50:-}" ] || { printf '%-22s %-20s %10s\n' "$jname" "$peer" failed; continue; }
       read -r r50 r99 < <(flush_median "$OUT/$jname.$(ref_of "$peer")".*.json) || true
-      printf '%-22s %-17s %10.1f %10.1f %9.2f %9.2f\n' "$jname" "$peer" "$p50" "$p99" \
+      printf '%-22s %-20s %10.1f %10.1f %9.2f %9.2f\n' "$jname" "$peer" "$p50" "$p99" \
         "$(jq -n "${r50:-$p50} / $p50")" "$(jq -n "${r99:-$p99} / $p99")"
       p50=""
     done
@@ -232,5 +276,7 @@ fi
 
 echo
 echo "Median of $ROUNDS rounds of ${RUNTIME}s. Ratios are IOPS relative to ${peers[0]}, and for the durable peers (data in $DURABLE_DIR) to shadowbench-durable; shadowbench-snap takes a snapshot of lun0 every second."
+echo "cpu-us/op: the server process's CPU time (user and system, /proc/PID/stat) per request in the median round; fio's own CPU is not in it."
+$has_null && echo "ceiling: IOPS relative to nbdkit-null, which reads zeros and drops writes: what the transport, fio and the loopback allow, not a rival."
 [ ${#flush_jobs[@]} -eq 0 ] || echo "FLUSH latency: medians over the rounds of fio's sync latency p50 and p99; their ratios are shadowbench-durable's latency over the peer's, so above 1.0 the peer flushes faster."
 echo "Raw fio output: $OUT"

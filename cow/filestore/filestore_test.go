@@ -118,3 +118,38 @@ func TestFailedSyncFailsTheStore(t *testing.T) {
 	require.NoError(t, s.Sync())
 	require.False(t, errors.Is(s.Sync(), ErrFailed))
 }
+
+// TestPinnedBlocksAreNeitherPunchedNorReused is cow's pinning rule on a
+// file: a ReadVec of an image names slices of the mapping; releasing the
+// image frees its blocks in one batch large enough to be punched out of
+// the file (which would make the mapping read zeros), and another
+// volume's writes would take them again. The pinned blocks must keep the
+// image's bytes until the Vec is released, and be freed after.
+func TestPinnedBlocksAreNeitherPunchedNorReused(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "data"))
+	const size = 2 * PunchMin * grain
+	v, err := cow.NewVolume(s, size)
+	require.NoError(t, err)
+	other, err := cow.NewVolume(s, size)
+	require.NoError(t, err)
+	_, err = v.WriteAt(bytes.Repeat([]byte{'a'}, size), 0)
+	require.NoError(t, err)
+	img, err := v.Snapshot()
+	require.NoError(t, err)
+	_, err = v.WriteAt(bytes.Repeat([]byte{'b'}, size), 0) // the image alone holds 'a'
+	require.NoError(t, err)
+
+	var vec cow.Vec
+	require.NoError(t, img.ReadVec(&vec, 0, size))
+	require.NoError(t, img.Release())
+	_, err = other.WriteAt(bytes.Repeat([]byte{'z'}, size), 0)
+	require.NoError(t, err)
+	var got []byte
+	for _, seg := range vec.Segs {
+		got = append(got, seg...)
+	}
+	require.Equal(t, bytes.Repeat([]byte{'a'}, size), got, "pinned blocks keep their bytes")
+	blocks := s.Stats().DataBytes
+	vec.Release()
+	require.Equal(t, blocks-size, s.Stats().DataBytes, "the last pin's release frees the blocks")
+}
