@@ -138,8 +138,14 @@ func TestMetricsLatencyFromNanoseconds(t *testing.T) {
 	require.Error(t, nc.Read(ctx, make([]byte, 512), 64<<20), "past the end")
 	require.NoError(t, nc.Close())
 
-	text, err := c.Metrics(ctx)
-	require.NoError(t, err)
+	// A request is counted once its reply has gone out, which the client
+	// may see first: wait until the last one is.
+	var text string
+	require.Eventually(t, func() bool {
+		text, err = c.Metrics(ctx)
+		require.NoError(t, err)
+		return strings.Contains(text, `shadowbench_nbd_request_duration_seconds_count{cmd="read"} 2`)
+	}, 10*time.Second, 10*time.Millisecond)
 	require.Contains(t, text, `shadowbench_lun_latency_seconds_bucket{lun="lun0",op="write",le="1e-07"}`)
 	require.Contains(t, text, `shadowbench_lun_latency_seconds_bucket{lun="lun0",op="write",le="2.5e-07"}`)
 	l, err := d.Array().Get("lun0")
