@@ -67,7 +67,7 @@ func ParseBytes(s string) (int64, error) {
 	mul := new(big.Int).Exp(big.NewInt(base), big.NewInt(int64(exp)), nil)
 	r.Mul(r, new(big.Rat).SetInt(mul))
 	n := new(big.Int).Quo(r.Num(), r.Denom())
-	if !n.IsInt64() || n.Int64() > math.MaxInt64 {
+	if !n.IsInt64() {
 		return 0, fmt.Errorf("size %q: past %s", s, FormatBytes(math.MaxInt64))
 	}
 	return n.Int64(), nil

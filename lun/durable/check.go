@@ -17,6 +17,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/sys/unix"
 
 	"github.com/shadowbench/shadowbench/cow/filestore"
@@ -109,7 +110,7 @@ func Check(dir string, opts CheckOptions) (*Report, error) {
 	}
 	bdb, err := bolt.Open(metaPath, 0o600, &bolt.Options{Timeout: opts.LockTimeout, ReadOnly: !opts.Repair})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("%w: %s is locked (stop the shadowbench serving it first)", ErrLocked, metaPath)
 		}
 		return nil, fmt.Errorf("durable: %s: %w", metaPath, err)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/sys/unix"
 
 	"github.com/shadowbench/shadowbench/cow"
@@ -176,7 +177,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		if bdb == nil && metaFile != nil && errors.Is(err, ErrCorrupt) {
 			_ = metaFile.Close()
 		}
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("%w: %s is locked (is another shadowbench serving it?)", ErrLocked, metaPath)
 		}
 		if errors.Is(err, ErrCorrupt) {

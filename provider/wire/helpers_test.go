@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -219,12 +218,6 @@ func (s *stub) do(ctx context.Context, m vss.ProviderMethod) error {
 		s.mu.Unlock()
 	}
 	return err
-}
-
-func (s *stub) called() []vss.ProviderMethod {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.calls)
 }
 
 func (s *stub) AreLunsSupported(ctx context.Context, _ vss.SnapshotContext, _ []string, _ []provider.LunInfo) (bool, error) {
