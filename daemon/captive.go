@@ -44,17 +44,14 @@ func (d *Daemon) captiveEnv() []string {
 	return env
 }
 
-// nbdURI is the NBD URI of a listener (the default export), and the
-// variable naming its port or socket.
+// nbdURI is the NBD URI of a listener's default export, and the variable
+// naming its port or socket.
 func nbdURI(a net.Addr) (uri, extra string) {
 	if a.Network() == "unix" {
-		return "nbd+unix:///?socket=" + a.String(), "unixsocket=" + a.String()
+		return listenerURI(a, ""), "unixsocket=" + a.String()
 	}
-	host, port, _ := net.SplitHostPort(a.String())
-	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
-		host = "localhost"
-	}
-	return "nbd://" + net.JoinHostPort(host, port), "port=" + port
+	_, port, _ := net.SplitHostPort(a.String())
+	return listenerURI(a, ""), "port=" + port
 }
 
 // runCaptive runs the captive command under /bin/sh, then calls stop. A

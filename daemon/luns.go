@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -340,18 +341,26 @@ func (r FaultRule) String() string {
 func (d *Daemon) exportURLs(name string) []string {
 	var out []string
 	for _, l := range d.nbdLs {
-		a := l.Addr()
-		if a.Network() == "unix" {
-			out = append(out, "nbd+unix:///"+url.PathEscape(name)+"?socket="+url.QueryEscape(a.String()))
-			continue
-		}
-		host := a.String()
-		if ta, ok := a.(*net.TCPAddr); ok && ta.IP.IsUnspecified() {
-			host = net.JoinHostPort("127.0.0.1", fmt.Sprint(ta.Port))
-		}
-		out = append(out, "nbd://"+host+"/"+url.PathEscape(name))
+		out = append(out, listenerURI(l.Addr(), name))
 	}
 	return out
+}
+
+// listenerURI is the NBD URI of export name on a listener; "" names the
+// default export. An unspecified address is reached on loopback.
+func listenerURI(a net.Addr, name string) string {
+	path := ""
+	if name != "" {
+		path = "/" + url.PathEscape(name)
+	}
+	if a.Network() == "unix" {
+		return "nbd+unix://" + cmp.Or(path, "/") + "?socket=" + url.QueryEscape(a.String())
+	}
+	host := a.String()
+	if ta, ok := a.(*net.TCPAddr); ok && ta.IP.IsUnspecified() {
+		host = net.JoinHostPort("127.0.0.1", fmt.Sprint(ta.Port))
+	}
+	return "nbd://" + host + path
 }
 
 // powerCut cuts the power of LUN name: its NBD connections drop, as a

@@ -235,7 +235,7 @@ func (a *Array) Create(name string, opts Options) (*LUN, error) {
 	}
 	l.data.Store(&data{vol: vol})
 	if opts.Cache != CacheNone {
-		if err := l.SetCacheWithPoints(context.Background(), opts.Cache, opts.CacheSize, opts.CrashPoints); err != nil {
+		if err := l.SetCache(context.Background(), opts.Cache, opts.CacheSize, opts.CrashPoints); err != nil {
 			_ = a.Delete(name)
 			return nil, err
 		}

@@ -233,16 +233,11 @@ func (l *LUN) CacheMode() CacheMode {
 // SetCache makes the LUN emulate a write cache of mode, holding at most
 // size bytes of writes (DefaultCacheSize when 0) since its durable point,
 // which starts now: what the LUN holds when SetCache returns survives any
-// later power cut. CacheNone stops the emulation. Only an original or a
-// clone of an in-memory array has a cache.
-func (l *LUN) SetCache(ctx context.Context, mode CacheMode, size int64) error {
-	return l.SetCacheWithPoints(ctx, mode, size, 0)
-}
-
-// SetCacheWithPoints is SetCache keeping the newest points crash points
-// (FLUSHes and marks): each holds the blocks written after it, until it is
-// dropped.
-func (l *LUN) SetCacheWithPoints(ctx context.Context, mode CacheMode, size int64, points int) error {
+// later power cut. It keeps the newest points crash points (FLUSHes and
+// marks; 0 for none), each holding the blocks written after it until it
+// is dropped. CacheNone stops the emulation. Only an original or a clone
+// of an in-memory array has a cache.
+func (l *LUN) SetCache(ctx context.Context, mode CacheMode, size int64, points int) error {
 	if mode > CacheReorder {
 		return ErrCacheMode
 	}

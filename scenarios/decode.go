@@ -495,9 +495,23 @@ func (d *decoder) hasLUN(name string) bool {
 	return slices.ContainsFunc(d.sc.array.luns, func(l lunSpec) bool { return l.name == name })
 }
 
-// cached reports whether LUN name emulates a write cache.
-func (d *decoder) cached(name string) bool {
-	return slices.ContainsFunc(d.sc.array.luns, func(l lunSpec) bool { return l.name == name && l.opts.Cache != lun.CacheNone })
+// lunRef reads the name of a LUN of the array into dst; lack, when not
+// nil, says what that LUN lacks for the use at hand ("" for nothing).
+func (d *decoder) lunRef(v *yaml.Node, p string, dst *string, lack func(lunSpec) string) error {
+	if err := d.name(v, p, dst); err != nil {
+		return err
+	}
+	for _, l := range d.sc.array.luns {
+		if l.name == *dst {
+			if lack != nil {
+				if why := lack(l); why != "" {
+					return d.errf(v, p, "%s", why)
+				}
+			}
+			return nil
+		}
+	}
+	return d.errf(v, p, "no LUN %q in the array", *dst)
 }
 
 func (d *decoder) hasVolume(name string) bool {
@@ -1028,18 +1042,12 @@ func (d *decoder) fsfreezeWriter(n *yaml.Node, path string) (*fsfreezeSpec, erro
 	err := d.fields(n, path, handlers{
 		"mount-point": func(v *yaml.Node, p string) error { return d.str(v, p, &f.mountPoint) },
 		"lun": func(v *yaml.Node, p string) error {
-			if err := d.name(v, p, &f.lun); err != nil {
-				return err
-			}
-			for _, l := range d.sc.array.luns {
-				if l.name == f.lun {
-					if l.filesystem == nil {
-						return d.errf(v, p, "LUN %q has no filesystem for the runner to mount", f.lun)
-					}
-					return nil
+			return d.lunRef(v, p, &f.lun, func(l lunSpec) string {
+				if l.filesystem == nil {
+					return fmt.Sprintf("LUN %q has no filesystem for the runner to mount", l.name)
 				}
-			}
-			return d.errf(v, p, "no LUN %q in the array", f.lun)
+				return ""
+			})
 		},
 		"max-frozen": func(v *yaml.Node, p string) error { return d.duration(v, p, &f.maxFrozen) },
 	})

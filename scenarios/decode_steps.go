@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -730,15 +731,7 @@ func (d *decoder) dataStep(s *step, n *yaml.Node, path string) error {
 	s.data = ds
 	var dataNode *yaml.Node
 	err := d.fields(n, path, handlers{
-		"lun": func(v *yaml.Node, p string) error {
-			if err := d.name(v, p, &ds.lun); err != nil {
-				return err
-			}
-			if !d.hasLUN(ds.lun) {
-				return d.errf(v, p, "no LUN %q in the array", ds.lun)
-			}
-			return nil
-		},
+		"lun":        func(v *yaml.Node, p string) error { return d.lunRef(v, p, &ds.lun, nil) },
 		"snapshot":   func(v *yaml.Node, p string) error { return d.snapshotRef(v, p, &ds.snapshot) },
 		"export":     func(v *yaml.Node, p string) error { return d.ref(v, p, savedExport, &ds.export) },
 		"source-lun": func(v *yaml.Node, p string) error { return d.name(v, p, &ds.sourceLUN) },
@@ -1066,18 +1059,12 @@ func (d *decoder) fsStep(s *step, n *yaml.Node, path string) error {
 	var hasRead bool
 	err := d.fields(n, path, handlers{
 		"lun": func(v *yaml.Node, p string) error {
-			if err := d.name(v, p, &f.lun); err != nil {
-				return err
-			}
-			for _, l := range d.sc.array.luns {
-				if l.name == f.lun {
-					if l.filesystem == nil {
-						return d.errf(v, p, "LUN %q has no filesystem (give it filesystem: ext4)", f.lun)
-					}
-					return nil
+			return d.lunRef(v, p, &f.lun, func(l lunSpec) string {
+				if l.filesystem == nil {
+					return fmt.Sprintf("LUN %q has no filesystem (give it filesystem: ext4)", l.name)
 				}
-			}
-			return d.errf(v, p, "no LUN %q in the array", f.lun)
+				return ""
+			})
 		},
 		"snapshot":   func(v *yaml.Node, p string) error { return d.snapshotRef(v, p, &f.snapshot) },
 		"source-lun": func(v *yaml.Node, p string) error { return d.name(v, p, &f.sourceLUN) },
@@ -1140,16 +1127,12 @@ func (d *decoder) cutStep(s *step, n *yaml.Node, path string) error {
 	s.cut = c
 	err := d.fields(n, path, handlers{
 		"lun": func(v *yaml.Node, p string) error {
-			if err := d.name(v, p, &c.lun); err != nil {
-				return err
-			}
-			if !d.hasLUN(c.lun) {
-				return d.errf(v, p, "no LUN %q in the array", c.lun)
-			}
-			if !d.cached(c.lun) {
-				return d.errf(v, p, "LUN %s has no cache: give it cache: write-back (or another mode)", c.lun)
-			}
-			return nil
+			return d.lunRef(v, p, &c.lun, func(l lunSpec) string {
+				if l.opts.Cache == lun.CacheNone {
+					return fmt.Sprintf("LUN %s has no cache: give it cache: write-back (or another mode)", l.name)
+				}
+				return ""
+			})
 		},
 		"keep": func(v *yaml.Node, p string) error {
 			str, err := d.scalar(v, p)
