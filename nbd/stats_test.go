@@ -21,6 +21,15 @@ func command(t *testing.T, st ServerStats, name string) CommandStats {
 	return CommandStats{}
 }
 
+// answered sums the requests counted over every command.
+func answered(st ServerStats) uint64 {
+	var n uint64
+	for _, c := range st.Commands {
+		n += c.Requests
+	}
+	return n
+}
+
 // TestStatsCountRequests checks the per-command counters: requests,
 // errors, bytes, latency buckets and their exact sum, the requests in
 // flight, and that a connection's counters outlive it.
@@ -65,6 +74,12 @@ func TestStatsCountRequests(t *testing.T) {
 		}
 		require.Zero(t, st.InFlightRequests)
 	}
+	// A request is counted once its reply has gone out, which may be
+	// just after the client has read it.
+	require.Eventually(t, func() bool {
+		st := ts.Stats()
+		return answered(st) == 5 && st.InFlightRequests == 0
+	}, 5*time.Second, time.Millisecond)
 	check(ts.Stats())
 
 	// A READ held in the backend is in flight until it is answered.
