@@ -533,7 +533,7 @@ func TestReadOutlivesAFreedBlock(t *testing.T) {
 			}
 			// The window was open: the other volume took the block.
 			taken := other.pageOf(other.cur.Load().root.Load(), 0)
-			require.Equal(t, old.blk.addr(), taken.blk.addr())
+			require.Same(t, old.data, taken.data)
 		})
 	}
 }
@@ -618,4 +618,41 @@ func TestRacingReadsSeeOnlyTheirVolume(t *testing.T) {
 	readers.Wait()
 	close(stop)
 	wg.Wait()
+}
+
+// TestLargeWriteOneCall checks that a megabyte written to a store written
+// through (a file store) is handed to it in one call, though it spans
+// several leaves: fresh, in place, and after a snapshot, and that it
+// reads back.
+func TestLargeWriteOneCall(t *testing.T) {
+	mem, err := NewMemStore(DefaultGrain, 0)
+	require.NoError(t, err)
+	s := &writeThrough{MemStore: mem}
+	v, err := NewVolume(s, 64<<20)
+	require.NoError(t, err)
+	require.Greater(t, 1<<20, DefaultGrain*fanout, "a megabyte spans leaves")
+	p := make([]byte, 1<<20)
+	for i := range p {
+		p[i] = byte(i * 7)
+	}
+	got := make([]byte, len(p))
+	for _, step := range []string{"fresh", "in place", "after a snapshot"} {
+		if step == "after a snapshot" {
+			_, err := v.Snapshot()
+			require.NoError(t, err)
+		}
+		p[0]++
+		before := s.calls.Load()
+		_, err := v.WriteAt(p, 8<<20)
+		require.NoError(t, err)
+		require.EqualValues(t, 1, s.calls.Load()-before, step)
+		_, err = v.ReadAt(got, 8<<20)
+		require.NoError(t, err)
+		require.Equal(t, p, got, step)
+	}
+	// A write that starts and ends inside grains writes those apart.
+	before := s.calls.Load()
+	_, err = v.WriteAt(p[:1<<20-1024], 8<<20+512)
+	require.NoError(t, err)
+	require.LessOrEqual(t, s.calls.Load()-before, int64(3))
 }

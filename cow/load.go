@@ -15,14 +15,14 @@ type Grain struct {
 	Block Block
 }
 
-func grainOf(p *page) Grain {
+func grainOf(p *page, grain int64) Grain {
 	switch p {
 	case nil:
 		return Grain{Kind: Hole}
 	case zeroPage:
 		return Grain{Kind: Zero}
 	}
-	return Grain{Kind: Data, Block: p.blk}
+	return Grain{Kind: Data, Block: p.block(grain)}
 }
 
 // Grains calls visit for every grain of the image that is not a hole, in
@@ -81,7 +81,7 @@ func (g *geometry) changedGrains(a, b *node, level int, base uint64, visit func(
 				pb = b.pages[i].Load()
 			}
 			if pa != pb {
-				if err := visit(idx, grainOf(pb)); err != nil {
+				if err := visit(idx, grainOf(pb, g.grain)); err != nil {
 					return err
 				}
 			}
@@ -145,7 +145,7 @@ func (v *Volume) Load(idx uint64, g Grain) error {
 		return nil
 	}
 	leaf := v.ownLeaf(e, idx, true)
-	p := &page{blk: g.Block}
+	p := pageOf(g.Block)
 	p.gen.Store(e.pageGen)
 	p.refs.Store(1)
 	leaf.mu.Lock()

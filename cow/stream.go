@@ -5,7 +5,7 @@ package cow
 // memory without first reading each destination line into the cache and
 // without evicting what the cache holds. A large write's destination is
 // rarely cached anyway, and reading it in only to overwrite it is most of
-// the cost of the copy: a megabyte written in place into the 256 grains of
+// the cost of the copy: a megabyte written in place into 256 grains of
 // a full 1 GiB volume takes 58-66 µs streamed and 152-161 µs with ordinary
 // stores (BenchmarkWriteLarge, 2 cores, Intel Xeon). On an AMD EPYC
 // (family 26), with other work on the machine, in place: 26-59 µs

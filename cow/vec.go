@@ -49,6 +49,7 @@ type Vec struct {
 	Holes []bool
 	pins  []*page
 	store Store
+	grain int64 // the store's grain size
 }
 
 // Len is the number of bytes the Vec holds.
@@ -74,7 +75,7 @@ const maxKeptSegs = 4096
 func (v *Vec) Release() {
 	for i, p := range v.pins {
 		if p.refs.Add(-1) == 0 {
-			v.store.Free(p.blk, false)
+			v.store.Free(p.block(v.grain), false)
 		}
 		v.pins[i] = nil
 	}
@@ -149,7 +150,7 @@ func (im *Image) ReadVec(vec *Vec, off, n int64) error {
 // freed while it has readers, so for an image (live nil) a pin never
 // fails.
 func (g *geometry) readVec(root *node, live *atomic.Pointer[node], vec *Vec, off, n int64) {
-	vec.store = g.store
+	vec.store, vec.grain = g.store, g.grain
 	for n > 0 {
 		idx := uint64(off >> g.shift)
 		o := int(off & (g.grain - 1))
@@ -175,7 +176,7 @@ func (g *geometry) readVec(root *node, live *atomic.Pointer[node], vec *Vec, off
 					continue
 				}
 				vec.pins = append(vec.pins, pg)
-				vec.add(pg.blk.Data[o:int64(o)+k], false)
+				vec.add(pg.bytes(g.grain)[o:int64(o)+k], false)
 			}
 			n, off, o = n-k, off+k, 0
 			idx++

@@ -89,7 +89,7 @@ func TestPinnedBlockIsNotReused(t *testing.T) {
 	for i := range 4 { // the writes that would take the freed block
 		_, err = other.WriteAt(fill(g, 'z'), int64(i)*g)
 		require.NoError(t, err)
-		require.NotSame(t, pinned, &other.pageOf(other.cur.Load().root.Load(), uint64(i)).blk.Data[0])
+		require.NotSame(t, pinned, &other.pageOf(other.cur.Load().root.Load(), uint64(i)).data)
 	}
 	require.Equal(t, fill(g, 'a'), vecBytes(&vec), "the bytes a pinned Vec names do not change")
 

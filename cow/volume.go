@@ -323,29 +323,31 @@ func (v *Volume) write(e *epoch, off int64, src []byte) (allocated int64, err er
 	return allocated, err
 }
 
-// writeStreamed is write for a large src, one leaf at a time in three
-// passes: find every full grain's destination (in place, or a fresh block)
-// and write the partial grains; stream the full grains; fence once and
-// publish the fresh blocks. The passes keep locked instructions (a leaf's
-// lock, a page's counts) away from the streamed stores, since each one
-// waits for every streamed store before it to reach memory: taking the
-// leaf's lock between grains costs more than a fence per grain.
+// writeStreamed is write for a large src, in batches of up to writeBatch
+// full grains, in three passes: find every full grain's destination (in
+// place, or a fresh block) and write the partial grains; stream the full
+// grains, or hand them to the store in one call (BlockWriter); fence once
+// and publish each leaf's fresh blocks. The passes keep locked
+// instructions (a leaf's lock, a page's counts) away from the streamed
+// stores, since each one waits for every streamed store before it to reach
+// memory: taking the leaf's lock between grains costs more than a fence
+// per grain. A batch spans leaves so that a megabyte written to a file
+// store is one pwritev, not one per leaf of 64 grains.
 func (v *Volume) writeStreamed(e *epoch, off int64, src []byte) (allocated int64, err error) {
-	var (
-		dst   [fanout]*page
-		fresh [fanout]freshPage
-		ws    [fanout]BlockWrite
-	)
+	var b streamBatch
 	for len(src) > 0 {
 		idx := uint64(off >> v.shift)
 		leaf := v.ownLeaf(e, idx, true)
 		end := min(off+int64(len(src)), int64((idx|fanoutMask)+1)<<v.shift)
 		if leaf == nil { // dropped by a racing trim (see node.dead)
+			err = cmp.Or(err, b.flush(v))
 			src, off = src[end-off:], end
 			continue
 		}
-		full, nfresh := 0, 0
-		var fullSrc []byte // src from the first full grain on
+		if b.full+fanout > writeBatch {
+			err = cmp.Or(err, b.flush(v))
+		}
+		nfresh := b.nfresh
 		for at, s := off, src; at < end; {
 			idx := uint64(at >> v.shift)
 			o := int(at & (v.grain - 1))
@@ -357,45 +359,94 @@ func (v *Volume) writeStreamed(e *epoch, off int64, src []byte) (allocated int64
 				}
 				err = cmp.Or(err, werr)
 			} else {
-				if full == 0 {
-					fullSrc = s
+				if b.full == 0 {
+					b.src = s
 				}
 				p, isFresh := v.grainDest(e, leaf, idx)
-				dst[full] = p
-				full++
+				b.dst[b.full] = p
+				b.full++
 				if isFresh {
-					fresh[nfresh] = freshPage{idx, p}
-					nfresh++
+					b.fresh[b.nfresh] = freshPage{idx, p}
+					b.nfresh++
 				}
 			}
 			at, s = at+int64(c), s[c:]
 		}
-		allocated += int64(nfresh)
-		if v.bw != nil {
-			n := 0
-			for i := range full {
-				if dst[i] != nil {
-					ws[n] = BlockWrite{Block: dst[i].blk, Data: fullSrc[:v.grain]}
-					n++
-				}
-				fullSrc = fullSrc[v.grain:]
-			}
-			err = cmp.Or(err, v.bw.WriteBlocks(ws[:n]))
-			clear(ws[:n])
-		} else {
-			for i := range full {
-				if dst[i] != nil { // nil in a leaf a racing trim dropped
-					put(dst[i].blk.Data, fullSrc[:v.grain], true)
-				}
-				fullSrc = fullSrc[v.grain:]
-			}
-		}
-		clear(dst[:full])
-		v.publish(leaf, fresh[:nfresh])
+		allocated += int64(b.nfresh - nfresh)
+		b.leaves[b.nleaves] = batchLeaf{leaf, b.nfresh}
+		b.nleaves++
 		src, off = src[end-off:], end
 	}
+	err = cmp.Or(err, b.flush(v))
 	storeFence() // for the grains written in place
 	return allocated, err
+}
+
+// writeBatch is the most full grains writeStreamed writes at a time: four
+// leaves, a megabyte at 4 KiB grains.
+const writeBatch = 4 * fanout
+
+// streamBatch is writeStreamed's batch: the destinations of full grains
+// whose data lies end to end in src, and the fresh pages of each leaf they
+// are in, to publish once the data is written.
+type streamBatch struct {
+	dst     [writeBatch]*page
+	fresh   [writeBatch]freshPage
+	leaves  [writeBatch/fanout + 1]batchLeaf
+	src     []byte // the data, from the first full grain on
+	full    int    // entries of dst
+	nfresh  int    // entries of fresh
+	nleaves int    // entries of leaves
+}
+
+// blockWrites holds the arrays a streamBatch hands a BlockWriter: they
+// escape through the interface call, and a megabyte write should not
+// allocate 10 KiB for them.
+var blockWrites = sync.Pool{New: func() any { return new([writeBatch]BlockWrite) }}
+
+// batchLeaf is a leaf of a streamBatch; its fresh pages end at fresh[end].
+type batchLeaf struct {
+	n   *node
+	end int
+}
+
+// flush writes the batch's grains and publishes its fresh pages, and
+// empties it. It returns the store's error (BlockWriter).
+func (b *streamBatch) flush(v *Volume) (err error) {
+	src := b.src
+	if v.bw != nil {
+		ws := blockWrites.Get().(*[writeBatch]BlockWrite)
+		n := 0
+		for i := range b.full {
+			if b.dst[i] != nil {
+				ws[n] = BlockWrite{Block: b.dst[i].block(v.grain), Data: src[:v.grain]}
+				n++
+			}
+			src = src[v.grain:]
+		}
+		if n > 0 {
+			err = v.bw.WriteBlocks(ws[:n])
+		}
+		clear(ws[:n])
+		blockWrites.Put(ws)
+	} else {
+		for i := range b.full {
+			if b.dst[i] != nil { // nil in a leaf a racing trim dropped
+				put(b.dst[i].bytes(v.grain), src[:v.grain], true)
+			}
+			src = src[v.grain:]
+		}
+	}
+	start := 0
+	for _, l := range b.leaves[:b.nleaves] {
+		v.publish(l.n, b.fresh[start:l.end])
+		start = l.end
+	}
+	clear(b.dst[:b.full])
+	clear(b.fresh[:b.nfresh])
+	clear(b.leaves[:b.nleaves])
+	b.src, b.full, b.nfresh, b.nleaves = nil, 0, 0, 0
+	return err
 }
 
 // Extents reports [off, off+n) as runs of Data, Zero and Hole, merged and

@@ -34,6 +34,8 @@ var (
 	restartOpens = flag.Int("restart.opens", 3, "opens TestRestartTime times, each in a new process, warm and cold")
 	restartProf  = flag.String("restart.cpuprofile", "", "write CPU profiles of the first warm and the first cold Open to this file with .warm and .cold appended")
 	restartDir   = flag.String("restart.dir", "", "directory for the data (default: the test's temporary directory); removed at the end")
+	restartKeep  = flag.Bool("restart.keep", false, "keep the array after the test, and open the one -restart.dir holds already instead of writing a new one")
+	restartHeap  = flag.String("restart.heapprofile", "", "write a heap profile after the first warm Open to this file")
 )
 
 // restartChild, in the environment of a child process, is the data
@@ -41,6 +43,7 @@ var (
 const (
 	restartChild     = "SHADOWBENCH_RESTART_OPEN"
 	restartChildProf = "SHADOWBENCH_RESTART_PROF"
+	restartChildHeap = "SHADOWBENCH_RESTART_HEAP"
 )
 
 // TestRestartTime builds a durable array of one LUN with -restart.gib GiB
@@ -73,7 +76,13 @@ func TestRestartTime(t *testing.T) {
 		dir = t.TempDir()
 	}
 	dir = filepath.Join(dir, "restart")
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	kept := false
+	if *restartKeep {
+		_, err := os.Stat(filepath.Join(dir, durable.MetaFile))
+		kept = err == nil
+	} else {
+		t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	}
 	require.NoError(t, os.MkdirAll(dir, 0o700))
 
 	// The data, the blocks the overwrites copy, meta.db (about 40 bytes a
@@ -85,13 +94,17 @@ func TestRestartTime(t *testing.T) {
 	require.NoError(t, unix.Statfs(dir, &st))
 	free := int64(st.Bavail) * st.Bsize
 	t.Logf("%s: %.1f GiB free, %.1f GiB needed", dir, gib(free), gib(need))
-	if free < need {
+	if free < need && !kept {
 		t.Fatalf("%s has %.1f GiB free; -restart.gib %d needs about %.1f GiB", dir, gib(free), *restartGiB, gib(need))
 	}
 
-	start := time.Now()
-	restartFill(t, dir, size)
-	t.Logf("written: %.1f GiB and %d snapshots in %v", gib(size), *restartSnaps, time.Since(start).Round(time.Second))
+	if kept {
+		t.Logf("opening the array %s holds", dir)
+	} else {
+		start := time.Now()
+		restartFill(t, dir, size)
+		t.Logf("written: %.1f GiB and %d snapshots in %v", gib(size), *restartSnaps, time.Since(start).Round(time.Second))
+	}
 	du := func(name string) float64 {
 		var s unix.Stat_t
 		require.NoError(t, unix.Stat(filepath.Join(dir, name), &s))
@@ -109,7 +122,11 @@ func TestRestartTime(t *testing.T) {
 			if i == 0 && *restartProf != "" {
 				prof = *restartProf + map[bool]string{false: ".warm", true: ".cold"}[cold]
 			}
-			r := restartOpen(t, dir, prof)
+			heap := ""
+			if i == 0 && !cold {
+				heap = *restartHeap
+			}
+			r := restartOpen(t, dir, prof, heap)
 			t.Logf("open %d (cold=%t): %v", i+1, cold, r)
 			opens = append(opens, r["open-s"])
 			rss = append(rss, r["rss-mib"])
@@ -170,9 +187,9 @@ func restartFill(t *testing.T, dir string, size int64) {
 
 // restartOpen runs the test binary again to open dir and returns what it
 // measured.
-func restartOpen(t *testing.T, dir, prof string) map[string]float64 {
+func restartOpen(t *testing.T, dir, prof, heap string) map[string]float64 {
 	cmd := exec.Command(os.Args[0], "-test.run", "^TestRestartTime$", "-test.count", "1", "-test.v")
-	cmd.Env = append(os.Environ(), restartChild+"="+dir, restartChildProf+"="+prof)
+	cmd.Env = append(os.Environ(), restartChild+"="+dir, restartChildProf+"="+prof, restartChildHeap+"="+heap)
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	res := make(map[string]float64)
@@ -212,6 +229,13 @@ func restartOpenChild(t *testing.T, dir string) {
 	runtime.ReadMemStats(&ms)
 	fmt.Printf("restart-result open-s=%.3f rss-mib=%.0f hwm-mib=%.0f heap-mib=%.0f luns=%d\n",
 		elapsed.Seconds(), rss, hwm, float64(ms.HeapInuse)/(1<<20), len(a.List()))
+	if p := os.Getenv(restartChildHeap); p != "" {
+		runtime.GC()
+		f, err := os.Create(p)
+		require.NoError(t, err)
+		require.NoError(t, pprof.Lookup("heap").WriteTo(f, 0))
+		require.NoError(t, f.Close())
+	}
 	require.NoError(t, a.db.Close())
 }
 
