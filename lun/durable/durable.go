@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -187,8 +188,9 @@ func Open(dir string, opts Options) (*DB, error) {
 	}
 	d := &DB{dir: dir, db: bdb, trees: make(map[uint64]*Tree)}
 	d.flush.cond.L = &d.flush.mu
-	relax := relaxGC()
+	relax, stop := relaxGC(), prefetch(metaPath)
 	err = guard(metaPath, func() error { return d.load(opts) })
+	stop()
 	relax()
 	if err != nil {
 		if d.store != nil {
@@ -424,6 +426,41 @@ func (d *DB) dropMapped() {
 	}
 	info := d.db.Info()
 	_, _, _ = unix.Syscall(unix.SYS_MADVISE, info.Data, uintptr(st.Size()), unix.MADV_DONTNEED)
+}
+
+// prefetch reads path into the page cache from start to end, in the
+// background, until stop is called, and stop waits for it. load walks
+// meta.db's B+tree through bbolt's mapping, in key order, which after many
+// transactions is no order on disk: a start after a reboot read it by page
+// faults at about 50 MB/s, where a sequential read goes at 500 MB/s (8 GiB
+// with 100 snapshots, 169 MiB of meta.db: Open 4.2 s cold, 1.4 s warm).
+// readahead(2) fills the cache without copying anything, so a start with
+// meta.db cached already pays little for it.
+func prefetch(path string) (stop func()) {
+	f, err := os.Open(path)
+	if err != nil {
+		return func() {}
+	}
+	var stopped atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer f.Close()
+		st, err := f.Stat()
+		if err != nil {
+			return
+		}
+		const chunk = 4 << 20
+		for off := int64(0); off < st.Size() && !stopped.Load(); off += chunk {
+			if _, _, e := unix.Syscall(unix.SYS_READAHEAD, f.Fd(), uintptr(off), chunk); e != 0 {
+				return
+			}
+		}
+	}()
+	return func() {
+		stopped.Store(true)
+		<-done
+	}
 }
 
 // loadGCPercent is the collector's target while trees are loaded: what
