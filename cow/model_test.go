@@ -62,11 +62,19 @@ type trackedImage struct {
 	want []byte
 }
 
-// writeThrough is a MemStore written through WriteBlocks, as a file store
-// is, for BlockWriter's paths in cow.
+// writeThrough is a MemStore written through WriteBlocks and allocating
+// in runs, as a file store is, for BlockWriter's and RunAllocator's paths
+// in cow.
 type writeThrough struct {
 	*MemStore
 	calls atomic.Int64
+}
+
+// AllocRun takes blocks as a file store does, for RunAllocator's path.
+func (s *writeThrough) AllocRun(bs []Block) {
+	for i := range bs {
+		bs[i] = s.Alloc()
+	}
 }
 
 func (s *writeThrough) WriteBlocks(ws []BlockWrite) error {

@@ -73,6 +73,16 @@ type BlockWriter interface {
 	WriteBlocks(ws []BlockWrite) error
 }
 
+// RunAllocator is implemented by a Store that can hand out many blocks in
+// one call, as Alloc would one at a time, but close together: a file
+// store, where a large write whose blocks lie end to end goes out as one
+// system call. Without it, two large writes allocating at once take
+// alternate blocks, and each is written, and read, in pieces ever after.
+type RunAllocator interface {
+	// AllocRun fills bs with blocks, as len(bs) calls of Alloc would.
+	AllocRun(bs []Block)
+}
+
 // BlockWrite is one write of a BlockWriter: Data at offset Off of Block.
 type BlockWrite struct {
 	Block Block

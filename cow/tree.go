@@ -96,6 +96,8 @@ type geometry struct {
 	// bw is the store when its blocks are written through it, not through
 	// their memory (BlockWriter).
 	bw BlockWriter
+	// ra is the store when it hands out blocks in runs (RunAllocator).
+	ra RunAllocator
 }
 
 func newGeometry(store Store, size int64) (geometry, error) {
@@ -117,6 +119,7 @@ func newGeometry(store Store, size int64) (geometry, error) {
 	}
 	g.limited = store.Stats().CapacityBytes != 0
 	g.bw, _ = store.(BlockWriter)
+	g.ra, _ = store.(RunAllocator)
 	return g, nil
 }
 
@@ -443,8 +446,9 @@ var grainBufs = sync.Pool{New: func() any { return new([MaxGrain]byte) }}
 
 // grainDest returns the page a write of the whole of grain idx puts its
 // bytes in, in leaf, the leaf covering idx that ownLeaf returned for e: the
-// grain's own when it is written in place (see writeGrain), or else a fresh
-// page, with fresh true, which the caller fills and then publishes. The
+// grain's own when it is written in place (see writeGrain), or else nil
+// with fresh true: the caller makes a fresh page (newPages), fills it and
+// then publishes it. The
 // grain's old bytes are not kept: the write covers all of them. Until the
 // fresh page is published no reader can reach it, so it can be filled
 // without the leaf's lock and with streamed stores, fenced once for many
@@ -465,14 +469,40 @@ func (g *geometry) grainDest(e *epoch, leaf *node, idx uint64) (dst *page, fresh
 		return old, false
 	}
 	leaf.mu.Unlock()
-	return g.newPage(e.pageGen), true
+	return nil, true
 }
+
+// newPages makes a fresh page of generation gen for every entry of fresh,
+// taking their blocks in one call when the store can (RunAllocator).
+func (g *geometry) newPages(gen uint64, fresh []freshPage) {
+	if g.ra == nil {
+		for i := range fresh {
+			fresh[i].p = g.newPage(gen)
+		}
+		return
+	}
+	bs := blockRuns.Get().(*[writeBatch]Block)
+	g.ra.AllocRun(bs[:len(fresh)])
+	for i := range fresh {
+		p := pageOf(bs[i])
+		p.gen.Store(gen)
+		p.refs.Store(1)
+		fresh[i].p = p
+	}
+	clear(bs[:len(fresh)])
+	blockRuns.Put(bs)
+}
+
+// blockRuns holds the arrays newPages hands a RunAllocator (they escape
+// through the interface call).
+var blockRuns = sync.Pool{New: func() any { return new([writeBatch]Block) }}
 
 // freshPage is a page grainDest returned, for grain idx, filled and waiting
 // to be published.
 type freshPage struct {
 	idx uint64
 	p   *page
+	at  int // its place in the streamBatch
 }
 
 // publish fences the streamed stores that filled the fresh pages of leaf,

@@ -334,7 +334,7 @@ func (v *Volume) write(e *epoch, off int64, src []byte) (allocated int64, err er
 // per grain. A batch spans leaves so that a megabyte written to a file
 // store is one pwritev, not one per leaf of 64 grains.
 func (v *Volume) writeStreamed(e *epoch, off int64, src []byte) (allocated int64, err error) {
-	var b streamBatch
+	b := streamBatch{gen: e.pageGen}
 	for len(src) > 0 {
 		idx := uint64(off >> v.shift)
 		leaf := v.ownLeaf(e, idx, true)
@@ -364,11 +364,11 @@ func (v *Volume) writeStreamed(e *epoch, off int64, src []byte) (allocated int64
 				}
 				p, isFresh := v.grainDest(e, leaf, idx)
 				b.dst[b.full] = p
-				b.full++
 				if isFresh {
-					b.fresh[b.nfresh] = freshPage{idx, p}
+					b.fresh[b.nfresh] = freshPage{idx: idx, at: b.full}
 					b.nfresh++
 				}
+				b.full++
 			}
 			at, s = at+int64(c), s[c:]
 		}
@@ -393,6 +393,7 @@ type streamBatch struct {
 	dst     [writeBatch]*page
 	fresh   [writeBatch]freshPage
 	leaves  [writeBatch/fanout + 1]batchLeaf
+	gen     uint64 // the generation of the fresh pages
 	src     []byte // the data, from the first full grain on
 	full    int    // entries of dst
 	nfresh  int    // entries of fresh
@@ -413,6 +414,12 @@ type batchLeaf struct {
 // flush writes the batch's grains and publishes its fresh pages, and
 // empties it. It returns the store's error (BlockWriter).
 func (b *streamBatch) flush(v *Volume) (err error) {
+	if b.nfresh > 0 {
+		v.newPages(b.gen, b.fresh[:b.nfresh])
+		for _, f := range b.fresh[:b.nfresh] {
+			b.dst[f.at] = f.p
+		}
+	}
 	src := b.src
 	if v.bw != nil {
 		ws := blockWrites.Get().(*[writeBatch]BlockWrite)

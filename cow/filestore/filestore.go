@@ -114,8 +114,9 @@ type Store struct {
 }
 
 var (
-	_ cow.Store       = (*Store)(nil)
-	_ cow.BlockWriter = (*Store)(nil)
+	_ cow.Store        = (*Store)(nil)
+	_ cow.BlockWriter  = (*Store)(nil)
+	_ cow.RunAllocator = (*Store)(nil)
 )
 
 // Options configure Open.
@@ -352,22 +353,49 @@ func (s *Store) Unreserve(n int64) {
 func (s *Store) Alloc() cow.Block {
 	s.blocks.Add(1)
 	s.mu.Lock()
-	var b uint64
-	if len(s.mu.warm) > 0 {
-		b = s.mu.warm.pop()
-	} else {
-		b = s.mu.next
-		s.mu.next++
-		if s.mu.next > s.mu.size {
-			// A write ran over its reservation (cow.Volume.mutate's
-			// races): extend the file sparsely rather than fault past
-			// its end. The block is backed on the next Reserve's grow.
-			s.mu.size = s.mu.next
-			_ = s.f.Truncate(int64(s.mu.size) * s.grain)
-		}
-	}
+	b := s.allocLocked()
 	s.mu.Unlock()
 	return s.Block(b)
+}
+
+// AllocRun implements cow.RunAllocator: the blocks of one call are taken
+// under one hold of the lock, so that a large write's blocks follow one
+// another in the file (lowest free first, then the end of the file) and
+// its data goes out in one pwritev, though other writes allocate at the
+// same time.
+func (s *Store) AllocRun(bs []cow.Block) {
+	s.blocks.Add(int64(len(bs)))
+	var ids [256]uint64
+	for len(bs) > 0 {
+		n := min(len(bs), len(ids))
+		s.mu.Lock()
+		for i := range n {
+			ids[i] = s.allocLocked()
+		}
+		s.mu.Unlock()
+		for i := range n {
+			bs[i] = s.Block(ids[i])
+		}
+		bs = bs[n:]
+	}
+}
+
+// allocLocked takes a block: the lowest free and backed one, or the next
+// never handed out. s.mu is held.
+func (s *Store) allocLocked() uint64 {
+	if len(s.mu.warm) > 0 {
+		return s.mu.warm.pop()
+	}
+	b := s.mu.next
+	s.mu.next++
+	if s.mu.next > s.mu.size {
+		// A write ran over its reservation (cow.Volume.mutate's races):
+		// extend the file sparsely rather than fault past its end. The
+		// block is backed on the next Reserve's grow.
+		s.mu.size = s.mu.next
+		_ = s.f.Truncate(int64(s.mu.size) * s.grain)
+	}
+	return b
 }
 
 // WriteBlocks implements cow.BlockWriter: one pwrite for each run of

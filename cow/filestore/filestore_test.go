@@ -153,3 +153,40 @@ func TestPinnedBlocksAreNeitherPunchedNorReused(t *testing.T) {
 	vec.Release()
 	require.Equal(t, blocks-size, s.Stats().DataBytes, "the last pin's release frees the blocks")
 }
+
+// TestLargeWritesLieEndToEnd checks cow.RunAllocator: megabyte writes
+// into fresh ranges from two goroutines at once each get blocks that
+// follow one another in the file, so each is one pwritev now and one read
+// run later, rather than alternate blocks of the two.
+func TestLargeWritesLieEndToEnd(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "data"))
+	const mib = 1 << 20
+	v, err := cow.NewVolume(s, 32*mib)
+	require.NoError(t, err)
+	p := bytes.Repeat([]byte{0x3c}, mib)
+	for round := range 8 {
+		done := make(chan error, 2)
+		for w := range 2 {
+			go func() {
+				_, err := v.WriteAt(p, int64(round*2+w)*2*mib)
+				done <- err
+			}()
+		}
+		require.NoError(t, <-done)
+		require.NoError(t, <-done)
+	}
+	img, err := v.Snapshot()
+	require.NoError(t, err)
+	defer img.Release()
+	first := map[int64]uint64{}
+	require.NoError(t, img.Grains(func(idx uint64, g cow.Grain) error {
+		at := int64(idx) * grain
+		mb := at / mib
+		if _, ok := first[mb]; !ok {
+			first[mb] = g.Block.ID
+		}
+		require.Equal(t, first[mb]+uint64(at%mib/grain), g.Block.ID, "grain %d of megabyte %d", at%mib/grain, mb)
+		return nil
+	}))
+	require.Len(t, first, 16)
+}
