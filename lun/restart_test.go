@@ -103,7 +103,8 @@ func TestRestartTime(t *testing.T) {
 	} else {
 		start := time.Now()
 		restartFill(t, dir, size)
-		t.Logf("written: %.1f GiB and %d snapshots in %v", gib(size), *restartSnaps, time.Since(start).Round(time.Second))
+		t.Logf("written: %.1f GiB and %d snapshots in %v; the writer's peak RSS %.0f MiB (target < 2048 MiB)",
+			gib(size), *restartSnaps, time.Since(start).Round(time.Second), procStatus(t, "VmHWM"))
 	}
 	du := func(name string) float64 {
 		var s unix.Stat_t

@@ -128,7 +128,7 @@ type Options struct {
 	Capacity int64
 	// Used lists the blocks the durable maps name, for a file that exists:
 	// they are allocated, everything else in the file is free (and punched
-	// out of it). Nil for a new, empty store.
+	// out of it). Nil for a new, empty store. Open sorts it in place.
 	Used []uint64
 }
 
@@ -182,7 +182,8 @@ func Map(path string, opts Options) (*Store, error) {
 }
 
 // Adopt sets a mapped store up with used, the blocks the durable maps
-// name (nil for a new, empty store); see Options.Used.
+// name (nil for a new, empty store); see Options.Used. It sorts used in
+// place: a copy of a start's list was 130 MB for 64 GiB of data.
 func (s *Store) Adopt(used []uint64) error {
 	s.mu.Lock()
 	size := s.mu.size
@@ -194,7 +195,6 @@ func (s *Store) Adopt(used []uint64) error {
 // allocated: the file is cut after the last used block, and the free
 // blocks below it are punched out and kept cold.
 func (s *Store) adopt(size uint64, used []uint64) error {
-	used = slices.Clone(used)
 	slices.Sort(used)
 	for i, b := range used {
 		if b >= size {
