@@ -92,12 +92,9 @@ func checkPowerCut(l *lun.LUN, r *FaultRule, now time.Time) error {
 	return nil
 }
 
-// withinDelay is the instant of a within trigger: uniform in [0, within),
-// drawn from seed on a stream of its own (the cut's choices draw from the
-// same seed).
+// withinDelay is the instant of a within trigger (lun.PowerCutInstant).
 func withinDelay(within Duration, seed Seed) time.Duration {
-	rng := rand.New(rand.NewPCG(uint64(seed), 0x77697468696e /* "within" */))
-	return time.Duration(rng.Int64N(int64(within)))
+	return lun.PowerCutInstant(time.Duration(within), uint64(seed))
 }
 
 // armLocked arms power-cut rule r of LUN l: its injector or its timer.

@@ -2,7 +2,9 @@ package lun
 
 import (
 	"context"
+	"math/rand/v2"
 	"sync/atomic"
+	"time"
 )
 
 // PowerFault returns an injector that takes the LUN's power away at the
@@ -41,4 +43,17 @@ func (l *LUN) PowerFault(n int64, fire func(*Hold)) Injector {
 		fire(h)
 		return nil
 	})
+}
+
+// PowerCutInstant is when a power cut armed to fire at a random instant
+// of window (from its arming) fires: uniform in [0, window), drawn from
+// seed on a stream of its own, so that a cut's choices (PowerCutOptions)
+// may take the same seed. The daemon and the scenario runner both draw
+// it here, so one seed names one instant everywhere.
+func PowerCutInstant(window time.Duration, seed uint64) time.Duration {
+	if window <= 0 {
+		return 0
+	}
+	rng := rand.New(rand.NewPCG(seed, 0x77697468696e /* "within" */))
+	return time.Duration(rng.Int64N(int64(window)))
 }
