@@ -533,6 +533,12 @@ func (d *Daemon) status() Status {
 		}
 	}
 	for _, l := range d.array.List() {
+		if u, ok := l.CacheUse(); ok {
+			if st.Caches == nil {
+				st.Caches = map[string]CacheUseInfo{}
+			}
+			st.Caches[l.Name()] = cacheUseInfo(u)
+		}
 		st.LUNs.Total++
 		switch l.Kind() {
 		case lun.Original:

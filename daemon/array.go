@@ -13,6 +13,7 @@ import (
 
 	"github.com/shadowbench/shadowbench/lun"
 	"github.com/shadowbench/shadowbench/lun/durable"
+	"github.com/shadowbench/shadowbench/provider"
 )
 
 // InMemoryNotice is the first thing a daemon on an in-memory array logs.
@@ -67,9 +68,7 @@ func BuildArray(cfg *Config, log *slog.Logger) (*lun.Array, error) {
 			}
 			continue
 		}
-		mode, _ := lun.ParseCacheMode(l.Cache) // checked by Validate
-		opts := lun.Options{Size: int64(l.Size), BlockSize: l.BlockSize, ReadOnly: l.ReadOnly, Thin: l.Thin,
-			Cache: mode, CacheSize: int64(l.CacheSize), CrashPoints: l.CrashPoints}
+		opts := cfg.lunOptions(l)
 		if l.Serial != "" || l.NAA != "" {
 			id := lun.NewIdentity(lun.ProductLUN)
 			if l.Serial != "" {
@@ -130,4 +129,29 @@ func memoryCapacity() int64 {
 		return 1 << 30
 	}
 	return int64(si.Totalram) * int64(si.Unit) / 2
+}
+
+// lunOptions are the array's options for a LUN configured as l (checked
+// by checkLUN): a LUN that names no cache mode gets the firmware's
+// (firmwareCache); "none" is none.
+func (c *Config) lunOptions(l LUNConfig) lun.Options {
+	mode, _ := lun.ParseCacheMode(l.Cache)
+	o := lun.Options{Size: int64(l.Size), BlockSize: l.BlockSize, ReadOnly: l.ReadOnly, Thin: l.Thin,
+		Cache: mode, CacheSize: int64(l.CacheSize), CrashPoints: l.CrashPoints}
+	if l.Cache == "" {
+		o = c.firmwareCache().Options(o)
+	}
+	return o
+}
+
+// firmwareCache is the write cache of the array's firmware: that of the
+// first array provider whose profile sets one (provider.CacheBehavior),
+// since every array provider serves every LUN of the daemon's array.
+func (c *Config) firmwareCache() provider.CacheBehavior {
+	for _, p := range c.Providers {
+		if p.Remote == "" && p.profile != nil && p.profile.Cache.Mode != lun.CacheNone {
+			return p.profile.Cache
+		}
+	}
+	return provider.CacheBehavior{}
 }

@@ -262,9 +262,13 @@ func (d *Daemon) restoreFaults() error {
 			}
 		}
 		d.mu.Lock()
+		for i := range rules {
+			d.mu.nextRule++
+			rules[i].id = d.mu.nextRule
+		}
 		d.mu.faults[name] = rules
+		d.installLocked(l, rules)
 		d.mu.Unlock()
-		d.install(l, rules)
 		restored += len(rules)
 	}
 	if len(drop) > 0 {

@@ -102,7 +102,15 @@ type Daemon struct {
 		sessions map[vss.ID]*session
 		sets     map[vss.ID]*setRecord
 		stopping bool
+		// cuts are the armed power-cut fault rules, by rule ID; nextRule
+		// numbers the rules; lastCut is each LUN's last power cut.
+		cuts     map[uint64]*armedCut
+		nextRule uint64
+		lastCut  map[string]PowerCutResult
 	}
+	// cuts counts the power cuts fault rules fired that are under way
+	// (powerfault.go); shutdown waits for them.
+	cuts    sync.WaitGroup
 	catalog catalog
 }
 
@@ -139,6 +147,8 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error) 
 	d.reqCtx, d.reqCancel = context.WithCancel(context.Background())
 	d.mu.writers = map[vss.ID]*writerEntry{}
 	d.mu.faults = map[string][]FaultRule{}
+	d.mu.cuts = map[uint64]*armedCut{}
+	d.mu.lastCut = map[string]PowerCutResult{}
 	d.mu.sessions = map[vss.ID]*session{}
 	d.mu.sets = map[vss.ID]*setRecord{}
 	defer func() {
@@ -449,6 +459,7 @@ func (d *Daemon) shutdown() error {
 		}
 	}
 	d.mu.Unlock()
+	d.stopCuts()
 	close(d.stop)
 	d.bodies.cut()
 	for _, e := range remotes {

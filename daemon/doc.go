@@ -55,8 +55,8 @@
 // max-in-flight-bytes, request-timeout, shutdown-timeout),
 // api (listen, socket, auth, token-file, read-timeout, write-timeout,
 // idle-timeout, max-connections), array (data-dir, capacity, grain,
-// max-snapshots, luns: name, size, block-size, read-only, thin, serial,
-// naa),
+// max-snapshots, luns: name, size, block-size, read-only, thin, cache,
+// cache-size, crash-points, serial, naa),
 // providers (name, type, priority, profile: a file or inline, seed,
 // listen; or remote, for one reached over the provider protocol),
 // writers (name, level, freeze-timeout, and one of scripted, exec or
@@ -76,16 +76,32 @@
 // VSS_E_INSUFFICIENT_STORAGE (see Daemon.shortage for the case the VSS
 // service answers VSS_E_VOLUME_NOT_SUPPORTED).
 //
+// # Write caches and power cuts
+//
+// A LUN emulates a write cache when it names a mode (cache:, --cache,
+// "cache" over the API) or, naming none, when the firmware profile of an
+// array provider sets one (provider.CacheBehavior: the first such
+// provider's, since every array provider serves every LUN); "none" opts
+// out. In-memory arrays only: a durable array refuses both. lun powercut
+// cuts at once; a power-cut fault rule (powerfault.go) cuts at the Nth
+// matching operation or at a random instant in a window, once, and is
+// then cleared. A LUN held by flush & hold is cut at once: the hold goes
+// on, and the I/O queued at it fails with its dropped connection.
+//
 // # API
 //
-//	GET    /v1/status                        Status
+//	GET    /v1/status                        Status, with each write cache's use
 //	GET    /v1/luns                          []LUNInfo
 //	POST   /v1/luns                          LUNConfig -> LUNInfo
-//	GET    /v1/luns/{name}                   LUNInfo, with faults and I/O statistics
+//	GET    /v1/luns/{name}                   LUNInfo, with faults, I/O statistics, cache use, last power cut
 //	DELETE /v1/luns/{name}[?force=true]      DeleteResult (409 when in use, unless force)
 //	GET    /v1/luns/{name}/faults            FaultList
-//	POST   /v1/luns/{name}/faults            FaultRule -> FaultList (adds a rule)
-//	DELETE /v1/luns/{name}/faults            FaultList (clears)
+//	POST   /v1/luns/{name}/faults            FaultRule -> FaultList (adds a rule; powercut arms a power cut)
+//	DELETE /v1/luns/{name}/faults            FaultList (clears, disarming power cuts)
+//	POST   /v1/luns/{name}/powercut          PowerCutRequest -> PowerCutResult
+//	GET    /v1/luns/{name}/crashpoints       []CrashPointInfo
+//	POST   /v1/luns/{name}/marks             MarkRequest -> CrashPointInfo
+//	POST   /v1/luns/{name}/crashpoints/{id}/expose  ExposePointRequest -> LUNInfo
 //	GET    /v1/volumes                       {volume: [LUN...]}
 //	GET    /v1/sets                          []SetSummary
 //	POST   /v1/sets                          CreateSetRequest -> SetReport (one whole backup)

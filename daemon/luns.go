@@ -51,8 +51,14 @@ func (d *Daemon) lunInfo(l *lun.LUN) LUNInfo {
 	if !l.Masked() {
 		info.Exports = d.exportURLs(l.Name())
 	}
+	if u, ok := l.CacheUse(); ok {
+		info.CacheUse = new(cacheUseInfo(u))
+	}
 	d.mu.Lock()
 	info.Faults = slices.Clone(d.mu.faults[l.Name()])
+	if c, ok := d.mu.lastCut[l.Name()]; ok {
+		info.LastPowerCut = &c
+	}
 	d.mu.Unlock()
 	for _, s := range l.Stats() {
 		if s.Ops == 0 {
@@ -82,9 +88,7 @@ func (d *Daemon) createLUN(req LUNConfig) (LUNInfo, error) {
 	if err := checkLUN(req); err != nil {
 		return LUNInfo{}, badRequest("%v", err)
 	}
-	mode, _ := lun.ParseCacheMode(req.Cache) // checked by checkLUN
-	l, err := d.array.Create(req.Name, lun.Options{Size: int64(req.Size), BlockSize: req.BlockSize, ReadOnly: req.ReadOnly, Thin: req.Thin,
-		Cache: mode, CacheSize: int64(req.CacheSize), CrashPoints: req.CrashPoints})
+	l, err := d.array.Create(req.Name, d.cfg.lunOptions(req))
 	if errors.Is(err, lun.ErrExists) {
 		return LUNInfo{}, existsError(req.Name)
 	}
@@ -188,8 +192,10 @@ func (d *Daemon) deleteOne(name string) ([]string, error) {
 		return nil, fmt.Errorf("LUN %s: %w", name, err)
 	}
 	d.mu.Lock()
-	_, had := d.mu.faults[name]
+	rules, had := d.mu.faults[name]
+	d.disarmLocked(rules)
 	delete(d.mu.faults, name)
+	delete(d.mu.lastCut, name)
 	d.mu.Unlock()
 	if had {
 		if err := d.saveFaults(name, nil); err != nil {
@@ -211,26 +217,40 @@ func (d *Daemon) faults(name string) (FaultList, error) {
 }
 
 // addFault adds a rule to a live LUN's faults. The rules apply in order,
-// the first error winning (lun.All).
+// the first error winning (lun.All). A power-cut rule is armed
+// (powerfault.go).
 func (d *Daemon) addFault(name string, r FaultRule) (FaultList, error) {
 	l, err := d.lunByName(name)
 	if err != nil {
 		return FaultList{}, err
 	}
-	if r.Probability > 0 && r.Seed == 0 {
-		r.Seed = Seed(rand.Uint64() | 1)
-	}
-	if _, err := r.injector(); err != nil {
-		return FaultList{}, err
+	if r.isPowerCut() {
+		if err := checkPowerCut(l, &r, time.Now()); err != nil {
+			return FaultList{}, err
+		}
+	} else {
+		r.At = time.Time{}
+		if r.Probability > 0 && r.Seed == 0 {
+			r.Seed = Seed(rand.Uint64() | 1)
+		}
+		if _, err := r.injector(); err != nil {
+			return FaultList{}, err
+		}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.mu.nextRule++
+	r.id = d.mu.nextRule
 	rules := append(slices.Clone(d.mu.faults[name]), r)
-	if err := d.saveFaults(name, rules); err != nil {
-		return FaultList{}, err
+	if !r.isPowerCut() {
+		if err := d.saveFaults(name, rules); err != nil {
+			return FaultList{}, err
+		}
+	} else {
+		d.armLocked(l, r)
 	}
 	d.mu.faults[name] = rules
-	d.install(l, rules)
+	d.installLocked(l, rules)
 	d.log.Info("fault injected", "lun", name, "rule", r.String())
 	return FaultList{LUN: name, Rules: slices.Clone(rules)}, nil
 }
@@ -246,19 +266,32 @@ func (d *Daemon) clearFaults(name string) (FaultList, error) {
 	if err := d.saveFaults(name, nil); err != nil {
 		return FaultList{}, err
 	}
+	d.disarmLocked(d.mu.faults[name])
 	delete(d.mu.faults, name)
 	l.SetFaults(nil)
 	d.log.Info("faults cleared", "lun", name)
 	return FaultList{LUN: name, Rules: []FaultRule{}}, nil
 }
 
-// install builds the LUN's injector from its rules. The rules were checked
-// when they were added.
-func (d *Daemon) install(l *lun.LUN, rules []FaultRule) {
+// installLocked builds the LUN's injector from its rules, which were
+// checked when they were added; an armed power cut's injector is the one
+// it was armed with, so that its count goes on. A LUN left with no rule
+// has no injector. Under d.mu.
+func (d *Daemon) installLocked(l *lun.LUN, rules []FaultRule) {
 	injs := make([]lun.Injector, 0, len(rules))
 	for _, r := range rules {
+		if a := d.mu.cuts[r.id]; a != nil {
+			if a.inj != nil {
+				injs = append(injs, a.inj)
+			}
+			continue
+		}
 		inj, _ := r.injector()
 		injs = append(injs, inj)
+	}
+	if len(injs) == 0 {
+		l.SetFaults(nil)
+		return
 	}
 	l.SetFaults(lun.All(injs...))
 }
@@ -315,6 +348,9 @@ func (r FaultRule) injector() (lun.Injector, error) {
 
 // String describes the rule on one line.
 func (r FaultRule) String() string {
+	if r.PowerCut != nil {
+		return r.powerCutString()
+	}
 	var parts []string
 	if len(r.Ops) > 0 {
 		parts = append(parts, strings.Join(r.Ops, ","))
@@ -367,6 +403,12 @@ func listenerURI(a net.Addr, name string) string {
 // power loss drops them, and it comes back holding what its cache mode
 // keeps (lun.LUN.PowerCut). A seed of 0 is drawn and reported.
 func (d *Daemon) powerCut(ctx context.Context, name string, req PowerCutRequest) (PowerCutResult, error) {
+	return d.powerCutBy(ctx, name, req, "")
+}
+
+// powerCutBy is powerCut fired by trigger (a fault rule; "" for lun
+// powercut), which the result and the LUN's last cut name.
+func (d *Daemon) powerCutBy(ctx context.Context, name string, req PowerCutRequest, trigger string) (PowerCutResult, error) {
 	l, err := d.array.Get(name)
 	if err != nil {
 		return PowerCutResult{}, notFound(ErrNoSuchLUN, name)
@@ -387,9 +429,41 @@ func (d *Daemon) powerCut(ctx context.Context, name string, req PowerCutRequest)
 		return PowerCutResult{}, fmt.Errorf("LUN %s: %w", name, err)
 	}
 	d.log.Warn("power cut", "lun", name, "cache", res.Mode.String(), "kept", res.Kept, "pending", res.Pending,
-		"torn", res.Torn, "lost_bytes", res.LostBytes, "seed", strconv.FormatUint(seed, 10), "connections_dropped", dropped)
-	return PowerCutResult{LUN: name, Cache: res.Mode.String(), Keep: keep.String(), Pending: res.Pending, Kept: res.Kept,
-		Forced: res.Forced, Torn: res.Torn, LostBytes: res.LostBytes, Seed: Seed(seed), Dropped: dropped, Summary: res.String()}, nil
+		"torn", res.Torn, "lost_bytes", res.LostBytes, "seed", strconv.FormatUint(seed, 10), "connections_dropped", dropped,
+		"trigger", cmp.Or(trigger, "lun powercut"))
+	out := PowerCutResult{LUN: name, Cache: res.Mode.String(), Keep: keep.String(), Pending: res.Pending, Kept: res.Kept,
+		Forced: res.Forced, Torn: res.Torn, LostBytes: res.LostBytes, Seed: Seed(seed), Dropped: dropped, Summary: res.String(),
+		At: time.Now(), Trigger: trigger}
+	d.mu.Lock()
+	d.mu.lastCut[name] = out
+	d.mu.Unlock()
+	return out, nil
+}
+
+// powerCutString describes a power-cut rule on one line.
+func (r FaultRule) powerCutString() string {
+	var b strings.Builder
+	b.WriteString("power cut")
+	switch {
+	case r.Within > 0:
+		fmt.Fprintf(&b, " at a random instant within %v: %s", time.Duration(r.Within), r.At.Format("15:04:05.000"))
+	case len(r.Ops) > 0:
+		fmt.Fprintf(&b, " after %s #%d", strings.Join(r.Ops, ","), r.Nth)
+	default:
+		fmt.Fprintf(&b, " after op #%d", r.Nth)
+	}
+	fmt.Fprintf(&b, ", keep %s", cmp.Or(r.PowerCut.Keep, "random"))
+	if r.PowerCut.Tear {
+		b.WriteString(", torn")
+	}
+	fmt.Fprintf(&b, " (seed %d)", r.Seed)
+	return b.String()
+}
+
+// cacheUseInfo is the API's CacheUseInfo of a LUN's cache use.
+func cacheUseInfo(u lun.CacheUse) CacheUseInfo {
+	return CacheUseInfo{Mode: u.Mode.String(), Pending: u.Pending, Bytes: u.Bytes, MaxBytes: u.MaxBytes,
+		CrashPoints: u.Points, MaxPoints: u.MaxPoints}
 }
 
 // crashPoints lists a LUN's crash points.

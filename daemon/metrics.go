@@ -173,6 +173,8 @@ type collector struct {
 	d *Daemon
 
 	lunOps, lunBytes, lunErrors, lunLatency, lunSize *prometheus.Desc
+	cacheWrites, cacheBytes, cacheMaxBytes           *prometheus.Desc
+	crashPoints, maxCrashPoints                      *prometheus.Desc
 	storeData, storeMeta, storeCapacity              *prometheus.Desc
 	setsInProgress, snapshots, held                  *prometheus.Desc
 	commit                                           *prometheus.Desc
@@ -195,6 +197,11 @@ func newCollector(d *Daemon) *collector {
 		lunErrors:      desc("shadowbench_lun_errors_total", "Failed operations per LUN and operation, injected faults included.", "lun", "op"),
 		lunLatency:     desc("shadowbench_lun_latency_seconds", "Operation latency per LUN and operation, from the LUN's HDR histogram; the sum is exact.", "lun", "op"),
 		lunSize:        desc("shadowbench_lun_size_bytes", "Size of each LUN.", "lun", "kind"),
+		cacheWrites:    desc("shadowbench_lun_cache_writes", "Writes, trims and zeroes an emulated write cache logged since its last durable point, per LUN.", "lun", "mode"),
+		cacheBytes:     desc("shadowbench_lun_cache_bytes", "Bytes an emulated write cache's log holds since its last durable point, per LUN.", "lun", "mode"),
+		cacheMaxBytes:  desc("shadowbench_lun_cache_max_bytes", "The cache size: past it, an emulated write cache destages everything.", "lun", "mode"),
+		crashPoints:    desc("shadowbench_lun_crash_points", "Crash points (FLUSHes and marks) a LUN keeps.", "lun"),
+		maxCrashPoints: desc("shadowbench_lun_max_crash_points", "The crash points a LUN keeps at most: past it, the oldest is dropped.", "lun"),
 		storeData:      desc("shadowbench_store_data_bytes", "Data blocks allocated in the array's copy-on-write store."),
 		storeMeta:      desc("shadowbench_store_meta_bytes", "Block-map nodes alive in the array's store."),
 		storeCapacity:  desc("shadowbench_store_capacity_bytes", "The array's capacity; 0 for no limit."),
@@ -230,6 +237,7 @@ func newCollector(d *Daemon) *collector {
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.lunOps, c.lunBytes, c.lunErrors, c.lunLatency, c.lunSize,
+		c.cacheWrites, c.cacheBytes, c.cacheMaxBytes, c.crashPoints, c.maxCrashPoints,
 		c.storeData, c.storeMeta, c.storeCapacity, c.setsInProgress, c.snapshots, c.held,
 		c.commit, c.writers, c.build, c.start, c.apiConns, c.apiRefused, c.nbdOpen, c.nbdAccepted,
 		c.nbdRefused, c.nbdMaxConns, c.nbdInFlight, c.nbdMaxInFlight, c.nbdInFlightWaits,
@@ -251,6 +259,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for _, l := range d.array.List() {
 		name := l.Name()
 		gauge(c.lunSize, float64(l.Size()), name, l.Kind().String())
+		if u, ok := l.CacheUse(); ok {
+			mode := u.Mode.String()
+			gauge(c.cacheWrites, float64(u.Pending), name, mode)
+			gauge(c.cacheBytes, float64(u.Bytes), name, mode)
+			gauge(c.cacheMaxBytes, float64(u.MaxBytes), name, mode)
+			gauge(c.crashPoints, float64(u.Points), name)
+			gauge(c.maxCrashPoints, float64(u.MaxPoints), name)
+		}
 		for _, s := range l.Stats() {
 			op := s.Op.String()
 			counter(c.lunOps, float64(s.Ops), name, op)

@@ -3,6 +3,7 @@ package daemon
 import (
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -97,6 +98,16 @@ func (l LUNInfo) WriteText(w io.Writer) error {
 	}
 	if l.Cache != "" {
 		rows = append(rows, []string{"write cache", l.Cache + " (emulated: lun powercut loses what it would)"})
+	}
+	if l.CacheUse != nil {
+		rows = append(rows, []string{"write log", l.CacheUse.String()})
+	}
+	if c := l.LastPowerCut; c != nil {
+		by := "lun powercut"
+		if c.Trigger != "" {
+			by = c.Trigger
+		}
+		rows = append(rows, []string{"last power cut", fmt.Sprintf("%s, by %s: %s", c.At.Format(time.RFC3339), by, c.Summary)})
 	}
 	if l.Parent != "" {
 		rows = append(rows, []string{"parent", l.Parent})
@@ -382,7 +393,24 @@ func (s Status) WriteText(w io.Writer) error {
 		}
 	}
 	rows = append(rows, []string{"sets", orDash(strings.Join(sets, ", "))}, []string{"held", fmt.Sprint(s.Held)})
+	for _, name := range slices.Sorted(maps.Keys(s.Caches)) {
+		rows = append(rows, []string{"write cache", name + ": " + s.Caches[name].String()})
+	}
 	return table(w, rows)
+}
+
+// String describes a cache's use on one line: "write-back: 12 writes,
+// 48 KiB of 64 MiB since the last durable point; 3 of 100 crash points".
+func (u CacheUseInfo) String() string {
+	ib := func(n int64) string { return humanize.IBytes(uint64(max(n, 0))) }
+	out := fmt.Sprintf("%s: %d writes, %s of %s since the last durable point", u.Mode, u.Pending, ib(u.Bytes), ib(u.MaxBytes))
+	if u.Mode == "write-through" || u.Mode == "write-back-battery" {
+		out = u.Mode + ": nothing to lose, nothing logged"
+	}
+	if u.MaxPoints > 0 {
+		out += fmt.Sprintf("; %d of %d crash points", u.CrashPoints, u.MaxPoints)
+	}
+	return out
 }
 
 // WriteText implements Texter: one line, what the set waits on, as

@@ -28,6 +28,9 @@ type Status struct {
 	// Held counts the auto-release sets whose requester the daemon holds
 	// open, so that their snapshots live.
 	Held int `json:"held"`
+	// Caches are the LUNs with an emulated write cache, by name, and the
+	// use of its bounds.
+	Caches map[string]CacheUseInfo `json:"caches,omitempty"`
 }
 
 // LUNCounts counts the array's LUNs by kind.
@@ -95,6 +98,26 @@ type LUNInfo struct {
 	Exports []string      `json:"exports,omitempty"`
 	Faults  []FaultRule   `json:"faults,omitempty"`
 	Stats   []OpStatsInfo `json:"stats,omitempty"`
+	// CacheUse is the use of the emulated cache's bounds, for a LUN that
+	// has one.
+	CacheUse *CacheUseInfo `json:"cache_use,omitempty"`
+	// LastPowerCut is the LUN's last power cut, by lun powercut or a
+	// power-cut fault rule, since the daemon started.
+	LastPowerCut *PowerCutResult `json:"last_powercut,omitempty"`
+}
+
+// CacheUseInfo is how much of its bounds a LUN's emulated cache holds:
+// the writes (trims and zeroes included) logged since its last durable
+// point and their bytes against the cache size, past which it destages
+// them all, and the crash points kept against their bound, past which the
+// oldest is dropped.
+type CacheUseInfo struct {
+	Mode        string `json:"mode"`
+	Pending     int    `json:"pending_writes"`
+	Bytes       int64  `json:"bytes"`
+	MaxBytes    int64  `json:"max_bytes"`
+	CrashPoints int    `json:"crash_points"`
+	MaxPoints   int    `json:"max_crash_points"`
 }
 
 // PowerCutRequest is POST /v1/luns/{name}/powercut: what the cut keeps of
@@ -122,6 +145,10 @@ type PowerCutResult struct {
 	Seed      Seed   `json:"seed"`
 	Dropped   int    `json:"connections_dropped"`
 	Summary   string `json:"summary"`
+	// At is when the cut happened; Trigger the fault rule that fired it,
+	// "" for lun powercut.
+	At      time.Time `json:"at"`
+	Trigger string    `json:"trigger,omitempty"`
 }
 
 // CrashPointInfo is a crash point of a LUN (lun crashpoints): a FLUSH or
@@ -176,8 +203,22 @@ type FaultRule struct {
 	// Nth applies the rule to the Nth matching operation only (from 1).
 	Nth int64 `json:"nth,omitempty"`
 	// Seed seeds the probability's draws; the daemon picks one when 0 and
-	// reports it, so a run can be replayed.
+	// reports it, so a run can be replayed. A power cut's instant (Within)
+	// and choices (PowerCut.Keep random, Tear) draw from it too.
 	Seed Seed `json:"seed,omitempty"`
+	// PowerCut makes the rule a power cut, as lun powercut cuts, rather
+	// than a latency or an error: once, at the Nth matching operation
+	// (which lands; nothing admitted after it lands before the cut) or
+	// at a random instant within Within; then the rule is cleared. Its
+	// seed is the rule's.
+	PowerCut *PowerCutRequest `json:"powercut,omitempty"`
+	// Within arms a power cut at a random instant in [0, Within) from
+	// the rule's arming, drawn from Seed; At is that instant (set by
+	// the daemon).
+	Within Duration  `json:"within_ns,omitempty"`
+	At     time.Time `json:"at,omitzero"`
+
+	id uint64 // the daemon's, to find an armed power cut's rule
 }
 
 // FaultList is a LUN's fault rules.

@@ -123,6 +123,8 @@ func (c *Config) Validate() error {
 		}
 		if err := c.resolveProfile(p); err != nil {
 			errs = append(errs, c.profileError(err, i))
+		} else if m := p.profile.Cache.Mode; m != lun.CacheNone && c.Array.DataDir != "" {
+			add(fmt.Errorf("profile %q sets cache %v: %w", p.profile.Name, m, lun.ErrCacheDurable), "providers", i, "profile")
 		}
 	}
 

@@ -414,6 +414,13 @@ func (l *LUN) snapshotLocked(c *cache, keep func(*cow.Image)) error {
 // does (writes queued at the gate then fail with their context). The cut
 // is durable: what survived is the new durable point. It costs the
 // pending writes it replays, not the LUN's size.
+//
+// A LUN held by flush & hold is cut at once: holds are counted, and a
+// held gate has nothing in flight to wait for. The hold stays in place
+// and ends as it would have (released, or at its deadline); the I/O
+// queued at it is admitted then, after the cut, unless its context ended
+// with its dropped connection. A snapshot committed under the hold
+// holds what the cut left.
 func (l *LUN) PowerCut(ctx context.Context, o PowerCutOptions) (PowerCutResult, error) {
 	res := PowerCutResult{Seed: o.Seed}
 	if l.deleted.Load() {
@@ -556,12 +563,16 @@ func (r PowerCutResult) String() string {
 // dropped past its bound).
 var ErrNoCrashPoint = errors.New("lun: no such crash point")
 
+// ErrBadLabel is a mark's label that is empty, over 255 bytes, or has
+// characters outside [A-Za-z0-9._:-].
+var ErrBadLabel = errors.New("lun: mark labels are 1-255 characters of [A-Za-z0-9._:-]")
+
 // Mark adds a crash point labelled label: the LUN with every write
 // completed before it, as dm-log-writes' marks are. The LUN must keep
 // crash points.
 func (l *LUN) Mark(label string) (CrashPoint, error) {
 	if err := checkName(label); err != nil {
-		return CrashPoint{}, fmt.Errorf("mark %.64q: labels are 1-255 characters of [A-Za-z0-9._:-]", label)
+		return CrashPoint{}, fmt.Errorf("%w: LUN %s: mark %.64q", ErrBadLabel, l.name, label)
 	}
 	c := l.cache.Load()
 	if c == nil || c.keepPoints == 0 {
@@ -616,10 +627,11 @@ func (a *Array) ExposeCrashPoint(source string, id int, name string, writable bo
 			break
 		}
 	}
+	why := c.missingLocked(id)
 	c.mu.RUnlock()
 	switch {
 	case !found:
-		return nil, fmt.Errorf("%w: %s has no point %d (lun crashpoints %s lists them)", ErrNoCrashPoint, source, id, source)
+		return nil, fmt.Errorf("%w: LUN %s has no point %d: %s (lun crashpoints %s lists them)", ErrNoCrashPoint, source, id, why, source)
 	case err != nil:
 		return nil, mapErr(err)
 	}
@@ -632,4 +644,50 @@ func (a *Array) ExposeCrashPoint(source string, id int, name string, writable bo
 	}
 	l.data.Store(&data{vol: vol})
 	return l, nil
+}
+
+// missingLocked says why crash point id is not among those kept. Under
+// c.mu.
+func (c *cache) missingLocked(id int) string {
+	switch {
+	case c.keepPoints == 0:
+		return "it keeps no crash points (lun create --crash-points N)"
+	case id > c.nextID && c.nextID == 0:
+		return "it has made none yet; each FLUSH and mark makes one"
+	case id > c.nextID:
+		return fmt.Sprintf("the newest is %d", c.nextID)
+	case len(c.points) == 0:
+		return "it was dropped"
+	default:
+		return fmt.Sprintf("it was dropped past the bound of %d; points %d to %d are kept", c.keepPoints, c.points[0].ID, c.points[len(c.points)-1].ID)
+	}
+}
+
+// CacheUse is how much of its bounds a LUN's emulated cache holds: the
+// writes logged since the durable point and their bytes (a write's data
+// and 64 bytes of record) against the cache size, at which the cache
+// destages; and the crash points kept against their bound, past which
+// the oldest is dropped.
+type CacheUse struct {
+	Mode              CacheMode
+	Pending           int
+	Bytes, MaxBytes   int64
+	Points, MaxPoints int
+}
+
+// CacheUse returns the use of the LUN's emulated cache, and false for a
+// LUN that emulates none.
+func (l *LUN) CacheUse() (CacheUse, bool) {
+	c := l.cache.Load()
+	if c == nil {
+		return CacheUse{}, false
+	}
+	u := CacheUse{Mode: c.mode, MaxBytes: c.limit, MaxPoints: c.keepPoints}
+	c.mu.RLock()
+	u.Points = len(c.points)
+	c.mu.RUnlock()
+	c.logMu.Lock()
+	u.Pending, u.Bytes = len(c.recs), c.bytes
+	c.logMu.Unlock()
+	return u, true
 }

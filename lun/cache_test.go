@@ -3,6 +3,7 @@ package lun
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -334,4 +335,164 @@ func BenchmarkPowerCut(b *testing.B) {
 		require.NoError(b, err)
 		require.Equal(b, 10000, res.Pending)
 	}
+}
+
+// TestPowerFault: a power fault cuts at the nth write, exactly: that
+// write lands (write-through keeps it), the writes after it fail, and
+// the cut is what PowerCut leaves.
+func TestPowerFault(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		mode CacheMode
+		// want is the first byte of each of the 6 blocks after the cut
+		// at the 4th write, the 2nd having been followed by a FLUSH.
+		want [6]byte
+	}{
+		{CacheWriteThrough, [6]byte{1, 2, 3, 4, 0, 0}},
+		{CacheWriteBack, [6]byte{1, 2, 0, 0, 0, 0}},
+	} {
+		t.Run(tc.mode.String(), func(t *testing.T) {
+			a := newArray(t, Config{})
+			l, err := a.Create("lun0", Options{Size: mib, Cache: tc.mode})
+			require.NoError(t, err)
+			// conn stands for the writer's NBD connection, which the
+			// cut drops first.
+			conn, drop := context.WithCancel(ctx)
+			defer drop()
+			done := make(chan PowerCutResult, 1)
+			l.SetFaults(Only(l.PowerFault(4, func(h *Hold) {
+				go func() {
+					drop()
+					res, err := l.PowerCut(ctx, PowerCutOptions{Keep: KeepNone, Seed: 1})
+					require.NoError(t, err)
+					l.SetFaults(nil)
+					require.NoError(t, h.Release())
+					done <- res
+				}()
+			}), OpWrite))
+			var errs []error
+			for i := range 6 {
+				errs = append(errs, l.WriteAt(conn, bytes.Repeat([]byte{byte(i + 1)}, 4096), int64(i)*4096, false))
+				if i == 1 {
+					require.NoError(t, l.Flush(conn), "flushes are not counted")
+				}
+			}
+			res := <-done
+			require.NoError(t, errors.Join(errs[:4]...), "writes up to the 4th land")
+			require.ErrorIs(t, errs[4], context.Canceled, "queued at the gate the cut closed, on a dropped connection")
+			require.ErrorIs(t, errs[5], context.Canceled)
+			require.Equal(t, tc.mode, res.Mode)
+			got := make([]byte, 6*4096)
+			require.NoError(t, l.ReadAt(ctx, got, 0))
+			for i, b := range tc.want {
+				require.Equal(t, bytes.Repeat([]byte{b}, 4096), got[i*4096:(i+1)*4096], "block %d after the cut (%s)", i, res)
+			}
+			require.NoError(t, l.WriteAt(ctx, got[:4096], 0, false), "the power is back")
+		})
+	}
+
+	// Operations admitted beside the nth, before the gate closed, meet
+	// the injector after it: the power is off, and they fail.
+	a := newArray(t, Config{})
+	l, err := a.Create("lun0", Options{Size: mib, Cache: CacheWriteBack})
+	require.NoError(t, err)
+	var hold *Hold
+	inj := l.PowerFault(2, func(h *Hold) { hold = h })
+	require.NoError(t, inj.Inject(ctx, OpWrite))
+	require.Nil(t, hold)
+	require.NoError(t, inj.Inject(ctx, OpWrite), "the nth lands")
+	require.NotNil(t, hold)
+	require.True(t, l.Gate().Held(), "nothing admitted after the nth lands before the cut")
+	require.ErrorIs(t, inj.Inject(ctx, OpWrite), EIO)
+	require.NoError(t, hold.Release())
+}
+
+// TestPowerCutHeld: a LUN held by flush & hold is cut at once, without
+// waiting for the hold: the held gate admits nothing, so nothing is in
+// flight. A write queued at the gate is the lun package's to admit after
+// the release, and lands after the cut; the daemon drops its connection
+// first, so there it fails instead.
+func TestPowerCutHeld(t *testing.T) {
+	ctx := context.Background()
+	a := newArray(t, Config{})
+	l, err := a.Create("lun0", Options{Size: mib, Cache: CacheWriteBack})
+	require.NoError(t, err)
+	require.NoError(t, l.WriteAt(ctx, bytes.Repeat([]byte{1}, 4096), 0, false))
+	h, err := l.Hold(ctx, time.Minute)
+	require.NoError(t, err)
+	queued := make(chan error, 1)
+	go func() { queued <- l.WriteAt(ctx, bytes.Repeat([]byte{2}, 4096), 4096, false) }()
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	res, err := l.PowerCut(cctx, PowerCutOptions{Keep: KeepNone})
+	require.NoError(t, err)
+	require.Less(t, time.Since(start), time.Second, "the cut does not wait for the hold")
+	require.Equal(t, 1, res.Pending, "the write before the hold; the queued one has not landed")
+	require.True(t, l.Gate().Held(), "the cut leaves the hold in place")
+	select {
+	case err := <-queued:
+		t.Fatalf("the queued write passed a held gate: %v", err)
+	default:
+	}
+	require.NoError(t, h.Release())
+	require.NoError(t, <-queued)
+	got := make([]byte, 8192)
+	require.NoError(t, l.ReadAt(ctx, got, 0))
+	require.Equal(t, make([]byte, 4096), got[:4096], "the unflushed write before the hold is lost")
+	require.Equal(t, bytes.Repeat([]byte{2}, 4096), got[4096:], "the queued write landed after the cut")
+}
+
+// TestCacheUse: the log's writes and bytes and the crash points against
+// their bounds.
+func TestCacheUse(t *testing.T) {
+	ctx := context.Background()
+	a := newArray(t, Config{})
+	l, err := a.Create("lun0", Options{Size: mib, Cache: CacheWriteBack, CacheSize: 1 << 20, CrashPoints: 2})
+	require.NoError(t, err)
+	u, ok := l.CacheUse()
+	require.True(t, ok)
+	require.Equal(t, CacheUse{Mode: CacheWriteBack, MaxBytes: 1 << 20, MaxPoints: 2}, u)
+	require.NoError(t, l.WriteAt(ctx, make([]byte, 4096), 0, false))
+	require.NoError(t, l.Trim(ctx, 0, 4096))
+	u, _ = l.CacheUse()
+	require.Equal(t, CacheUse{Mode: CacheWriteBack, Pending: 2, Bytes: 4096 + 2*64, MaxBytes: 1 << 20, MaxPoints: 2}, u)
+	for range 3 {
+		require.NoError(t, l.Flush(ctx))
+	}
+	u, _ = l.CacheUse()
+	require.Equal(t, CacheUse{Mode: CacheWriteBack, Points: 2, MaxBytes: 1 << 20, MaxPoints: 2}, u)
+	_, ok = newLUN(t, a, "plain", mib).CacheUse()
+	require.False(t, ok)
+}
+
+// TestCrashPointErrors: a point that is gone, one not made yet, a LUN
+// that keeps none and a bad label each say which and why.
+func TestCrashPointErrors(t *testing.T) {
+	ctx := context.Background()
+	a := newArray(t, Config{})
+	l, err := a.Create("lun0", Options{Size: mib, Cache: CacheWriteBack, CrashPoints: 2})
+	require.NoError(t, err)
+	_, err = a.ExposeCrashPoint("lun0", 1, "x", false)
+	require.ErrorIs(t, err, ErrNoCrashPoint)
+	require.ErrorContains(t, err, "LUN lun0 has no point 1: it has made none yet")
+	for range 3 {
+		require.NoError(t, l.Flush(ctx))
+	}
+	_, err = a.ExposeCrashPoint("lun0", 1, "x", false)
+	require.ErrorIs(t, err, ErrNoCrashPoint)
+	require.ErrorContains(t, err, "LUN lun0 has no point 1: it was dropped past the bound of 2; points 2 to 3 are kept")
+	_, err = a.ExposeCrashPoint("lun0", 7, "x", false)
+	require.ErrorContains(t, err, "LUN lun0 has no point 7: the newest is 3")
+	_, err = a.Create("wb", Options{Size: mib, Cache: CacheWriteBack})
+	require.NoError(t, err)
+	_, err = a.ExposeCrashPoint("wb", 1, "x", false)
+	require.ErrorContains(t, err, "LUN wb has no point 1: it keeps no crash points")
+	for _, label := range []string{"", "no spaces", "slash/", string(bytes.Repeat([]byte{'a'}, 256))} {
+		_, err = l.Mark(label)
+		require.ErrorIs(t, err, ErrBadLabel, "%q", label)
+		require.ErrorContains(t, err, "LUN lun0: mark ")
+	}
+	_, err = a.Get("x")
+	require.ErrorIs(t, err, ErrNotFound, "no failed expose left a LUN behind")
 }

@@ -36,6 +36,19 @@
 // the LUN is in a group being prepared. Snapshot LUNs are read-only and
 // masked until a provider unmasks them (LocateLuns).
 //
+// # Write caches and power cuts
+//
+// SetCache (or Options.Cache) makes a LUN emulate an array's write cache
+// (cache.go): its durable point is a cow image taken in O(1) at each
+// FLUSH the mode honours, and the writes acknowledged since are logged
+// with their data, bounded by the cache size (past it the cache
+// destages: the durable point moves to the present). PowerCut rebuilds
+// the LUN from the durable point and the writes the mode keeps;
+// PowerFault triggers one at the nth operation. A LUN may keep its
+// newest N crash points (FLUSHes and Mark's marks), which
+// ExposeCrashPoint clones; CacheUse reports the log's use against its
+// bounds.
+//
 // # Invariants
 //
 //   - L1 Held I/O is delayed, never failed (it fails only if its own context

@@ -40,9 +40,14 @@ type Gate struct {
 func newGate() *Gate { return &Gate{wake: make(chan struct{}, 1)} }
 
 // enter admits one I/O, waiting while the gate is held. It fails only when
-// ctx ends first.
+// ctx ends first, or has ended: I/O of a connection dropped while it
+// waited (a power cut drops them) is not admitted when the gate opens,
+// though the gate's channel and ctx were ready together.
 func (g *Gate) enter(ctx context.Context) (inflight.Token, error) {
 	for {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
 		if c := g.closed.Load(); c != nil {
 			select {
 			case <-*c:

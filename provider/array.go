@@ -162,6 +162,9 @@ func NewArray(a *lun.Array, profile *Profile, opts ...Option) (*ArrayProvider, e
 	if err := profile.Validate(); err != nil {
 		return nil, err
 	}
+	if profile.Cache.Mode != lun.CacheNone && a.Durable() {
+		return nil, fmt.Errorf("provider: profile %q: cache %v: %w", profile.Name, profile.Cache.Mode, lun.ErrCacheDurable)
+	}
 	p := &ArrayProvider{array: a, profile: cloneProfile(profile), log: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(p)
@@ -1074,6 +1077,13 @@ func (p *ArrayProvider) OnLunStateChange(ctx context.Context, snapshotLuns, orig
 		if flags&vss.VSS_ONLUNSTATECHANGE_NOTIFY_READ_WRITE != 0 {
 			if err := t.lun.MakeWritable(); err != nil {
 				return p.finish(m, vss.GUID_NULL, newError(m, vss.GUID_NULL, codeOf(err), err))
+			}
+			// The firmware's cache, from the content at the break on
+			// (CacheBehavior).
+			if c := p.profile.Cache; c.Mode != lun.CacheNone && t.lun.CacheMode() == lun.CacheNone {
+				if err := t.lun.SetCache(ctx, c.Mode, c.Size, c.CrashPoints); err != nil {
+					return p.finish(m, vss.GUID_NULL, newError(m, vss.GUID_NULL, codeOf(err), err))
+				}
 			}
 		}
 		if flags&vss.VSS_ONLUNSTATECHANGE_DO_MASK_LUNS != 0 {

@@ -76,6 +76,16 @@
 //	    failure:                 # a list: the first that fires wins
 //	      - {hresult: E_OUTOFMEMORY, probability: 0.05, seed: 7}
 //	      - {hresult: 0x80004005, always: true}
+//	cache: write-back            # the firmware's write cache: a mode, or
+//	cache: {mode: ignore-flush, size: 64MiB, crash-points: 64}
+//
+// The cache (CacheBehavior) is the write cache of the array's firmware:
+// none (the default), write-through, write-back, write-back-battery, or
+// the defects ignore-flush, ignore-fua and reorder. LUNs created on the
+// array without a cache mode of their own inherit it, as do the snapshot
+// LUNs this provider makes read-write; size bounds what it holds (64 MiB
+// when left out) and crash-points is how many FLUSHes and marks each
+// LUN keeps. In-memory arrays only: NewArray refuses it on a durable one.
 //
 // Method names are vss.ProviderMethod's; HRESULTs are names or 0x values
 // that vss.ParseHRESULT accepts, any failure code, including codes the

@@ -36,6 +36,59 @@ type Profile struct {
 	// provider method's real work. A method that is absent runs as fast as
 	// the array does.
 	Methods map[vss.ProviderMethod]MethodBehavior
+	// Cache is the write cache of the array's firmware, which decides
+	// what a power cut leaves (lun.LUN.SetCache).
+	Cache CacheBehavior
+}
+
+// CacheBehavior is the write cache an array's firmware has: one for all
+// its LUNs, as an array's controller cache is. It applies to the LUNs
+// created on the array without a cache mode of their own (the daemon's,
+// from its configuration and lun create; a scenario's): LUNs inherit the
+// firmware's cache, and one that names a mode ("none" included) keeps
+// its own. The first provider serving a LUN whose profile sets a cache
+// gives it. It also applies to the snapshot LUNs the provider makes
+// read-write (a break with VSS_BREAKEX_FLAG_MAKE_READ_WRITE, through
+// OnLunStateChange): they become LUNs of the array like the others, with
+// their content at the break as the durable point. Read-only snapshot
+// LUNs take no writes and need none. Applying it to snapshot LUNs alone
+// was rejected: a vendor prototyping a write-back firmware expects the
+// array's own LUNs to behave so, and the source LUNs are where a power
+// cut matters to a backup.
+type CacheBehavior struct {
+	// Mode is the cache's mode; lun.CacheNone for a firmware that
+	// emulates none (the default).
+	Mode lun.CacheMode
+	// Size bounds the writes it holds since the last durable point;
+	// 0 for lun.DefaultCacheSize.
+	Size int64
+	// CrashPoints is how many crash points (FLUSHes and marks) each LUN
+	// keeps; 0 for none.
+	CrashPoints int
+}
+
+// Options returns o with the cache's mode, size and crash points when o
+// names no cache mode of its own.
+func (c CacheBehavior) Options(o lun.Options) lun.Options {
+	if o.Cache == lun.CacheNone && c.Mode != lun.CacheNone {
+		o.Cache, o.CacheSize, o.CrashPoints = c.Mode, c.Size, c.CrashPoints
+	}
+	return o
+}
+
+// String describes the cache as a profile writes it.
+func (c CacheBehavior) String() string {
+	if c.Mode == lun.CacheNone {
+		return "none"
+	}
+	s := c.Mode.String()
+	if c.Size > 0 {
+		s += fmt.Sprintf(", size %d", c.Size)
+	}
+	if c.CrashPoints > 0 {
+		s += fmt.Sprintf(", %d crash points", c.CrashPoints)
+	}
+	return s
 }
 
 // Capabilities is what the emulated array supports.
@@ -322,6 +375,14 @@ func (p *Profile) Validate() error {
 				return fmt.Errorf("provider: profile %q: %v failure %d: %w", p.Name, m, i+1, err)
 			}
 		}
+	}
+	switch cc := p.Cache; {
+	case cc.Mode > lun.CacheReorder:
+		return fmt.Errorf("provider: profile %q: cache: %w", p.Name, lun.ErrCacheMode)
+	case cc.Size < 0 || cc.CrashPoints < 0:
+		return fmt.Errorf("provider: profile %q: cache: negative size or crash points", p.Name)
+	case cc.Mode == lun.CacheNone && (cc.Size > 0 || cc.CrashPoints > 0):
+		return fmt.Errorf("provider: profile %q: cache: a size or crash points need a mode", p.Name)
 	}
 	if !p.Commit.Block.IsZero() && !p.Methods[vss.MethodCommitSnapshots].Latency.IsZero() {
 		return fmt.Errorf("provider: profile %q: CommitSnapshots latency and commit block are the same delay; set one", p.Name)

@@ -1,6 +1,8 @@
 package provider_test
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"math/rand/v2"
 	"os"
@@ -68,6 +70,76 @@ func TestProfileContents(t *testing.T) {
 	until, err := provider.LoadProfile("profiles/until-released.yaml")
 	require.NoError(t, err)
 	require.True(t, until.Commit.UntilReleased)
+	require.Equal(t, provider.CacheBehavior{}, until.Cache, "no cache unless the profile sets one")
+
+	bad, err := provider.LoadProfile("profiles/ignore-flush.yaml")
+	require.NoError(t, err)
+	require.Equal(t, provider.CacheBehavior{Mode: lun.CacheIgnoreFlush, Size: 64 * mib, CrashPoints: 64}, bad.Cache)
+}
+
+// TestProfileCache: a profile's write cache, as a mode alone or a
+// mapping, gives LUNs without a cache of their own its mode, size and
+// crash points; a LUN that names one keeps it.
+func TestProfileCache(t *testing.T) {
+	p, err := provider.ParseProfile("p.yaml", []byte("cache: write-back\n"))
+	require.NoError(t, err)
+	require.Equal(t, provider.CacheBehavior{Mode: lun.CacheWriteBack}, p.Cache)
+	p, err = provider.ParseProfile("p.yaml", []byte("cache: {mode: reorder, size: 1MiB, crash-points: 5}\n"))
+	require.NoError(t, err)
+	c := p.Cache
+	require.Equal(t, provider.CacheBehavior{Mode: lun.CacheReorder, Size: mib, CrashPoints: 5}, c)
+	require.Equal(t, "reorder, size 1048576, 5 crash points", c.String())
+	require.Equal(t, lun.Options{Size: mib, Cache: lun.CacheReorder, CacheSize: mib, CrashPoints: 5}, c.Options(lun.Options{Size: mib}))
+	own := lun.Options{Size: mib, Cache: lun.CacheWriteThrough}
+	require.Equal(t, own, c.Options(own), "a LUN's own mode wins")
+	p, err = provider.ParseProfile("p.yaml", []byte("cache: none\n"))
+	require.NoError(t, err)
+	require.Equal(t, lun.Options{Size: mib}, p.Cache.Options(lun.Options{Size: mib}))
+
+	bad := provider.DefaultProfile()
+	bad.Cache = provider.CacheBehavior{CrashPoints: 3}
+	require.ErrorContains(t, bad.Validate(), "need a mode")
+	bad.Cache = provider.CacheBehavior{Mode: lun.CacheReorder + 1}
+	require.ErrorIs(t, bad.Validate(), lun.ErrCacheMode)
+
+	// A durable array has no emulated cache: its daemon's crash is the
+	// power cut.
+	dir := t.TempDir()
+	a, closeArray, err := lun.OpenScratch(dir, lun.Config{})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, closeArray()) }()
+	_, err = provider.NewArray(a, p)
+	require.NoError(t, err, "cache: none is no cache")
+	p.Cache.Mode = lun.CacheWriteBack
+	_, err = provider.NewArray(a, p)
+	require.ErrorIs(t, err, lun.ErrCacheDurable)
+}
+
+// TestProfileCacheOnBreak: a snapshot LUN made read-write gets the
+// firmware's cache, with its content at the break as the durable point.
+func TestProfileCacheOnBreak(t *testing.T) {
+	ctx := context.Background()
+	prof := provider.DefaultProfile()
+	prof.Cache = provider.CacheBehavior{Mode: lun.CacheWriteBack, CrashPoints: 4}
+	b := newBench(t, lun.Config{}, prof, 1)
+	require.NoError(t, b.luns[0].WriteAt(ctx, bytes.Repeat([]byte{1}, 4096), 0, false))
+	set := b.create()
+	targets, err := b.p.GetTargetLuns(ctx, b.devices, b.infos)
+	require.NoError(t, err)
+	tl, err := b.a.Get(provider.TargetName(b.devices[0], set))
+	require.NoError(t, err)
+	require.Equal(t, lun.CacheNone, tl.CacheMode(), "a read-only snapshot LUN takes no writes")
+	ex := provider.HardwareProviderEx(b.p)
+	require.NoError(t, ex.OnLunStateChange(ctx, targets, b.infos, vss.VSS_ONLUNSTATECHANGE_NOTIFY_READ_WRITE))
+	require.Equal(t, lun.CacheWriteBack, tl.CacheMode())
+	u, _ := tl.CacheUse()
+	require.Equal(t, 4, u.MaxPoints)
+	require.NoError(t, tl.WriteAt(ctx, bytes.Repeat([]byte{2}, 4096), 0, false))
+	_, err = tl.PowerCut(ctx, lun.PowerCutOptions{Keep: lun.KeepNone})
+	require.NoError(t, err)
+	got := make([]byte, 4096)
+	require.NoError(t, tl.ReadAt(ctx, got, 0))
+	require.Equal(t, bytes.Repeat([]byte{1}, 4096), got, "the cut goes back to the content at the break")
 }
 
 func TestBadProfiles(t *testing.T) {
@@ -85,6 +157,7 @@ func TestBadProfiles(t *testing.T) {
 		{"success-code.yaml", 4, `S_FALSE is a success code`},
 		{"both-blocks.yaml", 6, `commit.block: methods.CommitSnapshots.latency is the same delay`},
 		{"syntax.yaml", 3, `did not find expected`},
+		{"unknown-cache-mode.yaml", 4, `cache.mode: unknown cache mode "sometimes-back"; want none, write-through`},
 	} {
 		t.Run(c.file, func(t *testing.T) {
 			path := filepath.Join("testdata", "bad", c.file)
@@ -124,6 +197,12 @@ func TestParseProfileErrors(t *testing.T) {
 		{"capability", "capabilities: {provider-capabilities: [COMPLIANT, FAST]}\n", `unknown provider capability "FAST"`},
 		{"method twice", "methods: {OnLoad: {}, OnLoad: {}}\n", "given twice"},
 		{"seed", "seed: -3\n", "whole number"},
+		{"cache mode", "cache: write-behind\n", `cache: unknown cache mode "write-behind"`},
+		{"cache without mode", "cache: {size: 1MiB}\n", "a cache needs a mode"},
+		{"cache none with points", "cache: {mode: none, crash-points: 3}\n", "need a mode other than none"},
+		{"cache size", "cache: {mode: write-back, size: 0}\n", "a cache holds 1 byte or more"},
+		{"cache points", "cache: {mode: write-back, crash-points: 100001}\n", "want 0 to 100000"},
+		{"cache key", "cache: {mode: write-back, points: 3}\n", `cache: unknown key "points"`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := provider.ParseProfile("p.yaml", []byte(c.yaml))

@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/shadowbench/shadowbench/lun"
 	"github.com/shadowbench/shadowbench/units"
 	"github.com/shadowbench/shadowbench/vss"
 )
@@ -214,12 +215,70 @@ func (d *profileDecoder) profile(p *Profile, n *yaml.Node) error {
 			})
 		},
 		"methods": func(v *yaml.Node, path string) error { return d.methods(p, v, path) },
+		"cache":   func(v *yaml.Node, path string) error { return d.cache(v, path, &p.Cache) },
 	})
 	if err != nil {
 		return err
 	}
 	if commitNode != nil && !p.Commit.Block.IsZero() && !p.Methods[vss.MethodCommitSnapshots].Latency.IsZero() {
 		return d.errf(commitNode, "commit.block", "methods.CommitSnapshots.latency is the same delay; set one of them")
+	}
+	return nil
+}
+
+// maxCrashPoints bounds a profile's crash points, as the daemon bounds a
+// LUN's.
+const maxCrashPoints = 100000
+
+// cache accepts a mode alone ("cache: write-back") or a mapping of mode,
+// size and crash-points.
+func (d *profileDecoder) cache(n *yaml.Node, path string, c *CacheBehavior) error {
+	mode := func(v *yaml.Node, path string) error {
+		var s string
+		if err := d.str(v, path, &s); err != nil {
+			return err
+		}
+		m, err := lun.ParseCacheMode(s)
+		if err != nil {
+			return d.errf(v, path, "unknown cache mode %q; want none, write-through, write-back, write-back-battery, ignore-flush, ignore-fua or reorder", s)
+		}
+		c.Mode = m
+		return nil
+	}
+	if n.Kind == yaml.ScalarNode {
+		return mode(n, path)
+	}
+	hasMode := false
+	err := d.fields(n, path, map[string]func(*yaml.Node, string) error{
+		"mode": func(v *yaml.Node, path string) error { hasMode = true; return mode(v, path) },
+		"size": func(v *yaml.Node, path string) error {
+			if err := d.bytes(v, path, &c.Size); err != nil {
+				return err
+			}
+			if c.Size <= 0 {
+				return d.errf(v, path, "a cache holds 1 byte or more; leave size out for %d MiB", lun.DefaultCacheSize>>20)
+			}
+			return nil
+		},
+		"crash-points": func(v *yaml.Node, path string) error {
+			var n uint64
+			if err := d.uint(v, path, &n); err != nil {
+				return err
+			}
+			if n > maxCrashPoints {
+				return d.errf(v, path, "%d crash points: want 0 to %d", n, maxCrashPoints)
+			}
+			c.CrashPoints = int(n)
+			return nil
+		},
+	})
+	switch {
+	case err != nil:
+		return err
+	case !hasMode:
+		return d.errf(n, path, "a cache needs a mode")
+	case c.Mode == lun.CacheNone && (c.Size > 0 || c.CrashPoints > 0):
+		return d.errf(n, path, "size and crash-points need a mode other than none")
 	}
 	return nil
 }

@@ -399,13 +399,24 @@ func (d *decoder) scenario(sc *Scenario, n *yaml.Node) error {
 		},
 		"min-time-scale": func(v *yaml.Node, p string) error { return d.float(v, p, 1e-6, 1, &sc.MinTimeScale) },
 		"timeout":        func(v *yaml.Node, p string) error { return d.duration(v, p, &sc.timeout) },
-		"service":        func(v *yaml.Node, p string) error { return d.service(&sc.service, v, p) },
-		"array":          func(v *yaml.Node, p string) error { return d.arrayNode(&sc.array, v, p) },
-		"providers":      func(v *yaml.Node, p string) error { providersNode = v; return nil },
-		"writers":        func(v *yaml.Node, p string) error { writersNode = v; return nil },
-		"load":           func(v *yaml.Node, p string) error { loadNode = v; return nil },
-		"steps":          func(v *yaml.Node, p string) error { stepsNode = v; return nil },
-		"expect":         func(v *yaml.Node, p string) error { expectNode = v; return nil },
+		"needs": func(v *yaml.Node, p string) error {
+			return d.names(v, p, func(v *yaml.Node, p string, out *string) error {
+				if err := d.str(v, p, out); err != nil {
+					return err
+				}
+				if strings.ContainsAny(*out, "/ \t") {
+					return d.errf(v, p, "%q: a program's name, found in PATH", *out)
+				}
+				return nil
+			}, &sc.needs)
+		},
+		"service":   func(v *yaml.Node, p string) error { return d.service(&sc.service, v, p) },
+		"array":     func(v *yaml.Node, p string) error { return d.arrayNode(&sc.array, v, p) },
+		"providers": func(v *yaml.Node, p string) error { providersNode = v; return nil },
+		"writers":   func(v *yaml.Node, p string) error { writersNode = v; return nil },
+		"load":      func(v *yaml.Node, p string) error { loadNode = v; return nil },
+		"steps":     func(v *yaml.Node, p string) error { stepsNode = v; return nil },
+		"expect":    func(v *yaml.Node, p string) error { expectNode = v; return nil },
 	}, "array", "steps")
 	if err != nil {
 		return err
@@ -420,6 +431,7 @@ func (d *decoder) scenario(sc *Scenario, n *yaml.Node) error {
 	if len(sc.providers) == 0 {
 		return d.errf(n, "providers", "a scenario needs at least one provider")
 	}
+	d.firmwareCaches()
 	if writersNode != nil {
 		if err := d.list(writersNode, "writers", d.writer); err != nil {
 			return err
@@ -545,8 +557,9 @@ func (d *decoder) lun(a *arraySpec, n *yaml.Node, path string) error {
 					return err
 				}
 				if l.opts.Cache, err = lun.ParseCacheMode(str); err != nil {
-					return d.errf(v, p, "%q: want write-through, write-back, write-back-battery, ignore-flush, ignore-fua or reorder", str)
+					return d.errf(v, p, "%q: want none, write-through, write-back, write-back-battery, ignore-flush, ignore-fua or reorder", str)
 				}
+				l.cacheSet = true
 				return nil
 			},
 			"identity": func(v *yaml.Node, p string) error { idNode = v; return nil },
@@ -836,6 +849,24 @@ func (d *decoder) provider(i int, n *yaml.Node, path string) error {
 	}
 	d.sc.providers = append(d.sc.providers, ps)
 	return nil
+}
+
+// firmwareCaches gives each LUN that sets no cache: key the write cache
+// of the first provider (in the file's order) that presents it and whose
+// profile sets one (provider.CacheBehavior).
+func (d *decoder) firmwareCaches() {
+	for i := range d.sc.array.luns {
+		l := &d.sc.array.luns[i]
+		if l.cacheSet {
+			continue
+		}
+		for _, ps := range d.sc.providers {
+			if ps.profile.Cache.Mode != lun.CacheNone && (ps.luns == nil || slices.Contains(ps.luns, l.name)) {
+				l.opts = ps.profile.Cache.Options(l.opts)
+				break
+			}
+		}
+	}
 }
 
 // profileError re-anchors an error of an inline profile in the scenario:

@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"fmt"
+	"math"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -1121,7 +1122,7 @@ func (d *decoder) fsStep(s *step, n *yaml.Node, path string) error {
 }
 
 // cutStep reads a powercut step: {lun: NAME, keep: random|none|all|worst,
-// seed: N, tear: BOOL}.
+// seed: N, tear: BOOL, after-writes: N | within: DURATION}.
 func (d *decoder) cutStep(s *step, n *yaml.Node, path string) error {
 	c := &cutSpec{keep: lun.KeepNone, seed: 1}
 	s.cut = c
@@ -1129,7 +1130,10 @@ func (d *decoder) cutStep(s *step, n *yaml.Node, path string) error {
 		"lun": func(v *yaml.Node, p string) error {
 			return d.lunRef(v, p, &c.lun, func(l lunSpec) string {
 				if l.opts.Cache == lun.CacheNone {
-					return fmt.Sprintf("LUN %s has no cache: give it cache: write-back (or another mode)", l.name)
+					if l.cacheSet {
+						return fmt.Sprintf("LUN %s has no cache: it says cache: none; give it write-back (or another mode)", l.name)
+					}
+					return fmt.Sprintf("LUN %s has no cache: give it cache: write-back (or another mode), or its provider's profile one", l.name)
 				}
 				return ""
 			})
@@ -1154,7 +1158,20 @@ func (d *decoder) cutStep(s *step, n *yaml.Node, path string) error {
 			}
 			return nil
 		},
-		"tear": func(v *yaml.Node, p string) error { return d.boolean(v, p, &c.tear) },
+		"tear":         func(v *yaml.Node, p string) error { return d.boolean(v, p, &c.tear) },
+		"after-writes": func(v *yaml.Node, p string) error { return d.integer(v, p, 1, math.MaxInt32, &c.afterWrites) },
+		"within": func(v *yaml.Node, p string) error {
+			if err := d.duration(v, p, &c.within); err != nil {
+				return err
+			}
+			if c.within <= 0 {
+				return d.errf(v, p, "a window of 0: leave within out to cut at once")
+			}
+			return nil
+		},
 	}, "lun")
+	if err == nil && c.afterWrites > 0 && c.within > 0 {
+		err = d.errf(n, path, "give after-writes or within, not both")
+	}
 	return err
 }

@@ -28,6 +28,7 @@
 //	known-failure: "WHY"          # expected to fail: reported, does not fail a run
 //	min-time-scale: 0.2           # the smallest scale whose margins hold
 //	timeout: 10m                  # bounds the steps (scenario time)
+//	needs: [nbdcopy]              # programs the file's commands run; see Real writers
 //	service:                      # the coordinator's windows; defaults 10s, 60s, 120s, 60s, 60s
 //	  {hold-window, freeze-window, prepare-window, event-window, provider-timeout}: DURATION
 //	array:                        # required
@@ -40,6 +41,7 @@
 //	    - {name: slow, size: 1MiB, faults: [{op: flush, delay: 11s, error: EIO, nth: 3, probability: 0.1, seed: 1}]}
 //	    - {name: fs0, size: 64MiB, filesystem: ext4}   # made and mounted by the runner; see File systems
 //	    - {name: wb, size: 1MiB, cache: write-back}  # an emulated write cache, for powercut steps
+//	    - {name: own, size: 1MiB, cache: none}       # none: not the profile's cache
 //	  volumes:                    # a LUN is also a volume of itself
 //	    - {name: "D:", luns: [lun0, lun1]}
 //	providers:                    # at least one
@@ -48,6 +50,7 @@
 //	    priority: 0               # higher first, within a type
 //	    luns: [lun0]              # LUN masking: the only LUNs it supports
 //	    profile: {...}            # an inline firmware profile (provider.DecodeProfile), or
+//	    profile: {cache: write-back}   # its write cache: the LUNs it presents that set none get it
 //	    profile-file: PATH        # relative to the scenario file
 //	writers:
 //	  - name: sql                 # required
@@ -107,6 +110,8 @@
 //	  - check: {lun-info: "D:"}      # or all, or {snapshot: "D:", vendor, product, revision, serial, bus-type, version}; requester: NAME
 //	  - write: {lun: lun0, offset: 0, data: TEXT}    # or snapshot: "D:", or export: NAME; fails: true; fua: false
 //	  - powercut: {lun: wb, keep: none, seed: 1, tear: false}  # keep: random, none, all or worst
+//	  - powercut: {lun: wb, keep: none, after-writes: 3}  # armed: right after the 3rd write from here lands
+//	  - powercut: {lun: wb, within: 2s, seed: 7}          # armed: at a random instant of the window
 //	  - read: {snapshot: "D:", offset: 0, data: TEXT}
 //	  - filesystem: {lun: fs0, path: dir/file, write: TEXT}      # written and fsynced
 //	  - filesystem: {snapshot: "D:", path: dir/file, read: TEXT} # or absent: true; source-lun: NAME
@@ -157,15 +162,29 @@
 // coordinator.FsfreezeWriter, as "shadowbench serve" configures them: an
 // exec command answers with its exit status or a last line "ok", "veto
 // HRESULT" or "fail HRESULT"; its timeout is real time, since a command's
-// run does not scale.
+// run does not scale. Its environment has SHADOWBENCH_NBD_SOCKET, the
+// unix socket the runner serves the LUNs on, so that the command writes
+// to them as an application does (nbdcopy - "nbd+unix:///db?socket=
+// $SHADOWBENCH_NBD_SOCKET"). A program the file lists under needs that is
+// not in PATH skips the scenario, and under CI=true fails it.
 //
 // A LUN with cache: MODE (write-through, write-back, write-back-battery,
 // or the defects ignore-flush, ignore-fua, reorder) emulates an array's
 // write cache, and a powercut step cuts its power: it comes back at its
 // last FLUSH the mode honours, plus the FUA writes and those of the
 // others keep chooses (lun.LUN.PowerCut). Writes are sent with FUA unless
-// fua: false. Power cuts are emulated on in-memory arrays: on a durable
-// run (Options.DataDir) such a scenario is skipped, even under CI=true.
+// fua: false. A LUN with no cache key takes the cache of the first
+// provider presenting it whose profile sets one (provider.CacheBehavior);
+// cache: none opts out. A powercut step with after-writes: N or within:
+// DURATION arms the cut instead (powercut.go): right after the Nth write
+// to the LUN from the step on lands (nothing admitted after it lands
+// before the cut), or at a random instant of the window drawn from seed
+// (lun.PowerCutInstant; scenario time). Every step ends by waiting for a
+// cut under way, so the step after it sees what the cut left; a cut that
+// never fired is disarmed at the end. The runner's NBD connections are
+// kept across a cut. Power cuts are emulated on in-memory arrays: on a
+// durable run (Options.DataDir) such a scenario is skipped, even under
+// CI=true.
 //
 // A LUN with filesystem: ext4 is made ext4 through
 // nbdfuse (the LUN's export as a file), and mounted through a loop device,

@@ -280,9 +280,54 @@ func TestEveryKeyDocumentedAndUsed(t *testing.T) {
 		{"cache: write-back", "cache: write-back", "cache: write-back"},
 		{"powercut: {lun:", "powercut: {lun:", "powercut: {lun:"},
 		{"fua: false", "fua: false", "fua: false"},
+		{"after-writes: 3", "after-writes: N", "after-writes: 2"},
+		{"profile: {cache: write-back}", "profile: {cache: write-back}", "profile: {cache: write-back}"},
+		{"needs: [nbdcopy]", "needs: [nbdcopy]", "needs: [nbdcopy]"},
+		{"SHADOWBENCH_NBD_SOCKET", "SHADOWBENCH_NBD_SOCKET", "$SHADOWBENCH_NBD_SOCKET"},
 	} {
 		require.Contains(t, string(doc), k.doc, "go doc ./scenarios")
 		require.Contains(t, section, k.readme, "README, Writing scenarios")
 		require.Contains(t, library.String(), k.use, "a library file")
 	}
+}
+
+// TestArmedPowerCut: a powercut step with after-writes cuts right after
+// the Nth write from the step on lands, the writes after it landing once
+// the power is back; one with within cuts inside its window; a cut that
+// never fired is disarmed at the end. The LUNs' caches come from the
+// firmware profile.
+func TestArmedPowerCut(t *testing.T) {
+	res := runInline(t, `array:
+  luns:
+    - {name: wb, size: 1MiB}
+    - {name: wt, size: 1MiB, cache: write-through}
+providers:
+  - name: array
+    profile: {cache: {mode: write-back, crash-points: 4}}
+steps:
+  - powercut: {lun: wb, keep: none, after-writes: 3}
+  - write: {lun: wb, offset: 0, data: "one", fua: false}
+  - write: {lun: wb, offset: 512, data: "two"}
+  - write: {lun: wb, offset: 1024, data: "three", fua: false}
+  - write: {lun: wb, offset: 1536, data: "four", fua: false}
+  - read: {lun: wb, offset: 0, data: "\0\0\0"}
+  - read: {lun: wb, offset: 512, data: "two"}
+  - read: {lun: wb, offset: 1024, data: "\0\0\0\0\0"}
+  - read: {lun: wb, offset: 1536, data: "four"}
+  - write: {lun: wb, offset: 0, data: "five", fua: false}
+  - powercut: {lun: wb, keep: none, within: 100ms, seed: 3}
+  - sleep: 200ms
+  - read: {lun: wb, offset: 0, data: "\0\0\0\0"}
+  - read: {lun: wb, offset: 512, data: "two"}
+  - read: {lun: wb, offset: 1536, data: "\0\0\0\0"}
+  - powercut: {lun: wt, keep: none, after-writes: 100}
+`)
+	require.True(t, res.Passed(), res.Verdict())
+	var cuts []string
+	for _, r := range res.EventLog {
+		if r.Message == "power cut" {
+			cuts = append(cuts, r.Attrs["trigger"])
+		}
+	}
+	require.Equal(t, []string{"after write #3", "within 100ms"}, cuts, "the write-through cut never fired")
 }

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime/debug"
 	"slices"
@@ -67,6 +68,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) *Result {
 		provs: map[string]*provState{}, writers: map[string]*writerState{}, runID: strconv.FormatInt(runIDs.Add(1), 10)}
 	r.mu.marks = map[string]int64{}
 	r.mounts = map[string]*mounted{}
+	r.faultInjs = map[string]lun.Injector{}
 	r.mu.reqs = map[string]*requester{}
 	r.mu.asyncs = map[string]*asyncRun{}
 	r.mu.saved = map[string]savedValue{}
@@ -156,7 +158,13 @@ type runner struct {
 
 	mounts  map[string]*mounted // LUN -> its file system
 	closers []func() error      // real writers to close (an fsfreeze writer thaws)
-	skipped string              // why the scenario cannot run on this machine
+
+	// cutMu guards cuts, the cuts powercut steps armed (powercut.go);
+	// faultInjs are the LUNs' faults from the file, by LUN, set up once.
+	cutMu     sync.Mutex
+	cuts      []*armedCut
+	faultInjs map[string]lun.Injector
+	skipped   string // why the scenario cannot run on this machine
 }
 
 type provState struct {
@@ -224,6 +232,11 @@ func (r *runner) scaled(d time.Duration) time.Duration {
 
 func (r *runner) setup(ctx context.Context) error {
 	sc := r.sc
+	for _, prog := range sc.needs {
+		if _, err := exec.LookPath(prog); err != nil {
+			return fmt.Errorf("%w: the scenario needs %s, which is not in PATH", errSkip, prog)
+		}
+	}
 	cfg := lun.Config{Capacity: sc.array.capacity, MaxSnapshots: sc.array.maxSnapshots}
 	var a *lun.Array
 	var err error
@@ -231,6 +244,11 @@ func (r *runner) setup(ctx context.Context) error {
 		for _, l := range sc.array.luns {
 			if l.opts.Cache != lun.CacheNone {
 				return fmt.Errorf("%w: LUN %s has a write cache, and power cuts are emulated on in-memory arrays only", errNotHere, l.name)
+			}
+		}
+		for _, p := range sc.providers {
+			if p.profile.Cache.Mode != lun.CacheNone {
+				return fmt.Errorf("%w: provider %s's firmware has a write cache, and power cuts are emulated on in-memory arrays only", errNotHere, p.name)
 			}
 		}
 		a, r.closeArray, err = lun.OpenScratch(r.opts.DataDir, cfg)
@@ -253,6 +271,7 @@ func (r *runner) setup(ctx context.Context) error {
 		}
 		if inj := r.faults(l.faults); inj != nil {
 			created.SetFaults(inj)
+			r.faultInjs[l.name] = inj
 		}
 	}
 	svcCfg := r.serviceConfig()
@@ -342,6 +361,9 @@ func (r *runner) newWriter(ws writerSpec) (coordinator.Writer, error) {
 	case ws.exec != nil:
 		o := *ws.exec
 		o.Logger = log
+		// The array's NBD socket, so that a command reaches the LUNs as
+		// an application does: nbd+unix:///NAME?socket=$SHADOWBENCH_NBD_SOCKET.
+		o.Env = append(slices.Clone(o.Env), EnvNBDSocket+"="+r.sock)
 		return coordinator.NewExecWriter(o)
 	case ws.fsfreeze != nil:
 		mp := ws.fsfreeze.mountPoint
@@ -438,6 +460,10 @@ func (r *runner) scaleScript(s coordinator.Script) coordinator.Script {
 	return c
 }
 
+// EnvNBDSocket is the environment variable that gives an exec writer's
+// commands the unix socket the runner serves the array's LUNs on.
+const EnvNBDSocket = "SHADOWBENCH_NBD_SOCKET"
+
 // startNBD serves the array on a unix socket in a directory of its own.
 func (r *runner) startNBD() error {
 	dir, err := os.MkdirTemp("", "shadowbench-scenario-")
@@ -464,6 +490,7 @@ func (r *runner) startNBD() error {
 func (r *runner) finish() {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
+	r.disarmCuts()
 	for i, l := range r.loads {
 		l.halt()
 		r.verifyLoad(ctx, i, l)

@@ -35,7 +35,11 @@ type Scenario struct {
 	// raises a smaller scale to it.
 	MinTimeScale float64
 
-	timeout   time.Duration // scenario time; 0 for defaultTimeout
+	timeout time.Duration // scenario time; 0 for defaultTimeout
+	// needs are the programs the file's commands run (an exec writer's):
+	// without one in PATH the scenario is skipped, as one needing file
+	// systems is.
+	needs     []string
 	service   serviceSpec
 	array     arraySpec
 	providers []providerSpec
@@ -62,9 +66,12 @@ type arraySpec struct {
 }
 
 type lunSpec struct {
-	line       int
-	name       string
-	opts       lun.Options
+	line int
+	name string
+	opts lun.Options
+	// cacheSet is a cache: key given (none included): the LUN does not
+	// take its provider's firmware cache (provider.CacheBehavior).
+	cacheSet   bool
 	identity   *lun.Identity
 	faults     []faultSpec
 	filesystem *fsSpec
@@ -204,6 +211,12 @@ type cutSpec struct {
 	keep lun.Keep
 	seed uint64
 	tear bool
+	// afterWrites arms the cut, from the step on, right after the Nth
+	// write to the LUN lands; within at a random instant in [0, within)
+	// of scenario time, drawn from seed (lun.PowerCutInstant). Both 0:
+	// the step cuts at once.
+	afterWrites int
+	within      time.Duration
 }
 
 // fsStep is a file-system step: a file written, read or missing on the

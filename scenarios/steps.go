@@ -27,7 +27,9 @@ func (r *runner) runSteps(ctx context.Context, steps []*step) {
 			r.baseGoroutines, _ = r.runGoroutines()
 		}
 		began := time.Now()
-		if !r.runStep(ctx, s, prev) {
+		ok := r.runStep(ctx, s, prev)
+		r.waitCuts() // the next step sees what an armed cut left
+		if !ok {
 			return
 		}
 		prev = began
@@ -154,6 +156,10 @@ func (r *runner) runStep(ctx context.Context, s *step, since time.Time) bool {
 	case stepFilesystem:
 		r.filesystem(ctx, s, fail)
 	case stepPowercut:
+		if s.cut.afterWrites > 0 || s.cut.within > 0 {
+			r.arm(s, fail)
+			break
+		}
 		l, err := r.array.Get(s.cut.lun)
 		if err == nil {
 			var res lun.PowerCutResult

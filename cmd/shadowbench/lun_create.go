@@ -32,7 +32,11 @@ what lun powercut leaves of it: write-through (every acknowledged write
 survives), write-back (a write survives once a FLUSH after it completes,
 or at once with FUA), write-back-battery (the cache survives the cut), or
 the firmware defects ignore-flush (FLUSH persists nothing), ignore-fua and
-reorder (the cache destages in any order). In-memory arrays only.`,
+reorder (the cache destages in any order). Without --cache the LUN gets
+the cache of the firmware profile (its cache key), if it sets one;
+--cache none opts out. status shows each cache's use: the writes its log
+holds against --cache-size, the crash points against --crash-points.
+In-memory arrays only.`,
 		Example: "  shadowbench lun create db --size 4GiB --block-size 4096\n  shadowbench lun create scratch --size 1TiB --thin\n" +
 			"  shadowbench lun create fs --size 1GiB --cache write-back",
 		Args: cobra.ExactArgs(1),
@@ -56,7 +60,7 @@ reorder (the cache destages in any order). In-memory arrays only.`,
 	cmd.Flags().IntVar(&req.BlockSize, "block-size", 512, "logical block size: 512 or 4096")
 	cmd.Flags().BoolVar(&req.ReadOnly, "read-only", false, "refuse writes")
 	cmd.Flags().BoolVar(&req.Thin, "thin", false, "let the LUN overcommit the array's capacity (default: thick, refused unless the thick LUNs' sizes fit)")
-	cmd.Flags().StringVar(&req.Cache, "cache", "", "emulate a write cache: write-through, write-back, write-back-battery, ignore-flush, ignore-fua or reorder (default: none; lun powercut refused)")
+	cmd.Flags().StringVar(&req.Cache, "cache", "", "emulate a write cache: none, write-through, write-back, write-back-battery, ignore-flush, ignore-fua or reorder (default: the firmware profile's, else none; lun powercut refused)")
 	cmd.Flags().IntVar(&req.CrashPoints, "crash-points", 0, "keep the newest N crash points (FLUSHes and marks) for lun crashpoints, lun expose --at and crash-test; needs --cache")
 	cmd.Flags().StringVar(&cacheSize, "cache-size", "", "the writes the emulated cache holds since its last durable point; past it, it destages them all (default 64MiB)")
 	_ = cmd.MarkFlagRequired("size")
