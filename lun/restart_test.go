@@ -89,7 +89,7 @@ func TestRestartTime(t *testing.T) {
 	// map entry) and a margin for the rest of the machine.
 	grains := size / 4096
 	over := int64(*restartSnaps) * int64(*restartOver) * 4096
-	need := size + over + grains*40 + 4<<30
+	need := size + over + grains*40 + 2<<30
 	var st unix.Statfs_t
 	require.NoError(t, unix.Statfs(dir, &st))
 	free := int64(st.Bavail) * st.Bsize
