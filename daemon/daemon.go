@@ -435,7 +435,8 @@ func (d *Daemon) run(ctx context.Context) error {
 	d.log.Info("shutting down")
 	notify("STOPPING=1")
 	serr := d.shutdown()
-	d.wg.Wait()
+	d.wg.Wait() // the NBD server too
+	d.closeArray()
 	close(errc)
 	close(captive)
 	errs := []error{serr, <-captive}
@@ -493,7 +494,7 @@ func (d *Daemon) shutdown() error {
 		errs = append(errs, fmt.Errorf("coordinator: %w", err))
 	}
 	d.saveSnapshots() // the auto-release sets' snapshots went with their requesters
-	d.releaseResources()
+	d.releaseServices()
 	return errors.Join(errs...)
 }
 
@@ -504,10 +505,28 @@ func (d *Daemon) release() {
 	closeAll(d.nbdLs)
 }
 
-// releaseResources removes the token file and closes the providers and
+// releaseResources releases the services (releaseServices), then closes
+// the array.
+func (d *Daemon) releaseResources() {
+	d.releaseServices()
+	d.closeArray()
+}
+
+// closeArray closes the array: a durable one is flushed and its data file
+// unmapped, so it comes after the NBD server has finished, whose requests
+// in flight read from that mapping.
+func (d *Daemon) closeArray() {
+	if d.array != nil {
+		if err := d.array.Close(); err != nil {
+			d.log.Error("closing the array", "dir", d.array.Dir(), "err", err)
+		}
+	}
+}
+
+// releaseServices removes the token file and closes the providers and
 // the writers' resources (an fsfreeze writer thaws); the servers close
 // their own listeners.
-func (d *Daemon) releaseResources() {
+func (d *Daemon) releaseServices() {
 	d.removeToken()
 	d.stopProviders()
 	for _, p := range d.provs {
@@ -515,11 +534,6 @@ func (d *Daemon) releaseResources() {
 	}
 	for _, c := range d.closers {
 		_ = c()
-	}
-	if d.array != nil {
-		if err := d.array.Close(); err != nil {
-			d.log.Error("closing the array", "dir", d.array.Dir(), "err", err)
-		}
 	}
 	if d.reqCancel != nil {
 		d.reqCancel()

@@ -1,10 +1,12 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 
 	"github.com/shadowbench/shadowbench/coordinator"
 	"github.com/shadowbench/shadowbench/lun"
+	"github.com/shadowbench/shadowbench/nbd"
 	"github.com/shadowbench/shadowbench/vss"
 )
 
@@ -89,4 +92,46 @@ func TestNewErrors(t *testing.T) {
 		_, err := New(context.Background(), cfg, Options{Logger: quiet})
 		require.ErrorContains(t, err, tc.err, tc.name)
 	}
+}
+
+// TestShutdownWaitsForNBD checks that a durable array is closed only once
+// the NBD server has finished: a READ still in the LUN when serve is told
+// to stop gets its data, and the daemon does not unmap the data file
+// under it (which ended the process with a fault).
+func TestShutdownWaitsForNBD(t *testing.T) {
+	cfg := testConfig()
+	cfg.Array.DataDir = filepath.Join(t.TempDir(), "data")
+	cfg.API.TokenFile = filepath.Join(t.TempDir(), "api-token")
+	d, err := New(context.Background(), cfg, Options{Logger: quiet})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+
+	rctx := context.Background()
+	nc, err := nbd.Dial(rctx, "tcp", d.NBDAddrs()[0].String(), &nbd.DialOptions{Export: "lun0"})
+	require.NoError(t, err)
+	defer nc.Close()
+	want := bytes.Repeat([]byte{0xa5}, 64<<10)
+	require.NoError(t, nc.Write(rctx, want, 0, nbd.CmdFlagFUA))
+
+	l, err := d.Array().Get("lun0")
+	require.NoError(t, err)
+	entered := make(chan struct{})
+	var once sync.Once
+	l.SetFaults(lun.InjectorFunc(func(_ context.Context, op lun.Op) error {
+		if op == lun.OpRead {
+			once.Do(func() { close(entered) })
+			time.Sleep(300 * time.Millisecond) // past the rest of the shutdown
+		}
+		return nil
+	}))
+	got := make([]byte, len(want))
+	read := make(chan error, 1)
+	go func() { read <- nc.Read(rctx, got, 0) }()
+	<-entered
+	cancel()
+	require.NoError(t, <-read)
+	require.Equal(t, want, got)
+	require.NoError(t, <-done)
 }
