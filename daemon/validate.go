@@ -225,7 +225,7 @@ func checkLUN(l LUNConfig) error {
 		return fmt.Errorf("crash-points needs a cache mode (cache: write-back, or another)")
 	}
 	if _, err := lun.ParseCacheMode(l.Cache); err != nil {
-		return fmt.Errorf("cache %q: want write-through, write-back, write-back-battery, ignore-flush, ignore-fua or reorder", l.Cache)
+		return fmt.Errorf("cache %q: want %s", l.Cache, lun.CacheModeChoices)
 	}
 	if _, err := parseNAA(l.NAA); err != nil {
 		return err

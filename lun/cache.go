@@ -55,8 +55,15 @@ func (m CacheMode) String() string {
 	return fmt.Sprintf("CacheMode(%d)", m)
 }
 
+// CacheModeChoices lists the names ParseCacheMode takes, for errors and
+// help texts: "none, write-through, ... or reorder".
+var CacheModeChoices = func() string {
+	names := append([]string{"none"}, cacheModeNames[1:]...)
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}()
+
 // ErrCacheMode is a cache mode name that is not one.
-var ErrCacheMode = errors.New("lun: cache mode: want write-through, write-back, write-back-battery, ignore-flush, ignore-fua or reorder")
+var ErrCacheMode = errors.New("lun: cache mode: want " + CacheModeChoices)
 
 // ParseCacheMode reads a mode as String spells it; "" and "none" are
 // CacheNone.

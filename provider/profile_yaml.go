@@ -240,7 +240,7 @@ func (d *profileDecoder) cache(n *yaml.Node, path string, c *CacheBehavior) erro
 		}
 		m, err := lun.ParseCacheMode(s)
 		if err != nil {
-			return d.errf(v, path, "unknown cache mode %q; want none, write-through, write-back, write-back-battery, ignore-flush, ignore-fua or reorder", s)
+			return d.errf(v, path, "unknown cache mode %q; want %s", s, lun.CacheModeChoices)
 		}
 		c.Mode = m
 		return nil

@@ -557,7 +557,7 @@ func (d *decoder) lun(a *arraySpec, n *yaml.Node, path string) error {
 					return err
 				}
 				if l.opts.Cache, err = lun.ParseCacheMode(str); err != nil {
-					return d.errf(v, p, "%q: want none, write-through, write-back, write-back-battery, ignore-flush, ignore-fua or reorder", str)
+					return d.errf(v, p, "%q: want %s", str, lun.CacheModeChoices)
 				}
 				l.cacheSet = true
 				return nil

@@ -68,7 +68,7 @@ func parseLUNSpec(v string) (daemon.LUNConfig, error) {
 			spec.BlockSize, _ = strconv.Atoi(val)
 		case "cache":
 			if _, err := lun.ParseCacheMode(val); err != nil {
-				return spec, fmt.Errorf("cache %q: want write-through, write-back, write-back-battery, ignore-flush, ignore-fua or reorder", val)
+				return spec, fmt.Errorf("cache %q: want %s", val, lun.CacheModeChoices)
 			}
 			spec.Cache = val
 		case "crash-points":
