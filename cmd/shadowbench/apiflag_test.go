@@ -35,9 +35,10 @@ func serveForTest(t *testing.T, args ...string) string {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	var log syncBuffer
 	go func() {
-		_, _, err := cli(ctx, append([]string{"serve", "--listen", "127.0.0.1:0", "--api", "", "--api-socket", sock}, args...)...)
-		done <- err
+		var out syncBuffer
+		done <- run(ctx, append([]string{"serve", "--listen", "127.0.0.1:0", "--api", "", "--api-socket", sock}, args...), &out, &log)
 	}()
 	api := "unix:" + sock
 	require.Eventually(t, func() bool {
@@ -46,7 +47,11 @@ func serveForTest(t *testing.T, args ...string) string {
 	}, 10*time.Second, 5*time.Millisecond, "the daemon answers")
 	t.Cleanup(func() {
 		cancel()
-		require.NoError(t, <-done)
+		err := <-done
+		if t.Failed() {
+			t.Logf("the daemon's log:\n%s", log.String())
+		}
+		require.NoError(t, err)
 	})
 	return api
 }
