@@ -1,6 +1,6 @@
 // Package faultfs is a file system that fails on demand: a FUSE
-// passthrough of a backing directory whose writes, fsyncs, fallocates,
-// opens and truncations fail at the call a rule names, so that every
+// passthrough of a backing directory whose writes, fsyncs, fdatasyncs,
+// fallocates, opens and truncations fail at the call a rule names, so that every
 // durable write path of a data directory (design.md D5) is tested with
 // real faults at the system-call level.
 //

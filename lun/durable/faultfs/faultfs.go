@@ -27,15 +27,17 @@ const (
 	// OpWrite is one FUSE write: a pwrite or pwritev is one or more, split
 	// at the mount's largest request (128 KiB).
 	OpWrite
-	// OpFsync is an fsync or an fdatasync.
+	// OpFsync is an fsync.
 	OpFsync
 	// OpFallocate is an fallocate: growth and punched holes alike.
 	OpFallocate
 	// OpTruncate is a change of size: truncate or ftruncate.
 	OpTruncate
+	// OpFdatasync is an fdatasync.
+	OpFdatasync
 )
 
-var opNames = [...]string{"", "open", "write", "fsync", "fallocate", "truncate"}
+var opNames = [...]string{"", "open", "write", "fsync", "fallocate", "truncate", "fdatasync"}
 
 func (o Op) String() string {
 	if int(o) < len(opNames) && o != 0 {
@@ -45,7 +47,7 @@ func (o Op) String() string {
 }
 
 // Ops is every operation, in order.
-var Ops = []Op{OpOpen, OpWrite, OpFsync, OpFallocate, OpTruncate}
+var Ops = []Op{OpOpen, OpWrite, OpFsync, OpFdatasync, OpFallocate, OpTruncate}
 
 // Forever, as a Rule's Count, hits every call from the Nth on.
 const Forever = -1
@@ -230,7 +232,21 @@ type FS struct {
 	Faults
 	dir    string
 	server *fuse.Server
+	opts   options
 }
+
+// Option configures New and Mount.
+type Option func(*options)
+
+type options struct {
+	NoSync bool `json:"no_sync,omitempty"`
+}
+
+// NoSync makes fsync and fdatasync succeed without reaching the backing
+// file, unless a rule fails them: they are counted and failed as ever.
+// Nothing a test checks without a power cut depends on the backing disk's
+// flushes, which cost milliseconds each on a real one.
+func NoSync() Option { return func(o *options) { o.NoSync = true } }
 
 // ErrUnavailable is returned when this machine cannot mount a FUSE file
 // system: no /dev/fuse, or neither root nor fusermount.
@@ -257,7 +273,15 @@ func Available() error {
 
 // New mounts a fault file system over backing at mountpoint, an empty
 // directory, and serves it from this process until Unmount.
-func New(backing, mountpoint string) (*FS, error) {
+func New(backing, mountpoint string, opts ...Option) (*FS, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return newFS(backing, mountpoint, o)
+}
+
+func newFS(backing, mountpoint string, o options) (*FS, error) {
 	if err := Available(); err != nil {
 		return nil, err
 	}
@@ -269,10 +293,10 @@ func New(backing, mountpoint string) (*FS, error) {
 	if err := syscall.Stat(backing, &st); err != nil {
 		return nil, fmt.Errorf("faultfs: %s: %w", backing, err)
 	}
-	f := &FS{dir: mountpoint}
+	f := &FS{dir: mountpoint, opts: o}
 	lroot := &fs.LoopbackRoot{Path: backing, Dev: uint64(st.Dev)}
 	ln := &fs.LoopbackNode{RootData: lroot}
-	root := &node{LoopbackNode: ln, faults: &f.Faults}
+	root := &node{LoopbackNode: ln, faults: &f.Faults, noSync: o.NoSync}
 	lroot.RootNode = root
 	// Attributes and entries are not cached: the backing directory may be
 	// read or changed beside the mount, and a stale size would make a
@@ -323,6 +347,7 @@ func (f *FS) Unmount() error {
 type node struct {
 	*fs.LoopbackNode
 	faults *Faults
+	noSync bool
 }
 
 var (
@@ -336,7 +361,7 @@ var (
 
 // WrapChild wraps every node the loopback makes.
 func (n *node) WrapChild(ctx context.Context, ops fs.InodeEmbedder) fs.InodeEmbedder {
-	return &node{LoopbackNode: ops.(*fs.LoopbackNode), faults: n.faults}
+	return &node{LoopbackNode: ops.(*fs.LoopbackNode), faults: n.faults, noSync: n.noSync}
 }
 
 // name is the node's base name now: after a rename, the new one.
@@ -470,9 +495,19 @@ func cut(iov [][]byte, n int) [][]byte {
 	return out
 }
 
+// fsyncData is FUSE_FSYNC_FDATASYNC, the flag of an fdatasync.
+const fsyncData = 1
+
 func (f *file) Fsync(ctx context.Context, flags uint32) syscall.Errno {
-	if errno, _ := f.n.faults.call(f.n.name(), OpFsync); errno != 0 {
+	op := OpFsync
+	if flags&fsyncData != 0 {
+		op = OpFdatasync
+	}
+	if errno, _ := f.n.faults.call(f.n.name(), op); errno != 0 {
 		return errno
+	}
+	if f.n.noSync {
+		return 0
 	}
 	return f.lf.Fsync(ctx, flags)
 }

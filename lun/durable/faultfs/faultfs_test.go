@@ -46,7 +46,7 @@ func TestPassthrough(t *testing.T) {
 	requireBytes(t, fill('a', 2<<20), got)
 	c := m.Counts()
 	require.Equal(t, map[Site]int{
-		{"a", OpOpen}: 2, {"a", OpWrite}: 24, {"a", OpFsync}: 2, {"a", OpFallocate}: 1, {"a", OpTruncate}: 1,
+		{"a", OpOpen}: 2, {"a", OpWrite}: 24, {"a", OpFsync}: 1, {"a", OpFdatasync}: 1, {"a", OpFallocate}: 1, {"a", OpTruncate}: 1,
 	}, c.Calls)
 	require.Empty(t, c.Hits)
 	m.Reset()
@@ -84,8 +84,12 @@ func TestRules(t *testing.T) {
 			[]syscall.Errno{syscall.EIO, syscall.EIO}, "aaa"},
 		{"fsync", []Rule{Fail("f", OpFsync, 1, syscall.EIO)},
 			func(f, _ *os.File) []error {
-				return []error{unix.Fdatasync(int(f.Fd())), f.Sync()}
-			}, []syscall.Errno{syscall.EIO, 0}, "aaa"},
+				return []error{unix.Fdatasync(int(f.Fd())), f.Sync(), f.Sync()}
+			}, []syscall.Errno{0, syscall.EIO, 0}, "aaa"},
+		{"fdatasync", []Rule{Fail("f", OpFdatasync, 1, syscall.EIO)},
+			func(f, _ *os.File) []error {
+				return []error{f.Sync(), unix.Fdatasync(int(f.Fd())), unix.Fdatasync(int(f.Fd()))}
+			}, []syscall.Errno{0, syscall.EIO, 0}, "aaa"},
 		{"fallocate", []Rule{Fail("f", OpFallocate, 1, syscall.ENOSPC)},
 			func(f, _ *os.File) []error {
 				return []error{
@@ -331,6 +335,18 @@ func TestInProcess(t *testing.T) {
 	c := fsys.Counts()
 	require.Equal(t, 2, c.Calls[Site{"x", OpWrite}])
 	require.Equal(t, 1, c.Hits[Site{"x", OpWrite}])
+	require.NoError(t, fsys.Unmount())
+
+	// NoSync: counted and failed, never made.
+	fsys, err = New(backing, mnt, NoSync())
+	require.NoError(t, err)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	require.NoError(t, err)
+	require.NoError(t, f.Sync())
+	require.NoError(t, fsys.Set(Fail("x", OpFsync, 2, syscall.EIO)))
+	require.ErrorIs(t, f.Sync(), syscall.EIO)
+	require.NoError(t, f.Close())
+	require.Equal(t, 2, fsys.Counts().Calls[Site{"x", OpFsync}])
 	require.Error(t, fsys.Set(Rule{File: "x", Op: OpFsync, Short: true}), "only a write is short")
 	require.Error(t, fsys.Set(Rule{File: "x", Op: OpFsync}), "no errno")
 	require.Error(t, fsys.Set(Rule{File: "x", Errno: syscall.EIO}), "no op")

@@ -35,8 +35,9 @@ func init() {
 
 // childConfig is what a Mount's server process is told.
 type childConfig struct {
-	Backing string `json:"backing"`
-	Mount   string `json:"mount"`
+	Backing string  `json:"backing"`
+	Mount   string  `json:"mount"`
+	Options options `json:"options"`
 }
 
 // request is one message to the server process; reply its answer.
@@ -84,7 +85,7 @@ func serveChild(cfg string, in io.Reader, out io.Writer) int {
 		_ = enc.Encode(reply{Err: fmt.Sprintf("faultfs: server config %q: %v", cfg, err)})
 		return 2
 	}
-	f, err := New(c.Backing, c.Mount)
+	f, err := newFS(c.Backing, c.Mount, c.Options)
 	if err != nil {
 		_ = enc.Encode(reply{Err: err.Error(), Unavailable: errors.Is(err, ErrUnavailable)})
 		return 1
@@ -153,8 +154,12 @@ type Mounted struct {
 // test's, served by a child process, and unmounts it when the test ends.
 // Without FUSE (no /dev/fuse, not root and no fusermount) the test is
 // skipped, or fails when the environment has CI=true.
-func Mount(tb testing.TB, backing string) *Mounted {
+func Mount(tb testing.TB, backing string, opts ...Option) *Mounted {
 	tb.Helper()
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if err := Available(); err != nil {
 		unavailable(tb, err)
 		return nil
@@ -164,7 +169,7 @@ func Mount(tb testing.TB, backing string) *Mounted {
 		tb.Fatalf("faultfs: %v", err)
 	}
 	m := &Mounted{tb: tb, dir: tb.TempDir()}
-	cfg, _ := json.Marshal(childConfig{Backing: backing, Mount: m.dir})
+	cfg, _ := json.Marshal(childConfig{Backing: backing, Mount: m.dir, Options: o})
 	inR, inW, err := os.Pipe()
 	if err != nil {
 		tb.Fatalf("faultfs: %v", err)
