@@ -41,6 +41,13 @@ var (
 	ErrCorrupt = errors.New("durable: data directory is inconsistent")
 	// ErrClosed: the DB was closed.
 	ErrClosed = errors.New("durable: closed")
+	// ErrFailed: a transaction failed after bbolt had written its commit
+	// record (the fdatasync of the meta page failed), so that bbolt reads
+	// it as committed while the trees in memory are as before, and what
+	// the file holds is unknown. Every later change, and every write to
+	// the data file, answers it until the directory is opened again, when
+	// meta.db holds the transaction or not, whole.
+	ErrFailed = errors.New("durable: meta.db failed")
 )
 
 var (
@@ -134,6 +141,8 @@ type DB struct {
 	mu     sync.Mutex
 	trees  map[uint64]*Tree
 	closed bool
+	// failed is the error that failed the DB (ErrFailed), or nil.
+	failed error
 
 	flush flusher
 }
@@ -573,10 +582,7 @@ func (d *DB) Records(bucket string) (map[string][]byte, error) {
 func (d *DB) Put(edits ...Edit) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.closed {
-		return ErrClosed
-	}
-	return d.db.Update(func(tx *bolt.Tx) error { return applyEdits(tx, edits) })
+	return d.update(func(tx *bolt.Tx) error { return applyEdits(tx, edits) })
 }
 
 func applyEdits(tx *bolt.Tx, edits []Edit) error {
@@ -668,15 +674,47 @@ func (d *DB) addLiveLocked(t *Tree, rec treeRec, edits Edits) (*Tree, error) {
 	return t, nil
 }
 
-// update runs fn in a write transaction unless the DB is closed.
+// update runs fn in a write transaction unless the DB is closed or
+// failed. Its errors name meta.db: bbolt's fdatasync answers a bare errno.
+// A transaction that failed after bbolt wrote its commit record fails the
+// DB and the data file (ErrFailed): bbolt then reads it as committed, and
+// a later transaction, written over it from trees that never saw it, could
+// name blocks the trees have freed and handed out again.
 func (d *DB) update(fn func(tx *bolt.Tx) error) error {
 	if d.closed {
 		return ErrClosed
 	}
+	if d.failed != nil {
+		return d.failed
+	}
 	if err := beforeUpdate(); err != nil {
 		return err
 	}
-	return d.db.Update(fn)
+	before := d.txid()
+	err := d.db.Update(fn)
+	if err == nil {
+		return nil
+	}
+	metaPath := filepath.Join(d.dir, MetaFile)
+	if _, ok := errors.AsType[*os.PathError](err); !ok {
+		err = fmt.Errorf("%s: %w", metaPath, err)
+	}
+	if d.txid() != before {
+		d.failed = fmt.Errorf("%w: %s: a transaction failed after its commit record was written; open the directory again: %w", ErrFailed, metaPath, err)
+		d.store.Fail(d.failed)
+		return d.failed
+	}
+	return err
+}
+
+// txid returns the number of the last transaction bbolt sees committed.
+func (d *DB) txid() int {
+	var id int
+	_ = d.db.View(func(tx *bolt.Tx) error {
+		id = tx.ID()
+		return nil
+	})
+	return id
 }
 
 // beforeUpdate runs before every write transaction; tests make it fail.
