@@ -164,6 +164,9 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err := checkFiles(dir); err != nil {
 		return nil, err
 	}
+	if err := createMeta(dir, opts); err != nil {
+		return nil, err
+	}
 	// bbolt reads meta.db through a mapping and trusts what it reads: a
 	// page cut off or overwritten makes it panic or fault, there or in
 	// load, rather than answer an error. guard turns either into ErrCorrupt;
@@ -233,6 +236,122 @@ func checkFiles(dir string) error {
 		ErrCorrupt, metaPath, what, dataPath, di.Size(), MetaFile, DataFile)
 }
 
+// createMeta writes meta.db when the directory has none, or an empty one
+// (checkFiles has made sure no data is beside it): under a temporary
+// name, renamed into place once bbolt has written its first pages and the
+// format record, and synced, with the directory's lock held. Rejected:
+// letting bbolt create meta.db in place, as it did; a creation cut short (a
+// short write of its first pages, ENOSPC, a crash) then left a meta.db
+// whose pages stop early, which every later Open refused as damaged. Now
+// such a directory has no meta.db, and the next Open creates it again.
+func createMeta(dir string, opts Options) error {
+	metaPath := filepath.Join(dir, MetaFile)
+	exists := func() (bool, error) {
+		fi, err := os.Stat(metaPath)
+		if errors.Is(err, os.ErrNotExist) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("durable: %w", err)
+		}
+		return fi.Size() > 0, nil
+	}
+	if ok, err := exists(); ok || err != nil {
+		return err
+	}
+	// Two processes creating one directory take turns; the second finds
+	// meta.db made.
+	unlock, err := lockDir(dir, opts.LockTimeout)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if ok, err := exists(); ok || err != nil {
+		return err
+	}
+	tmp := metaPath + ".new"
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("durable: remove what a creation left: %w", err)
+	}
+	err = func() error {
+		bdb, err := bolt.Open(tmp, 0o600, &bolt.Options{FreelistType: bolt.FreelistMapType})
+		if err != nil {
+			return err
+		}
+		err = bdb.Update(func(tx *bolt.Tx) error { return initMeta(tx, opts.Grain) })
+		if cerr := bdb.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, metaPath); err != nil {
+			return err
+		}
+		return syncDir(dir)
+	}()
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("durable: create %s: %w", metaPath, err)
+	}
+	return nil
+}
+
+// initMeta writes the buckets and records of a new meta.db.
+func initMeta(tx *bolt.Tx, grain int) error {
+	meta, err := tx.CreateBucket(bucketMeta)
+	if err != nil {
+		return err
+	}
+	if err := meta.Put(keyFormat, []byte(strconv.Itoa(FormatVersion))); err != nil {
+		return err
+	}
+	if err := meta.Put(keyGrain, []byte(strconv.Itoa(grain))); err != nil {
+		return err
+	}
+	if _, err := tx.CreateBucket(bucketTrees); err != nil {
+		return err
+	}
+	_, err = tx.CreateBucket(bucketMaps)
+	return err
+}
+
+// lockDir takes an exclusive lock on the directory dir, waiting up to
+// timeout for another process's, and returns the function that releases
+// it.
+func lockDir(dir string, timeout time.Duration) (func(), error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("durable: %w", err)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return nil, fmt.Errorf("%w: %s is locked (is another shadowbench creating it?)", ErrLocked, dir)
+			}
+			return nil, fmt.Errorf("durable: lock %s: %w", dir, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// syncDir makes the entries of directory dir durable: a file created or
+// renamed in it.
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
 // guard runs fn, which reads meta.db at path, and turns a panic or a
 // memory fault in it (bbolt's answer to a damaged page) into ErrCorrupt.
 func guard(path string, fn func() error) (err error) {
@@ -268,23 +387,9 @@ func (d *DB) load(opts Options) error {
 		return nil
 	})
 	if err == nil && fresh {
-		err = d.db.Update(func(tx *bolt.Tx) error {
-			meta, err := tx.CreateBucket(bucketMeta)
-			if err != nil {
-				return err
-			}
-			if err := meta.Put(keyFormat, []byte(strconv.Itoa(FormatVersion))); err != nil {
-				return err
-			}
-			if err := meta.Put(keyGrain, []byte(strconv.Itoa(opts.Grain))); err != nil {
-				return err
-			}
-			if _, err := tx.CreateBucket(bucketTrees); err != nil {
-				return err
-			}
-			_, err = tx.CreateBucket(bucketMaps)
-			return err
-		})
+		// A meta.db that bbolt created in place before createMeta, whose
+		// first transaction did not happen.
+		err = d.db.Update(func(tx *bolt.Tx) error { return initMeta(tx, opts.Grain) })
 		if err != nil {
 			return fmt.Errorf("durable: %s: %w", metaPath, err)
 		}
