@@ -5,7 +5,9 @@
 # under CI=true).
 set -euo pipefail
 
-# tool -> Debian package
+# tool -> Debian package. fuse3 serves nbdfuse and the fault file system
+# (lun/durable/faultfs), which mounts itself as root and through
+# fusermount3 otherwise.
 declare -A pkg=(
   [nbdinfo]=libnbd-bin [nbdcopy]=libnbd-bin [nbdfuse]=nbdfuse
   [qemu-img]=qemu-utils [qemu-io]=qemu-utils [qemu-nbd]=qemu-utils
@@ -27,6 +29,7 @@ for mod in "${!pymod[@]}"; do
     [ -z "$py" ] && missing+=(python3)
   fi
 done
+[ -e /dev/fuse ] || echo "test-deps: /dev/fuse is missing (modprobe fuse, or give the container the device): the FUSE tests skip (and fail under CI=true)." >&2
 [ ${#missing[@]} -eq 0 ] && exit 0
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
 

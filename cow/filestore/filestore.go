@@ -54,7 +54,8 @@
 // kernel may have dropped the dirty pages and will not report it again), so
 // the store fails: Sync, Reserve and so every later write answer the error,
 // wrapped in ErrFailed, until the store is opened again, when the maps
-// written down at the last good Sync are the truth.
+// written down at the last good Sync are the truth. A failed write fails it
+// too, and so does the durable layer (Fail) when meta.db fails.
 package filestore
 
 import (
@@ -584,6 +585,15 @@ func (s *Store) err() error {
 		return *p
 	}
 	return nil
+}
+
+// Fail fails the store with err, wrapped in ErrFailed, as a failed
+// fdatasync does: the durable layer fails it when meta.db failed, so that
+// no block the maps may name is written again or handed out until the
+// store is opened again. The first error stays.
+func (s *Store) Fail(err error) {
+	err = fmt.Errorf("%w: %s: %w", ErrFailed, s.path, err)
+	s.failed.CompareAndSwap(nil, &err)
 }
 
 // Err returns the error that failed the store, or nil.

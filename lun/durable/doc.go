@@ -61,10 +61,22 @@
 //     will name at the next checkpoint. A crash never gives a grain bytes
 //     it did not hold since the last checkpoint, and never changes an
 //     image tree.
-//   - D5 A failed fdatasync of the data file fails the store (filestore's
-//     doc); a failed transaction leaves the records as they were, and the
-//     durable images with them, so a later checkpoint writes the same
-//     changes again.
+//   - D5 A failed write or fdatasync of the data file fails the store
+//     (filestore's doc). A failed transaction leaves the records as they
+//     were, and the durable images with them, so a later checkpoint
+//     writes the same changes again. Every change is one transaction
+//     (Delete, Revert and MakeWritable with the drops and merges they lead
+//     to), so one that failed is undone whole and can be made again. The
+//     exception is a transaction that failed after bbolt had written its
+//     commit record (the fdatasync after the meta page failed, or the
+//     page's write was cut short past the record): bbolt then reads it as
+//     committed, so the DB fails with ErrFailed, and the data file with
+//     it, until the directory is opened again, when meta.db holds the
+//     transaction whole or not at all. A new directory's meta.db is
+//     created under another name and renamed into place, so that it is
+//     there whole or not at all. Every error names the file. The fault
+//     test (faultfs_test.go) fails each system call of a workload in turn,
+//     through the fault file system (package faultfs).
 //
 // # Opening a directory
 //

@@ -42,6 +42,13 @@ var (
 	ErrCorrupt = errors.New("durable: data directory is inconsistent")
 	// ErrClosed: the DB was closed.
 	ErrClosed = errors.New("durable: closed")
+	// ErrFailed: a transaction failed after bbolt had written its commit
+	// record (the fdatasync of the meta page failed), so that bbolt reads
+	// it as committed while the trees in memory are as before, and what
+	// the file holds is unknown. Every later change, and every write to
+	// the data file, answers it until the directory is opened again, when
+	// meta.db holds the transaction or not, whole.
+	ErrFailed = errors.New("durable: meta.db failed")
 )
 
 var (
@@ -135,6 +142,8 @@ type DB struct {
 	mu     sync.Mutex
 	trees  map[uint64]*Tree
 	closed bool
+	// failed is the error that failed the DB (ErrFailed), or nil.
+	failed error
 
 	flush flusher
 }
@@ -154,6 +163,9 @@ func Open(dir string, opts Options) (*DB, error) {
 	}
 	metaPath := filepath.Join(dir, MetaFile)
 	if err := checkFiles(dir); err != nil {
+		return nil, err
+	}
+	if err := createMeta(dir, opts); err != nil {
 		return nil, err
 	}
 	// bbolt reads meta.db through a mapping and trusts what it reads: a
@@ -226,6 +238,122 @@ func checkFiles(dir string) error {
 		ErrCorrupt, metaPath, what, dataPath, di.Size(), MetaFile, DataFile)
 }
 
+// createMeta writes meta.db when the directory has none, or an empty one
+// (checkFiles has made sure no data is beside it): under a temporary
+// name, renamed into place once bbolt has written its first pages and the
+// format record, and synced, with the directory's lock held. Rejected:
+// letting bbolt create meta.db in place, as it did; a creation cut short (a
+// short write of its first pages, ENOSPC, a crash) then left a meta.db
+// whose pages stop early, which every later Open refused as damaged. Now
+// such a directory has no meta.db, and the next Open creates it again.
+func createMeta(dir string, opts Options) error {
+	metaPath := filepath.Join(dir, MetaFile)
+	exists := func() (bool, error) {
+		fi, err := os.Stat(metaPath)
+		if errors.Is(err, os.ErrNotExist) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("durable: %w", err)
+		}
+		return fi.Size() > 0, nil
+	}
+	if ok, err := exists(); ok || err != nil {
+		return err
+	}
+	// Two processes creating one directory take turns; the second finds
+	// meta.db made.
+	unlock, err := lockDir(dir, opts.LockTimeout)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if ok, err := exists(); ok || err != nil {
+		return err
+	}
+	tmp := metaPath + ".new"
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("durable: remove what a creation left: %w", err)
+	}
+	err = func() error {
+		bdb, err := bolt.Open(tmp, 0o600, &bolt.Options{FreelistType: bolt.FreelistMapType})
+		if err != nil {
+			return err
+		}
+		err = bdb.Update(func(tx *bolt.Tx) error { return initMeta(tx, opts.Grain) })
+		if cerr := bdb.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, metaPath); err != nil {
+			return err
+		}
+		return syncDir(dir)
+	}()
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("durable: create %s: %w", metaPath, err)
+	}
+	return nil
+}
+
+// initMeta writes the buckets and records of a new meta.db.
+func initMeta(tx *bolt.Tx, grain int) error {
+	meta, err := tx.CreateBucket(bucketMeta)
+	if err != nil {
+		return err
+	}
+	if err := meta.Put(keyFormat, []byte(strconv.Itoa(FormatVersion))); err != nil {
+		return err
+	}
+	if err := meta.Put(keyGrain, []byte(strconv.Itoa(grain))); err != nil {
+		return err
+	}
+	if _, err := tx.CreateBucket(bucketTrees); err != nil {
+		return err
+	}
+	_, err = tx.CreateBucket(bucketMaps)
+	return err
+}
+
+// lockDir takes an exclusive lock on the directory dir, waiting up to
+// timeout for another process's, and returns the function that releases
+// it.
+func lockDir(dir string, timeout time.Duration) (func(), error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("durable: %w", err)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return nil, fmt.Errorf("%w: %s is locked (is another shadowbench creating it?)", ErrLocked, dir)
+			}
+			return nil, fmt.Errorf("durable: lock %s: %w", dir, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// syncDir makes the entries of directory dir durable: a file created or
+// renamed in it.
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
 // guard runs fn, which reads meta.db at path, and turns a panic or a
 // memory fault in it (bbolt's answer to a damaged page) into ErrCorrupt.
 func guard(path string, fn func() error) (err error) {
@@ -261,23 +389,9 @@ func (d *DB) load(opts Options) error {
 		return nil
 	})
 	if err == nil && fresh {
-		err = d.db.Update(func(tx *bolt.Tx) error {
-			meta, err := tx.CreateBucket(bucketMeta)
-			if err != nil {
-				return err
-			}
-			if err := meta.Put(keyFormat, []byte(strconv.Itoa(FormatVersion))); err != nil {
-				return err
-			}
-			if err := meta.Put(keyGrain, []byte(strconv.Itoa(opts.Grain))); err != nil {
-				return err
-			}
-			if _, err := tx.CreateBucket(bucketTrees); err != nil {
-				return err
-			}
-			_, err = tx.CreateBucket(bucketMaps)
-			return err
-		})
+		// A meta.db that bbolt created in place before createMeta, whose
+		// first transaction did not happen.
+		err = d.db.Update(func(tx *bolt.Tx) error { return initMeta(tx, opts.Grain) })
 		if err != nil {
 			return fmt.Errorf("durable: %s: %w", metaPath, err)
 		}
@@ -627,10 +741,7 @@ func (d *DB) Records(bucket string) (map[string][]byte, error) {
 func (d *DB) Put(edits ...Edit) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.closed {
-		return ErrClosed
-	}
-	return d.db.Update(func(tx *bolt.Tx) error { return applyEdits(tx, edits) })
+	return d.update(func(tx *bolt.Tx) error { return applyEdits(tx, edits) })
 }
 
 func applyEdits(tx *bolt.Tx, edits []Edit) error {
@@ -722,15 +833,47 @@ func (d *DB) addLiveLocked(t *Tree, rec treeRec, edits Edits) (*Tree, error) {
 	return t, nil
 }
 
-// update runs fn in a write transaction unless the DB is closed.
+// update runs fn in a write transaction unless the DB is closed or
+// failed. Its errors name meta.db: bbolt's fdatasync answers a bare errno.
+// A transaction that failed after bbolt wrote its commit record fails the
+// DB and the data file (ErrFailed): bbolt then reads it as committed, and
+// a later transaction, written over it from trees that never saw it, could
+// name blocks the trees have freed and handed out again.
 func (d *DB) update(fn func(tx *bolt.Tx) error) error {
 	if d.closed {
 		return ErrClosed
 	}
+	if d.failed != nil {
+		return d.failed
+	}
 	if err := beforeUpdate(); err != nil {
 		return err
 	}
-	return d.db.Update(fn)
+	before := d.txid()
+	err := d.db.Update(fn)
+	if err == nil {
+		return nil
+	}
+	metaPath := filepath.Join(d.dir, MetaFile)
+	if _, ok := errors.AsType[*os.PathError](err); !ok {
+		err = fmt.Errorf("%s: %w", metaPath, err)
+	}
+	if d.txid() != before {
+		d.failed = fmt.Errorf("%w: %s: a transaction failed after its commit record was written; open the directory again: %w", ErrFailed, metaPath, err)
+		d.store.Fail(d.failed)
+		return d.failed
+	}
+	return err
+}
+
+// txid returns the number of the last transaction bbolt sees committed.
+func (d *DB) txid() int {
+	var id int
+	_ = d.db.View(func(tx *bolt.Tx) error {
+		id = tx.ID()
+		return nil
+	})
+	return id
 }
 
 // beforeUpdate runs before every write transaction; tests make it fail.
@@ -998,19 +1141,28 @@ func (d *DB) MakeWritable(src *Tree, edits Edits) (*Tree, error) {
 		return nil, err
 	}
 	src.rec.Named = false
-	if err := d.update(func(tx *bolt.Tx) error { return putTree(tx, src.id, src.rec) }); err != nil {
+	plan := d.planCollapseLocked(src, nil)
+	err = d.update(func(tx *bolt.Tx) error {
+		if err := putTree(tx, src.id, src.rec); err != nil {
+			return err
+		}
+		return plan.tx(tx)
+	})
+	if err != nil {
 		// The record still says named: the tree stays until the next
 		// start, which finds the catalogue naming the new tree only and
 		// this one with one child, and keeps it. Nothing is lost.
 		return t, nil
 	}
-	return t, d.collapseLocked(src)
+	d.applyLocked(plan)
+	return t, nil
 }
 
 // Revert makes live tree t's content image tree src's: t's bucket is
-// dropped and t goes on, empty, under src; then t's volume is reverted in
-// memory (cow.Volume.Revert). Writes admitted meanwhile are discarded with
-// the tree they landed in.
+// dropped and t goes on, empty, under src, and its old parent is collapsed
+// (see Delete), in one transaction; then t's volume is reverted in memory
+// (cow.Volume.Revert). Writes admitted meanwhile are discarded with the
+// tree they landed in.
 func (d *DB) Revert(t, src *Tree, edits Edits) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -1020,6 +1172,17 @@ func (d *DB) Revert(t, src *Tree, edits Edits) error {
 	dur, err := src.img.Dup()
 	if err != nil {
 		return err
+	}
+	// The old parent loses t, and src gains it: the collapse is planned
+	// over the children as they will be.
+	old := t.parent
+	kids := map[*Tree][]*Tree{src: append(slices.Clone(src.children), t)}
+	if old != nil {
+		kids[old] = slices.DeleteFunc(slices.Clone(kidsOf(kids, old)), func(c *Tree) bool { return c == t })
+	}
+	var plan collapsePlan
+	if old != nil && old != src {
+		plan = d.planCollapseLocked(old, kids)
 	}
 	var rec treeRec
 	err = d.update(func(tx *bolt.Tx) error {
@@ -1038,78 +1201,133 @@ func (d *DB) Revert(t, src *Tree, edits Edits) error {
 		if err := putTree(tx, t.id, rec); err != nil {
 			return err
 		}
-		return applyEdits(tx, edits.of())
+		if err := applyEdits(tx, edits.of()); err != nil {
+			return err
+		}
+		return plan.tx(tx)
 	})
 	if err != nil {
 		_ = dur.Release()
 		return fmt.Errorf("durable: revert: %w", err)
 	}
-	if err := t.vol.Revert(src.img); err != nil {
-		// The records say reverted; so will the next start.
-		_ = dur.Release()
-		return err
-	}
+	// The records say reverted, and so does memory from here, even if the
+	// volume cannot be: its next checkpoint then writes down what it
+	// holds over src's map.
+	rerr := t.vol.Revert(src.img)
 	_ = t.img.Release()
 	t.img = dur
-	old := t.parent
 	if old != nil {
 		old.children = slices.DeleteFunc(old.children, func(c *Tree) bool { return c == t })
 	}
 	t.rec, t.parent = rec, src
 	src.children = append(src.children, t)
-	if old != nil {
-		return d.collapseLocked(old)
-	}
-	return nil
+	d.applyLocked(plan)
+	return rerr
 }
 
-// Delete drops the catalogue's name for tree t, with the edits: a live
-// tree goes at once (its volume is the caller's to release), an image tree
-// stays as long as it has two children or more (see collapse).
+// Delete drops the catalogue's name for tree t, with the edits, in one
+// transaction with what that leads to: a live tree goes at once (its
+// volume is the caller's to release), an image tree stays as long as it
+// has two children or more; an unnamed image left with one child is
+// merged into it, and one left with none goes (see collapsePlan). A
+// failure leaves everything as it was.
 func (d *DB) Delete(t *Tree, edits Edits) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	t.rec.Named = false
+	plan := d.planCollapseLocked(t, nil)
 	if err := d.update(func(tx *bolt.Tx) error {
 		if err := putTree(tx, t.id, t.rec); err != nil {
 			return err
 		}
-		return applyEdits(tx, edits.of())
+		if err := applyEdits(tx, edits.of()); err != nil {
+			return err
+		}
+		return plan.tx(tx)
 	}); err != nil {
 		t.rec.Named = true
 		return fmt.Errorf("durable: delete: %w", err)
 	}
-	return d.collapseLocked(t)
+	d.applyLocked(plan)
+	return nil
 }
 
-// collapseLocked deletes or merges t if no catalogue record names it: a
-// live tree or an image without children goes, an image with one child is
-// merged into it; then the same for t's parent, which lost a child.
-func (d *DB) collapseLocked(t *Tree) error {
+// collapsePlan is what collapsing an unnamed tree does: the trees dropped,
+// in order, and at most one merge, which ends it. It is written in the
+// transaction of the change that unnamed the tree, and applied in memory
+// once that committed, so that a failure leaves the records and the trees
+// as they were. Rejected: a transaction per step, as before; a failure
+// after the first left the name gone but the operation reported failed.
+type collapsePlan struct {
+	drops []*Tree
+	// merge, when set, is an unnamed image and its only child.
+	mergeP, mergeC *Tree
+	mergeRec       treeRec // c's record after the merge, set by tx
+}
+
+// planCollapseLocked plans the collapse of t, reading the children of the
+// trees in kids from there rather than from memory.
+func (d *DB) planCollapseLocked(t *Tree, kids map[*Tree][]*Tree) collapsePlan {
+	var p collapsePlan
+	dropped := map[*Tree]bool{}
 	for t != nil && !t.rec.Named {
-		parent := t.parent
-		switch {
-		case t.rec.Live || len(t.children) == 0:
-			if err := d.update(func(tx *bolt.Tx) error {
-				if err := tx.Bucket(bucketMaps).DeleteBucket(key(t.rec.Bucket)); err != nil {
-					return err
-				}
-				return tx.Bucket(bucketTrees).Delete(key(t.id))
-			}); err != nil {
-				return fmt.Errorf("durable: drop tree %d: %w", t.id, err)
+		var left []*Tree
+		for _, c := range kidsOf(kids, t) {
+			if !dropped[c] {
+				left = append(left, c)
 			}
-			d.forgetLocked(t)
-		case len(t.children) == 1:
-			if err := d.mergeLocked(t, t.children[0]); err != nil {
-				return err
-			}
-			return nil // the parent's children are as many as before
-		default:
-			return nil
 		}
-		t = parent
+		switch {
+		case t.rec.Live || len(left) == 0:
+			p.drops = append(p.drops, t)
+			dropped[t] = true
+		case len(left) == 1:
+			p.mergeP, p.mergeC = t, left[0]
+			return p // the parent's children are as many as before
+		default:
+			return p
+		}
+		t = t.parent
 	}
+	return p
+}
+
+func kidsOf(kids map[*Tree][]*Tree, t *Tree) []*Tree {
+	if k, ok := kids[t]; ok {
+		return k
+	}
+	return t.children
+}
+
+// tx writes the plan's records.
+func (p *collapsePlan) tx(tx *bolt.Tx) error {
+	for _, t := range p.drops {
+		if err := tx.Bucket(bucketMaps).DeleteBucket(key(t.rec.Bucket)); err != nil {
+			return fmt.Errorf("drop tree %d: %w", t.id, err)
+		}
+		if err := tx.Bucket(bucketTrees).Delete(key(t.id)); err != nil {
+			return fmt.Errorf("drop tree %d: %w", t.id, err)
+		}
+	}
+	if p.mergeP == nil {
+		return nil
+	}
+	rec, err := mergeTx(tx, p.mergeP, p.mergeC)
+	if err != nil {
+		return fmt.Errorf("merge tree %d into %d: %w", p.mergeP.id, p.mergeC.id, err)
+	}
+	p.mergeRec = rec
 	return nil
+}
+
+// applyLocked applies a plan whose records are written in memory.
+func (d *DB) applyLocked(p collapsePlan) {
+	for _, t := range p.drops {
+		d.forgetLocked(t)
+	}
+	if p.mergeP != nil {
+		d.mergedLocked(p.mergeP, p.mergeC, p.mergeRec)
+	}
 }
 
 // forgetLocked takes t out of memory after its records are gone, and
@@ -1126,47 +1344,45 @@ func (d *DB) forgetLocked(t *Tree) {
 	}
 }
 
-// mergeLocked merges unnamed image tree p into its only child c: c's map
-// becomes p's under c's, the smaller bucket written into the larger, and p
-// goes.
-func (d *DB) mergeLocked(p, c *Tree) error {
-	var rec treeRec
-	err := d.update(func(tx *bolt.Tx) error {
-		maps := tx.Bucket(bucketMaps)
-		pb, cb := maps.Bucket(key(p.rec.Bucket)), maps.Bucket(key(c.rec.Bucket))
-		rec = c.rec
-		rec.Parent = p.rec.Parent
-		if cb.Stats().KeyN <= pb.Stats().KeyN {
-			// c's entries override p's: write them into p's bucket.
-			if err := cb.ForEach(func(k, v []byte) error { return pb.Put(k, v) }); err != nil {
-				return err
-			}
-			if err := maps.DeleteBucket(key(c.rec.Bucket)); err != nil {
-				return err
-			}
-			rec.Bucket = p.rec.Bucket
-		} else {
-			// p's entries show through where c has none.
-			if err := pb.ForEach(func(k, v []byte) error {
-				if cb.Get(k) == nil {
-					return cb.Put(k, v)
-				}
-				return nil
-			}); err != nil {
-				return err
-			}
-			if err := maps.DeleteBucket(key(p.rec.Bucket)); err != nil {
-				return err
-			}
+// mergeTx merges unnamed image tree p into its only child c in the
+// records: c's map becomes p's under c's, the smaller bucket written into
+// the larger, and p goes. It returns c's new record.
+func mergeTx(tx *bolt.Tx, p, c *Tree) (treeRec, error) {
+	maps := tx.Bucket(bucketMaps)
+	pb, cb := maps.Bucket(key(p.rec.Bucket)), maps.Bucket(key(c.rec.Bucket))
+	rec := c.rec
+	rec.Parent = p.rec.Parent
+	if cb.Stats().KeyN <= pb.Stats().KeyN {
+		// c's entries override p's: write them into p's bucket.
+		if err := cb.ForEach(func(k, v []byte) error { return pb.Put(k, v) }); err != nil {
+			return rec, err
 		}
-		if err := putTree(tx, c.id, rec); err != nil {
-			return err
+		if err := maps.DeleteBucket(key(c.rec.Bucket)); err != nil {
+			return rec, err
 		}
-		return tx.Bucket(bucketTrees).Delete(key(p.id))
-	})
-	if err != nil {
-		return fmt.Errorf("durable: merge tree %d into %d: %w", p.id, c.id, err)
+		rec.Bucket = p.rec.Bucket
+	} else {
+		// p's entries show through where c has none.
+		if err := pb.ForEach(func(k, v []byte) error {
+			if cb.Get(k) == nil {
+				return cb.Put(k, v)
+			}
+			return nil
+		}); err != nil {
+			return rec, err
+		}
+		if err := maps.DeleteBucket(key(p.rec.Bucket)); err != nil {
+			return rec, err
+		}
 	}
+	if err := putTree(tx, c.id, rec); err != nil {
+		return rec, err
+	}
+	return rec, tx.Bucket(bucketTrees).Delete(key(p.id))
+}
+
+// mergedLocked takes merged tree p out of memory, c having record rec.
+func (d *DB) mergedLocked(p, c *Tree, rec treeRec) {
 	gp := p.parent
 	c.rec, c.parent = rec, gp
 	if gp != nil {
@@ -1178,7 +1394,6 @@ func (d *DB) mergeLocked(p, c *Tree) error {
 		_ = p.img.Release()
 		p.img = nil
 	}
-	return nil
 }
 
 // Close checkpoints nothing and frees nothing: it closes the files, and
