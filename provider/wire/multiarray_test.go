@@ -214,20 +214,15 @@ func onePointInTime(t *testing.T, sv *service, ras []*remoteArray) {
 // gate is released.
 func TestSetAcrossArraysNoPartialCommit(t *testing.T) {
 	sv, ras := arrays(t, coordinator.Config{}, nil, nil, nil, failing(vss.MethodCommitSnapshots, vss.VSS_E_PROVIDER_VETO))
-	err, tl, _ := sv.backup(context.Background(), volumes(ras)...)
-	require.ErrorIs(t, err, vss.VSS_E_PROVIDER_VETO)
-	aborted := map[string]bool{}
-	for _, sp := range tl.Spans() {
-		if sp.Kind == coordinator.KindProvider && sp.Name == "AbortSnapshots" {
-			require.Equal(t, "S_OK", sp.Result)
-			aborted[sp.Actor] = true
-		}
-	}
-	for _, ra := range ras {
-		require.True(t, aborted[ra.name], "AbortSnapshots reached %s", ra.name)
-		require.Empty(t, snapshotLUNs(ra.a), "%s keeps no snapshot of the failed set", ra.name)
-		requireDone(t, write(t, ra.a, "lun1"))
-	}
+	noPartialCommit(t, sv, ras)
+}
+
+// The set across three arrays under NBD load on each, on loopback: see
+// onePointInTimeOverNBD.
+func TestSetAcrossArraysUnderNBDLoad(t *testing.T) {
+	sv, ras := arrays(t, coordinator.Config{}, nil, nil, nil, nil)
+	dial := serveNBD(t, ras, func(t testing.TB, _ int) net.Listener { return listen(t) }, func(fn func() error) error { return fn() })
+	onePointInTimeOverNBD(t, sv, ras, dial)
 }
 
 // A partition during CommitSnapshots: the set fails with
