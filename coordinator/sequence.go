@@ -739,7 +739,7 @@ func (s *Service) record(r *setRun) {
 		if v.matched && len(v.devices) > 0 {
 			p.DeviceObject = v.devices[0]
 		}
-		s.mu.snapshots[v.snapID] = &snapshotRecord{SnapshotProperties: p, reg: v.reg, sources: v.sources, targets: v.targets}
+		s.mu.snapshots[v.snapID] = &snapshotRecord{SnapshotProperties: p, reg: v.reg, host: v.host, sources: v.sources, targets: v.targets}
 		if !slices.Contains(r.rec.snaps, v.snapID) {
 			r.rec.snaps = append(r.rec.snaps, v.snapID)
 		}

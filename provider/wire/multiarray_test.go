@@ -417,3 +417,19 @@ func TestSetAcrossArraysLinkLatency(t *testing.T) {
 		}
 	}
 }
+
+// A.10 across arrays: an auto-release set across three arrays is deleted
+// when its requester closes, through each array's own provider
+// (FillInLunInfo, then OnLunEmpty, for every target LUN), so no array
+// keeps its snapshot LUNs.
+func TestSetAcrossArraysAutoReleaseDeletes(t *testing.T) {
+	sv, ras := arrays(t, coordinator.Config{}, nil, nil, nil, nil)
+	for range 2 {
+		err, _, snaps := sv.backup(context.Background(), volumes(ras)...)
+		require.NoError(t, err)
+		require.Len(t, snaps, 3)
+		for _, ra := range ras {
+			require.Empty(t, snapshotLUNs(ra.a), "%s keeps no snapshot LUN of the released set", ra.name)
+		}
+	}
+}
