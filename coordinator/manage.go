@@ -169,12 +169,15 @@ func (s *Service) targetDevice(ctx context.Context, r *snapshotRecord, i int, t 
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ProviderTimeout)
 	defer cancel()
-	dev, err := r.host.Host.Rescan(ctx, t.NAA())
+	devs, err := r.host.Host.Rescan(ctx, [][]byte{t.NAA()})
+	if err == nil && len(devs) != 1 {
+		err = fmt.Errorf("%d devices for 1 designator", len(devs))
+	}
 	if err != nil {
 		s.log.Warn("rescan failed", "provider", r.host.Name, "snapshot", r.SnapshotID.String(), "err", err)
 		return ""
 	}
-	return dev
+	return devs[0]
 }
 
 // deviceOf finds a target LUN by its page-83 identifier, masked or not.

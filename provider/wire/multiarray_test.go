@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -270,6 +271,18 @@ func (o *onCommit) CommitSnapshots(ctx context.Context, set vss.ID) error {
 	return o.Provider.CommitSnapshots(ctx, set)
 }
 
+// diesOnCommit is a provider whose process dies as CommitSnapshots
+// arrives: kill cuts its link, and it commits nothing.
+type diesOnCommit struct {
+	provider.Provider
+	kill func()
+}
+
+func (d *diesOnCommit) CommitSnapshots(context.Context, vss.ID) error {
+	d.kill()
+	return vss.VSS_E_UNEXPECTED_PROVIDER_ERROR // never answered: the link is gone
+}
+
 // proxy forwards TCP connections to a target; partition makes it drop
 // every byte in both directions without closing anything, as a cut link
 // does, and heal forwards again.
@@ -360,19 +373,20 @@ func (p *proxy) close() {
 }
 
 // A provider process killed between PreCommitSnapshots and
-// CommitSnapshots (while the arrays before it commit): its CommitSnapshots
-// fails at once as a provider failure (VSS_E_UNEXPECTED_PROVIDER_ERROR,
-// event 12293), well inside the hold window; the other arrays get
-// AbortSnapshots and keep no snapshot of the set (B.9), and every gate is
-// released, the dead one's by its own window at the latest.
+// CommitSnapshots (while the other arrays commit, at the same time): its
+// CommitSnapshots fails at once as a provider failure
+// (VSS_E_UNEXPECTED_PROVIDER_ERROR, event 12293), well inside the hold
+// window; the other arrays get AbortSnapshots and keep no snapshot of the
+// set (B.9), and every gate is released, the dead one's by its own window
+// at the latest.
 func TestSetAcrossArraysProviderKilledBeforeCommit(t *testing.T) {
 	const window = time.Second
 	var victim atomic.Pointer[proxy]
 	wrap := func(i int, p provider.Provider) provider.Provider {
-		if i != 1 {
+		if i != 2 {
 			return p
 		}
-		return &onCommit{Provider: p, do: func() { victim.Load().kill() }}
+		return &diesOnCommit{Provider: p, kill: func() { victim.Load().kill() }}
 	}
 	sv, ras := arrays(t, coordinator.Config{HoldWindow: window}, wrap, nil, nil, nil)
 	victim.Store(ras[2].proxy)
@@ -393,6 +407,7 @@ func TestSetAcrossArraysProviderKilledBeforeCommit(t *testing.T) {
 			require.Equal(t, "S_OK", sp.Result, sp.Actor)
 		}
 	}
+	slices.Sort(commits) // the arrays commit at once (each has its own)
 	require.Equal(t, []string{"array0=S_OK", "array1=S_OK", "array2=VSS_E_UNEXPECTED_PROVIDER_ERROR"}, commits)
 	for _, ra := range ras[:2] {
 		require.Empty(t, snapshotLUNs(ra.a), "%s keeps no snapshot of the failed set", ra.name)
