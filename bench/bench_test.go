@@ -158,6 +158,34 @@ func TestSequenceSetsBound(t *testing.T) {
 	require.NotEmpty(t, r.Timeline.Spans)
 }
 
+// TestSequenceRemote: --remote runs as many sets across arrays over the
+// provider protocol as in-process, in turn, and reports them apart, with
+// the calls each remote set made to the arrays: three arrays answer every
+// round-trip step once each, and the hold window holds a flush, a commit
+// and a release per array.
+func TestSequenceRemote(t *testing.T) {
+	c := tinySequence()
+	c.Duration, c.Sets, c.Remote = time.Minute, 4, 3
+	r, err := RunSequence(context.Background(), c, nil)
+	require.NoError(t, err)
+	local, _ := r.Latency("sequence/DoSnapshotSet")
+	remote, ok := r.Latency("remote/sequence/DoSnapshotSet")
+	require.True(t, ok)
+	require.EqualValues(t, 4, local.Count)
+	require.EqualValues(t, 4, remote.Count)
+	for _, m := range []string{"CommitSnapshots", "FlushAndHold", "ReleaseWrites"} {
+		l, ok := r.Latency("remote/call/" + m)
+		require.True(t, ok, m)
+		require.EqualValues(t, 3*4, l.Count, "%s: once per array and set", m)
+	}
+	held, ok := r.Metric("remote/calls inside the hold window per set (median)")
+	require.True(t, ok)
+	require.EqualValues(t, 9, held.Value)
+	require.NotNil(t, r.Timeline, "the median remote set's")
+	_, err = RunSequence(context.Background(), SequenceConfig{Writers: 1, LUNs: 1, LUNSize: c.LUNSize, Sets: 1, Remote: -1}, nil)
+	require.ErrorContains(t, err, "remote arrays must be 0 or more")
+}
+
 func TestConfigErrors(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {

@@ -54,6 +54,8 @@ type rig struct {
 	serveErr error
 
 	closeArray func() error // a durable array's: close and remove it
+	// extra are closed after the coordinator: a remote rig's arrays.
+	extra []func() error
 
 	closeOnce sync.Once
 	closeErr  error
@@ -92,12 +94,8 @@ func newRig(ctx context.Context, cfg rigConfig) (_ *rig, err error) {
 	}); err != nil {
 		return nil, err
 	}
-	for i := range cfg.Writers {
-		if _, err := r.svc.AddWriter(benchWriter{delay: cfg.WriterDelay}, coordinator.WriterOptions{
-			Name: fmt.Sprintf("writer%d", i), Level: vss.VSS_APP_FRONT_END,
-		}); err != nil {
-			return nil, err
-		}
+	if err := addWriters(r.svc, cfg); err != nil {
+		return nil, err
 	}
 	// A set holds at most 64 volumes: past 64 LUNs, volumes span several.
 	per := (len(r.luns) + coordinator.MaxVolumes - 1) / coordinator.MaxVolumes
@@ -173,6 +171,9 @@ func (r *rig) close() error {
 	}
 	if r.prov != nil {
 		errs = append(errs, r.prov.Close())
+	}
+	for _, c := range r.extra {
+		errs = append(errs, c())
 	}
 	if r.dir != "" {
 		errs = append(errs, os.RemoveAll(r.dir))

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -32,6 +33,12 @@ type SequenceConfig struct {
 	// DataDir, when set, runs on a durable array in a new directory
 	// under it, removed at the end, rather than in memory.
 	DataDir string `json:"data_dir,omitempty"`
+	// Remote, when not 0, also runs the sets across that many arrays
+	// reached over the provider protocol (provider/wire) on 127.0.0.1,
+	// the LUNs spread over them, interleaved set by set with the
+	// in-process sets, whose figures stay the reference: remote/...
+	// reports the remote ones, and the calls to the arrays per set.
+	Remote int `json:"remote,omitempty"`
 }
 
 // DefaultSequenceConfig is the sequence workload's default: 4 writers,
@@ -44,7 +51,7 @@ func (c SequenceConfig) params() []Param {
 	return []Param{
 		{"writers", fmt.Sprint(c.Writers)}, {"luns", fmt.Sprint(c.LUNs)}, {"lun size", c.LUNSize.String()},
 		{"writer delay", FormatDuration(c.WriterDelay)}, {"duration", c.Duration.String()},
-		{"sets", fmt.Sprint(c.Sets)}, {"warm-up sets", fmt.Sprint(c.Warmup)},
+		{"sets", fmt.Sprint(c.Sets)}, {"warm-up sets", fmt.Sprint(c.Warmup)}, {"remote arrays", fmt.Sprint(c.Remote)},
 	}
 }
 
@@ -62,6 +69,10 @@ func (c SequenceConfig) validate() error {
 		return fmt.Errorf("bench: sequence: give a positive duration or a number of sets")
 	case c.Sets < 0 || c.Warmup < 0:
 		return fmt.Errorf("bench: sequence: sets and warm-up must not be negative")
+	case c.Remote < 0:
+		return fmt.Errorf("bench: sequence: remote arrays must be 0 or more, not %d", c.Remote)
+	case c.Remote > 0 && c.DataDir != "":
+		return fmt.Errorf("bench: sequence: --remote runs in memory; drop --data-dir")
 	}
 	return nil
 }
@@ -272,15 +283,16 @@ func (st *setStats) timeline() *Timeline {
 	}
 }
 
-// report adds the histograms to r: the total, the phases in order, the
-// windows, the steps and the requester's own calls.
-func (st *setStats) report(r *Result) {
-	r.addLatency("sequence/DoSnapshotSet", st.total)
+// report adds the histograms to r, each name after prefix: the total,
+// the phases in order, the windows, the steps and the requester's own
+// calls. timeline sets r's Timeline from the median set.
+func (st *setStats) report(r *Result, prefix string, timeline bool) {
+	r.addLatency(prefix+"sequence/DoSnapshotSet", st.total)
 	for _, p := range Phases {
 		if h := st.phases[p]; h != nil {
-			r.addLatency("phase/"+p, h)
+			r.addLatency(prefix+"phase/"+p, h)
 		} else if p == PhaseOther {
-			r.addLatency("phase/"+p, NewHistogram())
+			r.addLatency(prefix+"phase/"+p, NewHistogram())
 		}
 	}
 	var extra []string
@@ -291,63 +303,108 @@ func (st *setStats) report(r *Result) {
 	}
 	slices.Sort(extra)
 	for _, p := range extra {
-		r.addLatency("phase/"+p, st.phases[p])
+		r.addLatency(prefix+"phase/"+p, st.phases[p])
 		r.Notes = append(r.Notes, fmt.Sprintf("step %q belongs to no known phase; it is reported on its own", p))
 	}
-	r.addLatency("window/hold", st.hold)
+	r.addLatency(prefix+"window/hold", st.hold)
 	if st.freeze.Count() > 0 {
-		r.addLatency("window/freeze", st.freeze)
+		r.addLatency(prefix+"window/freeze", st.freeze)
 	}
 	for _, s := range st.stepOrder {
-		r.addLatency("step/"+s, st.steps[s])
+		r.addLatency(prefix+"step/"+s, st.steps[s])
 	}
-	r.addLatency("requester/setup", st.setup)
-	r.addLatency("requester/teardown", st.teardown)
-	r.Timeline = st.timeline()
+	r.addLatency(prefix+"requester/setup", st.setup)
+	r.addLatency(prefix+"requester/teardown", st.teardown)
+	if timeline {
+		r.Timeline = st.timeline()
+	}
 }
 
-// RunSequence runs the sequence workload.
+// RunSequence runs the sequence workload. With Remote, the in-process and
+// the remote sets alternate, one of each in turn, so that both meet the
+// same machine: the reference and the remote figures come from the same
+// minutes.
 func RunSequence(ctx context.Context, cfg SequenceConfig, p Progress) (*Result, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	rg, err := newRig(ctx, rigConfig{LUNs: cfg.LUNs, LUNSize: int64(cfg.LUNSize), Writers: cfg.Writers, WriterDelay: cfg.WriterDelay, DataDir: cfg.DataDir})
+	rc := rigConfig{LUNs: cfg.LUNs, LUNSize: int64(cfg.LUNSize), Writers: cfg.Writers, WriterDelay: cfg.WriterDelay, DataDir: cfg.DataDir}
+	rg, err := newRig(ctx, rc)
 	if err != nil {
 		return nil, err
 	}
 	defer rg.Close()
-	res := &Result{Workload: "sequence", Config: cfg, Params: cfg.params(), Machine: Describe(), Started: time.Now()}
-	for range cfg.Warmup {
-		if _, err := rg.snapshotSet(ctx); err != nil {
+	rigs := []*rig{rg}
+	stats := []*setStats{newSetStats()}
+	calls, cs := &callLog{}, newCallStats()
+	if cfg.Remote > 0 {
+		rr, err := newRemoteRig(ctx, rc, cfg.Remote, calls)
+		if err != nil {
 			return nil, err
 		}
+		defer rr.Close()
+		rigs, stats = append(rigs, rr), append(stats, newSetStats())
 	}
-	st := newSetStats()
+	res := &Result{Workload: "sequence", Config: cfg, Params: cfg.params(), Machine: Describe(), Started: time.Now()}
+	for range cfg.Warmup {
+		for _, r := range rigs {
+			if _, err := r.snapshotSet(ctx); err != nil {
+				return nil, err
+			}
+		}
+	}
+	calls.take()
+	st := stats[0]
 	start := time.Now()
 	stop := ticker(p, cfg.Duration, func() string { return fmt.Sprintf("%d sets", st.total.Count()) })
 	for (cfg.Duration <= 0 || time.Since(start) < cfg.Duration) && (cfg.Sets <= 0 || len(st.samples) < cfg.Sets) {
 		if ctx.Err() != nil {
 			break
 		}
-		s, err := rg.snapshotSet(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				break // interrupted: report what ran
+		for i, r := range rigs {
+			s, err := r.snapshotSet(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					break // interrupted: report what ran
+				}
+				stop()
+				return nil, err
 			}
-			stop()
-			return nil, err
+			stats[i].add(s)
+			if i == 1 {
+				cs.add(s, calls.take())
+			}
 		}
-		st.add(s)
 	}
 	stop()
 	res.Elapsed = time.Since(start)
-	st.report(res)
+	st.report(res, "", cfg.Remote == 0)
 	res.addMetric("sets", float64(len(st.samples)), "")
 	res.addMetric("sets per second", float64(len(st.samples))/res.Elapsed.Seconds(), "set/s")
 	res.Summary = fmt.Sprintf("%d snapshot sets of %d LUNs with %d writers in %s; DoSnapshotSet median %s",
 		len(st.samples), cfg.LUNs, cfg.Writers, FormatDuration(res.Elapsed), FormatDuration(st.total.Quantile(50)))
+	if cfg.Remote > 0 {
+		rs := stats[1]
+		rs.report(res, "remote/", true)
+		cs.report(res, "remote/")
+		res.Summary = fmt.Sprintf("%d snapshot sets of %d LUNs with %d writers in %s, in turn in-process and across %d arrays over the provider protocol on 127.0.0.1; "+
+			"DoSnapshotSet median %s in-process, %s remote (p99 %s); hold window p99 %s in-process, %s remote",
+			len(st.samples)+len(rs.samples), cfg.LUNs, cfg.Writers, FormatDuration(res.Elapsed), cfg.Remote,
+			FormatDuration(st.total.Quantile(50)), FormatDuration(rs.total.Quantile(50)), FormatDuration(rs.total.Quantile(99)),
+			FormatDuration(st.hold.Quantile(99)), FormatDuration(rs.hold.Quantile(99)))
+		res.Notes = append(res.Notes, fmt.Sprintf("the remote arrays are in this process, each served by the provider protocol's server on a loopback port "+
+			"(serve --provider-listen's); the timeline is the median remote set's; sets per second counts the in-process ones"))
+	}
 	if cfg.Warmup > 0 {
 		res.Notes = append(res.Notes, fmt.Sprintf("the first %d sets warmed up and are not counted", cfg.Warmup))
 	}
-	return res, rg.Close()
+	return res, errors.Join(rg.Close(), closeRigs(rigs[1:]))
+}
+
+func closeRigs(rigs []*rig) error {
+	var errs []error
+	for _, r := range rigs {
+		errs = append(errs, r.Close())
+	}
+	return errors.Join(errs...)
 }

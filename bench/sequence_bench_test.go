@@ -32,3 +32,28 @@ func BenchmarkSequence(b *testing.B) {
 	b.ReportMetric(float64(h.Quantile(50)), "p50-ns")
 	b.ReportMetric(float64(h.Quantile(99)), "p99-ns")
 }
+
+// BenchmarkSequenceRemote is BenchmarkSequence across three arrays reached
+// over the provider protocol on 127.0.0.1 (bench sequence --remote).
+func BenchmarkSequenceRemote(b *testing.B) {
+	ctx := context.Background()
+	rg, err := newRemoteRig(ctx, rigConfig{LUNs: 16, LUNSize: 64 << 20, Writers: 4}, 3, &callLog{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rg.Close()
+	h := NewHistogram()
+	var total time.Duration
+	for b.Loop() {
+		s, err := rg.snapshotSet(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		h.Record(s.total())
+		total += s.total()
+	}
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(float64(total)/float64(b.N), "ns/set")
+	b.ReportMetric(float64(h.Quantile(50)), "p50-ns")
+	b.ReportMetric(float64(h.Quantile(99)), "p99-ns")
+}

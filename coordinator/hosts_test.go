@@ -41,7 +41,9 @@ func (h *fakeHost) FlushAndHold(_ context.Context, _ vss.ID, devices []string, w
 
 func (h *fakeHost) ReleaseWrites(context.Context, vss.ID) error { return h.release }
 
-func (h *fakeHost) Rescan(context.Context, []byte) (string, error) { return "", nil }
+func (h *fakeHost) Rescan(_ context.Context, naas [][]byte) ([]string, error) {
+	return make([]string, len(naas)), nil
+}
 
 // registerHost registers the bench's fake provider a second time, as
 // "host", with h for its array, and a volume "far" on it.

@@ -130,7 +130,7 @@ func (s *Service) deleteOne(ctx context.Context, tl *Timeline, id vss.ID) error 
 	}
 	run := &setRun{s: s, id: r.SnapshotSetID, tl: tl}
 	for i, t := range r.targets {
-		dev := s.deviceOf(t)
+		dev := s.targetDevice(ctx, r, i, t)
 		if dev == "" {
 			continue // reclaimed already, or never surfaced and gone
 		}
@@ -153,6 +153,31 @@ func (s *Service) deleteOne(ctx context.Context, tl *Timeline, id vss.ID) error 
 	delete(s.mu.snapshots, id)
 	s.mu.Unlock()
 	return nil
+}
+
+// targetDevice finds the i-th target LUN of a snapshot, t: in the
+// service's array by its page-83 identifier, masked or not; on a host's
+// array, as the snapshot surfaced it, or else by a rescan of that array
+// (which finds unmasked LUNs only: a transportable snapshot never imported
+// there is not found, and its provider is not told to reclaim it).
+func (s *Service) targetDevice(ctx context.Context, r *snapshotRecord, i int, t provider.LunInfo) string {
+	if r.host == nil {
+		return s.deviceOf(t)
+	}
+	if i < len(r.TargetLUNs) && r.TargetLUNs[i] != "" {
+		return r.TargetLUNs[i]
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ProviderTimeout)
+	defer cancel()
+	devs, err := r.host.Host.Rescan(ctx, [][]byte{t.NAA()})
+	if err == nil && len(devs) != 1 {
+		err = fmt.Errorf("%d devices for 1 designator", len(devs))
+	}
+	if err != nil {
+		s.log.Warn("rescan failed", "provider", r.host.Name, "snapshot", r.SnapshotID.String(), "err", err)
+		return ""
+	}
+	return devs[0]
 }
 
 // deviceOf finds a target LUN by its page-83 identifier, masked or not.

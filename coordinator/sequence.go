@@ -136,15 +136,13 @@ func (r *setRun) phase(name string, fn func() vss.HRESULT) vss.HRESULT {
 	return hr
 }
 
-// eachProvider calls m on every provider of the set in order, stopping at
-// the first failure.
+// eachProvider calls m on every provider of the set (forProviders: in
+// order, stopping at the first failure, or at once when each provider has
+// an array of its own).
 func (r *setRun) eachProvider(ctx context.Context, m vss.ProviderMethod, fn func(context.Context, provider.Provider) error) vss.HRESULT {
-	for _, p := range r.provs {
-		if hr := r.callProvider(ctx, p, m, func(ctx context.Context) error { return fn(ctx, p.Provider) }); hr.Failed() {
-			return hr
-		}
-	}
-	return vss.S_OK
+	return r.forProviders(func(p *Registration) vss.HRESULT {
+		return r.callProvider(ctx, p, m, func(ctx context.Context) error { return fn(ctx, p.Provider) })
+	})
 }
 
 // errCancelled marks a set cancelled through its Async.
@@ -667,11 +665,30 @@ func (r *setRun) locate(ctx context.Context, vols []*volEntry) vss.HRESULT {
 		dev  string
 	}
 	answers := map[disk]answer{}
+	// One rescan per array finds every target of the set on it.
+	var hosts []*Registration
+	naas := map[*Registration][][]byte{}
+	for _, v := range vols {
+		if _, ok := naas[v.host]; !ok {
+			hosts, naas[v.host] = append(hosts, v.host), [][]byte{}
+		}
+		for _, t := range v.targets {
+			naas[v.host] = append(naas[v.host], t.NAA())
+		}
+	}
+	found := map[*Registration][]string{}
+	for _, h := range hosts {
+		if len(naas[h]) > 0 {
+			found[h] = r.rescanOn(ctx, h, naas[h])
+		}
+	}
 	for _, v := range vols {
 		v.devices = make([]string, len(v.targets))
 		v.matched = true
-		for i, t := range v.targets {
-			dev := r.rescanOn(ctx, v, t.NAA())
+		for i := range v.targets {
+			t := v.targets[i]
+			dev := found[v.host][0]
+			found[v.host] = found[v.host][1:]
 			if dev == "" {
 				v.matched = false
 				continue
@@ -739,7 +756,7 @@ func (s *Service) record(r *setRun) {
 		if v.matched && len(v.devices) > 0 {
 			p.DeviceObject = v.devices[0]
 		}
-		s.mu.snapshots[v.snapID] = &snapshotRecord{SnapshotProperties: p, reg: v.reg, sources: v.sources, targets: v.targets}
+		s.mu.snapshots[v.snapID] = &snapshotRecord{SnapshotProperties: p, reg: v.reg, host: v.host, sources: v.sources, targets: v.targets}
 		if !slices.Contains(r.rec.snaps, v.snapID) {
 			r.rec.snaps = append(r.rec.snaps, v.snapID)
 		}

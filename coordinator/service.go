@@ -445,6 +445,7 @@ func (s *Service) Close(ctx context.Context) error {
 type snapshotRecord struct {
 	SnapshotProperties
 	reg     *Registration
+	host    *Registration // the array holding the target LUNs; nil for the service's
 	sources []provider.LunInfo
 	targets []provider.LunInfo
 }

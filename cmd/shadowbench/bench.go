@@ -69,7 +69,15 @@ vss-spec.md A) and time each DoSnapshotSet from the call to Wait's return,
 split into phases from the set's timeline: prepare, freeze, hold, commit,
 thaw, post-snapshot, and other for the time inside no step. Also reports the
 hold and freeze windows, each A.7 step, and the requester's own calls. The
-writers answer at once unless --writer-delay is set.`,
+writers answer at once unless --writer-delay is set.
+
+--remote also runs the sets across 3 arrays (--remote=N for N) reached over
+the provider protocol on 127.0.0.1, each an array with its provider served
+as serve --provider-listen serves it, in this process; the LUNs are spread
+over them, one volume each. Remote and in-process sets alternate, so both
+meet the same machine; remote/... are the remote figures, with the calls to
+the arrays per set (remote/call/METHOD) and the round trips on the set's
+critical path.`,
 		func(fs *pflag.FlagSet) {
 			fs.IntVar(&seq.Writers, "writers", seq.Writers, "VSS writers")
 			fs.IntVar(&seq.LUNs, "luns", seq.LUNs, "LUNs in each set, a volume each")
@@ -78,6 +86,8 @@ writers answer at once unless --writer-delay is set.`,
 			fs.DurationVar(&seq.Duration, "duration", seq.Duration, "how long to run")
 			fs.IntVar(&seq.Sets, "sets", seq.Sets, "stop after this many sets (0: run for --duration)")
 			fs.IntVar(&seq.Warmup, "warmup", seq.Warmup, "sets run first and not counted")
+			fs.IntVar(&seq.Remote, "remote", seq.Remote, "also run the sets across `N` arrays over the provider protocol on 127.0.0.1, in turn with the in-process ones (--remote alone: 3)")
+			fs.Lookup("remote").NoOptDefVal = "3"
 			dataDirFlag(fs, &seq.DataDir)
 		},
 		runner(bench.RunSequence, &seq)))

@@ -148,14 +148,24 @@ func (k kernelServer) ReleaseWrites(_ context.Context, r *wirepb.ReleaseWritesRe
 }
 
 func (k kernelServer) Rescan(_ context.Context, r *wirepb.RescanRequest) (*wirepb.RescanResponse, error) {
-	if len(r.Naa) == 0 {
-		return &wirepb.RescanResponse{Result: result(nil)}, nil
+	find := func(naa []byte) string {
+		if len(naa) == 0 {
+			return ""
+		}
+		for _, l := range k.s.array.List() {
+			id := l.Identity().NAA
+			if !l.Masked() && string(id[:]) == string(naa) {
+				return l.Name()
+			}
+		}
+		return ""
 	}
-	for _, l := range k.s.array.List() {
-		id := l.Identity().NAA
-		if !l.Masked() && string(id[:]) == string(r.Naa) {
-			return &wirepb.RescanResponse{Result: result(nil), Device: l.Name()}, nil
+	out := &wirepb.RescanResponse{Result: result(nil), Device: find(r.Naa)}
+	if len(r.Naas) > 0 {
+		out.Devices = make([]string, len(r.Naas))
+		for i, naa := range r.Naas {
+			out.Devices[i] = find(naa)
 		}
 	}
-	return &wirepb.RescanResponse{Result: result(nil)}, nil
+	return out, nil
 }

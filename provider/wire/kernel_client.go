@@ -58,12 +58,18 @@ func (c *Client) ReleaseWrites(ctx context.Context, set vss.ID) error {
 	return kernelError("ReleaseWrites", set, r.GetResult(), err)
 }
 
-// Rescan returns the unmasked remote LUN with the NAA designator, "" when
-// none.
-func (c *Client) Rescan(ctx context.Context, naa []byte) (string, error) {
-	r, err := c.kernel.Rescan(ctx, &wirepb.RescanRequest{Naa: naa})
-	if err := kernelError("Rescan", vss.GUID_NULL, r.GetResult(), err); err != nil {
-		return "", err
+// Rescan returns the unmasked remote LUNs with the NAA designators, 1:1,
+// "" where none has one: one round trip for them all.
+func (c *Client) Rescan(ctx context.Context, naas [][]byte) ([]string, error) {
+	if len(naas) == 0 {
+		return nil, nil
 	}
-	return r.Device, nil
+	r, err := c.kernel.Rescan(ctx, &wirepb.RescanRequest{Naas: naas})
+	if err := kernelError("Rescan", vss.GUID_NULL, r.GetResult(), err); err != nil {
+		return nil, err
+	}
+	if len(r.Devices) != len(naas) {
+		return nil, fmt.Errorf("wire: Rescan: %w: %d devices for %d designators", ErrMalformed, len(r.Devices), len(naas))
+	}
+	return r.Devices, nil
 }

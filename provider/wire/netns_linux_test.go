@@ -138,6 +138,28 @@ func TestNetnsSetAcrossThreeHosts(t *testing.T) {
 	onePointInTime(t, sv, ras)
 }
 
+// The same set under NBD load on each array: every array serves its LUNs
+// over NBD inside its namespace, and writers in the coordinator's
+// namespace keep writing to all three through the set; their sequence
+// numbers in the snapshots show one instant inside the hold window.
+func TestNetnsSetAcrossThreeHostsUnderNBDLoad(t *testing.T) {
+	h := newHosts(t, 3)
+	topo := h.topology()
+	sv, ras := arraysOn(t, topo, []int{2, 2, 2}, coordinator.Config{}, nil, nil, nil, nil)
+	dial := serveNBD(t, ras, topo.listen, func(fn func() error) error { return in(h.coord, fn) })
+	onePointInTimeOverNBD(t, sv, ras, dial)
+}
+
+// B.9 across hosts: the third array vetoes CommitSnapshots after the other
+// two committed; AbortSnapshots reaches all three over their links and no
+// array keeps a snapshot of the failed set.
+func TestNetnsNoPartialCommit(t *testing.T) {
+	h := newHosts(t, 3)
+	sv, ras := arraysOn(t, h.topology(), []int{2, 2, 2}, coordinator.Config{}, nil,
+		nil, nil, failing(vss.MethodCommitSnapshots, vss.VSS_E_PROVIDER_VETO))
+	noPartialCommit(t, sv, ras)
+}
+
 // A link that goes down during CommitSnapshots: the set fails with
 // VSS_E_HOLD_WRITES_TIMEOUT at about the window's end, and every array's
 // gates are released, the cut-off one's by its own window.

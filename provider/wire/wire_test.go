@@ -302,9 +302,9 @@ func TestW6KernelSupportHolds(t *testing.T) {
 	require.Equal(t, provider.LunInfoOf(mustGet(t, a, "lun1")), infos[1])
 	_, err = c.DescribeLuns(ctx, []string{"nope"})
 	require.ErrorIs(t, err, vss.VSS_E_OBJECT_NOT_FOUND)
-	dev, err := c.Rescan(ctx, infos[0].NAA())
+	devs, err := c.Rescan(ctx, [][]byte{infos[1].NAA(), make([]byte, 16), infos[0].NAA()})
 	require.NoError(t, err)
-	require.Equal(t, "lun0", dev)
+	require.Equal(t, []string{"lun1", "", "lun0"}, devs, "one rescan finds every LUN, 1:1")
 
 	set := vss.NewID()
 	require.NoError(t, c.FlushAndHold(ctx, set, []string{"lun0", "lun1"}, 5*time.Second))

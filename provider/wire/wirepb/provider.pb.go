@@ -1722,8 +1722,11 @@ func (x *ReleaseWritesRequest) GetSnapshotSetId() string {
 }
 
 type RescanRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Naa           []byte                 `protobuf:"bytes,1,opt,name=naa,proto3" json:"naa,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// naa is one designator, the single form: answered in device.
+	Naa []byte `protobuf:"bytes,1,opt,name=naa,proto3" json:"naa,omitempty"`
+	// naas are designators answered 1:1 in devices.
+	Naas          [][]byte `protobuf:"bytes,2,rep,name=naas,proto3" json:"naas,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1765,10 +1768,18 @@ func (x *RescanRequest) GetNaa() []byte {
 	return nil
 }
 
+func (x *RescanRequest) GetNaas() [][]byte {
+	if x != nil {
+		return x.Naas
+	}
+	return nil
+}
+
 type RescanResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Result        *Result                `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
 	Device        string                 `protobuf:"bytes,2,opt,name=device,proto3" json:"device,omitempty"`
+	Devices       []string               `protobuf:"bytes,3,rep,name=devices,proto3" json:"devices,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1815,6 +1826,13 @@ func (x *RescanResponse) GetDevice() string {
 		return x.Device
 	}
 	return ""
+}
+
+func (x *RescanResponse) GetDevices() []string {
+	if x != nil {
+		return x.Devices
+	}
+	return nil
 }
 
 var File_provider_proto protoreflect.FileDescriptor
@@ -1925,12 +1943,14 @@ const file_provider_proto_rawDesc = "" +
 	"\adevices\x18\x02 \x03(\tR\adevices\x12\x1b\n" +
 	"\twindow_ns\x18\x03 \x01(\x03R\bwindowNs\">\n" +
 	"\x14ReleaseWritesRequest\x12&\n" +
-	"\x0fsnapshot_set_id\x18\x01 \x01(\tR\rsnapshotSetId\"!\n" +
+	"\x0fsnapshot_set_id\x18\x01 \x01(\tR\rsnapshotSetId\"5\n" +
 	"\rRescanRequest\x12\x10\n" +
-	"\x03naa\x18\x01 \x01(\fR\x03naa\"a\n" +
+	"\x03naa\x18\x01 \x01(\fR\x03naa\x12\x12\n" +
+	"\x04naas\x18\x02 \x03(\fR\x04naas\"{\n" +
 	"\x0eRescanResponse\x127\n" +
 	"\x06result\x18\x01 \x01(\v2\x1f.shadowbench.provider.v1.ResultR\x06result\x12\x16\n" +
-	"\x06device\x18\x02 \x01(\tR\x06device2\xb0\x05\n" +
+	"\x06device\x18\x02 \x01(\tR\x06device\x12\x18\n" +
+	"\adevices\x18\x03 \x03(\tR\adevices2\xb0\x05\n" +
 	"\x18HardwareSnapshotProvider\x12w\n" +
 	"\x10AreLunsSupported\x120.shadowbench.provider.v1.AreLunsSupportedRequest\x1a1.shadowbench.provider.v1.AreLunsSupportedResponse\x12u\n" +
 	"\x14BeginPrepareSnapshot\x124.shadowbench.provider.v1.BeginPrepareSnapshotRequest\x1a'.shadowbench.provider.v1.ResultResponse\x12n\n" +

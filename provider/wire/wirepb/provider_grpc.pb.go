@@ -1253,8 +1253,11 @@ type KernelSupportClient interface {
 	// had released themselves), VSS_E_OBJECT_NOT_FOUND (no hold of the
 	// set).
 	ReleaseWrites(ctx context.Context, in *ReleaseWritesRequest, opts ...grpc.CallOption) (*ResultResponse, error)
-	// Rescan finds the unmasked LUN whose NAA designator is naa, as Windows
-	// finds an arriving disk after LocateLuns; device is empty when none.
+	// Rescan finds the unmasked LUNs whose NAA designators are naas, as
+	// Windows finds the disks arriving after LocateLuns: devices is 1:1 with
+	// naas, "" where none has it. One call finds every target LUN of a set on
+	// this array, so auto-import costs one round trip per array, not one per
+	// LUN. (naa and device, the single form, are still answered.)
 	Rescan(ctx context.Context, in *RescanRequest, opts ...grpc.CallOption) (*RescanResponse, error)
 }
 
@@ -1339,8 +1342,11 @@ type KernelSupportServer interface {
 	// had released themselves), VSS_E_OBJECT_NOT_FOUND (no hold of the
 	// set).
 	ReleaseWrites(context.Context, *ReleaseWritesRequest) (*ResultResponse, error)
-	// Rescan finds the unmasked LUN whose NAA designator is naa, as Windows
-	// finds an arriving disk after LocateLuns; device is empty when none.
+	// Rescan finds the unmasked LUNs whose NAA designators are naas, as
+	// Windows finds the disks arriving after LocateLuns: devices is 1:1 with
+	// naas, "" where none has it. One call finds every target LUN of a set on
+	// this array, so auto-import costs one round trip per array, not one per
+	// LUN. (naa and device, the single form, are still answered.)
 	Rescan(context.Context, *RescanRequest) (*RescanResponse, error)
 	mustEmbedUnimplementedKernelSupportServer()
 }
