@@ -42,6 +42,12 @@ type Options struct {
 	// directory under it (lun.OpenScratch), removed at the end, rather
 	// than in memory: the same steps with every commit written down.
 	DataDir string
+	// Provider, when set, reaches the providers over the provider protocol
+	// (provider/wire) rather than in-process: ProviderLoopback serves each
+	// provider of the file on 127.0.0.1 for the run; HOST:PORT is a
+	// provider served elsewhere, a vendor's own, which stands in for the
+	// file's one hardware provider (see conformance.go).
+	Provider string
 }
 
 // cleanupTimeout bounds, in real time, what the runner does after the
@@ -158,6 +164,10 @@ type runner struct {
 
 	mounts  map[string]*mounted // LUN -> its file system
 	closers []func() error      // real writers to close (an fsfreeze writer thaws)
+	// wired are the providers reached over the provider protocol
+	// (Options.Provider); external is the one served elsewhere.
+	wired    []*wireProvider
+	external *wireProvider
 
 	// cutMu guards cuts, the cuts powercut steps armed (powercut.go);
 	// faultInjs are the LUNs' faults from the file, by LUN, set up once.
@@ -168,9 +178,11 @@ type runner struct {
 }
 
 type provState struct {
-	spec   providerSpec
-	id     vss.ID
-	inner  *provider.ArrayProvider
+	spec  providerSpec
+	id    vss.ID
+	inner *provider.ArrayProvider // nil for a provider served elsewhere
+	// traced is what the coordinator calls: it traces every call and
+	// forwards it to inner, or to the provider protocol's client.
 	traced *tracedProvider
 }
 
@@ -237,6 +249,14 @@ func (r *runner) setup(ctx context.Context) error {
 			return fmt.Errorf("%w: the scenario needs %s, which is not in PATH", errSkip, prog)
 		}
 	}
+	if p := r.opts.Provider; p != "" && p != ProviderLoopback {
+		if err := sc.providerFacing(); err != nil {
+			return err
+		}
+		if err := r.dialExternal(); err != nil {
+			return err
+		}
+	}
 	cfg := lun.Config{Capacity: sc.array.capacity, MaxSnapshots: sc.array.maxSnapshots}
 	var a *lun.Array
 	var err error
@@ -260,6 +280,9 @@ func (r *runner) setup(ctx context.Context) error {
 	}
 	r.array = a
 	for _, l := range sc.array.luns {
+		if r.external != nil {
+			break // the LUNs are the provider's array's
+		}
 		opts := l.opts
 		if l.identity != nil {
 			id := *l.identity
@@ -278,21 +301,18 @@ func (r *runner) setup(ctx context.Context) error {
 	svcCfg.Logger = slog.New(r.logs)
 	r.svc = coordinator.New(a, svcCfg)
 	for _, ps := range sc.providers {
-		prof := r.scaleProfile(ps.profile)
-		inner, err := provider.NewArray(a, prof, provider.WithLogger(slog.New(r.logs.with("provider", ps.name))))
-		if err != nil {
-			return fmt.Errorf("provider %s (line %d): %w", ps.name, ps.line, err)
-		}
-		st := &provState{spec: ps, id: vss.NewID(), inner: inner,
-			traced: &tracedProvider{name: ps.name, inner: inner, rec: r.rec, luns: ps.luns, array: a}}
-		r.provs[ps.name] = st
-		if err := r.svc.RegisterProvider(ctx, coordinator.Registration{ID: st.id, Name: ps.name, Type: ps.typ,
-			Priority: ps.priority, Provider: st.traced}); err != nil {
+		if err := r.addProvider(ctx, ps); err != nil {
 			return fmt.Errorf("provider %s (line %d): %w", ps.name, ps.line, err)
 		}
 	}
 	for _, v := range sc.array.volumes {
-		if err := r.svc.AddVolume(v.name, v.luns...); err != nil {
+		var err error
+		if r.external != nil {
+			err = r.svc.AddVolumeOn(v.name, sc.providers[0].name, v.luns...)
+		} else {
+			err = r.svc.AddVolume(v.name, v.luns...)
+		}
+		if err != nil {
 			return fmt.Errorf("volume %s (line %d): %w", v.name, v.line, err)
 		}
 	}
@@ -538,8 +558,11 @@ func (r *runner) finish() {
 	r.mu.Unlock()
 	r.unmountAll() // before the NBD server stops: nbdfuse is its client
 	for _, p := range r.provs {
-		_ = p.inner.Close()
+		if p.inner != nil {
+			_ = p.inner.Close()
+		}
 	}
+	r.closeWire()
 	r.mu.Lock()
 	for _, c := range r.mu.clients {
 		_ = c.Close()

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -17,6 +19,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/shadowbench/shadowbench/lun"
+	"github.com/shadowbench/shadowbench/provider"
+	"github.com/shadowbench/shadowbench/provider/wire"
+	"github.com/shadowbench/shadowbench/vss"
 )
 
 // timeScale is the library's time scale: 0.01 runs the 10 s hold window
@@ -67,6 +74,92 @@ func libraryFiles(t *testing.T) []string {
 // goes when the defect does.
 func TestLibrary(t *testing.T) { runLibrary(t, "", *timeScale) }
 
+// TestLibraryOverWire runs the library with every provider reached over
+// the provider protocol on loopback (ProviderLoopback): the protocol
+// carries every call, argument, code and cancel of the library's
+// scenarios, so each must give the verdict it gives in-process (they all
+// pass, or are known failures, in TestLibrary).
+func TestLibraryOverWire(t *testing.T) {
+	runLibraryWith(t, func(*testing.T, *Scenario) Options {
+		return Options{TimeScale: *timeScale, Provider: ProviderLoopback}
+	})
+}
+
+// TestLibraryAgainstServedProvider is scenario run --provider ADDR against
+// our own array provider served elsewhere (as serve --provider-listen
+// serves it), a fresh array for each file with the file's LUNs: every
+// provider-facing scenario passes; the others are not applicable, and
+// say why.
+func TestLibraryAgainstServedProvider(t *testing.T) {
+	var mu sync.Mutex
+	var ran []string
+	notFacing := 0
+	runLibraryWith(t, func(t *testing.T, sc *Scenario) Options {
+		mu.Lock()
+		defer mu.Unlock()
+		if err := sc.providerFacing(); err != nil {
+			notFacing++
+			return Options{TimeScale: *timeScale, Provider: "127.0.0.1:1"} // refused before it dials
+		}
+		ran = append(ran, sc.Name)
+		return Options{TimeScale: *timeScale, Provider: serveArray(t, sc)}
+	})
+	t.Cleanup(func() {
+		slices.Sort(ran)
+		t.Logf("%d provider-facing scenarios ran against the served provider (%s); %d are not provider-facing",
+			len(ran), strings.Join(ran, ", "), notFacing)
+		require.GreaterOrEqual(t, len(ran), 5, "the library has provider-facing scenarios")
+	})
+}
+
+// TestServedProviderBreaksARule: a provider served elsewhere that answers
+// PostCommitSnapshots with a code VSS does not list fails the scenario,
+// and the verdict names the call.
+func TestServedProviderBreaksARule(t *testing.T) {
+	sc, err := Load("library/a-call-order.yaml")
+	require.NoError(t, err)
+	addr := serveArray(t, sc, func(p *provider.ArrayProvider) provider.Provider { return badPostCommit{p} })
+	var out bytes.Buffer
+	res := Run(context.Background(), sc, Options{TimeScale: *timeScale, Provider: addr, Out: &out})
+	require.Equal(t, StatusFail, res.Status, res.Verdict())
+	require.Contains(t, res.Verdict(), "got VSS_E_UNEXPECTED_PROVIDER_ERROR")
+	require.Contains(t, out.String(), "provider:PostCommitSnapshots:array -> VSS_E_UNEXPECTED_PROVIDER_ERROR [provider returned E_UNEXPECTED",
+		"the report's trace shows the call and what the provider answered")
+}
+
+type badPostCommit struct{ *provider.ArrayProvider }
+
+func (badPostCommit) PostCommitSnapshots(context.Context, vss.ID, int) error { return vss.E_UNEXPECTED }
+
+// serveArray serves the emulated array provider over the provider
+// protocol on 127.0.0.1, over a new array with sc's LUNs, until the test
+// ends, and returns its address.
+func serveArray(t *testing.T, sc *Scenario, wrap ...func(*provider.ArrayProvider) provider.Provider) string {
+	a, err := lun.NewArray(lun.Config{})
+	require.NoError(t, err)
+	for _, l := range sc.array.luns {
+		_, err := a.Create(l.name, l.opts)
+		require.NoError(t, err)
+	}
+	p, err := provider.NewArray(a, nil, provider.WithLogger(slog.New(slog.DiscardHandler)))
+	require.NoError(t, err)
+	ls, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var served provider.Provider = p
+	for _, w := range wrap {
+		served = w(p)
+	}
+	srv := wire.NewServer(served, wire.WithArray(a), wire.WithServerLogger(slog.New(slog.DiscardHandler)))
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ls) }()
+	t.Cleanup(func() {
+		srv.Stop()
+		require.NoError(t, <-done)
+		require.NoError(t, p.Close())
+	})
+	return ls.Addr().String()
+}
+
 // TestLibraryDurable runs the library again on durable arrays, whose
 // flushes and commits write their records down (Options.DataDir): the
 // sequences, the verdicts and the data checks are the same. It runs at
@@ -80,6 +173,14 @@ func TestLibraryDurable(t *testing.T) { runLibrary(t, t.TempDir(), *timeScale*5,
 // runLibrary runs every file of the library but those whose names start
 // with one of skip.
 func runLibrary(t *testing.T, dataDir string, scale float64, skip ...string) {
+	runLibraryWith(t, func(*testing.T, *Scenario) Options {
+		return Options{TimeScale: scale, DataDir: dataDir}
+	}, skip...)
+}
+
+// runLibraryWith runs every file of the library but those whose names
+// start with one of skip, each with the options opts gives it.
+func runLibraryWith(t *testing.T, opts func(*testing.T, *Scenario) Options, skip ...string) {
 	for _, file := range libraryFiles(t) {
 		name := strings.TrimSuffix(filepath.Base(file), ".yaml")
 		if slices.ContainsFunc(skip, func(p string) bool { return strings.HasPrefix(name, p) }) {
@@ -90,7 +191,9 @@ func runLibrary(t *testing.T, dataDir string, scale float64, skip ...string) {
 			sc, err := Load(file)
 			require.NoError(t, err)
 			var out bytes.Buffer
-			res := Run(context.Background(), sc, Options{TimeScale: scale, Out: &out, DataDir: dataDir})
+			o := opts(t, sc)
+			o.Out = &out
+			res := Run(context.Background(), sc, o)
 			if *verbose || !res.Passed() {
 				t.Log("\n" + out.String())
 			}

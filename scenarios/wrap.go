@@ -11,6 +11,7 @@ import (
 	"github.com/shadowbench/shadowbench/coordinator"
 	"github.com/shadowbench/shadowbench/lun"
 	"github.com/shadowbench/shadowbench/provider"
+	"github.com/shadowbench/shadowbench/provider/wire"
 	"github.com/shadowbench/shadowbench/vss"
 )
 
@@ -95,7 +96,7 @@ func (r *recorder) waitEntered(ctx context.Context, p pattern, since time.Time) 
 // mapped to the host would. The firmware profile has no such setting.
 type tracedProvider struct {
 	name  string
-	inner *provider.ArrayProvider
+	inner fullProvider
 	rec   *recorder
 	luns  []string // nil: every LUN of the array
 	array *lun.Array
@@ -104,7 +105,18 @@ type tracedProvider struct {
 	lastSet vss.ID // the set of the last set-bound call, for release-commit
 }
 
+// fullProvider is a provider with every interface of vss-spec.md C: the
+// emulated array's, or the provider protocol's client.
+type fullProvider interface {
+	provider.Provider
+	provider.HardwareProviderEx
+	provider.Notifications
+}
+
 var (
+	_ fullProvider = (*provider.ArrayProvider)(nil)
+	_ fullProvider = (*wire.Client)(nil)
+
 	_ provider.Provider           = (*tracedProvider)(nil)
 	_ provider.HardwareProviderEx = (*tracedProvider)(nil)
 	_ provider.Notifications      = (*tracedProvider)(nil)

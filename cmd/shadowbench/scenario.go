@@ -21,7 +21,7 @@ scenarios/library.`,
 	}
 	var scale float64
 	var asJSON bool
-	var dataDir string
+	var dataDir, prov string
 	run := &cobra.Command{
 		Use:   "run FILE...",
 		Short: "Run scenarios and print each one's timeline and verdict",
@@ -37,14 +37,25 @@ numbers (a 10 s hold window, a 9.9 s commit); --time-scale 0.01 runs them
 
 --data-dir runs each scenario on a durable array, in a new directory
 under DIR removed at the end, rather than in memory: every flush and
-commit is written down on DIR's file system, as serve --data-dir does.`,
+commit is written down on DIR's file system, as serve --data-dir does.
+
+--provider reaches the providers over the provider protocol, not in-process.
+--provider loopback serves each file's own providers on 127.0.0.1 for the
+run: every scenario must give the verdict it gives in-process. --provider
+HOST:PORT runs the provider-facing scenarios against a provider served
+elsewhere (a vendor's, or serve --provider-listen's), which stands in for
+the file's hardware provider, with its array for the LUNs: the file's LUNs
+must exist there under the file's names, and a fresh array gives each run
+the state the files expect. A scenario that needs the emulated array's
+parts (a firmware profile, LUN faults, loads, data steps) is reported as
+not applicable, with the reason; a failure names the rule broken.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			scs, err := scenarios.LoadAll(args)
 			if err != nil {
 				return err
 			}
-			opts := scenarios.Options{TimeScale: scale, Out: cmd.OutOrStdout(), DataDir: dataDir}
+			opts := scenarios.Options{TimeScale: scale, Out: cmd.OutOrStdout(), DataDir: dataDir, Provider: prov}
 			if asJSON {
 				opts.Out = nil
 			}
@@ -74,6 +85,7 @@ commit is written down on DIR's file system, as serve --data-dir does.`,
 	run.Flags().Float64Var(&scale, "time-scale", 1, "multiply every duration of the scenarios by this (0.01: a 10 s window runs in 100 ms)")
 	run.Flags().BoolVar(&asJSON, "json", false, "print the results as JSON on stdout (verdicts go to stderr)")
 	run.Flags().StringVar(&dataDir, "data-dir", "", "run each scenario on a durable array in a new directory under `DIR`, removed at the end (default: in memory)")
+	run.Flags().StringVar(&prov, "provider", "", "reach the providers over the provider protocol: loopback (the files' own, served on 127.0.0.1) or `ADDR` (HOST:PORT of a provider served elsewhere; the provider-facing scenarios only)")
 
 	check := &cobra.Command{
 		Use:   "check FILE...",

@@ -103,6 +103,7 @@ func Dial(addr string, opts ...grpc.DialOption) (*Client, error) {
 			MinConnectTimeout: time.Second,
 		}),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: keepaliveTimeout, PermitWithoutStream: true}),
+		grpc.WithChainUnaryInterceptor(answerCancels),
 	}
 	conn, err := grpc.NewClient(addr, append(base, opts...)...)
 	if err != nil {
@@ -112,6 +113,50 @@ func Dial(addr string, opts ...grpc.DialOption) (*Client, error) {
 		hw: wirepb.NewHardwareSnapshotProviderClient(conn), ex: wirepb.NewHardwareSnapshotProviderExClient(conn),
 		set: wirepb.NewProviderCreateSnapshotSetClient(conn), notify: wirepb.NewProviderNotificationsClient(conn),
 		kernel: wirepb.NewKernelSupportClient(conn)}, nil
+}
+
+// CancelGrace is how long a call whose context is cancelled (not timed
+// out) still waits for the provider's answer before it is abandoned with
+// RPC_S_CALL_CANCELLED and the cancel passed on to the server.
+const CancelGrace = time.Second
+
+// answerCancels is the client's interceptor for a cancelled call. When the
+// coordinator cancels a provider call (a requester's Cancel during
+// EndPrepareSnapshots), VSS sends AbortSnapshots beside it and takes what
+// the provider answers (vss-spec.md B.7): in-process that is the
+// provider's E_ABORT. A gRPC call abandoned at once would answer
+// RPC_S_CALL_CANCELLED instead, the provider's answer lost; so the call
+// runs on for CancelGrace with the caller's values and deadline, and only
+// then is cancelled. A deadline is passed on at once: a call past its
+// deadline waits for nothing.
+func answerCancels(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if ctx.Done() == nil {
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	call, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancel(nil)
+	if d, ok := ctx.Deadline(); ok {
+		var stop context.CancelFunc
+		call, stop = context.WithDeadline(call, d)
+		defer stop()
+	}
+	answered := make(chan struct{})
+	defer close(answered)
+	stop := context.AfterFunc(ctx, func() {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			cancel(context.Cause(ctx))
+			return
+		}
+		t := time.NewTimer(CancelGrace)
+		defer t.Stop()
+		select {
+		case <-answered:
+		case <-t.C:
+			cancel(context.Cause(ctx))
+		}
+	})
+	defer stop()
+	return invoker(call, method, req, reply, cc, opts...)
 }
 
 // Addr returns the address the client dials.
