@@ -299,20 +299,17 @@ func (b *BackupComponents) run(ctx context.Context, r *setRun, writers []*writer
 	// j. PostCommitSnapshots.
 	// Each provider is told how many of the set's snapshots are its own.
 	hr = r.phase("PostCommitSnapshots", func() vss.HRESULT {
-		for _, p := range r.provs {
+		return r.forProviders(func(p *Registration) vss.HRESULT {
 			count := 0
 			for _, v := range r.vols {
 				if v.reg == p {
 					count++
 				}
 			}
-			if hr := r.callProvider(ctx, p, vss.MethodPostCommitSnapshots, func(ctx context.Context) error {
+			return r.callProvider(ctx, p, vss.MethodPostCommitSnapshots, func(ctx context.Context) error {
 				return p.Provider.PostCommitSnapshots(ctx, r.id, count)
-			}); hr.Failed() {
-				return hr
-			}
-		}
-		return vss.S_OK
+			})
+		})
 	})
 	// The freeze windows end here; a writer whose window passed was
 	// already failed and aborted by its timer.
@@ -599,7 +596,7 @@ func (b *BackupComponents) holdAndCommit(ctx context.Context, r *setRun) vss.HRE
 
 // getTargets is step l: GetTargetLuns per provider, for all its LUNs.
 func (r *setRun) getTargets(ctx context.Context) vss.HRESULT {
-	for _, p := range r.provs {
+	return r.forProviders(func(p *Registration) vss.HRESULT {
 		var devices []string
 		var sources []provider.LunInfo
 		var vols []*volEntry
@@ -628,8 +625,8 @@ func (r *setRun) getTargets(ctx context.Context) vss.HRESULT {
 		for _, v := range vols {
 			v.targets, targets = targets[:len(v.luns)], targets[len(v.luns):]
 		}
-	}
-	return vss.S_OK
+		return vss.S_OK
+	})
 }
 
 // locate is step m and the core of ImportSnapshots: LocateLuns per
@@ -637,7 +634,7 @@ func (r *setRun) getTargets(ctx context.Context) vss.HRESULT {
 // identifiers, and FillInLunInfo for each LUN that arrived, which must
 // match what GetTargetLuns said (F.6).
 func (r *setRun) locate(ctx context.Context, vols []*volEntry) vss.HRESULT {
-	for _, p := range r.provs {
+	if hr := r.forProviders(func(p *Registration) vss.HRESULT {
 		var targets []provider.LunInfo
 		for _, v := range vols {
 			if v.reg == p {
@@ -645,13 +642,13 @@ func (r *setRun) locate(ctx context.Context, vols []*volEntry) vss.HRESULT {
 			}
 		}
 		if len(targets) == 0 {
-			continue
+			return vss.S_OK
 		}
-		if hr := r.callProvider(ctx, p, vss.MethodLocateLuns, func(ctx context.Context) error {
+		return r.callProvider(ctx, p, vss.MethodLocateLuns, func(ctx context.Context) error {
 			return p.Provider.LocateLuns(ctx, slices.Clone(targets))
-		}); hr.Failed() {
-			return hr
-		}
+		})
+	}); hr.Failed() {
+		return hr
 	}
 	// FillInLunInfo is called once for each disk that arrives, however many
 	// volumes share it. Disks of different arrays may share a name, so the
@@ -664,8 +661,10 @@ func (r *setRun) locate(ctx context.Context, vols []*volEntry) vss.HRESULT {
 		host *Registration
 		dev  string
 	}
-	answers := map[disk]answer{}
-	// One rescan per array finds every target of the set on it.
+	// One rescan per array finds every target of the set on it; then
+	// FillInLunInfo for each disk that arrived, in the targets' order. The
+	// arrays are rescanned and their disks described at once when each of
+	// the set's providers has an array of its own (concurrent).
 	var hosts []*Registration
 	naas := map[*Registration][][]byte{}
 	for _, v := range vols {
@@ -676,33 +675,65 @@ func (r *setRun) locate(ctx context.Context, vols []*volEntry) vss.HRESULT {
 			naas[v.host] = append(naas[v.host], t.NAA())
 		}
 	}
+	var mu sync.Mutex // found and answers, when the hosts go at once
 	found := map[*Registration][]string{}
-	for _, h := range hosts {
-		if len(naas[h]) > 0 {
-			found[h] = r.rescanOn(ctx, h, naas[h])
+	answers := map[disk]answer{}
+	onHost := func(h *Registration) {
+		if len(naas[h]) == 0 {
+			return
+		}
+		devs := r.rescanOn(ctx, h, naas[h])
+		mu.Lock()
+		found[h] = devs
+		mu.Unlock()
+		next := 0
+		for _, v := range vols {
+			if v.host != h {
+				continue
+			}
+			for range v.targets {
+				dev := devs[next]
+				next++
+				mu.Lock()
+				_, asked := answers[disk{h, dev}]
+				mu.Unlock()
+				if dev == "" || asked {
+					continue
+				}
+				var a answer
+				r.callProvider(ctx, v.reg, vss.MethodFillInLunInfo, func(ctx context.Context) (err error) {
+					a.ok, err = v.reg.Provider.FillInLunInfo(ctx, dev, &a.info)
+					return err
+				}, func() string { return fmt.Sprintf("device %s: supported=%v", dev, a.ok) })
+				mu.Lock()
+				answers[disk{h, dev}] = a
+				mu.Unlock()
+			}
+		}
+	}
+	if r.concurrent() {
+		var wg sync.WaitGroup
+		for _, h := range hosts {
+			wg.Go(func() { onHost(h) })
+		}
+		wg.Wait()
+	} else {
+		for _, h := range hosts {
+			onHost(h)
 		}
 	}
 	for _, v := range vols {
 		v.devices = make([]string, len(v.targets))
 		v.matched = true
-		for i := range v.targets {
-			t := v.targets[i]
+		for i, t := range v.targets {
 			dev := found[v.host][0]
 			found[v.host] = found[v.host][1:]
 			if dev == "" {
 				v.matched = false
 				continue
 			}
-			a, asked := answers[disk{v.host, dev}]
-			if !asked {
-				r.callProvider(ctx, v.reg, vss.MethodFillInLunInfo, func(ctx context.Context) (err error) {
-					a.ok, err = v.reg.Provider.FillInLunInfo(ctx, dev, &a.info)
-					return err
-				}, func() string { return fmt.Sprintf("device %s: supported=%v", dev, a.ok) })
-				answers[disk{v.host, dev}] = a
-			}
-			info, ok := a.info, a.ok
-			if !ok || !reflect.DeepEqual(info, t) {
+			a := answers[disk{v.host, dev}]
+			if !a.ok || !reflect.DeepEqual(a.info, t) {
 				v.matched = false
 				r.logEvent(func() {
 					r.s.log.Warn("FillInLunInfo does not match GetTargetLuns", "provider", v.reg.Name, "device", dev, "volume", v.name)

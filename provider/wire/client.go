@@ -127,8 +127,8 @@ const CancelGrace = time.Second
 // provider's E_ABORT. A gRPC call abandoned at once would answer
 // RPC_S_CALL_CANCELLED instead, the provider's answer lost; so the call
 // runs on for CancelGrace with the caller's values and deadline, and only
-// then is cancelled. A deadline is passed on at once: a call past its
-// deadline waits for nothing.
+// then is cancelled. The deadline is the call's own (gRPC passes it on to
+// the server): a call past its deadline waits for nothing.
 func answerCancels(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	if ctx.Done() == nil {
 		return invoker(ctx, method, req, reply, cc, opts...)
@@ -144,8 +144,7 @@ func answerCancels(ctx context.Context, method string, req, reply any, cc *grpc.
 	defer close(answered)
 	stop := context.AfterFunc(ctx, func() {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			cancel(context.Cause(ctx))
-			return
+			return // the call's own copy of the deadline ends it, as DeadlineExceeded
 		}
 		t := time.NewTimer(CancelGrace)
 		defer t.Stop()
@@ -156,7 +155,14 @@ func answerCancels(ctx context.Context, method string, req, reply any, cc *grpc.
 		}
 	})
 	defer stop()
-	return invoker(call, method, req, reply, cc, opts...)
+	err := invoker(call, method, req, reply, cc, opts...)
+	if d, ok := ctx.Deadline(); ok && err != nil && ctx.Err() == nil && !time.Now().Before(d) {
+		// The call's copy of the deadline fired a moment before the
+		// caller's own: let the caller see its context ended, as it would
+		// had the call run under it, before it reads the failure.
+		<-ctx.Done()
+	}
+	return err
 }
 
 // Addr returns the address the client dials.

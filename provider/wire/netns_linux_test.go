@@ -2,6 +2,7 @@ package wire_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -180,6 +181,11 @@ func TestNetnsLinkDownInCommit(t *testing.T) {
 	sv, ras := arraysOn(t, h.topology(), []int{2, 2, 2}, coordinator.Config{HoldWindow: window, ProviderTimeout: time.Second}, wrap, nil, nil, nil)
 	start := time.Now()
 	err, tl, _ := sv.backup(context.Background(), volumes(ras)...)
+	if !errors.Is(err, vss.VSS_E_HOLD_WRITES_TIMEOUT) {
+		for _, sp := range tl.Spans() {
+			t.Logf("the set's timeline: %v %s %s -> %s at %v for %v %s", sp.Kind, sp.Name, sp.Actor, sp.Result, sp.Start, sp.Duration(), sp.Detail)
+		}
+	}
 	require.ErrorIs(t, err, vss.VSS_E_HOLD_WRITES_TIMEOUT)
 	require.Less(t, time.Since(start), 5*time.Second)
 	for _, sp := range tl.Spans() {
