@@ -29,7 +29,9 @@ import (
 //     --provider-listen's. It stands in for the file's one hardware
 //     provider, with its array for the LUNs (Registration.Host: flush &
 //     hold, rescans and LUN descriptions go to it), so the file's LUNs must
-//     exist there under the file's names. Only the provider-facing
+//     exist there under the file's names. A provider that serves no
+//     KernelSupport (it has no array to reach, as examples/python-provider)
+//     works on the runner's array, as in-process. Only the provider-facing
 //     scenarios run: those whose steps go through the VSS interfaces alone.
 //     A scenario that needs the emulated array's parts (a firmware profile,
 //     LUN faults or caches, an NBD load, data or file-system steps, checks
@@ -48,6 +50,10 @@ type wireProvider struct {
 	client *wire.Client
 	srv    *wire.Server
 	served chan error
+	// local is a provider served elsewhere that serves no KernelSupport
+	// (no array of its own to reach, as the Python sample): the file's LUNs
+	// are then the runner's, as in-process.
+	local bool
 }
 
 // addProvider builds the file's provider ps and registers it: in-process,
@@ -71,12 +77,10 @@ func (r *runner) addProvider(ctx context.Context, ps providerSpec) error {
 			inner = wp.client
 		}
 	default:
-		c := r.external.client
-		if _, err := c.DescribeLuns(ctx, r.lunNames()); err != nil {
-			return fmt.Errorf("the provider at %s: the scenario's LUNs %s: %w (serve them there under these names)",
-				r.opts.Provider, strings.Join(r.lunNames(), ", "), err)
+		inner = r.external.client
+		if !r.external.local {
+			reg.Host = r.external.client
 		}
-		inner, reg.Host = c, c
 	}
 	st.traced = &tracedProvider{name: ps.name, inner: inner, rec: r.rec, luns: ps.luns, array: r.array}
 	reg.Provider = st.traced
@@ -101,14 +105,24 @@ func (r *runner) serveLoopback(ap *provider.ArrayProvider) (*wireProvider, error
 	return wp, nil
 }
 
-// dialExternal dials the provider at Options.Provider for the run.
-func (r *runner) dialExternal() error {
+// dialExternal dials the provider at Options.Provider for the run, and
+// finds the file's LUNs on its array, or learns that it has none to reach
+// (it serves no KernelSupport).
+func (r *runner) dialExternal(ctx context.Context) error {
 	c, err := wire.Dial(r.opts.Provider)
 	if err != nil {
 		return fmt.Errorf("the provider at %s: %w", r.opts.Provider, err)
 	}
 	r.external = &wireProvider{client: c}
 	r.wired = append(r.wired, r.external)
+	_, err = c.DescribeLuns(ctx, r.lunNames())
+	switch {
+	case errors.Is(err, wire.ErrNotServed):
+		r.external.local = true
+	case err != nil:
+		return fmt.Errorf("the provider at %s: the scenario's LUNs %s: %w (serve them there under these names)",
+			r.opts.Provider, strings.Join(r.lunNames(), ", "), err)
+	}
 	return nil
 }
 

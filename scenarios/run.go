@@ -253,7 +253,7 @@ func (r *runner) setup(ctx context.Context) error {
 		if err := sc.providerFacing(); err != nil {
 			return err
 		}
-		if err := r.dialExternal(); err != nil {
+		if err := r.dialExternal(ctx); err != nil {
 			return err
 		}
 	}
@@ -280,7 +280,7 @@ func (r *runner) setup(ctx context.Context) error {
 	}
 	r.array = a
 	for _, l := range sc.array.luns {
-		if r.external != nil {
+		if r.external != nil && !r.external.local {
 			break // the LUNs are the provider's array's
 		}
 		opts := l.opts
@@ -307,7 +307,7 @@ func (r *runner) setup(ctx context.Context) error {
 	}
 	for _, v := range sc.array.volumes {
 		var err error
-		if r.external != nil {
+		if r.external != nil && !r.external.local {
 			err = r.svc.AddVolumeOn(v.name, sc.providers[0].name, v.luns...)
 		} else {
 			err = r.svc.AddVolume(v.name, v.luns...)

@@ -20,6 +20,7 @@ import (
 	"github.com/shadowbench/shadowbench/coordinator"
 	"github.com/shadowbench/shadowbench/lun"
 	"github.com/shadowbench/shadowbench/provider/wire"
+	"github.com/shadowbench/shadowbench/scenarios"
 	"github.com/shadowbench/shadowbench/vss"
 )
 
@@ -170,4 +171,29 @@ func TestPythonProviderFailures(t *testing.T) {
 	err, calls = backup(t, start(t, "--fail", "PreCommitSnapshots=E_FAIL"))
 	require.ErrorIs(t, err, vss.VSS_E_UNEXPECTED_PROVIDER_ERROR)
 	require.Contains(t, calls, "PreCommitSnapshots=VSS_E_UNEXPECTED_PROVIDER_ERROR")
+}
+
+// TestPythonProviderScenarios: scenario run --provider ADDR against the
+// Python provider runs the library's provider-facing files, and every one
+// passes; a-call-order is a full backup whose every call is checked in
+// A.7's order.
+func TestPythonProviderScenarios(t *testing.T) {
+	addr := start(t)
+	scs, err := scenarios.LoadDir("../../scenarios/library")
+	require.NoError(t, err)
+	ran := 0
+	for _, sc := range scs {
+		var out strings.Builder
+		res := scenarios.Run(context.Background(), sc, scenarios.Options{TimeScale: 0.01, Provider: addr, Out: &out})
+		switch res.Status {
+		case scenarios.StatusSkipped:
+			continue
+		case scenarios.StatusPass:
+			ran++
+		default:
+			t.Errorf("%s\n%s", res.Verdict(), out.String())
+		}
+	}
+	require.GreaterOrEqual(t, ran, 5, "the provider-facing files ran")
+	t.Logf("%d provider-facing scenarios passed against the Python provider", ran)
 }
