@@ -106,6 +106,33 @@ func arraysOn(t *testing.T, topo topology, sizes []int, cfg coordinator.Config, 
 	return &service{t: t, s: s, logs: logs}, out
 }
 
+// rollbackSet takes one APP_ROLLBACK set of every array's volume and
+// returns the requester (closed when the test ends), the set and its
+// snapshots, one per array.
+func rollbackSet(t *testing.T, sv *service, ras []*remoteArray) (*coordinator.BackupComponents, vss.ID, []vss.ID) {
+	t.Helper()
+	ctx := context.Background()
+	bc := sv.s.NewBackupComponents()
+	t.Cleanup(func() { _ = bc.Close(ctx) })
+	require.NoError(t, bc.InitializeForBackup(nil))
+	require.NoError(t, bc.SetContext(vss.VSS_CTX_APP_ROLLBACK))
+	require.NoError(t, bc.SetBackupState(true, false, vss.VSS_BT_FULL, false))
+	require.NoError(t, bc.GatherWriterMetadata(ctx))
+	set, err := bc.StartSnapshotSet()
+	require.NoError(t, err)
+	var snaps []vss.ID
+	for _, v := range volumes(ras) {
+		id, err := bc.AddToSnapshotSet(ctx, v, vss.GUID_NULL)
+		require.NoError(t, err)
+		snaps = append(snaps, id)
+	}
+	require.NoError(t, bc.PrepareForBackup(ctx))
+	async, err := bc.DoSnapshotSet(ctx)
+	require.NoError(t, err)
+	require.NoError(t, async.Wait(ctx))
+	return bc, set, snaps
+}
+
 func volumes(ras []*remoteArray) []string {
 	var v []string
 	for _, ra := range ras {
@@ -163,24 +190,7 @@ func onePointInTime(t *testing.T, sv *service, ras []*remoteArray) {
 	})
 	require.Eventually(t, func() bool { return writes.Load() > 300 }, 5*time.Second, time.Millisecond)
 
-	bc := sv.s.NewBackupComponents()
-	defer bc.Close(ctx)
-	require.NoError(t, bc.InitializeForBackup(nil))
-	require.NoError(t, bc.SetContext(vss.VSS_CTX_APP_ROLLBACK))
-	require.NoError(t, bc.SetBackupState(true, false, vss.VSS_BT_FULL, false))
-	require.NoError(t, bc.GatherWriterMetadata(ctx))
-	set, err := bc.StartSnapshotSet()
-	require.NoError(t, err)
-	var snaps []vss.ID
-	for _, v := range volumes(ras) {
-		id, err := bc.AddToSnapshotSet(ctx, v, vss.GUID_NULL)
-		require.NoError(t, err)
-		snaps = append(snaps, id)
-	}
-	require.NoError(t, bc.PrepareForBackup(ctx))
-	async, err := bc.DoSnapshotSet(ctx)
-	require.NoError(t, err)
-	require.NoError(t, async.Wait(ctx))
+	bc, set, snaps := rollbackSet(t, sv, ras)
 	before := writes.Load()
 	require.Eventually(t, func() bool { return writes.Load() > before+30 }, 5*time.Second, time.Millisecond, "every gate was released")
 	close(stop)

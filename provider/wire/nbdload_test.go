@@ -127,24 +127,7 @@ func onePointInTimeOverNBD(t *testing.T, sv *service, ras []*remoteArray, dial n
 	}
 	require.Eventually(t, func() bool { return walked.Load() > 300 && loaded.Load() > 300 }, 10*time.Second, time.Millisecond)
 
-	bc := sv.s.NewBackupComponents()
-	defer bc.Close(ctx)
-	require.NoError(t, bc.InitializeForBackup(nil))
-	require.NoError(t, bc.SetContext(vss.VSS_CTX_APP_ROLLBACK))
-	require.NoError(t, bc.SetBackupState(true, false, vss.VSS_BT_FULL, false))
-	require.NoError(t, bc.GatherWriterMetadata(ctx))
-	set, err := bc.StartSnapshotSet()
-	require.NoError(t, err)
-	var snaps []vss.ID
-	for _, v := range volumes(ras) {
-		id, err := bc.AddToSnapshotSet(ctx, v, vss.GUID_NULL)
-		require.NoError(t, err)
-		snaps = append(snaps, id)
-	}
-	require.NoError(t, bc.PrepareForBackup(ctx))
-	async, err := bc.DoSnapshotSet(ctx)
-	require.NoError(t, err)
-	require.NoError(t, async.Wait(ctx))
+	bc, set, snaps := rollbackSet(t, sv, ras)
 	w, l := walked.Load(), loaded.Load()
 	require.Eventually(t, func() bool { return walked.Load() > w+30 && loaded.Load() > l+30 }, 10*time.Second, time.Millisecond,
 		"every gate was released")
