@@ -139,12 +139,15 @@ func TestMetricsLatencyFromNanoseconds(t *testing.T) {
 	require.NoError(t, nc.Close())
 
 	// A request is counted once its reply has gone out, which the client
-	// may see first: wait until the last one is.
+	// may see first, and the next request may be counted before it: wait
+	// until every one is.
 	var text string
 	require.Eventually(t, func() bool {
 		text, err = c.Metrics(ctx)
 		require.NoError(t, err)
-		return strings.Contains(text, `shadowbench_nbd_request_duration_seconds_count{cmd="read"} 2`)
+		return strings.Contains(text, `shadowbench_nbd_request_duration_seconds_count{cmd="read"} 2`) &&
+			strings.Contains(text, `shadowbench_nbd_request_duration_seconds_count{cmd="write"} 5`) &&
+			strings.Contains(text, "shadowbench_nbd_requests_in_flight 0\n")
 	}, 10*time.Second, 10*time.Millisecond)
 	require.Contains(t, text, `shadowbench_lun_latency_seconds_bucket{lun="lun0",op="write",le="1e-07"}`)
 	require.Contains(t, text, `shadowbench_lun_latency_seconds_bucket{lun="lun0",op="write",le="2.5e-07"}`)
